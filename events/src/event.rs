@@ -1,0 +1,286 @@
+//! The catalogue of domain events.
+//!
+//! Each event is named in the past tense, has a stable `type` string and a schema version, and
+//! carries the data its readers need. Payload structs are persisted with postcard: never reorder
+//! or remove their fields; add a new schema version (a new struct) and an upcast in
+//! [`decode_legacy`] instead. Every `(type, version)` has a golden fixture in `tests/fixtures`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::Error;
+
+/// Subscription plan of an organization; gates audit retention, webhooks and the SSE stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Plan {
+    Free,
+    Business,
+    #[default]
+    Workforce,
+}
+
+impl Plan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Free => "free",
+            Plan::Business => "business",
+            Plan::Workforce => "workforce",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Plan> {
+        match s {
+            "free" => Some(Plan::Free),
+            "business" => Some(Plan::Business),
+            "workforce" => Some(Plan::Workforce),
+            _ => None,
+        }
+    }
+}
+
+/// `org.created`: an organization (tenant) exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgCreated {
+    pub org_id: String,
+    pub name: String,
+    pub plan: Plan,
+    pub read_per_min: u32,
+    pub write_per_min: u32,
+}
+
+/// `org.limits_set`: the organization's rate limits were changed ("contact support").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgLimitsSet {
+    pub org_id: String,
+    pub read_per_min: u32,
+    pub write_per_min: u32,
+}
+
+/// `org.settings_changed`: fleet hygiene settings changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgSettingsChanged {
+    pub org_id: String,
+    /// Remove any device idle longer than this many days (None: never).
+    pub device_idle_removal_days: Option<u32>,
+    /// Remove an ephemeral device after this many seconds offline.
+    pub ephemeral_offline_secs: u64,
+}
+
+/// `token.created`: an API token was issued. Only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub token_id: String,
+    /// The first characters of the token, safe to show (`qz_ab12cd`).
+    pub prefix: String,
+    pub secret_hash: [u8; 32],
+    pub scopes: Vec<String>,
+    pub description: String,
+    /// Microseconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// `token.revoked`: an API token stopped working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    pub token_id: String,
+}
+
+/// `key.created`: a pre-auth key was issued. Only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCreated {
+    pub key_id: String,
+    pub prefix: String,
+    pub secret_hash: [u8; 32],
+    pub reusable: bool,
+    pub ephemeral: bool,
+    pub tags: Vec<String>,
+    pub owner: Option<String>,
+    pub expires_at: i64,
+    pub description: String,
+    pub max_uses: Option<u32>,
+}
+
+/// `key.used`: a device joined with a pre-auth key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsed {
+    pub key_id: String,
+    pub device_id: String,
+    /// The key's use count after this use.
+    pub uses: u32,
+}
+
+/// `key.revoked`: a pre-auth key stopped working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRevoked {
+    pub key_id: String,
+}
+
+/// `device.registered`: a device joined the organization with a pre-auth key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRegistered {
+    pub device_id: String,
+    pub key_id: String,
+    pub hostname: String,
+    pub os: String,
+    pub os_version: String,
+    pub public_key: String,
+    pub ipv4: String,
+    pub ipv6: String,
+    pub tags: Vec<String>,
+    pub owner: Option<String>,
+    pub ephemeral: bool,
+    /// SHA-256 of the device's node credential.
+    pub credential_hash: [u8; 32],
+    /// When the device's authentication expires (microseconds), if it does.
+    pub key_expires_at: Option<i64>,
+}
+
+/// `device.updated`: mutable fields of a device changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceUpdated {
+    pub device_id: String,
+    pub hostname: Option<String>,
+}
+
+/// `device.tagged`: tags were added to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceTagged {
+    pub device_id: String,
+    pub tags: Vec<String>,
+}
+
+/// `device.untagged`: tags were removed from a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceUntagged {
+    pub device_id: String,
+    pub tags: Vec<String>,
+}
+
+/// `device.owner_changed`: a device was reassigned to another user (or to none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceOwnerChanged {
+    pub device_id: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// `device.key_expired`: the device's authentication was force-expired; it must re-authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceKeyExpired {
+    pub device_id: String,
+}
+
+/// `device.removed`: a device left the organization and its credential was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRemoved {
+    pub device_id: String,
+    /// Why: `api`, `ephemeral_offline`, `idle`, `user_removed`, …
+    pub reason: String,
+}
+
+macro_rules! catalogue {
+    ($( $variant:ident($ty:ident) = $name:literal v $ver:literal ),* $(,)?) => {
+        /// Every event the log can hold, in its current schema version.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Event {
+            $( $variant($ty), )*
+        }
+
+        $( impl From<$ty> for Event {
+            fn from(p: $ty) -> Event { Event::$variant(p) }
+        } )*
+
+        impl Event {
+            /// Every `(type, current schema version)` pair.
+            pub const TYPES: &'static [(&'static str, u16)] = &[ $( ($name, $ver), )* ];
+
+            /// The stable type name, e.g. `device.registered`.
+            pub fn event_type(&self) -> &'static str {
+                match self { $( Event::$variant(_) => $name, )* }
+            }
+
+            pub fn schema_version(&self) -> u16 {
+                match self { $( Event::$variant(_) => $ver, )* }
+            }
+
+            /// The payload bytes stored in the envelope.
+            pub fn encode_payload(&self) -> Vec<u8> {
+                match self { $( Event::$variant(p) => codec::encode_payload(p), )* }
+            }
+
+            /// Decodes a payload of any known `(type, version)`, upcasting old versions.
+            pub fn decode(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, Error> {
+                match (event_type, version) {
+                    $( ($name, $ver) => codec::decode_payload::<$ty>(bytes).map(Event::$variant), )*
+                    _ => decode_legacy(event_type, version, bytes),
+                }
+            }
+
+            fn payload_json(&self) -> serde_json::Value {
+                let v = match self { $( Event::$variant(p) => serde_json::to_value(p), )* };
+                v.unwrap_or(serde_json::Value::Null)
+            }
+        }
+    };
+}
+
+catalogue! {
+    OrgCreated(OrgCreated) = "org.created" v 1,
+    OrgLimitsSet(OrgLimitsSet) = "org.limits_set" v 1,
+    OrgSettingsChanged(OrgSettingsChanged) = "org.settings_changed" v 1,
+    TokenCreated(TokenCreated) = "token.created" v 1,
+    TokenRevoked(TokenRevoked) = "token.revoked" v 1,
+    KeyCreated(KeyCreated) = "key.created" v 1,
+    KeyUsed(KeyUsed) = "key.used" v 1,
+    KeyRevoked(KeyRevoked) = "key.revoked" v 1,
+    DeviceRegistered(DeviceRegistered) = "device.registered" v 1,
+    DeviceUpdated(DeviceUpdated) = "device.updated" v 1,
+    DeviceTagged(DeviceTagged) = "device.tagged" v 1,
+    DeviceUntagged(DeviceUntagged) = "device.untagged" v 1,
+    DeviceOwnerChanged(DeviceOwnerChanged) = "device.owner_changed" v 1,
+    DeviceKeyExpired(DeviceKeyExpired) = "device.key_expired" v 1,
+    DeviceRemoved(DeviceRemoved) = "device.removed" v 1,
+}
+
+/// Older schema versions decode through frozen structs and pure upcasts here. There are none
+/// yet: every type is at version 1.
+fn decode_legacy(event_type: &str, version: u16, _bytes: &[u8]) -> Result<Event, Error> {
+    Err(Error::UnknownEvent {
+        event_type: event_type.to_owned(),
+        version,
+    })
+}
+
+impl Event {
+    /// The payload as JSON for the audit log, SSE and webhooks. Hashes of secrets are removed:
+    /// they are not secrets, but nobody outside the server needs them.
+    pub fn data_json(&self) -> serde_json::Value {
+        let mut v = self.payload_json();
+        if let serde_json::Value::Object(map) = &mut v {
+            map.retain(|k, _| !k.ends_with("_hash"));
+        }
+        v
+    }
+
+    /// What the event is about, as `kind:id` (the audit log's `subject`).
+    pub fn subject(&self) -> String {
+        match self {
+            Event::OrgCreated(e) => format!("org:{}", e.org_id),
+            Event::OrgLimitsSet(e) => format!("org:{}", e.org_id),
+            Event::OrgSettingsChanged(e) => format!("org:{}", e.org_id),
+            Event::TokenCreated(e) => format!("token:{}", e.token_id),
+            Event::TokenRevoked(e) => format!("token:{}", e.token_id),
+            Event::KeyCreated(e) => format!("key:{}", e.key_id),
+            Event::KeyUsed(e) => format!("key:{}", e.key_id),
+            Event::KeyRevoked(e) => format!("key:{}", e.key_id),
+            Event::DeviceRegistered(e) => format!("device:{}", e.device_id),
+            Event::DeviceUpdated(e) => format!("device:{}", e.device_id),
+            Event::DeviceTagged(e) => format!("device:{}", e.device_id),
+            Event::DeviceUntagged(e) => format!("device:{}", e.device_id),
+            Event::DeviceOwnerChanged(e) => format!("device:{}", e.device_id),
+            Event::DeviceKeyExpired(e) => format!("device:{}", e.device_id),
+            Event::DeviceRemoved(e) => format!("device:{}", e.device_id),
+        }
+    }
+}

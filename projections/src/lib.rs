@@ -1,0 +1,51 @@
+//! QuickZTNA's read models, folded from the event log (the Q of CQRS).
+//!
+//! # Layout
+//! - [`Projection`]: the trait every read model implements — a pure, synchronous `apply`.
+//! - [`runner`]: keeps a projection up to date: snapshot + tail at start-up, then the live
+//!   subscription; readers get lock-free snapshots; writers wait for a position.
+//! - [`snapshot`]: the on-disk snapshot format (postcard, versioned, checksummed).
+//! - [`models`]: [`Models`], every read model the API serves, folded together.
+//! - [`orgs`], [`tokens`]: the read models themselves.
+//!
+//! Invariants: a projection never appends to the log and never skips an event; live state equals
+//! a replay from scratch equals snapshot + replay.
+
+pub mod models;
+pub mod orgs;
+pub mod runner;
+pub mod snapshot;
+pub mod tokens;
+
+use events::Recorded;
+
+pub use models::Models;
+pub use runner::{Applied, ProjectionHandle, RunnerOptions};
+
+/// A read model: state folded from events, one at a time, in log order.
+pub trait Projection: Clone + Default + PartialEq + Send + Sync + 'static {
+    /// The snapshot's file name.
+    const NAME: &'static str;
+    /// Bumped whenever `apply` or the state's layout changes: a snapshot written by another
+    /// version is discarded and the projection rebuilt from the log.
+    const VERSION: u32;
+
+    /// Folds one event into the state. Pure: no I/O, no clock, no randomness.
+    fn apply(&mut self, event: &Recorded);
+}
+
+/// Folds the whole log into a fresh projection: the reference the tests compare against.
+pub fn replay<P: Projection>(log: &events::Log) -> Result<(P, u64), events::Error> {
+    let mut state = P::default();
+    let mut position = 0u64;
+    loop {
+        let page = log.read_forward(position + 1, 4096)?;
+        if page.is_empty() {
+            return Ok((state, position));
+        }
+        for r in page {
+            state.apply(&r);
+            position = r.position();
+        }
+    }
+}

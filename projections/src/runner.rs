@@ -1,0 +1,236 @@
+//! Keeps a projection current and serves lock-free reads of it.
+//!
+//! Start-up loads the newest usable snapshot and replays only the log's tail after it, so it is
+//! not O(history). A task then follows the log's subscription, applying events in chunks: each
+//! chunk is applied to a clone of the state (cheap: read models use persistent maps) which is
+//! then published atomically with its position. Readers load the published `Arc` and never wait
+//! for the writer; writers wait for a position with [`ProjectionHandle::wait_for`] — that is how
+//! the API gives read-your-writes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::{Projection, snapshot};
+
+/// A projection's state as of a log position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied<P> {
+    /// Every event up to and including this position has been applied.
+    pub position: u64,
+    pub state: P,
+}
+
+/// When and where snapshots are written.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    pub snapshot_dir: PathBuf,
+    /// Snapshot after this many events since the last one…
+    pub snapshot_every_events: u64,
+    /// …or after this much time, if anything changed.
+    pub snapshot_every: Duration,
+}
+
+impl RunnerOptions {
+    pub fn new(snapshot_dir: PathBuf) -> Self {
+        RunnerOptions {
+            snapshot_dir,
+            snapshot_every_events: 50_000,
+            snapshot_every: Duration::from_secs(60),
+        }
+    }
+}
+
+struct Inner<P> {
+    current: ArcSwap<Applied<P>>,
+    applied: watch::Sender<u64>,
+    /// Set when an event could not be read: the projection stops rather than skip it.
+    failed: AtomicBool,
+    /// The log head when the runner started; caught up once applied reaches it.
+    start_head: u64,
+    options: RunnerOptions,
+    log: events::Log,
+}
+
+/// A running projection; cheap to clone.
+pub struct ProjectionHandle<P> {
+    inner: Arc<Inner<P>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl<P> Clone for ProjectionHandle<P> {
+    fn clone(&self) -> Self {
+        ProjectionHandle {
+            inner: self.inner.clone(),
+            task: self.task.clone(),
+        }
+    }
+}
+
+impl<P> ProjectionHandle<P>
+where
+    P: Projection + Serialize + DeserializeOwned,
+{
+    /// Loads the snapshot (if usable) and starts following the log from its position. The tail
+    /// after the snapshot is applied in the background; [`Self::caught_up`] says when it is done.
+    pub async fn start(log: events::Log, options: RunnerOptions) -> Self {
+        let dir = options.snapshot_dir.clone();
+        let head = log.head();
+        let loaded = tokio::task::spawn_blocking(move || {
+            snapshot::read::<P>(&dir, P::NAME, P::VERSION)
+        })
+        .await
+        .unwrap_or(Err(snapshot::Unusable::Missing));
+        let initial = match loaded {
+            Ok((position, state)) if position <= head => Applied { position, state },
+            Ok((position, _)) => {
+                tracing::warn!(
+                    projection = P::NAME,
+                    position,
+                    head,
+                    "snapshot is ahead of the log; rebuilding from the start"
+                );
+                Applied {
+                    position: 0,
+                    state: P::default(),
+                }
+            }
+            Err(why) => {
+                if why != snapshot::Unusable::Missing {
+                    tracing::warn!(projection = P::NAME, ?why, "snapshot not usable; rebuilding");
+                }
+                Applied {
+                    position: 0,
+                    state: P::default(),
+                }
+            }
+        };
+        let from = initial.position;
+        let (applied, _) = watch::channel(from);
+        let inner = Arc::new(Inner {
+            current: ArcSwap::from_pointee(initial),
+            applied,
+            failed: AtomicBool::new(false),
+            start_head: head,
+            options,
+            log: log.clone(),
+        });
+        let task = tokio::spawn(follow(inner.clone(), log, from));
+        ProjectionHandle {
+            inner,
+            task: Arc::new(task),
+        }
+    }
+
+    /// Writes a snapshot of the current state now (also done periodically and at shutdown).
+    pub async fn snapshot_now(&self) -> std::io::Result<()> {
+        write_snapshot(&self.inner).await
+    }
+}
+
+impl<P: Projection> ProjectionHandle<P> {
+    /// The current state; never blocks.
+    pub fn load(&self) -> Arc<Applied<P>> {
+        self.inner.current.load_full()
+    }
+
+    pub fn position(&self) -> u64 {
+        *self.inner.applied.borrow()
+    }
+
+    /// True once everything in the log at start-up has been applied.
+    pub fn caught_up(&self) -> bool {
+        self.position() >= self.inner.start_head
+    }
+
+    /// True if an event could not be read or applied; the projection has stopped.
+    pub fn failed(&self) -> bool {
+        self.inner.failed.load(Ordering::Acquire)
+    }
+
+    /// Waits until every event up to `position` has been applied. Returns false if the
+    /// projection has failed or `timeout` passed first.
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        let mut rx = self.inner.applied.subscribe();
+        let wait = rx.wait_for(|p| *p >= position);
+        matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(_)))
+    }
+
+    /// The log this projection follows.
+    pub fn log(&self) -> &events::Log {
+        &self.inner.log
+    }
+
+    /// Stops following the log.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn follow<P>(inner: Arc<Inner<P>>, log: events::Log, from: u64)
+where
+    P: Projection + Serialize + DeserializeOwned,
+{
+    let stream = events::subscribe(log, from).ready_chunks(1024);
+    futures::pin_mut!(stream);
+    let mut since_snapshot = 0u64;
+    let mut last_snapshot = Instant::now();
+    while let Some(chunk) = stream.next().await {
+        let current = inner.current.load_full();
+        let mut next = current.state.clone();
+        let mut position = current.position;
+        let mut failed = false;
+        for item in chunk {
+            match item {
+                Ok(r) => {
+                    next.apply(&r);
+                    position = r.position();
+                    since_snapshot += 1;
+                }
+                Err(e) => {
+                    tracing::error!(projection = P::NAME, error = %e, "cannot read the log; projection stopped");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        inner.current.store(Arc::new(Applied {
+            position,
+            state: next,
+        }));
+        inner.applied.send_replace(position);
+        if failed {
+            inner.failed.store(true, Ordering::Release);
+            return;
+        }
+        let due = since_snapshot >= inner.options.snapshot_every_events
+            || (since_snapshot > 0 && last_snapshot.elapsed() >= inner.options.snapshot_every);
+        if due {
+            since_snapshot = 0;
+            last_snapshot = Instant::now();
+            if let Err(e) = write_snapshot(&inner).await {
+                tracing::warn!(projection = P::NAME, error = %e, "snapshot failed");
+            }
+        }
+    }
+}
+
+async fn write_snapshot<P>(inner: &Arc<Inner<P>>) -> std::io::Result<()>
+where
+    P: Projection + Serialize + DeserializeOwned,
+{
+    let current = inner.current.load_full();
+    let dir = inner.options.snapshot_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        snapshot::write(&dir, P::NAME, P::VERSION, current.position, &current.state)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}

@@ -1,0 +1,78 @@
+//! API tokens: who may call the API, with which scopes, until when.
+
+use events::{Event, Recorded};
+use serde::{Deserialize, Serialize};
+
+use crate::Projection;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: String,
+    pub org_id: String,
+    pub prefix: String,
+    pub secret_hash: [u8; 32],
+    pub scopes: Vec<String>,
+    pub description: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+    /// The description of whoever created it (a token, or the console for owner tokens).
+    pub created_by: String,
+    pub revoked_at: Option<i64>,
+}
+
+impl Token {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub by_id: imbl::HashMap<String, Token>,
+    /// SHA-256 of the secret → token id: how a presented bearer token is found.
+    pub by_hash: imbl::HashMap<[u8; 32], String>,
+}
+
+impl Tokens {
+    pub fn get(&self, id: &str) -> Option<&Token> {
+        self.by_id.get(id)
+    }
+
+    pub fn by_secret_hash(&self, hash: &[u8; 32]) -> Option<&Token> {
+        self.by_hash.get(hash).and_then(|id| self.by_id.get(id))
+    }
+}
+
+impl Projection for Tokens {
+    const NAME: &'static str = "tokens";
+    const VERSION: u32 = 1;
+
+    fn apply(&mut self, r: &Recorded) {
+        match &r.event {
+            Event::TokenCreated(e) => {
+                self.by_hash.insert(e.secret_hash, e.token_id.clone());
+                self.by_id.insert(
+                    e.token_id.clone(),
+                    Token {
+                        id: e.token_id.clone(),
+                        org_id: r.envelope.org_id.clone(),
+                        prefix: e.prefix.clone(),
+                        secret_hash: e.secret_hash,
+                        scopes: e.scopes.clone(),
+                        description: e.description.clone(),
+                        expires_at: e.expires_at,
+                        created_at: r.envelope.recorded_at,
+                        created_by: r.envelope.actor.description.clone(),
+                        revoked_at: None,
+                    },
+                );
+            }
+            Event::TokenRevoked(e) => {
+                if let Some(t) = self.by_id.get_mut(&e.token_id) {
+                    t.revoked_at.get_or_insert(r.envelope.recorded_at);
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The admin CLI: a client of the REST API (and the dispatcher of every subcommand).
+//!
+//! # Layout
+//! - [`client`]: server and token resolution, requests, problems, `Retry-After`.
+//! - [`output`]: tables on a terminal, JSON with `--json`.
+//! - [`tokens`]: `tokens create|list|revoke`.
+
+pub mod client;
+pub mod output;
+pub mod tokens;
+
+use std::fmt;
+
+use crate::config::{AuditLogCommand, Cli, Command, OrgCommand};
+
+/// A failed command: what to print, and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub code: u8,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: 1,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        CliError::new(message)
+    }
+}
+
+/// Runs one command.
+pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    let client_args = cli.client;
+    match cli.command {
+        Command::Serve(args) => Ok(crate::server::serve(args).await?),
+        Command::Init(args) => Ok(crate::offline::init(args).await?),
+        Command::Org(OrgCommand::SetLimits(args)) => Ok(crate::offline::set_limits(args).await?),
+        Command::Org(OrgCommand::IssueToken(args)) => Ok(crate::offline::issue_token(args).await?),
+        Command::Org(OrgCommand::List(args)) => Ok(crate::offline::list_orgs(args).await?),
+        Command::AuditLog(AuditLogCommand::Verify(args)) => Ok(crate::offline::verify(args).await?),
+        Command::Login(args) => client::login(&args.server, &args.token).await,
+        Command::Tokens(cmd) => {
+            let client = client::Client::resolve(&client_args)?;
+            tokens::run(&client, cmd).await
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The command line. Every flag that a deployment sets also reads an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "quickztna", version, about = "QuickZTNA control plane: server, admin CLI and device agent")]
+pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Server commands log at info level; client commands stay quiet.
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+}
+
+/// How CLI commands reach the server: flags, then environment, then `quickztna login`'s file.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server URL, e.g. https://ztna.example.com (default http://127.0.0.1:8080).
+    #[arg(long, global = true, env = "QUICKZTNA_SERVER")]
+    pub server: Option<String>,
+    /// API token (`qz_…`).
+    #[arg(long, global = true, env = "QUICKZTNA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Where the data lives (offline commands and the server).
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// The data directory: event log, snapshots, keys.
+    #[arg(long, env = "QUICKZTNA_DATA_DIR", default_value = "./quickztna-data")]
+    pub data_dir: PathBuf,
+    /// The chain key file, if kept outside the data dir (so a copy of the disk alone cannot
+    /// re-forge the audit chain). Created (mode 0600) if missing.
+    #[arg(long, env = "QUICKZTNA_CHAIN_KEY_FILE")]
+    pub chain_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane server.
+    Serve(ServeArgs),
+    /// Create an organization and its owner token (offline; run before `serve`).
+    Init(InitArgs),
+    /// Organization administration at the console (offline).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// The audit log.
+    #[command(subcommand, name = "audit-log")]
+    AuditLog(AuditLogCommand),
+    /// Save the server URL and token for later commands (mode 0600 in your config dir).
+    Login(LoginArgs),
+    /// API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Address to listen on.
+    #[arg(long, env = "QUICKZTNA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "QUICKZTNA_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Organization name: 1–63 characters of a-z, 0-9 and '-'.
+    #[arg(long)]
+    pub org: String,
+    /// Plan: free, business or workforce.
+    #[arg(long, default_value = "workforce", value_parser = ["free", "business", "workforce"])]
+    pub plan: String,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Change an organization's rate limits (the "contact support" path).
+    SetLimits(SetLimitsArgs),
+    /// Issue a new owner token (scope `write`) for an organization whose token was lost.
+    IssueToken(IssueTokenArgs),
+    /// List organizations.
+    List(DataDirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetLimitsArgs {
+    /// Organization id or name.
+    #[arg(long)]
+    pub org: String,
+    #[arg(long)]
+    pub read_per_min: u32,
+    #[arg(long)]
+    pub write_per_min: u32,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IssueTokenArgs {
+    /// Organization id or name.
+    #[arg(long)]
+    pub org: String,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditLogCommand {
+    /// Verify the tamper-evident chain of the whole log (offline).
+    Verify(DataDirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Server URL.
+    #[arg(long = "server", id = "login_server")]
+    pub server: String,
+    /// API token.
+    #[arg(long = "token", id = "login_token")]
+    pub token: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Issue a token; prints it once.
+    Create(TokensCreateArgs),
+    /// List tokens.
+    List(ListArgs),
+    /// Revoke a token.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokensCreateArgs {
+    /// Scope to grant (repeatable): read, write, devices:read, …
+    #[arg(long = "scope", required = true)]
+    pub scopes: Vec<String>,
+    /// Label shown in the audit log.
+    #[arg(long)]
+    pub description: String,
+    /// Lifetime: 1h to 12 months, e.g. 30d.
+    #[arg(long, default_value = "90d")]
+    pub expires_in: String,
+    /// Print the whole JSON response.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Filter expression, e.g. `status:active`.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,25 @@
+//! Pure decisions and the value types they take: no I/O, no clock (time is passed in).
+//!
+//! Handlers build a command, a `decide_*` function turns it into events or a [`Rejection`], the
+//! log appends the events and the projections fold them.
+
+pub mod duration;
+pub mod ids;
+pub mod scope;
+pub mod secret;
+pub mod tokens;
+
+/// Why a command was refused; the HTTP edge maps each variant to one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The request is malformed or a field is invalid (400).
+    Invalid(String),
+    /// The caller may not do this (403).
+    Forbidden(String),
+    /// No such resource in the caller's organization (404).
+    NotFound(String),
+    /// The resource's state forbids it (409).
+    Conflict(String),
+    /// Valid, but semantically refused (422).
+    Unprocessable(String),
+}

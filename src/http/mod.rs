@@ -1,0 +1,49 @@
+//! The HTTP API: one router per resource, merged under `/api/v1`, inside the request frame.
+//!
+//! Layers, outermost first: request context (request id, tracing span, problem rendering) →
+//! body limit → authentication and rate limits (for `/api/v1` resources) → the handler.
+
+pub mod auth;
+pub mod commit;
+pub mod extract;
+pub mod filter;
+pub mod meta;
+pub mod openapi;
+pub mod pagination;
+pub mod problem;
+pub mod ratelimit;
+pub mod request_id;
+pub mod tokens;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// Builds the whole application.
+pub fn router(state: AppState) -> Router {
+    let (router, api) = api_router(state.clone()).split_for_parts();
+    let api = std::sync::Arc::new(openapi::finish(api));
+    let body_limit = state.settings().body_limit;
+    // Outside /api/v1 (the document's second address, unknown paths) callers are anonymous.
+    let outside = meta::openapi_routes(api)
+        .fallback(request_id::not_found_fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::anonymous));
+    Router::new()
+        .nest("/api/v1", router)
+        .merge(outside)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(request_id::request_context))
+        .with_state(state)
+}
+
+/// Every `/api/v1` route, with its OpenAPI description.
+pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
+    let protected = OpenApiRouter::new()
+        .merge(tokens::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let public = meta::routes().layer(middleware::from_fn_with_state(state, auth::anonymous));
+    OpenApiRouter::with_openapi(openapi::base()).merge(protected).merge(public)
+}

@@ -1,0 +1,145 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+//!
+//! [`finish`] adds what every operation shares so no handler has to repeat it: the problem
+//! responses (with the RFC 7807 schema) and the `X-Request-ID` and `X-RateLimit-*` headers on
+//! every response.
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi as Doc, Ref, RefOr};
+use utoipa::{Modify, OpenApi};
+
+use super::problem::{PROBLEM_JSON, ProblemBody};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "QuickZTNA API",
+        description = "Programmatic surface of the QuickZTNA control plane: devices, users, policy, \
+                       pre-auth keys, audit log. Errors are RFC 7807 problems; lists are cursor-paginated.",
+        license(name = "Apache-2.0")
+    ),
+    servers((url = "/api/v1", description = "This server, API version 1")),
+    components(schemas(ProblemBody)),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "tokens", description = "API tokens (Settings → API tokens)"),
+        (name = "meta", description = "Health, version and this document; unauthenticated"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut Doc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token: `Authorization: Bearer qz_…`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document's fixed parts; routers add their paths to it.
+pub fn base() -> Doc {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// Adds the shared responses and headers to every operation.
+pub fn finish(mut doc: Doc) -> Doc {
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            decorate(op);
+        }
+    }
+    doc
+}
+
+fn decorate(op: &mut Operation) {
+    let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mutating_body = op.request_body.is_some();
+    let mut problems: Vec<(&str, &str)> = vec![
+        ("400", "Malformed request or invalid field values"),
+        ("429", "Rate limit hit; honour Retry-After"),
+        ("500", "Server-side bug; quote the request_id"),
+        ("503", "Transient unavailability; retry with backoff"),
+    ];
+    if authenticated {
+        problems.push(("401", "Missing, invalid, expired or revoked token"));
+        problems.push(("403", "The token lacks the scope this endpoint needs"));
+        problems.push(("404", "No such resource in this organization"));
+    }
+    if mutating_body {
+        problems.push(("409", "Conflicts with the resource's current state"));
+        problems.push(("413", "Request body too large"));
+        problems.push(("415", "Content-Type must be application/json"));
+    }
+    for (status, description) in problems {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(problem_response(description)));
+    }
+    for resp in op.responses.responses.values_mut() {
+        if let RefOr::T(resp) = resp {
+            add_common_headers(&mut resp.headers);
+        }
+    }
+}
+
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            Content::new(Some(RefOr::Ref(Ref::from_schema_name("ProblemBody")))),
+        )
+        .build()
+}
+
+fn add_common_headers(headers: &mut std::collections::BTreeMap<String, utoipa::openapi::Header>) {
+    let int = || {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .build()
+    };
+    let string = || {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .build()
+    };
+    let entries = [
+        ("X-Request-ID", string(), "Correlation id: yours if you sent one, else generated"),
+        ("X-RateLimit-Limit", int(), "Requests per minute allowed for this class (read or write)"),
+        ("X-RateLimit-Remaining", int(), "Requests you can make right now"),
+        ("X-RateLimit-Reset", int(), "Unix time (seconds) when the allowance is full again"),
+    ];
+    for (name, schema, description) in entries {
+        headers.entry(name.to_owned()).or_insert_with(|| {
+            HeaderBuilder::new()
+                .schema(schema)
+                .description(Some(description))
+                .build()
+        });
+    }
+}

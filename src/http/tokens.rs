@@ -1,0 +1,374 @@
+//! `/tokens`: API tokens (the dashboard's Settings → API tokens).
+
+use axum::Extension;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use events::{Event, Expected, NewEvent};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use projections::tokens::Token;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::Principal;
+use super::commit::{Mutation, commit, idempotency};
+use super::extract::{Json, Path, Query};
+use super::filter::{Filter, Sort};
+use super::pagination::{CursorPosition, Page, PageParams, paginate};
+use super::problem::Problem;
+use super::request_id::RequestId;
+use crate::domain::duration;
+use crate::domain::ids::new_id;
+use crate::domain::scope::{Group, Need, Scopes};
+use crate::domain::secret;
+use crate::domain::tokens::{CreateToken, decide_create, decide_revoke};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(get_token, revoke_token))
+}
+
+/// Tokens last this long unless the request says otherwise.
+const DEFAULT_LIFETIME: &str = "90d";
+
+/// A request to issue an API token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// What the token may do: `read`, `write`, or per group (`devices:read`, `devices:write`,
+    /// `users:…`, `policy:…`, `keys:…`, `posture:…`, `webhooks:…`, `audit:read`, `events:read`,
+    /// `tokens:write`, `scim`). A token can only grant scopes its creator holds.
+    #[schema(example = json!(["devices:read", "audit:read"]))]
+    pub scopes: Vec<String>,
+    /// Human-readable label, shown in the audit log of every request the token makes (1–200
+    /// characters).
+    #[schema(example = "SIEM export job")]
+    pub description: String,
+    /// Lifetime from now: `3600s`, `12h`, `90d`… (1 hour to 12 months). Default 90 days.
+    #[serde(default)]
+    #[schema(example = "90d")]
+    pub expires_in: Option<String>,
+    /// Absolute expiry (RFC 3339), instead of `expires_in`.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// An API token as listed (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    /// The first characters of the token, to recognise it.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub description: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub created_at: String,
+    /// Who created it (a token's description, or the console).
+    pub created_by: String,
+    pub revoked_at: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+}
+
+/// A newly issued token: the only time its secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: String,
+    /// The bearer token. Shown exactly once; `null` when this answers a repeated request with
+    /// the same `Idempotency-Key`.
+    pub token: Option<String>,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub description: String,
+    pub expires_at: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub revoked_at: Option<String>,
+    pub status: String,
+    /// Set when the secret is not shown, saying why.
+    pub note: Option<String>,
+}
+
+/// List parameters shared by collection endpoints.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `key:value` terms; `+` or space = AND, `,` = OR. Keys: `status` (active, expired,
+    /// revoked), `scope`.
+    pub filter: Option<String>,
+    /// `field:asc|desc`; fields `created_at` (default), `expires_at`, `description`.
+    pub sort: Option<String>,
+}
+
+const FILTER_KEYS: &[&str] = &["status", "scope"];
+const SORT_FIELDS: &[&str] = &["created_at", "expires_at", "description"];
+
+fn status_of(t: &Token, now: i64) -> &'static str {
+    if t.revoked_at.is_some() {
+        "revoked"
+    } else if t.expires_at <= now {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+fn view(t: &Token, now: i64) -> TokenView {
+    TokenView {
+        id: t.id.clone(),
+        prefix: t.prefix.clone(),
+        scopes: t.scopes.clone(),
+        description: t.description.clone(),
+        expires_at: events::format_time(t.expires_at),
+        created_at: events::format_time(t.created_at),
+        created_by: t.created_by.clone(),
+        revoked_at: t.revoked_at.map(events::format_time),
+        status: status_of(t, now).to_owned(),
+    }
+}
+
+fn created(v: TokenView, token: Option<String>, note: Option<String>) -> CreatedToken {
+    CreatedToken {
+        id: v.id,
+        token,
+        prefix: v.prefix,
+        scopes: v.scopes,
+        description: v.description,
+        expires_at: v.expires_at,
+        created_at: v.created_at,
+        created_by: v.created_by,
+        revoked_at: v.revoked_at,
+        status: v.status,
+        note,
+    }
+}
+
+fn parse_expiry(body: &CreateTokenRequest, now: i64) -> Result<i64, Problem> {
+    match (&body.expires_in, &body.expires_at) {
+        (Some(_), Some(_)) => Err(Problem::invalid_argument(
+            "give either 'expires_in' or 'expires_at', not both",
+        )),
+        (None, Some(at)) => at
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_microsecond())
+            .map_err(|_| Problem::invalid_argument("field 'expires_at' must be an RFC 3339 time")),
+        (inn, None) => {
+            let d = duration::parse(inn.as_deref().unwrap_or(DEFAULT_LIFETIME))
+                .map_err(|e| Problem::invalid_argument(format!("field 'expires_in': {e}")))?;
+            let micros = i64::try_from(d.as_micros())
+                .map_err(|_| Problem::invalid_argument("field 'expires_in' is too large"))?;
+            Ok(now.saturating_add(micros))
+        }
+    }
+}
+
+/// Issue an API token.
+///
+/// Returns the token exactly once; only its SHA-256 is stored. Supports `Idempotency-Key`.
+#[utoipa::path(
+    post, path = "/tokens", tag = "tokens",
+    request_body = CreateTokenRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key: a repeat with the same body returns the original result (without the secret)")),
+    responses(
+        (status = 201, description = "Token issued", body = CreatedToken),
+        (status = 200, description = "Repeat of an earlier request with the same Idempotency-Key", body = CreatedToken),
+    ),
+    security(("bearer" = []))
+)]
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    Json(body): Json<CreateTokenRequest>,
+) -> Result<impl IntoResponse, Problem> {
+    principal.require(Need::write(Group::Tokens))?;
+    let idem = idempotency(&headers, "POST", "/api/v1/tokens", &body)?;
+    let now = events::now_micros();
+    let scopes = Scopes::parse(&body.scopes)
+        .map_err(|e| Problem::invalid_argument(format!("field 'scopes': {e}")))?;
+    let expires_at = parse_expiry(&body, now)?;
+    let token_id = new_id("tok");
+    let secret = secret::generate("qz_");
+    let event = decide_create(
+        &principal.scopes,
+        CreateToken {
+            token_id: token_id.clone(),
+            prefix: secret.display_prefix.clone(),
+            secret_hash: secret.hash,
+            scopes,
+            description: body.description.clone(),
+            expires_at,
+        },
+        now,
+    )?;
+    let appended = commit(
+        &state,
+        &principal,
+        &request_id,
+        Mutation {
+            expectations: vec![(format!("token:{token_id}"), Expected::NoStream)],
+            events: vec![NewEvent::new(format!("token:{token_id}"), event)],
+            idempotency: idem,
+        },
+    )
+    .await?;
+    let (id, secret_value, note, status) = if appended.replayed {
+        let original = state
+            .log()
+            .get(appended.first)
+            .map_err(Problem::internal)?
+            .and_then(|r| match &r.event {
+                Event::TokenCreated(e) => Some(e.token_id.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| Problem::conflict("this Idempotency-Key was used for another kind of request"))?;
+        let note = "repeat of an earlier request with the same Idempotency-Key: the token was issued then and is not shown again";
+        (original, None, Some(note.to_owned()), StatusCode::OK)
+    } else {
+        (token_id, Some(secret.value), None, StatusCode::CREATED)
+    };
+    let models = state.models().load();
+    let token = models
+        .state
+        .tokens
+        .get(&id)
+        .ok_or_else(|| Problem::internal("created token missing from the read model"))?;
+    let mut out = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/tokens/{id}")) {
+        out.insert(header::LOCATION, v);
+    }
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((status, out, Json(created(view(token, now), secret_value, note))))
+}
+
+/// List the organization's API tokens (never their secrets).
+#[utoipa::path(
+    get, path = "/tokens", tag = "tokens",
+    params(ListQuery),
+    responses((status = 200, description = "One page of tokens", body = Page<TokenView>)),
+    security(("bearer" = []))
+)]
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Page<TokenView>>, Problem> {
+    principal.require(Need::read(Group::Tokens))?;
+    let page = PageParams::from_query(q.limit.as_deref(), q.cursor.as_deref())?;
+    let filter = Filter::parse(q.filter.as_deref().unwrap_or(""), FILTER_KEYS)?;
+    for term in filter.clauses.iter().flatten() {
+        if term.key == "status" && !["active", "expired", "revoked"].contains(&term.value.as_str()) {
+            return Err(Problem::invalid_argument(format!(
+                "filter 'status:{}': status must be active, expired or revoked",
+                term.value
+            )));
+        }
+    }
+    let sort = Sort::parse(q.sort.as_deref().unwrap_or("created_at"), SORT_FIELDS)?;
+    let binding = format!("tokens|{}|{}:{}", filter.canonical(), sort.field, sort.descending);
+    let after = match &page.cursor {
+        Some(c) => Some(state.cursor_key().open(c, &principal.org_id, &binding)?),
+        None => None,
+    };
+    let now = events::now_micros();
+    let models = state.models().load();
+    let sort_key = |t: &Token| match sort.field.as_str() {
+        "expires_at" => format!("{:020}", t.expires_at.max(0)),
+        "description" => t.description.to_lowercase(),
+        _ => format!("{:020}", t.created_at.max(0)),
+    };
+    let mut items: Vec<&Token> = models
+        .state
+        .tokens
+        .by_id
+        .values()
+        .filter(|t| t.org_id == principal.org_id)
+        .filter(|t| {
+            filter.matches(|key, value| match key {
+                "status" => status_of(t, now) == value,
+                "scope" => t.scopes.iter().any(|s| s == value),
+                _ => false,
+            })
+        })
+        .collect();
+    items.sort_by(|a, b| (sort_key(a), &a.id).cmp(&(sort_key(b), &b.id)));
+    if sort.descending {
+        items.reverse();
+    }
+    let (items, next) = paginate(
+        items,
+        after.as_ref(),
+        page.limit,
+        |t| CursorPosition {
+            sort_key: sort_key(t),
+            id: t.id.clone(),
+        },
+        sort.descending,
+    );
+    let next_cursor = next.map(|pos| state.cursor_key().seal(&principal.org_id, &binding, &pos));
+    Ok(Json(Page {
+        items: items.into_iter().map(|t| view(t, now)).collect(),
+        next_cursor,
+    }))
+}
+
+/// One API token.
+#[utoipa::path(
+    get, path = "/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, description = "The token", body = TokenView)),
+    security(("bearer" = []))
+)]
+async fn get_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<TokenView>, Problem> {
+    principal.require(Need::read(Group::Tokens))?;
+    let models = state.models().load();
+    match models.state.tokens.get(&id) {
+        Some(t) if t.org_id == principal.org_id => Ok(Json(view(t, events::now_micros()))),
+        _ => Err(Problem::not_found(format!("no token '{id}'"))),
+    }
+}
+
+/// Revoke an API token. Immediate; repeating it answers 204 again.
+#[utoipa::path(
+    delete, path = "/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 204, description = "Revoked (or already revoked)")),
+    security(("bearer" = []))
+)]
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    principal.require(Need::write(Group::Tokens))?;
+    let models = state.models().load();
+    if let Some(event) = decide_revoke(&models.state.tokens, &principal.org_id, &id)? {
+        commit(
+            &state,
+            &principal,
+            &request_id,
+            Mutation {
+                expectations: vec![(format!("token:{id}"), Expected::Exists)],
+                events: vec![NewEvent::new(format!("token:{id}"), event)],
+                idempotency: None,
+            },
+        )
+        .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,143 @@
+//! Commands that open the data dir directly, while no server runs: `init`, `org …`,
+//! `audit-log verify`. The log's directory lock makes them fail clearly if a server holds it.
+
+use std::time::Duration;
+
+use events::Actor;
+use events::event::Plan;
+
+use crate::bootstrap;
+use crate::config::{DataDirArgs, InitArgs, IssueTokenArgs, SetLimitsArgs};
+use crate::state::{AppState, Settings};
+
+async fn open(data: &DataDirArgs) -> Result<AppState, String> {
+    let mut settings = Settings::new(&data.data_dir);
+    settings.chain_key_file = data.chain_key_file.clone();
+    let state = AppState::open(settings).await.map_err(|e| match e {
+        events::Error::Locked { path } => format!(
+            "the data directory {path} is in use by another process (is `quickztna serve` running?); stop it first"
+        ),
+        other => other.to_string(),
+    })?;
+    let head = state.log().head();
+    if !state.models().wait_for(head, Duration::from_secs(300)).await {
+        return Err("the read models did not catch up with the log".into());
+    }
+    Ok(state)
+}
+
+/// `quickztna init`: prints `{"org_id": …, "token": …}`.
+pub async fn init(args: InitArgs) -> Result<(), String> {
+    let plan = Plan::parse(&args.plan).ok_or("plan must be free, business or workforce")?;
+    let state = open(&args.data).await?;
+    let models = state.models().load();
+    let result = bootstrap::create_org(
+        state.log(),
+        &models.state,
+        &args.org,
+        plan,
+        Actor::console("quickztna init"),
+    )
+    .await;
+    state.shutdown().await;
+    let created = result.map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::json!({ "org_id": created.org_id, "token": created.token })
+    );
+    Ok(())
+}
+
+pub async fn set_limits(args: SetLimitsArgs) -> Result<(), String> {
+    let state = open(&args.data).await?;
+    let models = state.models().load();
+    let result = bootstrap::set_limits(
+        state.log(),
+        &models.state,
+        &args.org,
+        args.read_per_min,
+        args.write_per_min,
+        Actor::console("quickztna org set-limits"),
+    )
+    .await;
+    state.shutdown().await;
+    let org_id = result.map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::json!({ "org_id": org_id, "read_per_min": args.read_per_min, "write_per_min": args.write_per_min })
+    );
+    Ok(())
+}
+
+pub async fn issue_token(args: IssueTokenArgs) -> Result<(), String> {
+    let state = open(&args.data).await?;
+    let models = state.models().load();
+    let result = bootstrap::issue_owner_token(
+        state.log(),
+        &models.state,
+        &args.org,
+        Actor::console("quickztna org issue-token"),
+    )
+    .await;
+    state.shutdown().await;
+    let created = result.map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::json!({ "org_id": created.org_id, "token": created.token })
+    );
+    Ok(())
+}
+
+pub async fn list_orgs(data: DataDirArgs) -> Result<(), String> {
+    let state = open(&data).await?;
+    let models = state.models().load();
+    let mut orgs: Vec<_> = models.state.orgs.by_id.values().cloned().collect();
+    orgs.sort_by(|a, b| a.name.cmp(&b.name));
+    state.shutdown().await;
+    let rows: Vec<_> = orgs
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "id": o.id, "name": o.name, "plan": o.plan.as_str(),
+                "read_per_min": o.read_per_min, "write_per_min": o.write_per_min,
+            })
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+    Ok(())
+}
+
+/// `quickztna audit-log verify`: walks the chain; fails naming the first bad position.
+pub async fn verify(data: DataDirArgs) -> Result<(), String> {
+    let state = open(&data).await?;
+    let log = state.log().clone();
+    let report = tokio::task::spawn_blocking(move || log.verify_chain())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string());
+    let indexes = {
+        let log = state.log().clone();
+        tokio::task::spawn_blocking(move || log.check_indexes())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    };
+    state.shutdown().await;
+    let report = report?;
+    let indexes = indexes?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "head": report.head,
+            "verified": report.verified,
+            "first_bad_position": report.first_bad,
+            "reason": report.reason,
+            "index_problems": indexes,
+        })
+    );
+    match (report.first_bad, indexes.is_empty()) {
+        (None, true) => Ok(()),
+        (Some(p), _) => Err(format!("the chain breaks at position {p}")),
+        (None, false) => Err("the log's indexes disagree with the log".into()),
+    }
+}

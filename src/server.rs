@@ -1,0 +1,81 @@
+//! The server: `run(listener, state, shutdown)` serves the API until `shutdown` resolves, then
+//! snapshots the read models and closes the log. Tests call it on a port-0 listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use events::Actor;
+use events::event::Plan;
+use tokio::net::TcpListener;
+
+use crate::bootstrap;
+use crate::config::ServeArgs;
+use crate::state::{AppState, Settings};
+
+/// Serves `state` on `listener` until `shutdown` completes.
+pub async fn run<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let app = crate::http::router(state.clone());
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    state.shutdown().await;
+    served
+}
+
+/// `quickztna serve`.
+pub async fn serve(args: ServeArgs) -> Result<(), String> {
+    let mut settings = Settings::new(&args.data.data_dir);
+    settings.chain_key_file = args.data.chain_key_file.clone();
+    settings.body_limit = args.body_limit;
+    let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
+    if state.log().head() == 0 {
+        let models = state.models().load();
+        let created = bootstrap::create_org(
+            state.log(),
+            &models.state,
+            "default",
+            Plan::Workforce,
+            Actor::system("bootstrap of an empty data directory"),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        println!("Created organization 'default' ({}).", created.org_id);
+        println!("Its owner token is shown only this once; store it now:");
+        println!("{}", created.token);
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(
+        address = %args.listen,
+        data_dir = %args.data.data_dir.display(),
+        head = state.log().head(),
+        "quickztna serving"
+    );
+    run(listener, state, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
