@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "quickztna", version, about = "QuickZTNA control plane: server, admin CLI and device agent")]
+#[command(
+    name = "quickztna",
+    version,
+    about = "QuickZTNA control plane: server, admin CLI and device agent"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub client: ClientArgs,

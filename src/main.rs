@@ -8,7 +8,10 @@ use quickztna::config::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.is_server());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

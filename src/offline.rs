@@ -20,7 +20,11 @@ async fn open(data: &DataDirArgs) -> Result<AppState, String> {
         other => other.to_string(),
     })?;
     let head = state.log().head();
-    if !state.models().wait_for(head, Duration::from_secs(300)).await {
+    if !state
+        .models()
+        .wait_for(head, Duration::from_secs(300))
+        .await
+    {
         return Err("the read models did not catch up with the log".into());
     }
     Ok(state)
@@ -103,7 +107,10 @@ pub async fn list_orgs(data: DataDirArgs) -> Result<(), String> {
             })
         })
         .collect();
-    println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&rows).unwrap_or_default()
+    );
     Ok(())
 }
 

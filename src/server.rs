@@ -18,12 +18,25 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = crate::http::router(state.clone());
+    // Full buckets carry no information: dropping them bounds the limiter's memory to the
+    // organizations and addresses seen in the last minute or so.
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.limiter().sweep();
+            }
+        })
+    };
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
+    sweeper.abort();
     state.shutdown().await;
     served
 }

@@ -377,7 +377,12 @@ impl Log {
 
     /// Why the writer stopped, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.inner.shared.failure.lock().ok().and_then(|f| f.clone())
+        self.inner
+            .shared
+            .failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
     }
 
     pub fn is_failed(&self) -> bool {
@@ -438,7 +443,13 @@ impl Log {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity(limit.min(upto as usize));
-        for item in self.inner.shared.tree.range(pos_key(1)..=pos_key(upto)).rev() {
+        for item in self
+            .inner
+            .shared
+            .tree
+            .range(pos_key(1)..=pos_key(upto))
+            .rev()
+        {
             let (k, v) = item?;
             let pos = key_pos(&k).ok_or_else(|| Error::Storage("bad log key".into()))?;
             out.push(Arc::new(decode_recorded(pos, &v)?));
@@ -562,7 +573,9 @@ impl Log {
             stream_index_rows += 1;
         }
         if stream_index_rows as u64 != head {
-            problems.push(format!("{stream_index_rows} stream index rows for {head} events"));
+            problems.push(format!(
+                "{stream_index_rows} stream index rows for {head} events"
+            ));
         }
         for (stream, next) in &stream_revs {
             if self.stream_revision(stream)? != Some(next - 1) {
@@ -668,7 +681,9 @@ impl Writer {
         if self.shared.failed.load(Ordering::Acquire) {
             let why = self.shared.failure.lock().ok().and_then(|f| f.clone());
             for job in jobs.drain(..) {
-                let _ = job.reply.send(Err(AppendError::Failed(why.clone().unwrap_or_default())));
+                let _ = job
+                    .reply
+                    .send(Err(AppendError::Failed(why.clone().unwrap_or_default())));
             }
             return;
         }
@@ -731,7 +746,11 @@ impl Writer {
         Ok(())
     }
 
-    fn current_revision(&mut self, staged: &Staged, stream: &str) -> Result<Option<u64>, AppendError> {
+    fn current_revision(
+        &mut self,
+        staged: &Staged,
+        stream: &str,
+    ) -> Result<Option<u64>, AppendError> {
         if let Some(r) = staged.heads.get(stream) {
             return Ok(Some(*r));
         }
@@ -754,13 +773,20 @@ impl Writer {
 
     /// Checks a request against the log and the group so far. `Ok(Some(_))` is a replay of an
     /// earlier request; `Ok(None)` means it may be staged.
-    fn validate(&mut self, req: &AppendRequest, staged: &Staged) -> Result<Option<Appended>, AppendError> {
+    fn validate(
+        &mut self,
+        req: &AppendRequest,
+        staged: &Staged,
+    ) -> Result<Option<Appended>, AppendError> {
         if req.events.is_empty() {
             return Err(AppendError::Invalid("no events".into()));
         }
         for e in &req.events {
             if e.stream.is_empty() || e.stream.len() > MAX_STREAM_LEN || e.stream.contains('\0') {
-                return Err(AppendError::Invalid(format!("bad stream id {:?}", e.stream)));
+                return Err(AppendError::Invalid(format!(
+                    "bad stream id {:?}",
+                    e.stream
+                )));
             }
         }
         if let Some(idem) = &req.idempotency {
@@ -816,7 +842,11 @@ impl Writer {
         self.last_time = now;
         for new in &req.events {
             // Streams were validated in `validate`; revisions follow the group's staged heads.
-            let revision = match staged.heads.get(&new.stream).or_else(|| self.heads.get(&new.stream)) {
+            let revision = match staged
+                .heads
+                .get(&new.stream)
+                .or_else(|| self.heads.get(&new.stream))
+            {
                 Some(r) => r + 1,
                 None => match self.current_revision(staged, &new.stream) {
                     Ok(Some(r)) => r + 1,
@@ -878,7 +908,9 @@ impl Writer {
             v.extend_from_slice(&first.to_be_bytes());
             v.extend_from_slice(&last.to_be_bytes());
             batch.insert(key.clone(), v);
-            staged.idempotency.insert(key, (idem.fingerprint, first, last));
+            staged
+                .idempotency
+                .insert(key, (idem.fingerprint, first, last));
         }
         Appended {
             first,
@@ -903,11 +935,15 @@ impl Writer {
 
 fn decode_recorded(position: u64, bytes: &[u8]) -> Result<Recorded, Error> {
     let envelope = codec::decode_record(position, bytes)?;
-    let event = Event::decode(&envelope.event_type, envelope.schema_version, &envelope.payload)
-        .map_err(|e| match e {
-            Error::Corrupt { reason, .. } => Error::Corrupt { position, reason },
-            other => other,
-        })?;
+    let event = Event::decode(
+        &envelope.event_type,
+        envelope.schema_version,
+        &envelope.payload,
+    )
+    .map_err(|e| match e {
+        Error::Corrupt { reason, .. } => Error::Corrupt { position, reason },
+        other => other,
+    })?;
     Ok(Recorded { envelope, event })
 }
 

@@ -12,8 +12,14 @@ use common::{assert_sound, open, options, request};
 /// Writes ten events in four requests: positions 1..=10.
 fn ten_events(dir: &Path) {
     let log = open(dir);
-    for (stream, count) in [("device:a", 1), ("device:b", 4), ("device:a", 2), ("device:c", 3)] {
-        log.append_blocking(request(stream, count)).expect("appends");
+    for (stream, count) in [
+        ("device:a", 1),
+        ("device:b", 4),
+        ("device:a", 2),
+        ("device:c", 3),
+    ] {
+        log.append_blocking(request(stream, count))
+            .expect("appends");
     }
     assert_eq!(log.head(), 10);
     log.close();
@@ -32,7 +38,11 @@ fn tamper(dir: &Path, position: u64, edit: impl FnOnce(&mut Vec<u8>) -> bool) ->
     let db = sled::open(dir.join("log")).expect("sled opens");
     let tree = db.open_tree("log").expect("the log tree opens");
     let key = record_key(position);
-    let original = tree.get(&key).expect("reads").expect("the record exists").to_vec();
+    let original = tree
+        .get(&key)
+        .expect("reads")
+        .expect("the record exists")
+        .to_vec();
     let mut record = original.clone();
     if edit(&mut record) {
         tree.insert(&key, record).expect("writes");
@@ -56,7 +66,10 @@ fn flip_payload_byte(record: &mut Vec<u8>) -> bool {
     let env = codec::decode_record(0, record).expect("an honest record decodes");
     let payload_end = record.len() - codec::MAC_LEN;
     assert!(!env.payload.is_empty());
-    assert_eq!(&record[payload_end - env.payload.len()..payload_end], &env.payload[..]);
+    assert_eq!(
+        &record[payload_end - env.payload.len()..payload_end],
+        &env.payload[..]
+    );
     record[payload_end - 1] ^= 0x01;
     true
 }
@@ -92,7 +105,11 @@ fn a_fresh_log_verifies_from_the_first_event_to_the_head() {
     ten_events(dir.path());
     let log = open(dir.path());
     let report = log.verify_chain().expect("walks");
-    assert_eq!((report.verified, report.head, report.first_bad), (10, 10, None), "{report:?}");
+    assert_eq!(
+        (report.verified, report.head, report.first_bad),
+        (10, 10, None),
+        "{report:?}"
+    );
     assert_sound(&log);
 }
 
@@ -108,19 +125,34 @@ fn changing_a_stored_record_makes_verification_report_exactly_that_position() {
     ];
     for (what, edit) in edits {
         // The head record cannot be deleted: the log refuses to open when its head is missing.
-        let positions: &[u64] = if what == "a deleted record" { &[1, 6] } else { &[1, 6, 10] };
+        let positions: &[u64] = if what == "a deleted record" {
+            &[1, 6]
+        } else {
+            &[1, 6, 10]
+        };
         for &position in positions {
             let original = tamper(dir.path(), position, edit);
             let log = open(dir.path());
             let report = log.verify_chain().expect("walks");
-            assert_eq!(report.first_bad, Some(position), "{what} at {position}: {report:?}");
-            assert_eq!(report.verified, position - 1, "{what} at {position}: {report:?}");
+            assert_eq!(
+                report.first_bad,
+                Some(position),
+                "{what} at {position}: {report:?}"
+            );
+            assert_eq!(
+                report.verified,
+                position - 1,
+                "{what} at {position}: {report:?}"
+            );
             drop(log);
 
             restore(dir.path(), position, original);
             let log = open(dir.path());
             let report = log.verify_chain().expect("walks");
-            assert_eq!(report.first_bad, None, "restored {what} at {position}: {report:?}");
+            assert_eq!(
+                report.first_bad, None,
+                "restored {what} at {position}: {report:?}"
+            );
         }
     }
 }
@@ -150,7 +182,8 @@ fn the_default_chain_key_is_kept_in_the_data_dir_across_restarts() {
         ..options()
     };
     let log = Log::open(dir.path(), default_key()).expect("the log opens");
-    log.append_blocking(request("device:a", 3)).expect("appends");
+    log.append_blocking(request("device:a", 3))
+        .expect("appends");
     drop(log);
     let log = Log::open(dir.path(), default_key()).expect("the log reopens");
     let report = log.verify_chain().expect("walks");

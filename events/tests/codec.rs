@@ -81,7 +81,13 @@ fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
             .into(),
             ActorKind::Token,
         ),
-        "token.revoked" => (TokenRevoked { token_id: "tok_01".into() }.into(), ActorKind::Token),
+        "token.revoked" => (
+            TokenRevoked {
+                token_id: "tok_01".into(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
         "key.created" => (
             KeyCreated {
                 key_id: "key_01".into(),
@@ -107,7 +113,13 @@ fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
             .into(),
             ActorKind::Device,
         ),
-        "key.revoked" => (KeyRevoked { key_id: "key_01".into() }.into(), ActorKind::Token),
+        "key.revoked" => (
+            KeyRevoked {
+                key_id: "key_01".into(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
         "device.registered" => (
             DeviceRegistered {
                 device_id: device(),
@@ -161,7 +173,10 @@ fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
             ActorKind::Scim,
         ),
         "device.key_expired" => (
-            DeviceKeyExpired { device_id: device() }.into(),
+            DeviceKeyExpired {
+                device_id: device(),
+            }
+            .into(),
             ActorKind::System,
         ),
         "device.removed" => (
@@ -214,7 +229,11 @@ fn every_event_type_has_a_sample_of_its_current_version() {
             panic!("no golden sample for {event_type}: add one to `sample` in tests/codec.rs");
         };
         assert_eq!(event.event_type(), event_type);
-        assert_eq!(event.schema_version(), version, "the sample of {event_type}");
+        assert_eq!(
+            event.schema_version(),
+            version,
+            "the sample of {event_type}"
+        );
         assert!(
             !Event::TYPES[..i].iter().any(|(t, _)| *t == event_type),
             "{event_type} is listed twice in Event::TYPES"
@@ -245,10 +264,20 @@ fn every_event_type_and_version_has_a_golden_fixture_that_decodes_to_its_sample(
         let bytes = read_fixture(&path);
         let decoded = codec::decode_record(0, &bytes)
             .unwrap_or_else(|e| panic!("{} no longer decodes: {e}", path.display()));
-        assert_eq!(decoded, expected, "{} decodes to another envelope", path.display());
+        assert_eq!(
+            decoded,
+            expected,
+            "{} decodes to another envelope",
+            path.display()
+        );
         let decoded_event = Event::decode(event_type, version, &decoded.payload)
             .unwrap_or_else(|e| panic!("the payload of {} no longer decodes: {e}", path.display()));
-        assert_eq!(decoded_event, event, "{} holds another event", path.display());
+        assert_eq!(
+            decoded_event,
+            event,
+            "{} holds another event",
+            path.display()
+        );
         assert_eq!(
             codec::encode_record(&expected),
             bytes,
@@ -275,13 +304,23 @@ fn every_fixture_file_decodes_to_the_type_and_version_it_is_named_for() {
     let mut seen = 0;
     for entry in std::fs::read_dir(fixtures_dir()).expect("the fixtures dir exists") {
         let path = entry.expect("lists").path();
-        let name = path.file_name().and_then(|n| n.to_str()).expect("a name").to_owned();
-        let Some(stem) = name.strip_suffix(".hex") else { continue };
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a name")
+            .to_owned();
+        let Some(stem) = name.strip_suffix(".hex") else {
+            continue;
+        };
         let (event_type, version) = stem.rsplit_once(".v").expect("named <type>.v<version>.hex");
         let version: u16 = version.parse().expect("a numeric version");
         let env = codec::decode_record(0, &read_fixture(&path))
             .unwrap_or_else(|e| panic!("{name} no longer decodes: {e}"));
-        assert_eq!((env.event_type.as_str(), env.schema_version), (event_type, version), "{name}");
+        assert_eq!(
+            (env.event_type.as_str(), env.schema_version),
+            (event_type, version),
+            "{name}"
+        );
         Event::decode(event_type, version, &env.payload)
             .unwrap_or_else(|e| panic!("the payload of {name} no longer decodes: {e}"));
         seen += 1;
@@ -304,7 +343,10 @@ fn every_truncation_of_a_record_or_payload_is_an_error() {
         let mut longer = record.clone();
         longer.push(0);
         assert!(
-            matches!(codec::decode_record(9, &longer), Err(Error::Corrupt { position: 9, .. })),
+            matches!(
+                codec::decode_record(9, &longer),
+                Err(Error::Corrupt { position: 9, .. })
+            ),
             "{event_type}: a trailing byte was accepted"
         );
         let payload = event.encode_payload();
@@ -325,14 +367,23 @@ fn a_record_of_an_unknown_format_is_refused_as_unknown_format() {
     for format in [0u8, 2, 0xff] {
         record[0] = format;
         let got = codec::decode_record(1, &record);
-        assert!(matches!(got, Err(Error::UnknownFormat(f)) if f == format), "{got:?}");
+        assert!(
+            matches!(got, Err(Error::UnknownFormat(f)) if f == format),
+            "{got:?}"
+        );
     }
-    assert!(matches!(codec::decode_record(1, &[]), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        codec::decode_record(1, &[]),
+        Err(Error::Corrupt { .. })
+    ));
 }
 
 #[test]
 fn an_unknown_event_type_or_version_is_refused_as_unknown_event() {
-    let payload = sample("device.tagged").expect("a sample").0.encode_payload();
+    let payload = sample("device.tagged")
+        .expect("a sample")
+        .0
+        .encode_payload();
     for (event_type, version) in [("device.exploded", 1), ("device.tagged", 99), ("", 0)] {
         let got = Event::decode(event_type, version, &payload);
         assert!(
@@ -355,10 +406,23 @@ fn actor_kind() -> impl Strategy<Value = ActorKind> {
 
 fn envelope() -> impl Strategy<Value = Envelope> {
     (
-        (any::<u64>(), any::<String>(), any::<u64>(), any::<[u8; 16]>()),
+        (
+            any::<u64>(),
+            any::<String>(),
+            any::<u64>(),
+            any::<[u8; 16]>(),
+        ),
         (any::<String>(), any::<u16>(), any::<i64>(), any::<String>()),
-        (actor_kind(), any::<String>(), any::<String>(), any::<String>()),
-        (prop::collection::vec(any::<u8>(), 0..300), any::<[u8; 32]>()),
+        (
+            actor_kind(),
+            any::<String>(),
+            any::<String>(),
+            any::<String>(),
+        ),
+        (
+            prop::collection::vec(any::<u8>(), 0..300),
+            any::<[u8; 32]>(),
+        ),
     )
         .prop_map(
             |(
@@ -397,7 +461,11 @@ fn texts() -> impl Strategy<Value = Vec<String>> {
 
 /// Any event of any type, with arbitrary field values.
 fn event() -> impl Strategy<Value = Event> {
-    let plan = prop_oneof![Just(Plan::Free), Just(Plan::Business), Just(Plan::Workforce)];
+    let plan = prop_oneof![
+        Just(Plan::Free),
+        Just(Plan::Business),
+        Just(Plan::Workforce)
+    ];
     prop_oneof![
         (text(), text(), plan, any::<u32>(), any::<u32>()).prop_map(
             |(org_id, name, plan, read_per_min, write_per_min)| Event::from(OrgCreated {
@@ -422,22 +490,42 @@ fn event() -> impl Strategy<Value = Event> {
                 ephemeral_offline_secs: secs,
             })
         }),
-        (text(), text(), any::<[u8; 32]>(), texts(), text(), any::<i64>()).prop_map(
-            |(token_id, prefix, secret_hash, scopes, description, expires_at)| {
-                Event::from(TokenCreated {
-                    token_id,
-                    prefix,
-                    secret_hash,
-                    scopes,
-                    description,
-                    expires_at,
-                })
-            }
-        ),
+        (
+            text(),
+            text(),
+            any::<[u8; 32]>(),
+            texts(),
+            text(),
+            any::<i64>()
+        )
+            .prop_map(
+                |(token_id, prefix, secret_hash, scopes, description, expires_at)| {
+                    Event::from(TokenCreated {
+                        token_id,
+                        prefix,
+                        secret_hash,
+                        scopes,
+                        description,
+                        expires_at,
+                    })
+                }
+            ),
         text().prop_map(|token_id| Event::from(TokenRevoked { token_id })),
         (
-            (text(), text(), any::<[u8; 32]>(), any::<bool>(), any::<bool>()),
-            (texts(), any::<Option<String>>(), any::<i64>(), text(), any::<Option<u32>>()),
+            (
+                text(),
+                text(),
+                any::<[u8; 32]>(),
+                any::<bool>(),
+                any::<bool>()
+            ),
+            (
+                texts(),
+                any::<Option<String>>(),
+                any::<i64>(),
+                text(),
+                any::<Option<u32>>()
+            ),
         )
             .prop_map(
                 |(
@@ -458,12 +546,21 @@ fn event() -> impl Strategy<Value = Event> {
                     })
                 }
             ),
-        (text(), text(), any::<u32>())
-            .prop_map(|(key_id, device_id, uses)| Event::from(KeyUsed { key_id, device_id, uses })),
+        (text(), text(), any::<u32>()).prop_map(|(key_id, device_id, uses)| Event::from(KeyUsed {
+            key_id,
+            device_id,
+            uses
+        })),
         text().prop_map(|key_id| Event::from(KeyRevoked { key_id })),
         (
             (text(), text(), text(), text(), text(), text()),
-            (text(), text(), texts(), any::<Option<String>>(), any::<bool>()),
+            (
+                text(),
+                text(),
+                texts(),
+                any::<Option<String>>(),
+                any::<bool>()
+            ),
             (any::<[u8; 32]>(), any::<Option<i64>>()),
         )
             .prop_map(
@@ -489,13 +586,22 @@ fn event() -> impl Strategy<Value = Event> {
                     })
                 }
             ),
-        (text(), any::<Option<String>>())
-            .prop_map(|(device_id, hostname)| Event::from(DeviceUpdated { device_id, hostname })),
-        (text(), texts()).prop_map(|(device_id, tags)| Event::from(DeviceTagged { device_id, tags })),
+        (text(), any::<Option<String>>()).prop_map(|(device_id, hostname)| Event::from(
+            DeviceUpdated {
+                device_id,
+                hostname
+            }
+        )),
+        (text(), texts())
+            .prop_map(|(device_id, tags)| Event::from(DeviceTagged { device_id, tags })),
         (text(), texts())
             .prop_map(|(device_id, tags)| Event::from(DeviceUntagged { device_id, tags })),
         (text(), any::<Option<String>>(), any::<Option<String>>()).prop_map(
-            |(device_id, from, to)| Event::from(DeviceOwnerChanged { device_id, from, to })
+            |(device_id, from, to)| Event::from(DeviceOwnerChanged {
+                device_id,
+                from,
+                to
+            })
         ),
         text().prop_map(|device_id| Event::from(DeviceKeyExpired { device_id })),
         (text(), text())

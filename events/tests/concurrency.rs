@@ -42,12 +42,20 @@ async fn of_sixteen_concurrent_appends_expecting_the_same_revision_exactly_one_w
             match racer.await.expect("the racer ran") {
                 Ok(appended) => wins.push(appended),
                 Err(AppendError::Conflict { actual, .. }) => {
-                    assert_eq!(actual, Some((round + 1) * PER_WIN - 1), "a loser saw the winner")
+                    assert_eq!(
+                        actual,
+                        Some((round + 1) * PER_WIN - 1),
+                        "a loser saw the winner"
+                    )
                 }
                 Err(other) => panic!("unexpected answer: {other}"),
             }
         }
-        assert_eq!(wins.len(), 1, "round {round}: exactly one racer wins: {wins:?}");
+        assert_eq!(
+            wins.len(),
+            1,
+            "round {round}: exactly one racer wins: {wins:?}"
+        );
         assert_eq!(
             log.stream_revision(stream).expect("reads"),
             Some((round + 1) * PER_WIN - 1)
@@ -91,11 +99,18 @@ async fn concurrent_appends_to_different_streams_share_group_commits_and_get_dis
     for writer in writers {
         for Appended { first, last, .. } in writer.await.expect("the writer ran") {
             assert_eq!(first, last, "one event per request");
-            assert!(positions.insert(first), "position {first} was handed out twice");
+            assert!(
+                positions.insert(first),
+                "position {first} was handed out twice"
+            );
         }
     }
     let total = WRITERS as u64 * APPENDS;
-    assert_eq!(positions, (1..=total).collect::<BTreeSet<_>>(), "positions are 1..={total}");
+    assert_eq!(
+        positions,
+        (1..=total).collect::<BTreeSet<_>>(),
+        "positions are 1..={total}"
+    );
     assert_eq!(log.head(), total);
     let stats = log.stats();
     assert_eq!(stats.events, total);
@@ -150,7 +165,11 @@ async fn a_full_queue_answers_busy_and_every_request_it_accepted_is_committed() 
     // Nothing is left waiting: every request was either refused at once or committed.
     accepted.sort_unstable();
     let head = log.head();
-    assert_eq!(accepted, (1..=head).collect::<Vec<_>>(), "accepted requests are the log");
+    assert_eq!(
+        accepted,
+        (1..=head).collect::<Vec<_>>(),
+        "accepted requests are the log"
+    );
     assert_eq!(log.stats().events, head, "refused requests wrote nothing");
     assert_sound(&log);
 }
@@ -159,8 +178,12 @@ async fn a_full_queue_answers_busy_and_every_request_it_accepted_is_committed() 
 fn appending_to_a_closed_log_is_refused_as_closed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open(dir.path());
-    log.append_blocking(request("device:x", 1)).expect("appends");
+    log.append_blocking(request("device:x", 1))
+        .expect("appends");
     log.close();
-    assert_eq!(log.append_blocking(request("device:x", 1)), Err(AppendError::Closed));
+    assert_eq!(
+        log.append_blocking(request("device:x", 1)),
+        Err(AppendError::Closed)
+    );
     assert_eq!(log.head(), 1);
 }

@@ -220,13 +220,17 @@ async fn run(ops: Vec<Op>) {
                     None => Expected::NoStream,
                 };
                 let req = request_expecting(stream, expected, count);
-                let answers = futures::future::join_all(
-                    (0..contenders).map(|_| log.append(req.clone())),
-                )
-                .await;
-                let winners: Vec<&Appended> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+                let answers =
+                    futures::future::join_all((0..contenders).map(|_| log.append(req.clone())))
+                        .await;
+                let winners: Vec<&Appended> =
+                    answers.iter().filter_map(|a| a.as_ref().ok()).collect();
                 assert_eq!(winners.len(), 1, "exactly one racer wins: {answers:?}");
-                assert_eq!(Ok(*winners[0]), model.append(&req), "the winner's positions");
+                assert_eq!(
+                    Ok(*winners[0]),
+                    model.append(&req),
+                    "the winner's positions"
+                );
                 for a in &answers {
                     if let Err(e) = a {
                         let want = AppendError::Conflict {
@@ -278,9 +282,15 @@ fn an_idempotent_repeat_after_a_restart_returns_the_original_positions() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open(dir.path());
     block_on(async {
-        log.append(request_to(&["device:x"])).await.expect("appends");
+        log.append(request_to(&["device:x"]))
+            .await
+            .expect("appends");
         let first = log
-            .append(with_idempotency(request_to(&["device:y", "device:z"]), "k", 1))
+            .append(with_idempotency(
+                request_to(&["device:y", "device:z"]),
+                "k",
+                1,
+            ))
             .await
             .expect("appends");
         assert_eq!((first.first, first.last, first.replayed), (2, 3, false));
@@ -291,7 +301,11 @@ fn an_idempotent_repeat_after_a_restart_returns_the_original_positions() {
     let log = open(dir.path());
     block_on(async {
         let repeat = log
-            .append(with_idempotency(request_to(&["device:y", "device:z"]), "k", 1))
+            .append(with_idempotency(
+                request_to(&["device:y", "device:z"]),
+                "k",
+                1,
+            ))
             .await
             .expect("the repeat is answered");
         assert_eq!((repeat.first, repeat.last, repeat.replayed), (2, 3, true));
@@ -300,7 +314,11 @@ fn an_idempotent_repeat_after_a_restart_returns_the_original_positions() {
             .await;
         assert_eq!(other, Err(AppendError::IdempotencyMismatch));
     });
-    assert_eq!(log.head(), 3, "neither the repeat nor the mismatch wrote anything");
+    assert_eq!(
+        log.head(),
+        3,
+        "neither the repeat nor the mismatch wrote anything"
+    );
     assert_sound(&log);
 }
 
@@ -309,13 +327,21 @@ fn a_request_refused_for_a_conflict_writes_none_of_its_events() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open(dir.path());
     block_on(async {
-        log.append(request_to(&["device:x"])).await.expect("appends");
+        log.append(request_to(&["device:x"]))
+            .await
+            .expect("appends");
         let mut req = request_to(&["device:y", "device:x", "device:z"]);
         req.expectations
             .push(("device:x".into(), Expected::NoStream));
         let refused = log.append(req).await;
         assert!(
-            matches!(refused, Err(AppendError::Conflict { actual: Some(0), .. })),
+            matches!(
+                refused,
+                Err(AppendError::Conflict {
+                    actual: Some(0),
+                    ..
+                })
+            ),
             "{refused:?}"
         );
     });
@@ -329,6 +355,9 @@ fn a_request_without_events_is_refused_as_invalid() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open(dir.path());
     let refused = log.append_blocking(request_to(&[]));
-    assert!(matches!(refused, Err(AppendError::Invalid(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(AppendError::Invalid(_))),
+        "{refused:?}"
+    );
     assert_eq!(log.head(), 0);
 }

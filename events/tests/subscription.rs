@@ -28,8 +28,14 @@ async fn expect_next(sub: &mut Subscription, log: &Log, position: u64) {
         .unwrap_or_else(|| panic!("the subscription ended before {position}"))
         .unwrap_or_else(|e| panic!("the subscription failed before {position}: {e}"));
     assert_eq!(got.position(), position, "delivered out of order");
-    let stored = log.get(position).expect("reads").expect("the position is committed");
-    assert_eq!(got.envelope, stored.envelope, "delivered another event at {position}");
+    let stored = log
+        .get(position)
+        .expect("reads")
+        .expect("the position is committed");
+    assert_eq!(
+        got.envelope, stored.envelope,
+        "delivered another event at {position}"
+    );
 }
 
 /// Reads positions `from..=to` from the subscription, in order.
@@ -64,7 +70,9 @@ async fn a_subscription_delivers_exactly_the_positions_after_its_start_point() {
         let mut sub = subscription(&log, after);
         expect_range(&mut sub, &log, after + 1, head).await;
         // Nothing more until something is appended, and then exactly that.
-        log.append(request("device:next", 1)).await.expect("appends");
+        log.append(request("device:next", 1))
+            .await
+            .expect("appends");
         expect_next(&mut sub, &log, head + 1).await;
     }
 }
@@ -96,7 +104,9 @@ async fn a_subscription_stays_exact_while_writers_keep_appending() {
         writer.await.expect("the writer finished");
     }
     assert_eq!(log.head(), HISTORY + written);
-    log.append(request("device:last", 1)).await.expect("appends");
+    log.append(request("device:last", 1))
+        .await
+        .expect("appends");
     expect_next(&mut sub, &log, HISTORY + written + 1).await;
 }
 
@@ -116,7 +126,9 @@ async fn a_stalled_subscriber_with_a_one_event_buffer_falls_back_to_the_log_and_
     expect_range(&mut sub, &log, 1, 10).await;
     // Live, one event at a time.
     for position in 11..=15 {
-        log.append(request("device:live", 1)).await.expect("appends");
+        log.append(request("device:live", 1))
+            .await
+            .expect("appends");
         expect_next(&mut sub, &log, position).await;
     }
     // A plain live receiver beside it shows the buffer really overflows while the reader stalls.
@@ -132,7 +144,9 @@ async fn a_stalled_subscriber_with_a_one_event_buffer_falls_back_to_the_log_and_
         "the broadcast buffer did not overflow"
     );
     expect_range(&mut sub, &log, 16, 415).await;
-    log.append(request("device:after", 2)).await.expect("appends");
+    log.append(request("device:after", 2))
+        .await
+        .expect("appends");
     expect_range(&mut sub, &log, 416, 417).await;
 }
 

@@ -83,11 +83,10 @@ where
     pub async fn start(log: events::Log, options: RunnerOptions) -> Self {
         let dir = options.snapshot_dir.clone();
         let head = log.head();
-        let loaded = tokio::task::spawn_blocking(move || {
-            snapshot::read::<P>(&dir, P::NAME, P::VERSION)
-        })
-        .await
-        .unwrap_or(Err(snapshot::Unusable::Missing));
+        let loaded =
+            tokio::task::spawn_blocking(move || snapshot::read::<P>(&dir, P::NAME, P::VERSION))
+                .await
+                .unwrap_or(Err(snapshot::Unusable::Missing));
         let initial = match loaded {
             Ok((position, state)) if position <= head => Applied { position, state },
             Ok((position, _)) => {
@@ -104,7 +103,11 @@ where
             }
             Err(why) => {
                 if why != snapshot::Unusable::Missing {
-                    tracing::warn!(projection = P::NAME, ?why, "snapshot not usable; rebuilding");
+                    tracing::warn!(
+                        projection = P::NAME,
+                        ?why,
+                        "snapshot not usable; rebuilding"
+                    );
                 }
                 Applied {
                     position: 0,

@@ -52,7 +52,11 @@ pub enum Unusable {
 }
 
 /// Reads a snapshot written by this `version`; returns its position and state.
-pub fn read<S: DeserializeOwned>(dir: &Path, name: &str, version: u32) -> Result<(u64, S), Unusable> {
+pub fn read<S: DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    version: u32,
+) -> Result<(u64, S), Unusable> {
     let bytes = match std::fs::read(path_for(dir, name)) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),

@@ -44,12 +44,15 @@ fn read_login() -> SavedLogin {
 /// `quickztna login`: checks the token against the server, then saves both (mode 0600).
 pub async fn login(server: &str, token: &str) -> Result<(), CliError> {
     let client = Client::new(server.to_owned(), Some(token.to_owned()))?;
-    client.get("/api/v1/tokens?limit=1").await.map_err(|e| {
-        CliError::new(format!("the server did not accept this token: {e}"))
-    })?;
-    let path = login_file().ok_or_else(|| CliError::new("cannot find a config directory (set HOME)"))?;
+    client
+        .get("/api/v1/tokens?limit=1")
+        .await
+        .map_err(|e| CliError::new(format!("the server did not accept this token: {e}")))?;
+    let path =
+        login_file().ok_or_else(|| CliError::new("cannot find a config directory (set HOME)"))?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
     }
     let body = serde_json::to_vec_pretty(&SavedLogin {
         server: Some(server.to_owned()),
@@ -114,7 +117,12 @@ impl Client {
 
     /// Sends a request, retrying after `Retry-After` on 429/503; returns the JSON body (Null
     /// for 204).
-    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CliError> {
         let url = format!("{}{}", self.server, path);
         let mut attempt = 0;
         loop {
@@ -130,7 +138,8 @@ impl Client {
                 .await
                 .map_err(|e| CliError::new(format!("cannot reach {}: {e}", self.server)))?;
             let status = resp.status();
-            if (status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE)
+            if (status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE)
                 && attempt < MAX_RETRIES
             {
                 let wait = resp

@@ -8,7 +8,10 @@ use serde_json::Value;
 /// of `columns` (JSON keys).
 pub fn print_list(items: &[Value], columns: &[&str], json: bool) {
     if json || !std::io::stdout().is_terminal() {
-        println!("{}", serde_json::to_string_pretty(items).unwrap_or_else(|_| "[]".into()));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(items).unwrap_or_else(|_| "[]".into())
+        );
         return;
     }
     let cell = |v: &Value, key: &str| match v.get(key) {
@@ -16,7 +19,11 @@ pub fn print_list(items: &[Value], columns: &[&str], json: bool) {
         Some(Value::Null) | None => "-".into(),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()))
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| x.to_string())
+            })
             .collect::<Vec<_>>()
             .join(","),
         Some(other) => other.to_string(),
@@ -28,7 +35,13 @@ pub fn print_list(items: &[Value], columns: &[&str], json: bool) {
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
-        .map(|(i, c)| rows.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0))
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |cells: Vec<String>| {
         cells
@@ -40,7 +53,10 @@ pub fn print_list(items: &[Value], columns: &[&str], json: bool) {
             .trim_end()
             .to_owned()
     };
-    println!("{}", line(columns.iter().map(|c| c.to_uppercase()).collect()));
+    println!(
+        "{}",
+        line(columns.iter().map(|c| c.to_uppercase()).collect())
+    );
     for r in rows {
         println!("{}", line(r));
     }
@@ -48,5 +64,8 @@ pub fn print_list(items: &[Value], columns: &[&str], json: bool) {
 
 /// Prints one object as pretty JSON.
 pub fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }

@@ -27,7 +27,10 @@ pub async fn run(client: &Client, cmd: TokensCommand) -> Result<(), CliError> {
                 eprintln!(
                     "Created token {} (expires {}). It is shown only this once:",
                     created.get("id").and_then(|v| v.as_str()).unwrap_or("?"),
-                    created.get("expires_at").and_then(|v| v.as_str()).unwrap_or("?"),
+                    created
+                        .get("expires_at")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?"),
                 );
                 println!("{token}");
             }
@@ -41,13 +44,22 @@ pub async fn run(client: &Client, cmd: TokensCommand) -> Result<(), CliError> {
             let items = client.get_all(&path).await?;
             print_list(
                 &items,
-                &["id", "prefix", "status", "scopes", "expires_at", "description"],
+                &[
+                    "id",
+                    "prefix",
+                    "status",
+                    "scopes",
+                    "expires_at",
+                    "description",
+                ],
                 args.json,
             );
             Ok(())
         }
         TokensCommand::Revoke { id } => {
-            client.delete(&format!("/api/v1/tokens/{}", encode(&id))).await?;
+            client
+                .delete(&format!("/api/v1/tokens/{}", encode(&id)))
+                .await?;
             eprintln!("Revoked token {id}");
             Ok(())
         }

@@ -35,7 +35,7 @@ pub fn parse(input: &str) -> Result<Duration, String> {
 pub fn format(d: Duration) -> String {
     let s = d.as_secs();
     for (unit, per) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s >= per && s % per == 0 {
+        if s >= per && s.is_multiple_of(per) {
             return format!("{}{unit}", s / per);
         }
     }

@@ -2,7 +2,10 @@
 
 /// A new id of the given kind (`org`, `tok`, `key`, `dev`, …).
 pub fn new_id(kind: &str) -> String {
-    format!("{kind}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+    format!(
+        "{kind}_{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    )
 }
 
 /// True if `id` has the shape of an id of this kind (used to reject garbage early).

@@ -195,9 +195,7 @@ impl Scopes {
     pub fn covers(&self, other: &Scopes) -> bool {
         other.0.iter().all(|s| match s {
             Scope::Write => self.0.contains(&Scope::Write),
-            Scope::Read => {
-                self.0.contains(&Scope::Write) || self.0.contains(&Scope::Read)
-            }
+            Scope::Read => self.0.contains(&Scope::Write) || self.0.contains(&Scope::Read),
             Scope::Group(g, a) => self.allows(Need {
                 group: *g,
                 access: *a,

@@ -28,7 +28,11 @@ pub struct CreateToken {
 pub fn max_expiry(now: i64) -> i64 {
     jiff::Timestamp::from_microsecond(now)
         .ok()
-        .and_then(|t| t.to_zoned(jiff::tz::TimeZone::UTC).checked_add(jiff::Span::new().months(12)).ok())
+        .and_then(|t| {
+            t.to_zoned(jiff::tz::TimeZone::UTC)
+                .checked_add(jiff::Span::new().months(12))
+                .ok()
+        })
         .map(|z| z.timestamp().as_microsecond())
         .unwrap_or(now + 365 * 86_400 * 1_000_000)
 }
@@ -49,7 +53,11 @@ pub fn validate_description(description: &str) -> Result<(), Rejection> {
 }
 
 /// Issues a token no more powerful than the caller's, expiring in 1 hour to 12 months.
-pub fn decide_create(caller: &Scopes, cmd: CreateToken, now: i64) -> Result<TokenCreated, Rejection> {
+pub fn decide_create(
+    caller: &Scopes,
+    cmd: CreateToken,
+    now: i64,
+) -> Result<TokenCreated, Rejection> {
     validate_description(&cmd.description)?;
     if !caller.covers(&cmd.scopes) {
         return Err(Rejection::Forbidden(format!(
@@ -75,7 +83,11 @@ pub fn decide_create(caller: &Scopes, cmd: CreateToken, now: i64) -> Result<Toke
 }
 
 /// Revokes a token of `org_id`; `Ok(None)` when it already was (revocation is idempotent).
-pub fn decide_revoke(tokens: &Tokens, org_id: &str, token_id: &str) -> Result<Option<TokenRevoked>, Rejection> {
+pub fn decide_revoke(
+    tokens: &Tokens,
+    org_id: &str,
+    token_id: &str,
+) -> Result<Option<TokenRevoked>, Rejection> {
     match tokens.get(token_id) {
         Some(t) if t.org_id == org_id => Ok(t.revoked_at.is_none().then(|| TokenRevoked {
             token_id: token_id.to_owned(),

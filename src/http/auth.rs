@@ -48,13 +48,19 @@ impl Principal {
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let class = Class::of(req.method());
     if !wait_caught_up(&state).await {
-        return Problem::unavailable("the server is still loading its read models", 1).into_response();
+        return Problem::unavailable("the server is still loading its read models", 1)
+            .into_response();
     }
     let principal = match resolve(&state, &req) {
         Ok(p) => p,
         Err(problem) => {
-            // Failed attempts are charged to the client's address: token guessing gets throttled.
-            let decision = charge_anonymous(&state, &req, class);
+            // Wrong tokens are charged to the client's address, so token guessing gets
+            // throttled; a request with no credentials at all guesses nothing and gets its 401.
+            let decision = if req.headers().contains_key(AUTHORIZATION) {
+                charge_anonymous(&state, &req, class)
+            } else {
+                peek_anonymous(&state, &req, class)
+            };
             let mut resp = if decision.allowed {
                 problem.into_response()
             } else {
@@ -106,14 +112,25 @@ fn default_limit(class: Class) -> u32 {
 }
 
 fn charge_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
+    state
+        .limiter()
+        .check(&anonymous_key(req), class, default_limit(class))
+}
+
+/// The anonymous bucket's state without charging it (for the rate-limit headers).
+fn peek_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
+    state
+        .limiter()
+        .peek(&anonymous_key(req), class, default_limit(class))
+}
+
+fn anonymous_key(req: &Request) -> String {
     let addr = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    state
-        .limiter()
-        .check(&format!("addr:{addr}"), class, default_limit(class))
+    format!("addr:{addr}")
 }
 
 async fn wait_caught_up(state: &AppState) -> bool {
@@ -125,18 +142,19 @@ async fn wait_caught_up(state: &AppState) -> bool {
 }
 
 fn resolve(state: &AppState, req: &Request) -> Result<Principal, Problem> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or_else(|| Problem::unauthorized("missing bearer token: send 'Authorization: Bearer <token>'"))?;
+    let header = req.headers().get(AUTHORIZATION).ok_or_else(|| {
+        Problem::unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    })?;
     let value = header
         .to_str()
         .map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| Problem::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        Problem::unauthorized("the Authorization header must be 'Bearer <token>'")
+    })?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Problem::unauthorized("the Authorization scheme must be Bearer"));
+        return Err(Problem::unauthorized(
+            "the Authorization scheme must be Bearer",
+        ));
     }
     let token = token.trim();
     if token.is_empty() || token.len() > 256 {

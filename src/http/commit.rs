@@ -33,10 +33,12 @@ impl From<AppendError> for Problem {
             AppendError::Conflict { .. } => Problem::conflict(
                 "the resource was changed by another request at the same time; retry",
             ),
-            AppendError::IdempotencyMismatch => Problem::conflict(
-                "this Idempotency-Key was already used with a different request",
-            ),
-            AppendError::DuplicateEventId(_) => Problem::conflict("the request was already applied"),
+            AppendError::IdempotencyMismatch => {
+                Problem::conflict("this Idempotency-Key was already used with a different request")
+            }
+            AppendError::DuplicateEventId(_) => {
+                Problem::conflict("the request was already applied")
+            }
             AppendError::Busy => Problem::unavailable("the event log is busy; retry shortly", 1),
             AppendError::Failed(why) => {
                 tracing::error!(%why, "write refused: the event log has failed");
@@ -61,7 +63,11 @@ pub fn idempotency(
     let key = value
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= MAX_IDEMPOTENCY_KEY
+                && k.bytes().all(|b| b.is_ascii_graphic())
+        })
         .ok_or_else(|| {
             Problem::invalid_argument("Idempotency-Key must be 1 to 255 visible ASCII characters")
         })?;

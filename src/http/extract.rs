@@ -9,10 +9,12 @@
 use axum::extract::rejection::{
     BytesRejection, FailedToBufferBody, JsonRejection, PathRejection, QueryRejection,
 };
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams};
 use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use http::{HeaderValue, header};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::problem::Problem;
 
@@ -26,11 +28,38 @@ pub struct Json<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(Problem))]
 pub struct Query<T>(pub T);
 
-/// Path parameters (rejections become `400 invalid_argument`; a route/type mismatch, which is
-/// a bug in the server, becomes `500 internal`).
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(Problem))]
+/// Path parameters (rejections become `400 invalid_argument` naming the parameter; a
+/// route/type mismatch, which is a bug in the server, becomes `500 internal`).
+///
+/// A malformed id is a malformed request, so it is a 400 rather than a 404, as the API overview
+/// says ("400 Bad Request — malformed request, invalid field values").
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => {
+                // axum does not name the parameter of a single-value `Path<T>`; the route does.
+                let only_key = RawPathParams::from_request_parts(parts, state)
+                    .await
+                    .ok()
+                    .and_then(|raw| {
+                        let mut keys = raw.iter().map(|(key, _)| key.to_owned());
+                        keys.next().filter(|_| keys.next().is_none())
+                    });
+                Err(path_problem(rejection, only_key))
+            }
+        }
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -43,8 +72,9 @@ impl<T: Serialize> IntoResponse for Json<T> {
                 bytes,
             )
                 .into_response(),
-            Err(err) => Problem::internal(format!("serializing a response body: {err}"))
-                .into_response(),
+            Err(err) => {
+                Problem::internal(format!("serializing a response body: {err}")).into_response()
+            }
         }
     }
 }
@@ -78,12 +108,11 @@ impl From<BytesRejection> for Problem {
             BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
                 Problem::payload_too_large("the request body is larger than the server accepts")
             }
-            BytesRejection::FailedToBufferBody(err) => {
-                Problem::invalid_argument(format!("failed to read the request body: {}", cause(&err)))
-            }
-            other => {
-                Problem::invalid_argument(format!("failed to read the request body: {other}"))
-            }
+            BytesRejection::FailedToBufferBody(err) => Problem::invalid_argument(format!(
+                "failed to read the request body: {}",
+                cause(&err)
+            )),
+            other => Problem::invalid_argument(format!("failed to read the request body: {other}")),
         }
     }
 }
@@ -101,51 +130,59 @@ impl From<QueryRejection> for Problem {
 
 impl From<PathRejection> for Problem {
     fn from(rejection: PathRejection) -> Self {
-        use axum::extract::path::ErrorKind;
-        match rejection {
-            PathRejection::FailedToDeserializePathParams(err) => match err.into_kind() {
-                ErrorKind::ParseErrorAtKey {
-                    key,
-                    value,
-                    expected_type,
-                } => Problem::invalid_argument(format!(
-                    "path parameter `{key}` has an invalid value `{value}` (expected {})",
+        path_problem(rejection, None)
+    }
+}
+
+/// The problem for a path rejection; `only_key` names the route's parameter when it has one.
+fn path_problem(rejection: PathRejection, only_key: Option<String>) -> Problem {
+    use axum::extract::path::ErrorKind;
+    match rejection {
+        PathRejection::FailedToDeserializePathParams(err) => match err.into_kind() {
+            ErrorKind::ParseErrorAtKey {
+                key,
+                value,
+                expected_type,
+            } => Problem::invalid_argument(format!(
+                "path parameter `{key}` has an invalid value `{value}` (expected {})",
+                describe_type(expected_type)
+            )),
+            ErrorKind::ParseErrorAtIndex {
+                index,
+                value,
+                expected_type,
+            } => Problem::invalid_argument(format!(
+                "path segment {} has an invalid value `{value}` (expected {})",
+                index + 1,
+                describe_type(expected_type)
+            )),
+            ErrorKind::ParseError {
+                value,
+                expected_type,
+            } => {
+                let name = only_key.map(|k| format!(" `{k}`")).unwrap_or_default();
+                Problem::invalid_argument(format!(
+                    "path parameter{name} has an invalid value `{value}` (expected {})",
                     describe_type(expected_type)
-                )),
-                ErrorKind::ParseErrorAtIndex {
-                    index,
-                    value,
-                    expected_type,
-                } => Problem::invalid_argument(format!(
-                    "path segment {} has an invalid value `{value}` (expected {})",
-                    index + 1,
-                    describe_type(expected_type)
-                )),
-                ErrorKind::ParseError {
-                    value,
-                    expected_type,
-                } => Problem::invalid_argument(format!(
-                    "path parameter has an invalid value `{value}` (expected {})",
-                    describe_type(expected_type)
-                )),
-                ErrorKind::DeserializeError {
-                    key,
-                    value,
-                    message,
-                } => Problem::invalid_argument(format!(
-                    "path parameter `{key}` has an invalid value `{value}`: {message}"
-                )),
-                ErrorKind::InvalidUtf8InPathParam { key } => {
-                    Problem::invalid_argument(format!("path parameter `{key}` is not valid UTF-8"))
-                }
-                ErrorKind::Message(message) => {
-                    Problem::invalid_argument(format!("invalid path parameter: {message}"))
-                }
-                // The handler's `Path<T>` does not fit its route: a server bug, not bad input.
-                other => Problem::internal(format!("path extractor does not fit the route: {other}")),
-            },
-            other => Problem::internal(format!("path extractor failed: {other}")),
-        }
+                ))
+            }
+            ErrorKind::DeserializeError {
+                key,
+                value,
+                message,
+            } => Problem::invalid_argument(format!(
+                "path parameter `{key}` has an invalid value `{value}`: {message}"
+            )),
+            ErrorKind::InvalidUtf8InPathParam { key } => {
+                Problem::invalid_argument(format!("path parameter `{key}` is not valid UTF-8"))
+            }
+            ErrorKind::Message(message) => {
+                Problem::invalid_argument(format!("invalid path parameter: {message}"))
+            }
+            // The handler's `Path<T>` does not fit its route: a server bug, not bad input.
+            other => Problem::internal(format!("path extractor does not fit the route: {other}")),
+        },
+        other => Problem::internal(format!("path extractor failed: {other}")),
     }
 }
 
@@ -159,14 +196,18 @@ fn cause(err: &dyn std::error::Error) -> String {
     }
 }
 
-/// "u64" → "an unsigned integer", for path-parameter messages; other type names pass through.
+/// "u64" → "a non-negative integer", for path-parameter messages; other types by their last
+/// path segment ("a value of type `Ulid`").
 fn describe_type(rust_type: &str) -> String {
     match rust_type {
         "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer".to_owned(),
         "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer".to_owned(),
         "f32" | "f64" => "a number".to_owned(),
         "bool" => "`true` or `false`".to_owned(),
-        other => format!("a {}", other.rsplit("::").next().unwrap_or(other)),
+        other => format!(
+            "a value of type `{}`",
+            other.rsplit("::").next().unwrap_or(other)
+        ),
     }
 }
 
@@ -202,9 +243,7 @@ mod tests {
             )
             .route(
                 "/list",
-                get(|Query(p): Query<ListParams>| async move {
-                    format!("{:?}", p.limit)
-                }),
+                get(|Query(p): Query<ListParams>| async move { format!("{:?}", p.limit) }),
             )
             .route(
                 "/devices/{id}",
@@ -273,7 +312,7 @@ mod tests {
         assert!(p.r#type.ends_with("#errors-invalid_argument"));
         assert_eq!(
             p.detail,
-            "request body is not valid JSON: expected value at line 1 column 14"
+            "request body is not valid JSON: hostname: expected value at line 1 column 14"
         );
     }
 
@@ -291,7 +330,11 @@ mod tests {
     async fn a_truncated_body_is_a_syntax_error() {
         let (status, p) = post_json(r#"{"hostname": "a""#).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(p.detail.contains("EOF while parsing an object"), "{}", p.detail);
+        assert!(
+            p.detail.contains("EOF while parsing an object"),
+            "{}",
+            p.detail
+        );
     }
 
     #[tokio::test]
@@ -318,7 +361,10 @@ mod tests {
             "invalid request body: hostname: invalid type: integer `5`, expected a string at line 1 column 14"
         );
         let (_, p) = post_json(r#"{"hostname": "a", "tags": [1]}"#).await;
-        assert!(p.detail.starts_with("invalid request body: tags[0]: invalid type"));
+        assert!(
+            p.detail
+                .starts_with("invalid request body: tags[0]: invalid type")
+        );
     }
 
     #[tokio::test]
@@ -345,7 +391,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_or_wrong_content_type_is_415() {
-        for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+        for content_type in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+        ] {
             let mut req = Request::post("/devices");
             if let Some(ct) = content_type {
                 req = req.header(header::CONTENT_TYPE, ct);

@@ -330,7 +330,10 @@ mod tests {
         let f = parse("since:2026-01-01T00:00:00Z").unwrap();
         assert_eq!(f.clauses, vec![vec![term("since", "2026-01-01T00:00:00Z")]]);
         let f = parse("owner:user:alice@example.com").unwrap();
-        assert_eq!(f.clauses, vec![vec![term("owner", "user:alice@example.com")]]);
+        assert_eq!(
+            f.clauses,
+            vec![vec![term("owner", "user:alice@example.com")]]
+        );
     }
 
     #[test]
@@ -349,7 +352,11 @@ mod tests {
         let f = parse("os:linux,tag:prod,staging").unwrap();
         assert_eq!(
             f.clauses[0],
-            vec![term("os", "linux"), term("tag", "prod"), term("tag", "staging")]
+            vec![
+                term("os", "linux"),
+                term("tag", "prod"),
+                term("tag", "staging")
+            ]
         );
     }
 

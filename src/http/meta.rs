@@ -69,7 +69,10 @@ pub struct ProjectionHealth {
         (status = 503, description = "Starting (read models catching up) or degraded; the problem body also carries `log` and `projections`", body = super::problem::ProblemBody, content_type = "application/problem+json"),
     )
 )]
-async fn health(State(state): State<AppState>, Extension(request_id): Extension<RequestId>) -> Response {
+async fn health(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+) -> Response {
     let models = state.models();
     let log = LogHealth {
         head: state.log().head(),
@@ -89,17 +92,26 @@ async fn health(State(state): State<AppState>, Extension(request_id): Extension<
         .into_response();
     }
     let (status, detail) = if !log.writable || projections.failed {
-        ("degraded", "the event log or the read models have failed; see the server log")
+        (
+            "degraded",
+            "the event log or the read models have failed; see the server log",
+        )
     } else {
-        ("starting", "the read models are catching up with the event log")
+        (
+            "starting",
+            "the read models are catching up with the event log",
+        )
     };
     let problem = Problem::unavailable(detail, 1);
-    let mut body = serde_json::to_value(problem.body("/api/v1/health", &request_id.0))
-        .unwrap_or_default();
+    let mut body =
+        serde_json::to_value(problem.body("/api/v1/health", &request_id.0)).unwrap_or_default();
     if let serde_json::Value::Object(map) = &mut body {
         map.insert("health_status".into(), status.into());
         map.insert("log".into(), serde_json::to_value(&log).unwrap_or_default());
-        map.insert("projections".into(), serde_json::to_value(&projections).unwrap_or_default());
+        map.insert(
+            "projections".into(),
+            serde_json::to_value(&projections).unwrap_or_default(),
+        );
     }
     let mut resp = (StatusCode::SERVICE_UNAVAILABLE, body.to_string()).into_response();
     resp.headers_mut()
@@ -136,8 +148,10 @@ async fn openapi_json() -> Response {
     match DOCUMENT.get() {
         Some(doc) => {
             let mut resp = doc.clone().into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             resp
         }
         None => Problem::unavailable("the document is being generated", 1).into_response(),

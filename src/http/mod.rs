@@ -30,7 +30,10 @@ pub fn router(state: AppState) -> Router {
     // Outside /api/v1 (the document's second address, unknown paths) callers are anonymous.
     let outside = meta::openapi_routes(api)
         .fallback(request_id::not_found_fallback)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::anonymous));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::anonymous,
+        ));
     Router::new()
         .nest("/api/v1", router)
         .merge(outside)
@@ -41,9 +44,15 @@ pub fn router(state: AppState) -> Router {
 
 /// Every `/api/v1` route, with its OpenAPI description.
 pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
-    let protected = OpenApiRouter::new()
-        .merge(tokens::routes())
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let protected =
+        OpenApiRouter::new()
+            .merge(tokens::routes())
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::authenticate,
+            ));
     let public = meta::routes().layer(middleware::from_fn_with_state(state, auth::anonymous));
-    OpenApiRouter::with_openapi(openapi::base()).merge(protected).merge(public)
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(protected)
+        .merge(public)
 }

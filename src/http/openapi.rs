@@ -129,10 +129,26 @@ fn add_common_headers(headers: &mut std::collections::BTreeMap<String, utoipa::o
             .build()
     };
     let entries = [
-        ("X-Request-ID", string(), "Correlation id: yours if you sent one, else generated"),
-        ("X-RateLimit-Limit", int(), "Requests per minute allowed for this class (read or write)"),
-        ("X-RateLimit-Remaining", int(), "Requests you can make right now"),
-        ("X-RateLimit-Reset", int(), "Unix time (seconds) when the allowance is full again"),
+        (
+            "X-Request-ID",
+            string(),
+            "Correlation id: yours if you sent one, else generated",
+        ),
+        (
+            "X-RateLimit-Limit",
+            int(),
+            "Requests per minute allowed for this class (read or write)",
+        ),
+        (
+            "X-RateLimit-Remaining",
+            int(),
+            "Requests you can make right now",
+        ),
+        (
+            "X-RateLimit-Reset",
+            int(),
+            "Unix time (seconds) when the allowance is full again",
+        ),
     ];
     for (name, schema, description) in entries {
         headers.entry(name.to_owned()).or_insert_with(|| {

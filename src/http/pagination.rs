@@ -130,7 +130,12 @@ impl CursorKey {
 
     /// Opens a cursor sealed by [`CursorKey::seal`], checking that it was issued by this server,
     /// for `org_id` and for the same `binding`. Every failure is `400 invalid_argument`.
-    pub fn open(&self, token: &str, org_id: &str, binding: &str) -> Result<CursorPosition, Problem> {
+    pub fn open(
+        &self,
+        token: &str,
+        org_id: &str,
+        binding: &str,
+    ) -> Result<CursorPosition, Problem> {
         let malformed = || Problem::invalid_argument("cursor is malformed");
         if token.is_empty() || token.len() > MAX_CURSOR_LEN {
             return Err(malformed());
@@ -192,7 +197,10 @@ pub fn paginate<T>(
             }
         }
     };
-    let mut rest = sorted.into_iter().skip_while(|item| !is_past(item)).peekable();
+    let mut rest = sorted
+        .into_iter()
+        .skip_while(|item| !is_past(item))
+        .peekable();
     let items: Vec<T> = rest.by_ref().take(limit).collect();
     let next = match (rest.peek(), items.last()) {
         (Some(_), Some(last)) => Some(position_of(last)),
@@ -304,7 +312,17 @@ mod tests {
 
     #[test]
     fn limit_refuses_everything_else() {
-        for text in ["0", "201", "-1", "+5", "ten", "", "1.5", " 5", "99999999999999999999999"] {
+        for text in [
+            "0",
+            "201",
+            "-1",
+            "+5",
+            "ten",
+            "",
+            "1.5",
+            " 5",
+            "99999999999999999999999",
+        ] {
             let problem = PageParams::from_query(Some(text), None).unwrap_err();
             assert_eq!(problem.status, http::StatusCode::BAD_REQUEST, "{text:?}");
             assert_eq!(problem.detail, "limit must be an integer from 1 to 200");
@@ -344,21 +362,32 @@ mod tests {
     fn a_sealed_cursor_opens_to_its_position() {
         let p = pos("2026-01-01T00:00:00Z", "01HXY");
         let token = key().seal("org1", "/devices?tag:a", &p);
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert_eq!(key().open(&token, "org1", "/devices?tag:a").unwrap(), p);
     }
 
     #[test]
     fn garbage_is_malformed() {
         for token in ["", "!!!", "a", "AAAA", "AAAA=", &"A".repeat(5000)] {
-            assert_eq!(detail(key().open(token, "o", "b")), "cursor is malformed", "{token}");
+            assert_eq!(
+                detail(key().open(token, "o", "b")),
+                "cursor is malformed",
+                "{token}"
+            );
         }
     }
 
     #[test]
     fn a_cursor_from_another_key_is_tampered() {
         let token = CursorKey::new([8; 32]).seal("o", "b", &pos("k", "i"));
-        assert_eq!(detail(key().open(&token, "o", "b")), "cursor was tampered with");
+        assert_eq!(
+            detail(key().open(&token, "o", "b")),
+            "cursor was tampered with"
+        );
     }
 
     #[test]
@@ -376,7 +405,9 @@ mod tests {
 
     #[test]
     fn paginate_pages_through_ascending_items() {
-        let items: Vec<(String, String)> = (0..5).map(|i| (format!("{i:03}"), format!("id{i}"))).collect();
+        let items: Vec<(String, String)> = (0..5)
+            .map(|i| (format!("{i:03}"), format!("id{i}")))
+            .collect();
         let position = |item: &(String, String)| pos(&item.0, &item.1);
         let (page, next) = paginate(items.clone(), None, 2, position, false);
         assert_eq!(page, items[..2]);

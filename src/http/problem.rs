@@ -124,7 +124,11 @@ impl Problem {
 
     /// 412: an `If-Match` precondition did not hold.
     pub fn precondition_failed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", detail)
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            detail,
+        )
     }
 
     /// 413: the request body exceeds the server's limit.
@@ -260,10 +264,7 @@ impl IntoResponse for Problem {
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.clone());
         }
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PROBLEM_JSON),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         response.extensions_mut().insert(self);
         response
     }
@@ -368,7 +369,11 @@ mod tests {
             (Problem::not_found("d"), 404, "not_found"),
             (Problem::method_not_allowed("d"), 405, "method_not_allowed"),
             (Problem::conflict("d"), 409, "conflict"),
-            (Problem::precondition_failed("d"), 412, "precondition_failed"),
+            (
+                Problem::precondition_failed("d"),
+                412,
+                "precondition_failed",
+            ),
             (Problem::payload_too_large("d"), 413, "payload_too_large"),
             (
                 Problem::unsupported_media_type("d"),
@@ -393,10 +398,7 @@ mod tests {
         let p = Problem::unauthorized("token expired");
         let (name, value) = &p.headers[0];
         assert_eq!(name, header::WWW_AUTHENTICATE);
-        assert_eq!(
-            value,
-            r#"Bearer realm="quickztna", error="invalid_token""#
-        );
+        assert_eq!(value, r#"Bearer realm="quickztna", error="invalid_token""#);
     }
 
     #[tokio::test]

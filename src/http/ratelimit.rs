@@ -115,6 +115,20 @@ impl RateLimiter {
         self.check_at(key, class, per_min, Instant::now())
     }
 
+    /// The bucket's state without taking a token: the headers of a request that is not charged.
+    pub fn peek(&self, key: &str, class: Class, per_min: u32) -> Decision {
+        let now = Instant::now();
+        match self.buckets.get_mut(key) {
+            Some(mut slots) => {
+                let bucket = slots[class.index()].get_or_insert(Bucket::full(per_min, now));
+                bucket.refill(now);
+                bucket.resize(per_min);
+                self.decision(bucket, true, now)
+            }
+            None => self.decision(&Bucket::full(per_min, now), true, now),
+        }
+    }
+
     /// [`RateLimiter::check`] at a given instant (for tests). Instants earlier than the bucket's
     /// last update count as no time passing.
     pub fn check_at(&self, key: &str, class: Class, per_min: u32, now: Instant) -> Decision {
@@ -167,11 +181,15 @@ impl RateLimiter {
     fn decision(&self, bucket: &Bucket, allowed: bool, now: Instant) -> Decision {
         let rate = u128::from(bucket.per_min);
         let capacity = rate * UNIT;
-        let now_unix_ns = (self.origin_unix + now.saturating_duration_since(self.origin)).as_nanos();
+        let now_unix_ns =
+            (self.origin_unix + now.saturating_duration_since(self.origin)).as_nanos();
         let (reset, retry_after) = if rate == 0 {
             // A zero limit never refills; report a minute, the period limits are expressed in.
             let minute = 60_000_000_000;
-            (ceil_secs(now_unix_ns + minute), if allowed { 0 } else { 60 })
+            (
+                ceil_secs(now_unix_ns + minute),
+                if allowed { 0 } else { 60 },
+            )
         } else {
             let to_full = (capacity - bucket.units).div_ceil(rate);
             let retry_after = if allowed {
@@ -217,10 +235,14 @@ impl Bucket {
         }
     }
 
-    /// Adopts a changed limit: the new capacity and refill rate apply from now on; tokens above
-    /// a lowered capacity are dropped.
+    /// Adopts a changed limit; the new refill rate applies from now on. A raised limit adds the
+    /// extra capacity as tokens (what was spent stays spent, so an organization whose limit was
+    /// just raised can continue at once); a lowered one drops tokens above the new capacity.
     fn resize(&mut self, per_min: u32) {
-        if per_min != self.per_min {
+        if per_min > self.per_min {
+            self.units += u128::from(per_min - self.per_min) * UNIT;
+            self.per_min = per_min;
+        } else if per_min < self.per_min {
             self.per_min = per_min;
             self.units = self.units.min(self.capacity());
         }
@@ -244,11 +266,10 @@ impl Decision {
 
     /// The `429 rate_limited` problem for a refusal, carrying the rate-limit headers.
     pub fn problem(&self) -> Problem {
-        self.headers()
-            .into_iter()
-            .fold(Problem::rate_limited(self.retry_after.max(1)), |p, (name, value)| {
-                p.with_header(name, value)
-            })
+        self.headers().into_iter().fold(
+            Problem::rate_limited(self.retry_after.max(1)),
+            |p, (name, value)| p.with_header(name, value),
+        )
     }
 
     fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
@@ -342,17 +363,18 @@ mod tests {
     fn reset_is_when_the_bucket_is_full_again() {
         let limiter = RateLimiter::new();
         let t0 = Instant::now();
-        let unix_now = (limiter.origin_unix + t0.duration_since(limiter.origin)).as_secs_f64();
+        let unix_ns = (limiter.origin_unix + t0.duration_since(limiter.origin)).as_nanos();
         let full = limiter.check_at("org", Class::Read, 600, t0);
-        // One token short of full refills in 0.1 s.
-        assert!((full.reset as f64 - unix_now) <= 1.0 && full.reset as f64 >= unix_now);
+        // One token short of full refills in 0.1 s (600/min); reset rounds up to a second.
+        assert_eq!(full.reset, ceil_secs(unix_ns + 100_000_000));
         for _ in 0..599 {
             limiter.check_at("org", Class::Read, 600, t0);
         }
         let empty = limiter.check_at("org", Class::Read, 600, t0);
         assert_eq!(empty.remaining, 0);
-        let expected = unix_now + 60.0;
-        assert!((empty.reset as f64 - expected).abs() <= 1.0, "{} vs {expected}", empty.reset);
+        assert_eq!(empty.reset, ceil_secs(unix_ns + 60_000_000_000));
+        let now_secs = u64::try_from(unix_ns / 1_000_000_000).unwrap();
+        assert!((60..=61).contains(&(empty.reset - now_secs)));
     }
 
     #[test]
@@ -373,11 +395,14 @@ mod tests {
             limiter.check_at("org", Class::Write, 10, t0);
         }
         assert!(!limiter.check_at("org", Class::Write, 10, t0).allowed);
-        // Raised: the bucket grows and refills at the new rate (6000/min = 100/s).
+        // Raised: the extra capacity is available at once (1/6 token refilled + 5990 added).
         let d = limiter.check_at("org", Class::Write, 6000, t0 + SEC);
         assert!(d.allowed);
         assert_eq!(d.limit, 6000);
-        assert_eq!(d.remaining, 99, "one second at the old rate would have given 0");
+        assert_eq!(d.remaining, 5989);
+        // ...and it refills at the new rate (6000/min = 100/s).
+        let d = limiter.check_at("org", Class::Write, 6000, t0 + Duration::from_millis(1050));
+        assert_eq!(d.remaining, 5989 + 5 - 1);
         // Lowered: tokens above the new capacity are dropped.
         let d = limiter.check_at("org", Class::Write, 5, t0 + 60 * SEC);
         assert_eq!((d.limit, d.remaining), (5, 4));
@@ -396,7 +421,11 @@ mod tests {
         let limiter = RateLimiter::new();
         let t0 = Instant::now() + 10 * SEC;
         assert!(limiter.check_at("org", Class::Write, 1, t0).allowed);
-        assert!(!limiter.check_at("org", Class::Write, 1, t0 - 5 * SEC).allowed);
+        assert!(
+            !limiter
+                .check_at("org", Class::Write, 1, t0 - 5 * SEC)
+                .allowed
+        );
     }
 
     #[test]

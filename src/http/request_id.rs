@@ -141,10 +141,9 @@ async fn finish(response: Response, method: &Method, instance: &str, id: &str) -
     let body = match problem {
         Some(problem) => {
             parts.headers.remove(header::CONTENT_LENGTH);
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(PROBLEM_JSON),
-            );
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
             Body::from(problem.body_bytes(instance, id))
         }
         None => body,
@@ -172,20 +171,22 @@ async fn convert(status: StatusCode, headers: &HeaderMap, method: &Method, body:
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(',').map(str::trim).collect::<Vec<_>>().join(", "))
             .unwrap_or_default();
+        // A layer applied with `Router::layer` runs inside axum's method router, which adds
+        // `Allow` after us; the header still reaches the client.
         problem.detail = if allowed.is_empty() {
-            format!("method {method} is not allowed on this path")
+            format!(
+                "method {method} is not allowed on this path; the Allow header lists those that are"
+            )
         } else {
             format!("method {method} is not allowed on this path; allowed: {allowed}")
         };
-    } else if status.is_client_error() && is_plain_text(headers) {
-        if let Ok(bytes) = axum::body::to_bytes(body, MAX_REUSED_DETAIL).await {
-            if let Ok(text) = std::str::from_utf8(&bytes) {
-                let text = text.trim();
-                if !text.is_empty() {
-                    problem.detail = text.to_owned();
-                }
-            }
-        }
+    } else if status.is_client_error()
+        && is_plain_text(headers)
+        && let Ok(bytes) = axum::body::to_bytes(body, MAX_REUSED_DETAIL).await
+        && let Ok(text) = std::str::from_utf8(&bytes)
+        && !text.trim().is_empty()
+    {
+        problem.detail = text.trim().to_owned();
     }
     problem
 }
@@ -208,15 +209,15 @@ mod tests {
 
     fn app() -> Router {
         Router::new()
-            .route("/api/v1/devices", get(|| async { "ok" }).post(|| async { "ok" }))
+            .route(
+                "/api/v1/devices",
+                get(|| async { "ok" }).post(|| async { "ok" }),
+            )
             .route(
                 "/api/v1/devices/{id}",
                 get(|| async { Problem::not_found("no device with id 'x'") }),
             )
-            .route(
-                "/api/v1/id",
-                get(|id: RequestId| async move { id.0 }),
-            )
+            .route("/api/v1/id", get(|id: RequestId| async move { id.0 }))
             .route(
                 "/api/v1/boom",
                 get(|| async { Problem::internal("disk on fire") }),
@@ -295,7 +296,10 @@ mod tests {
     async fn an_invalid_client_id_is_rejected_with_a_fresh_id() {
         for supplied in ["", "has space", "semi;colon", &"x".repeat(129), "ünïcode"] {
             let req = Request::get("/api/v1/id")
-                .header("X-Request-ID", HeaderValue::from_bytes(supplied.as_bytes()).unwrap())
+                .header(
+                    "X-Request-ID",
+                    HeaderValue::from_bytes(supplied.as_bytes()).unwrap(),
+                )
                 .body(Body::empty())
                 .unwrap();
             let (response, body) = call(req).await;
@@ -345,11 +349,28 @@ mod tests {
         assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
         let p = problem(&response, &body);
         assert!(p.r#type.ends_with("#errors-method_not_allowed"));
-        assert!(
-            p.detail.starts_with("method DELETE is not allowed on this path; allowed: "),
-            "{}",
-            p.detail
+        assert_eq!(
+            p.detail,
+            "method DELETE is not allowed on this path; the Allow header lists those that are"
         );
+    }
+
+    #[tokio::test]
+    async fn wrapping_the_whole_router_lets_a_405_list_the_allowed_methods() {
+        let router =
+            Router::new().nest("/api/v1", Router::new().route("/x", get(|| async { "ok" })));
+        let app = tower::Layer::layer(&axum::middleware::from_fn(request_context), router);
+        let req = Request::put("/api/v1/x").body(Body::empty()).unwrap();
+        let response = app.oneshot(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "GET,HEAD");
+        let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let p: ProblemBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            p.detail,
+            "method PUT is not allowed on this path; allowed: GET, HEAD"
+        );
+        assert_eq!(p.instance, "/api/v1/x");
     }
 
     #[tokio::test]
@@ -371,8 +392,10 @@ mod tests {
         let p = problem(&response, &body);
         assert!(p.r#type.ends_with("#errors-conflict"));
         assert_eq!(p.detail, "already exists");
-        assert!(response.headers().get(header::CONTENT_LENGTH).is_none()
-            || response.headers()[header::CONTENT_LENGTH] == body.len().to_string().as_str());
+        assert!(
+            response.headers().get(header::CONTENT_LENGTH).is_none()
+                || response.headers()[header::CONTENT_LENGTH] == body.len().to_string().as_str()
+        );
     }
 
     #[tokio::test]

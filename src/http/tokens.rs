@@ -41,19 +41,67 @@ pub struct CreateTokenRequest {
     /// What the token may do: `read`, `write`, or per group (`devices:read`, `devices:write`,
     /// `users:…`, `policy:…`, `keys:…`, `posture:…`, `webhooks:…`, `audit:read`, `events:read`,
     /// `tokens:write`, `scim`). A token can only grant scopes its creator holds.
-    #[schema(example = json!(["devices:read", "audit:read"]))]
+    #[schema(value_type = Vec<ScopeName>, min_items = 1, example = json!(["devices:read", "audit:read"]))]
     pub scopes: Vec<String>,
     /// Human-readable label, shown in the audit log of every request the token makes (1–200
     /// characters).
-    #[schema(example = "SIEM export job")]
+    #[schema(
+        example = "SIEM export job",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub description: String,
     /// Lifetime from now: `3600s`, `12h`, `90d`… (1 hour to 12 months). Default 90 days.
     #[serde(default)]
-    #[schema(example = "90d")]
+    #[schema(example = "90d", pattern = "^[0-9]{1,12}[smhdw]?$")]
     pub expires_in: Option<String>,
     /// Absolute expiry (RFC 3339), instead of `expires_in`.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+}
+
+/// A scope a token can carry (see the `scopes` field).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only documents the accepted strings in the OpenAPI document.
+pub enum ScopeName {
+    #[schema(rename = "read")]
+    Read,
+    #[schema(rename = "write")]
+    Write,
+    #[schema(rename = "devices:read")]
+    DevicesRead,
+    #[schema(rename = "devices:write")]
+    DevicesWrite,
+    #[schema(rename = "users:read")]
+    UsersRead,
+    #[schema(rename = "users:write")]
+    UsersWrite,
+    #[schema(rename = "policy:read")]
+    PolicyRead,
+    #[schema(rename = "policy:write")]
+    PolicyWrite,
+    #[schema(rename = "keys:read")]
+    KeysRead,
+    #[schema(rename = "keys:write")]
+    KeysWrite,
+    #[schema(rename = "posture:read")]
+    PostureRead,
+    #[schema(rename = "posture:write")]
+    PostureWrite,
+    #[schema(rename = "audit:read")]
+    AuditRead,
+    #[schema(rename = "events:read")]
+    EventsRead,
+    #[schema(rename = "webhooks:read")]
+    WebhooksRead,
+    #[schema(rename = "webhooks:write")]
+    WebhooksWrite,
+    #[schema(rename = "tokens:write")]
+    TokensWrite,
+    #[schema(rename = "scim")]
+    Scim,
 }
 
 /// An API token as listed (never its secret).
@@ -99,6 +147,7 @@ pub struct CreatedToken {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1–200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -107,6 +156,11 @@ pub struct ListQuery {
     pub filter: Option<String>,
     /// `field:asc|desc`; fields `created_at` (default), `expires_at`, `description`.
     pub sort: Option<String>,
+}
+
+/// An empty query value (`?limit=`) means the parameter was not given.
+pub fn nonempty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
 const FILTER_KEYS: &[&str] = &["status", "scope"];
@@ -177,10 +231,9 @@ fn parse_expiry(body: &CreateTokenRequest, now: i64) -> Result<i64, Problem> {
 #[utoipa::path(
     post, path = "/tokens", tag = "tokens",
     request_body = CreateTokenRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key: a repeat with the same body returns the original result (without the secret)")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Retry-safe key: a repeat with the same body returns the original result (without the secret)")),
     responses(
-        (status = 201, description = "Token issued", body = CreatedToken),
-        (status = 200, description = "Repeat of an earlier request with the same Idempotency-Key", body = CreatedToken),
+        (status = 201, description = "Token issued (or, with header `Idempotent-Replayed: true`, the result of an earlier request with the same Idempotency-Key, without the secret)", body = CreatedToken),
     ),
     security(("bearer" = []))
 )]
@@ -222,7 +275,7 @@ async fn create_token(
         },
     )
     .await?;
-    let (id, secret_value, note, status) = if appended.replayed {
+    let (id, secret_value, note, replayed) = if appended.replayed {
         let original = state
             .log()
             .get(appended.first)
@@ -231,11 +284,13 @@ async fn create_token(
                 Event::TokenCreated(e) => Some(e.token_id.clone()),
                 _ => None,
             })
-            .ok_or_else(|| Problem::conflict("this Idempotency-Key was used for another kind of request"))?;
+            .ok_or_else(|| {
+                Problem::conflict("this Idempotency-Key was used for another kind of request")
+            })?;
         let note = "repeat of an earlier request with the same Idempotency-Key: the token was issued then and is not shown again";
-        (original, None, Some(note.to_owned()), StatusCode::OK)
+        (original, None, Some(note.to_owned()), true)
     } else {
-        (token_id, Some(secret.value), None, StatusCode::CREATED)
+        (token_id, Some(secret.value), None, false)
     };
     let models = state.models().load();
     let token = models
@@ -248,7 +303,14 @@ async fn create_token(
         out.insert(header::LOCATION, v);
     }
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok((status, out, Json(created(view(token, now), secret_value, note))))
+    if replayed {
+        out.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok((
+        StatusCode::CREATED,
+        out,
+        Json(created(view(token, now), secret_value, note)),
+    ))
 }
 
 /// List the organization's API tokens (never their secrets).
@@ -264,18 +326,24 @@ async fn list_tokens(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Page<TokenView>>, Problem> {
     principal.require(Need::read(Group::Tokens))?;
-    let page = PageParams::from_query(q.limit.as_deref(), q.cursor.as_deref())?;
-    let filter = Filter::parse(q.filter.as_deref().unwrap_or(""), FILTER_KEYS)?;
+    let page = PageParams::from_query(nonempty(&q.limit), nonempty(&q.cursor))?;
+    let filter = Filter::parse(nonempty(&q.filter).unwrap_or(""), FILTER_KEYS)?;
     for term in filter.clauses.iter().flatten() {
-        if term.key == "status" && !["active", "expired", "revoked"].contains(&term.value.as_str()) {
+        if term.key == "status" && !["active", "expired", "revoked"].contains(&term.value.as_str())
+        {
             return Err(Problem::invalid_argument(format!(
                 "filter 'status:{}': status must be active, expired or revoked",
                 term.value
             )));
         }
     }
-    let sort = Sort::parse(q.sort.as_deref().unwrap_or("created_at"), SORT_FIELDS)?;
-    let binding = format!("tokens|{}|{}:{}", filter.canonical(), sort.field, sort.descending);
+    let sort = Sort::parse(nonempty(&q.sort).unwrap_or("created_at"), SORT_FIELDS)?;
+    let binding = format!(
+        "tokens|{}|{}:{}",
+        filter.canonical(),
+        sort.field,
+        sort.descending
+    );
     let after = match &page.cursor {
         Some(c) => Some(state.cursor_key().open(c, &principal.org_id, &binding)?),
         None => None,
