@@ -1,0 +1,296 @@
+//! `spawn_app()`: the real server on 127.0.0.1:0 with a temp data dir, and a client for it.
+//! Set `TEST_LOG=1` to see the server's logs.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use events::Actor;
+use events::event::Plan;
+use quickztna::bootstrap;
+use quickztna::state::{AppState, Settings};
+use reqwest::{Method, Response};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+static TRACING: Once = Once::new();
+
+fn init_tracing() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter("info")
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// The owner token (scope `write`) of the first organization.
+    pub token: String,
+    pub org_id: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    data_dir: PathBuf,
+    // Kept so the directory lives as long as the app (and restarts reuse it).
+    _dir: Option<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Clone)]
+pub struct AppOptions {
+    pub plan: Plan,
+    /// Lift the organization's rate limits (most tests are not about them).
+    pub unlimited: bool,
+    pub settings: Option<fn(&mut Settings)>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            plan: Plan::Workforce,
+            unlimited: true,
+            settings: None,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// Starts a server on a new data dir with one organization (`acme`) and its owner token.
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_path_buf();
+    let state = open_state(&data_dir, options.settings).await;
+    let models = state.models().load();
+    let created = bootstrap::create_org(
+        state.log(),
+        &models.state,
+        "acme",
+        options.plan,
+        Actor::console("test setup"),
+    )
+    .await
+    .expect("create org");
+    let head = state.log().head();
+    assert!(
+        state
+            .models()
+            .wait_for(head, std::time::Duration::from_secs(10))
+            .await
+    );
+    if options.unlimited {
+        let models = state.models().load();
+        bootstrap::set_limits(
+            state.log(),
+            &models.state,
+            &created.org_id,
+            1_000_000,
+            1_000_000,
+            Actor::console("test setup"),
+        )
+        .await
+        .expect("lift limits");
+    }
+    let head = state.log().head();
+    assert!(
+        state
+            .models()
+            .wait_for(head, std::time::Duration::from_secs(10))
+            .await
+    );
+    let mut app = start(state, data_dir, options.settings).await;
+    app._dir = Some(dir);
+    app.token = created.token;
+    app.org_id = created.org_id;
+    app
+}
+
+async fn open_state(data_dir: &Path, tweak: Option<fn(&mut Settings)>) -> AppState {
+    let mut settings = Settings::new(data_dir);
+    if let Some(f) = tweak {
+        f(&mut settings);
+    }
+    AppState::open(settings).await.expect("open state")
+}
+
+async fn start(state: AppState, data_dir: PathBuf, tweak: Option<fn(&mut Settings)>) -> TestApp {
+    let _ = tweak;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(quickztna::server::run(
+        listener,
+        state.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    TestApp {
+        address,
+        token: String::new(),
+        org_id: String::new(),
+        client: reqwest::Client::new(),
+        state,
+        data_dir,
+        _dir: None,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A full URL for an API path, e.g. `url("/api/v1/tokens")`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A request with the owner token.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_as(&self.token, method, path)
+    }
+
+    pub fn request_as(&self, token: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.expect("GET")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    /// Issues a token with these scopes and returns its secret.
+    pub async fn token_with(&self, scopes: &[&str]) -> String {
+        let resp = self
+            .post(
+                "/api/v1/tokens",
+                &serde_json::json!({ "scopes": scopes, "description": format!("test {}", scopes.join(" ")), "expires_in": "2h" }),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "creating a token");
+        let body: Value = resp.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Creates a second organization on the same server; returns (org id, owner token).
+    pub async fn second_org(&self, name: &str) -> (String, String) {
+        let models = self.state.models().load();
+        let created = bootstrap::create_org(
+            self.state.log(),
+            &models.state,
+            name,
+            Plan::Workforce,
+            Actor::console("test setup"),
+        )
+        .await
+        .expect("second org");
+        let head = self.state.log().head();
+        assert!(
+            self.state
+                .models()
+                .wait_for(head, std::time::Duration::from_secs(10))
+                .await
+        );
+        (created.org_id, created.token)
+    }
+
+    /// Stops the server gracefully (snapshot + close) and starts it again on the same data dir.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let state = open_state(&self.data_dir, None).await;
+        let head = state.log().head();
+        assert!(
+            state
+                .models()
+                .wait_for(head, std::time::Duration::from_secs(30))
+                .await
+        );
+        let mut app = start(state, self.data_dir.clone(), None).await;
+        app._dir = self._dir.take();
+        app.token = std::mem::take(&mut self.token);
+        app.org_id = std::mem::take(&mut self.org_id);
+        app
+    }
+
+    /// Stops the server and waits until it has released the data dir.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server run");
+        }
+    }
+}
+
+/// Reads a JSON body, failing with the raw text when it is not JSON.
+pub async fn json(resp: Response) -> Value {
+    let text = resp.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts `resp` is an RFC 7807 problem with this status and code; returns the body.
+pub async fn assert_problem(resp: Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "content type"
+    );
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .expect("X-Request-ID header");
+    let body = json(resp).await;
+    assert_eq!(
+        body["type"],
+        format!("https://quickztna.com/docs/api/#errors-{code}"),
+        "problem type in {body}"
+    );
+    assert_eq!(body["status"], status);
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(
+        body["instance"]
+            .as_str()
+            .is_some_and(|t| t.starts_with('/'))
+    );
+    assert_eq!(body["request_id"], request_id);
+    body
+}
