@@ -24,7 +24,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, oneshot, watch};
@@ -162,7 +162,6 @@ struct Job {
 
 /// State shared by the handle and the writer thread.
 struct Shared {
-    tree: sled::Tree,
     /// Last committed (durable, acknowledged) position; readers never look past it.
     head: AtomicU64,
     head_tx: watch::Sender<u64>,
@@ -178,10 +177,17 @@ struct Handle {
     tx: Mutex<Option<SyncSender<Job>>>,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    db: sled::Db,
+    /// The open database; emptied by `close`, which releases sled's file lock and ours even
+    /// while clones of the `Log` handle are still around.
+    store: RwLock<Option<Store>>,
     chain_key: ChainKey,
     dir: PathBuf,
-    // Held for the life of the log: the OS lock that keeps other processes out of the data dir.
+}
+
+struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    // The OS lock that keeps other processes out of the data dir.
     _lock: File,
 }
 
@@ -200,7 +206,10 @@ impl Handle {
         if let Some(w) = writer {
             let _ = w.join();
         }
-        let _ = self.db.flush();
+        let store = self.store.write().ok().and_then(|mut s| s.take());
+        if let Some(store) = store {
+            let _ = store.db.flush();
+        }
     }
 }
 
@@ -272,7 +281,6 @@ impl Log {
         let (head_tx, _) = watch::channel(head);
         let (live, _) = broadcast::channel(options.broadcast_capacity.max(1));
         let shared = Arc::new(Shared {
-            tree: tree.clone(),
             head: AtomicU64::new(head),
             head_tx,
             live,
@@ -282,6 +290,7 @@ impl Log {
             fdatasyncs: AtomicU64::new(0),
             events: AtomicU64::new(0),
         });
+        let reader_tree = tree.clone();
         let (tx, rx) = sync_channel(options.queue_capacity.max(1));
         let writer = Writer {
             shared: shared.clone(),
@@ -306,10 +315,13 @@ impl Log {
                 tx: Mutex::new(Some(tx)),
                 shared,
                 writer: Mutex::new(Some(thread)),
-                db,
+                store: RwLock::new(Some(Store {
+                    db,
+                    tree: reader_tree,
+                    _lock: lock,
+                })),
                 chain_key,
                 dir: dir.to_path_buf(),
-                _lock: lock,
             }),
         })
     }
@@ -406,12 +418,22 @@ impl Log {
         &self.inner.chain_key
     }
 
+    /// The log's tree, or `Closed` after [`Log::close`].
+    fn tree(&self) -> Result<sled::Tree, Error> {
+        self.inner
+            .store
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| s.tree.clone()))
+            .ok_or(Error::Closed)
+    }
+
     /// The committed record at `position`, decoded.
     pub fn get(&self, position: u64) -> Result<Option<Arc<Recorded>>, Error> {
         if position == 0 || position > self.head() {
             return Ok(None);
         }
-        match self.inner.shared.tree.get(pos_key(position))? {
+        match self.tree()?.get(pos_key(position))? {
             Some(v) => Ok(Some(Arc::new(decode_recorded(position, &v)?))),
             None => Ok(None),
         }
@@ -425,7 +447,7 @@ impl Log {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity(limit.min((head - from + 1) as usize));
-        for item in self.inner.shared.tree.range(pos_key(from)..=pos_key(head)) {
+        for item in self.tree()?.range(pos_key(from)..=pos_key(head)) {
             let (k, v) = item?;
             let pos = key_pos(&k).ok_or_else(|| Error::Storage("bad log key".into()))?;
             out.push(Arc::new(decode_recorded(pos, &v)?));
@@ -443,10 +465,7 @@ impl Log {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity(limit.min(upto as usize));
-        for item in self
-            .inner
-            .shared
-            .tree
+        for item in self.tree()?
             .range(pos_key(1)..=pos_key(upto))
             .rev()
         {
@@ -469,7 +488,7 @@ impl Log {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        for item in self.inner.shared.tree.range(pos_key(from)..=pos_key(head)) {
+        for item in self.tree()?.range(pos_key(from)..=pos_key(head)) {
             let (k, v) = item?;
             let pos = key_pos(&k).ok_or_else(|| Error::Storage("bad log key".into()))?;
             out.push((pos, v.to_vec()));
@@ -495,7 +514,7 @@ impl Log {
         let mut start = prefix.clone();
         start.extend_from_slice(&from_revision.to_be_bytes());
         let mut out = Vec::new();
-        for item in self.inner.shared.tree.range(start..) {
+        for item in self.tree()?.range(start..) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -517,7 +536,7 @@ impl Log {
         let mut key = Vec::with_capacity(stream.len() + 1);
         key.push(b'H');
         key.extend_from_slice(stream.as_bytes());
-        Ok(self.inner.shared.tree.get(key)?.and_then(|v| be_u64(&v)))
+        Ok(self.tree()?.get(key)?.and_then(|v| be_u64(&v)))
     }
 
     /// The position an event id was appended at.
@@ -525,14 +544,14 @@ impl Log {
         let mut key = Vec::with_capacity(17);
         key.push(b'I');
         key.extend_from_slice(event_id);
-        let pos = self.inner.shared.tree.get(key)?.and_then(|v| be_u64(&v));
+        let pos = self.tree()?.get(key)?.and_then(|v| be_u64(&v));
         Ok(pos.filter(|p| *p <= self.head()))
     }
 
     /// Checks the index tables against the log, 1:1; returns what disagrees (empty when sound).
     pub fn check_indexes(&self) -> Result<Vec<String>, Error> {
         let mut problems = Vec::new();
-        let tree = &self.inner.shared.tree;
+        let tree = &self.tree()?;
         let head = self.head();
         let mut expected = 1u64;
         let mut stream_revs: HashMap<String, u64> = HashMap::new();
@@ -598,10 +617,7 @@ impl Log {
             first_bad: Some(pos),
             reason: Some(reason),
         };
-        for item in self
-            .inner
-            .shared
-            .tree
+        for item in self.tree()?
             .range(pos_key(1)..=pos_key(head.max(1)))
         {
             let (k, v) = item?;

@@ -57,6 +57,8 @@ struct Inner<P> {
     start_head: u64,
     options: RunnerOptions,
     log: events::Log,
+    /// One snapshot write at a time: periodic and on-demand writes share the temporary file.
+    snapshot_lock: tokio::sync::Mutex<()>,
 }
 
 /// A running projection; cheap to clone.
@@ -124,6 +126,7 @@ where
             start_head: head,
             options,
             log: log.clone(),
+            snapshot_lock: tokio::sync::Mutex::new(()),
         });
         let task = tokio::spawn(follow(inner.clone(), log, from));
         ProjectionHandle {
@@ -229,6 +232,7 @@ async fn write_snapshot<P>(inner: &Arc<Inner<P>>) -> std::io::Result<()>
 where
     P: Projection + Serialize + DeserializeOwned,
 {
+    let _one_at_a_time = inner.snapshot_lock.lock().await;
     let current = inner.current.load_full();
     let dir = inner.options.snapshot_dir.clone();
     tokio::task::spawn_blocking(move || {

@@ -1,0 +1,130 @@
+//! Pre-auth keys: who may join the network, with which tags and owner, how often, until when.
+
+use events::{Event, Recorded};
+use serde::{Deserialize, Serialize};
+
+use crate::Projection;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Key {
+    pub id: String,
+    pub org_id: String,
+    /// The first characters of the key, safe to show (`qzk_ab12cd`).
+    pub prefix: String,
+    pub secret_hash: [u8; 32],
+    pub reusable: bool,
+    /// Devices joining with it are removed automatically once offline for a while.
+    pub ephemeral: bool,
+    /// Given to every device that joins with it (sorted, deduplicated).
+    pub tags: Vec<String>,
+    /// Given to every device that joins with it.
+    pub owner: Option<String>,
+    pub expires_at: i64,
+    pub description: String,
+    pub max_uses: Option<u32>,
+    /// Devices that joined with it so far.
+    pub uses: u32,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// Last revision of the key's own stream (`key:<id>`): registrations expect it unchanged, so
+    /// a revocation cannot slip between the decision and the append.
+    pub revision: u64,
+}
+
+impl Key {
+    /// True when the single use of a non-reusable key has been spent.
+    pub fn is_used(&self) -> bool {
+        !self.reusable && self.uses >= 1
+    }
+
+    /// True when a reusable key has reached its `max_uses`.
+    pub fn is_exhausted(&self) -> bool {
+        self.reusable && self.max_uses.is_some_and(|m| self.uses >= m)
+    }
+
+    /// `revoked`, `expired`, `used`, `exhausted` or `active`, in that order of precedence.
+    pub fn status(&self, now: i64) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at <= now {
+            "expired"
+        } else if self.is_used() {
+            "used"
+        } else if self.is_exhausted() {
+            "exhausted"
+        } else {
+            "active"
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keys {
+    pub by_id: imbl::HashMap<String, Key>,
+    /// SHA-256 of the secret → key id: how a presented pre-auth key is found.
+    pub by_hash: imbl::HashMap<[u8; 32], String>,
+}
+
+impl Keys {
+    pub fn get(&self, id: &str) -> Option<&Key> {
+        self.by_id.get(id)
+    }
+
+    pub fn by_secret_hash(&self, hash: &[u8; 32]) -> Option<&Key> {
+        self.by_hash.get(hash).and_then(|id| self.by_id.get(id))
+    }
+}
+
+impl Projection for Keys {
+    const NAME: &'static str = "keys";
+    const VERSION: u32 = 1;
+
+    fn apply(&mut self, r: &Recorded) {
+        let own_stream = |id: &str| r.envelope.stream.strip_prefix("key:") == Some(id);
+        match &r.event {
+            Event::KeyCreated(e) => {
+                self.by_hash.insert(e.secret_hash, e.key_id.clone());
+                self.by_id.insert(
+                    e.key_id.clone(),
+                    Key {
+                        id: e.key_id.clone(),
+                        org_id: r.envelope.org_id.clone(),
+                        prefix: e.prefix.clone(),
+                        secret_hash: e.secret_hash,
+                        reusable: e.reusable,
+                        ephemeral: e.ephemeral,
+                        tags: e.tags.clone(),
+                        owner: e.owner.clone(),
+                        expires_at: e.expires_at,
+                        description: e.description.clone(),
+                        max_uses: e.max_uses,
+                        uses: 0,
+                        created_at: r.envelope.recorded_at,
+                        last_used_at: None,
+                        revoked_at: None,
+                        revision: r.envelope.revision,
+                    },
+                );
+            }
+            Event::KeyUsed(e) => {
+                if let Some(k) = self.by_id.get_mut(&e.key_id) {
+                    k.uses = k.uses.max(e.uses);
+                    k.last_used_at = Some(r.envelope.recorded_at);
+                    if own_stream(&e.key_id) {
+                        k.revision = r.envelope.revision;
+                    }
+                }
+            }
+            Event::KeyRevoked(e) => {
+                if let Some(k) = self.by_id.get_mut(&e.key_id) {
+                    k.revoked_at.get_or_insert(r.envelope.recorded_at);
+                    if own_stream(&e.key_id) {
+                        k.revision = r.envelope.revision;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
