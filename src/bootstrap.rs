@@ -1,7 +1,7 @@
 //! Creating organizations and their owner tokens: `quickztna init`, and `serve` on an empty
 //! data dir.
 
-use events::event::{OrgCreated, OrgLimitsSet, Plan};
+use events::event::{OrgCreated, OrgLimitsSet, OrgSettingsChanged, Plan};
 use events::{Actor, AppendRequest, Expected, NewEvent};
 use projections::Models;
 
@@ -31,6 +31,10 @@ pub enum BootstrapError {
     NoSuchOrg(String),
     #[error("rate limits must be from 1 to 1000000 per minute")]
     BadLimits,
+    #[error(
+        "idle removal must be from 1 to 36500 days, ephemeral removal from 1 second to 365 days"
+    )]
+    BadSettings,
     #[error("{0}")]
     Append(#[from] events::AppendError),
 }
@@ -176,6 +180,46 @@ pub async fn set_limits(
                 org_id: org.id.clone(),
                 read_per_min,
                 write_per_min,
+            },
+        )],
+        idempotency: None,
+    })
+    .await?;
+    Ok(org.id.clone())
+}
+
+/// Changes an organization's fleet hygiene settings: remove devices idle longer than
+/// `device_idle_removal_days` (`None`: never), and ephemeral devices offline longer than
+/// `ephemeral_offline_secs`.
+pub async fn set_settings(
+    log: &events::Log,
+    models: &Models,
+    org: &str,
+    device_idle_removal_days: Option<u32>,
+    ephemeral_offline_secs: u64,
+    actor: Actor,
+) -> Result<String, BootstrapError> {
+    if device_idle_removal_days.is_some_and(|d| !(1..=36_500).contains(&d))
+        || !(1..=365 * 86_400).contains(&ephemeral_offline_secs)
+    {
+        return Err(BootstrapError::BadSettings);
+    }
+    let org = models
+        .orgs
+        .get(org)
+        .or_else(|| models.orgs.by_name(org))
+        .ok_or_else(|| BootstrapError::NoSuchOrg(org.to_owned()))?;
+    log.append(AppendRequest {
+        org_id: org.id.clone(),
+        actor,
+        request_id: new_id("req"),
+        expectations: vec![(format!("org:{}", org.id), Expected::Exists)],
+        events: vec![NewEvent::new(
+            format!("org:{}", org.id),
+            OrgSettingsChanged {
+                org_id: org.id.clone(),
+                device_idle_removal_days,
+                ephemeral_offline_secs,
             },
         )],
         idempotency: None,

@@ -60,11 +60,20 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand, name = "audit-log")]
     AuditLog(AuditLogCommand),
-    /// Save the server URL and token for later commands (mode 0600 in your config dir).
-    Login(LoginArgs),
+    /// Save the server URL and token for later commands (mode 0600 in your config dir):
+    /// `quickztna login --server URL --token TOKEN`.
+    Login,
     /// API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Devices: list, inspect, tag, expire keys, remove.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Pre-auth keys, which devices use to join.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The device agent: join with a pre-auth key, then heartbeat until SIGINT/SIGTERM.
+    Up(UpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,15 +138,6 @@ pub enum AuditLogCommand {
     Verify(DataDirArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct LoginArgs {
-    /// Server URL.
-    #[arg(long = "server", id = "login_server")]
-    pub server: String,
-    /// API token.
-    #[arg(long = "token", id = "login_token")]
-    pub token: String,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
@@ -176,4 +176,121 @@ pub struct ListArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List devices (a table on a terminal, a JSON array with --json or in a pipeline).
+    List(DevicesListArgs),
+    /// Show one device as JSON, with its peers and recent audit events.
+    Get {
+        /// Device id (`dev_…`).
+        id: String,
+    },
+    /// Remove a device and revoke its node credential.
+    Remove {
+        /// Device id (`dev_…`).
+        id: String,
+    },
+    /// Expire a device's key now: its agent must re-authenticate.
+    ExpireKey {
+        /// Device id (`dev_…`).
+        id: String,
+    },
+    /// Add or remove a device's tags.
+    #[command(subcommand)]
+    Tag(DevicesTagCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesListArgs {
+    /// Filter expression, e.g. `tag:prod+os:linux` or `os:linux,windows`.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Only devices not seen for this long (30s, 15m, 12h, 90d); ANDed with --filter.
+    #[arg(long, value_parser = crate::domain::duration::parse)]
+    pub idle_for: Option<std::time::Duration>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesTagCommand {
+    /// Add a tag to a device.
+    Add {
+        /// Device id (`dev_…`).
+        id: String,
+        /// Tag, with or without the `tag:` prefix.
+        tag: String,
+    },
+    /// Remove a tag from a device.
+    Remove {
+        /// Device id (`dev_…`).
+        id: String,
+        /// Tag, with or without the `tag:` prefix.
+        tag: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a pre-auth key; prints it once.
+    Create(KeysCreateArgs),
+    /// List active pre-auth keys (never the keys themselves).
+    List(ListArgs),
+    /// Revoke a pre-auth key.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    /// The key can register many devices (default: one).
+    #[arg(long)]
+    pub reusable: bool,
+    /// Devices joined with it are removed automatically after going offline.
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Tag given to every device joined with it (repeatable), with or without `tag:`.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// User who owns the devices joined with it.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Lifetime, up to 90d (default 1h).
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    /// Expiry as an RFC 3339 time, instead of --expires-in.
+    #[arg(long, conflicts_with = "expires_in")]
+    pub expires_at: Option<String>,
+    /// Label shown in listings and the audit log.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Most devices it may register (reusable keys).
+    #[arg(long)]
+    pub max_uses: Option<u64>,
+    /// Print the whole JSON response.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Pre-auth key (`qzk_…`). Needed to register, and to re-register when the device's key
+    /// expires or it is removed.
+    #[arg(long, env = "QUICKZTNA_AUTH_KEY", hide_env_values = true)]
+    pub auth_key: Option<String>,
+    /// Device name (default: this machine's hostname, lowercased, [a-z0-9-]).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Where the device id and node credential are kept (mode 0600). Default
+    /// `$XDG_STATE_HOME/quickztna/agent.json` or `~/.local/state/quickztna/agent.json`.
+    #[arg(long, env = "QUICKZTNA_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Time between heartbeats (default: what the server asks for, else 30s).
+    #[arg(long, value_parser = crate::domain::duration::parse)]
+    pub interval: Option<std::time::Duration>,
 }

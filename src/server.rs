@@ -20,7 +20,7 @@ where
     let app = crate::http::router(state.clone());
     // Full buckets carry no information: dropping them bounds the limiter's memory to the
     // organizations and addresses seen in the last minute or so.
-    let sweeper = {
+    let limiter_sweep = {
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -30,13 +30,31 @@ where
             }
         })
     };
+    // Offline ephemeral and idle devices are removed by the system actor.
+    let device_sweep = tokio::spawn(crate::sweeper::run(
+        state.clone(),
+        state.settings().sweep_every,
+    ));
+    // Heartbeats are not events: they reach the disk every few seconds and at shutdown.
+    let heartbeat_flush = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.settings().heartbeat_flush_every);
+            loop {
+                tick.tick().await;
+                state.flush_heartbeats().await;
+            }
+        })
+    };
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    sweeper.abort();
+    limiter_sweep.abort();
+    device_sweep.abort();
+    heartbeat_flush.abort();
     state.shutdown().await;
     served
 }

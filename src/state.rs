@@ -1,12 +1,15 @@
-//! The application state every handler shares: the log, the read models and settings.
+//! The application state every handler shares: the log, the read models, the heartbeat store
+//! and settings.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use events::{ChainKey, Log, LogOptions};
 use projections::{Models, ProjectionHandle, RunnerOptions};
 
+use crate::heartbeats::Heartbeats;
 use crate::http::pagination::CursorKey;
 use crate::http::ratelimit::RateLimiter;
 
@@ -22,6 +25,10 @@ pub struct Settings {
     pub read_your_writes_timeout: Duration,
     pub log: LogOptions,
     pub snapshot_every_events: u64,
+    /// How often the sweeper removes offline ephemeral and idle devices.
+    pub sweep_every: Duration,
+    /// How often heartbeats are written to the data dir.
+    pub heartbeat_flush_every: Duration,
 }
 
 impl Settings {
@@ -33,6 +40,8 @@ impl Settings {
             read_your_writes_timeout: Duration::from_secs(10),
             log: LogOptions::default(),
             snapshot_every_events: 50_000,
+            sweep_every: Duration::from_secs(30),
+            heartbeat_flush_every: Duration::from_secs(5),
         }
     }
 }
@@ -48,6 +57,10 @@ struct Inner {
     models: ProjectionHandle<Models>,
     limiter: RateLimiter,
     cursor_key: CursorKey,
+    heartbeats: Heartbeats,
+    /// One lock per organization: its registrations are decided one at a time, because each
+    /// takes the next address (the log's expected revision of `ipam:<org>` backs this up).
+    registrations: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     settings: Settings,
 }
 
@@ -68,12 +81,18 @@ impl AppState {
         let mut runner = RunnerOptions::new(snapshot_dir(&settings.data_dir));
         runner.snapshot_every_events = settings.snapshot_every_events;
         let models = ProjectionHandle::start(log.clone(), runner).await;
+        let dir = settings.data_dir.clone();
+        let heartbeats = tokio::task::spawn_blocking(move || Heartbeats::load(&dir))
+            .await
+            .map_err(|e| events::Error::Storage(e.to_string()))?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 log,
                 models,
                 limiter: RateLimiter::new(),
                 cursor_key,
+                heartbeats,
+                registrations: DashMap::new(),
                 settings,
             }),
         })
@@ -99,8 +118,33 @@ impl AppState {
         &self.inner.settings
     }
 
-    /// Waits for the projections to reach the head, snapshots them and closes the log.
+    /// Last-seen times and reported state of devices (not events; see [`Heartbeats`]).
+    pub fn heartbeats(&self) -> &Heartbeats {
+        &self.inner.heartbeats
+    }
+
+    /// The lock that serializes the registrations of `org_id`.
+    pub fn registration_lock(&self, org_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .registrations
+            .entry(org_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Writes the heartbeat store to the data dir if it changed.
+    pub async fn flush_heartbeats(&self) {
+        let state = self.clone();
+        let done = tokio::task::spawn_blocking(move || state.heartbeats().flush()).await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "could not write the heartbeats file");
+        }
+    }
+
+    /// Waits for the projections to reach the head, snapshots them, writes the heartbeats and
+    /// closes the log.
     pub async fn shutdown(&self) {
+        self.flush_heartbeats().await;
         let head = self.log().head();
         self.models().wait_for(head, Duration::from_secs(5)).await;
         if let Err(e) = self.models().snapshot_now().await {

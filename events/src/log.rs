@@ -165,7 +165,9 @@ struct Shared {
     /// Last committed (durable, acknowledged) position; readers never look past it.
     head: AtomicU64,
     head_tx: watch::Sender<u64>,
-    live: broadcast::Sender<Arc<Recorded>>,
+    /// Hands out live receivers; emptied by `close`, so that once the writer (which holds the
+    /// other sender) has stopped, live receivers see `Closed` and subscriptions end.
+    live: Mutex<Option<broadcast::Sender<Arc<Recorded>>>>,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
     groups: AtomicU64,
@@ -205,6 +207,9 @@ impl Handle {
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(w) = writer {
             let _ = w.join();
+        }
+        if let Ok(mut live) = self.shared.live.lock() {
+            live.take();
         }
         let store = self.store.write().ok().and_then(|mut s| s.take());
         if let Some(store) = store {
@@ -283,7 +288,7 @@ impl Log {
         let shared = Arc::new(Shared {
             head: AtomicU64::new(head),
             head_tx,
-            live,
+            live: Mutex::new(Some(live.clone())),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             groups: AtomicU64::new(0),
@@ -294,6 +299,7 @@ impl Log {
         let (tx, rx) = sync_channel(options.queue_capacity.max(1));
         let writer = Writer {
             shared: shared.clone(),
+            live,
             db: db.clone(),
             tree,
             rx,
@@ -384,7 +390,12 @@ impl Log {
 
     /// Live events as they are committed; a receiver that falls behind gets `Lagged`.
     pub fn subscribe_live(&self) -> broadcast::Receiver<Arc<Recorded>> {
-        self.inner.shared.live.subscribe()
+        let live = self.inner.shared.live.lock().ok();
+        match live.as_ref().and_then(|l| l.as_ref()) {
+            Some(tx) => tx.subscribe(),
+            // Closed: a receiver whose sender is already gone answers `Closed`.
+            None => broadcast::channel(1).1,
+        }
     }
 
     /// Why the writer stopped, if it did.
@@ -465,10 +476,7 @@ impl Log {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity(limit.min(upto as usize));
-        for item in self.tree()?
-            .range(pos_key(1)..=pos_key(upto))
-            .rev()
-        {
+        for item in self.tree()?.range(pos_key(1)..=pos_key(upto)).rev() {
             let (k, v) = item?;
             let pos = key_pos(&k).ok_or_else(|| Error::Storage("bad log key".into()))?;
             out.push(Arc::new(decode_recorded(pos, &v)?));
@@ -617,9 +625,7 @@ impl Log {
             first_bad: Some(pos),
             reason: Some(reason),
         };
-        for item in self.tree()?
-            .range(pos_key(1)..=pos_key(head.max(1)))
-        {
+        for item in self.tree()?.range(pos_key(1)..=pos_key(head.max(1))) {
             let (k, v) = item?;
             let pos = key_pos(&k).unwrap_or(0);
             if pos > head {
@@ -655,6 +661,8 @@ impl Log {
 /// The writer thread's state: the heads and the chain tip live only here.
 struct Writer {
     shared: Arc<Shared>,
+    /// Where committed events are broadcast to live subscribers.
+    live: broadcast::Sender<Arc<Recorded>>,
     db: sled::Db,
     tree: sled::Tree,
     rx: Receiver<Job>,
@@ -743,7 +751,7 @@ impl Writer {
             self.shared.head_tx.send_replace(pos);
             for r in staged.recorded.drain(..) {
                 // No receivers is fine: nobody is listening live.
-                let _ = self.shared.live.send(r);
+                let _ = self.live.send(r);
             }
         }
         for (job, outcome) in jobs.drain(..).zip(outcomes) {

@@ -31,10 +31,20 @@ fn record_key(position: u64) -> Vec<u8> {
     key
 }
 
-/// Opens the log's sled database directly (the log must be closed) and lets `edit` change the
-/// stored record at `position`; when `edit` returns false the record is deleted instead.
-/// Returns the original bytes.
-fn tamper(dir: &Path, position: u64, edit: impl FnOnce(&mut Vec<u8>) -> bool) -> Vec<u8> {
+/// A change made to a stored record behind the log's back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tamper {
+    /// Flips the last byte of the event's payload (the record ends with payload ‖ mac).
+    FlipPayloadByte,
+    /// Flips a byte of the stream id, a header field the MAC covers.
+    FlipStreamByte,
+    FlipMacByte,
+    DeleteRecord,
+}
+
+/// Opens the log's sled database directly (the log must be closed) and changes the stored
+/// record at `position`. Returns the original bytes.
+fn tamper(dir: &Path, position: u64, how: Tamper) -> Vec<u8> {
     let db = sled::open(dir.join("log")).expect("sled opens");
     let tree = db.open_tree("log").expect("the log tree opens");
     let key = record_key(position);
@@ -44,10 +54,34 @@ fn tamper(dir: &Path, position: u64, edit: impl FnOnce(&mut Vec<u8>) -> bool) ->
         .expect("the record exists")
         .to_vec();
     let mut record = original.clone();
-    if edit(&mut record) {
-        tree.insert(&key, record).expect("writes");
-    } else {
+    match how {
+        Tamper::FlipPayloadByte => {
+            let env = codec::decode_record(0, &record).expect("an honest record decodes");
+            let payload_end = record.len() - codec::MAC_LEN;
+            assert!(!env.payload.is_empty());
+            assert_eq!(
+                &record[payload_end - env.payload.len()..payload_end],
+                &env.payload[..]
+            );
+            record[payload_end - 1] ^= 0x01;
+        }
+        Tamper::FlipStreamByte => {
+            let at = record
+                .windows(7)
+                .position(|w| w == b"device:")
+                .expect("the record names its stream");
+            record[at + 7] ^= 0x01;
+        }
+        Tamper::FlipMacByte => {
+            let last = record.len() - 1;
+            record[last] ^= 0x80;
+        }
+        Tamper::DeleteRecord => {}
+    }
+    if how == Tamper::DeleteRecord {
         tree.remove(&key).expect("removes");
+    } else {
+        tree.insert(&key, record).expect("writes");
     }
     db.flush().expect("flushes");
     original
@@ -59,39 +93,6 @@ fn restore(dir: &Path, position: u64, original: Vec<u8>) {
     let tree = db.open_tree("log").expect("the log tree opens");
     tree.insert(record_key(position), original).expect("writes");
     db.flush().expect("flushes");
-}
-
-/// Flips the last byte of the event's payload (the record ends with payload ‖ mac).
-fn flip_payload_byte(record: &mut Vec<u8>) -> bool {
-    let env = codec::decode_record(0, record).expect("an honest record decodes");
-    let payload_end = record.len() - codec::MAC_LEN;
-    assert!(!env.payload.is_empty());
-    assert_eq!(
-        &record[payload_end - env.payload.len()..payload_end],
-        &env.payload[..]
-    );
-    record[payload_end - 1] ^= 0x01;
-    true
-}
-
-/// Flips a byte of the stream id, a header field the MAC covers.
-fn flip_stream_byte(record: &mut Vec<u8>) -> bool {
-    let at = record
-        .windows(7)
-        .position(|w| w == b"device:")
-        .expect("the record names its stream");
-    record[at + 7] ^= 0x01;
-    true
-}
-
-fn flip_mac_byte(record: &mut Vec<u8>) -> bool {
-    let last = record.len() - 1;
-    record[last] ^= 0x80;
-    true
-}
-
-fn delete(_: &mut Vec<u8>) -> bool {
-    false
 }
 
 #[test]
@@ -117,32 +118,32 @@ fn a_fresh_log_verifies_from_the_first_event_to_the_head() {
 fn changing_a_stored_record_makes_verification_report_exactly_that_position() {
     let dir = tempfile::tempdir().expect("temp dir");
     ten_events(dir.path());
-    let edits: [(&str, fn(&mut Vec<u8>) -> bool); 4] = [
-        ("a flipped payload byte", flip_payload_byte),
-        ("a flipped stream byte", flip_stream_byte),
-        ("a flipped MAC byte", flip_mac_byte),
-        ("a deleted record", delete),
+    let all = [
+        Tamper::FlipPayloadByte,
+        Tamper::FlipStreamByte,
+        Tamper::FlipMacByte,
+        Tamper::DeleteRecord,
     ];
-    for (what, edit) in edits {
+    for what in all {
         // The head record cannot be deleted: the log refuses to open when its head is missing.
-        let positions: &[u64] = if what == "a deleted record" {
+        let positions: &[u64] = if what == Tamper::DeleteRecord {
             &[1, 6]
         } else {
             &[1, 6, 10]
         };
         for &position in positions {
-            let original = tamper(dir.path(), position, edit);
+            let original = tamper(dir.path(), position, what);
             let log = open(dir.path());
             let report = log.verify_chain().expect("walks");
             assert_eq!(
                 report.first_bad,
                 Some(position),
-                "{what} at {position}: {report:?}"
+                "{what:?} at {position}: {report:?}"
             );
             assert_eq!(
                 report.verified,
                 position - 1,
-                "{what} at {position}: {report:?}"
+                "{what:?} at {position}: {report:?}"
             );
             drop(log);
 
@@ -151,7 +152,7 @@ fn changing_a_stored_record_makes_verification_report_exactly_that_position() {
             let report = log.verify_chain().expect("walks");
             assert_eq!(
                 report.first_bad, None,
-                "restored {what} at {position}: {report:?}"
+                "restored {what:?} at {position}: {report:?}"
             );
         }
     }

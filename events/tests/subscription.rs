@@ -78,14 +78,23 @@ async fn a_subscription_delivers_exactly_the_positions_after_its_start_point() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscription_stays_exact_while_writers_keep_appending() {
+async fn subscriptions_stay_exact_while_writers_keep_appending() {
     const HISTORY: u64 = 50;
     const WRITERS: u64 = 4;
     const PER_WRITER: u64 = 150;
+    const SUBSCRIBERS: u64 = 8;
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = open(dir.path());
+    // A small buffer makes the readers lag and go back to the log over and over while the
+    // writers run: every switch between the log and live is a chance to lose or repeat one.
+    let log = Log::open(
+        dir.path(),
+        LogOptions {
+            broadcast_capacity: 4,
+            ..options()
+        },
+    )
+    .expect("the log opens");
     append_events(&log, HISTORY).await;
-    let mut sub = subscription(&log, 0);
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let log = log.clone();
@@ -99,15 +108,32 @@ async fn a_subscription_stays_exact_while_writers_keep_appending() {
         .collect();
     // Each writer appends 1, 2, 3, 1, 2, 3, … events.
     let written: u64 = (0..PER_WRITER).map(|i| i % 3 + 1).sum::<u64>() * WRITERS;
-    expect_range(&mut sub, &log, 1, HISTORY + written).await;
+    let end = HISTORY + written;
+    let readers: Vec<_> = (0..SUBSCRIBERS)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let after = i * HISTORY / SUBSCRIBERS;
+                let mut sub = subscription(&log, after);
+                expect_range(&mut sub, &log, after + 1, end).await;
+                sub
+            })
+        })
+        .collect();
     for writer in writers {
         writer.await.expect("the writer finished");
     }
-    assert_eq!(log.head(), HISTORY + written);
+    assert_eq!(log.head(), end);
+    let mut subs = Vec::new();
+    for reader in readers {
+        subs.push(reader.await.expect("the reader finished"));
+    }
     log.append(request("device:last", 1))
         .await
         .expect("appends");
-    expect_next(&mut sub, &log, HISTORY + written + 1).await;
+    for sub in &mut subs {
+        expect_next(sub, &log, end + 1).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,4 +230,28 @@ async fn fifty_stalled_subscribers_neither_hold_up_the_writer_nor_buffer_without
     });
     futures::future::join_all(readers).await;
     assert_sound(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_subscription_ends_when_the_log_closes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open(dir.path());
+    append_events(&log, 2).await;
+    let mut sub = subscription(&log, 0);
+    expect_range(&mut sub, &log, 1, 2).await;
+    // Caught up: the subscriber now waits for live events.
+    let waiting = tokio::spawn(async move { sub.next().await.map(|r| r.map(|r| r.position())) });
+    log.close();
+    // A subscription that outlived the log would hold its SSE client (and a graceful
+    // shutdown) forever: the watchdog turns that hang into a failure.
+    let end = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the subscription still waits after the log closed")
+        .expect("the subscriber ran");
+    assert!(end.is_none(), "a closed log delivered {end:?}");
+    let mut late = subscription(&log, 2);
+    assert!(
+        late.next().await.is_none(),
+        "a subscription to a closed log ends at once"
+    );
 }

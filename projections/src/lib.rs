@@ -6,11 +6,13 @@
 //!   subscription; readers get lock-free snapshots; writers wait for a position.
 //! - [`snapshot`]: the on-disk snapshot format (postcard, versioned, checksummed).
 //! - [`models`]: [`Models`], every read model the API serves, folded together.
-//! - [`orgs`], [`tokens`]: the read models themselves.
+//! - [`orgs`], [`tokens`], [`keys`], [`devices`]: the read models themselves.
 //!
 //! Invariants: a projection never appends to the log and never skips an event; live state equals
 //! a replay from scratch equals snapshot + replay.
 
+pub mod devices;
+pub mod keys;
 pub mod models;
 pub mod orgs;
 pub mod runner;

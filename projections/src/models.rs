@@ -4,6 +4,8 @@ use events::Recorded;
 use serde::{Deserialize, Serialize};
 
 use crate::Projection;
+use crate::devices::Devices;
+use crate::keys::Keys;
 use crate::orgs::Orgs;
 use crate::tokens::Tokens;
 
@@ -11,15 +13,20 @@ use crate::tokens::Tokens;
 pub struct Models {
     pub orgs: Orgs,
     pub tokens: Tokens,
+    pub keys: Keys,
+    pub devices: Devices,
 }
 
 impl Projection for Models {
     const NAME: &'static str = "models";
     // One byte per part: changes whenever any part's version does.
-    const VERSION: u32 = (Orgs::VERSION << 8) | Tokens::VERSION;
+    const VERSION: u32 =
+        (Orgs::VERSION << 24) | (Tokens::VERSION << 16) | (Keys::VERSION << 8) | Devices::VERSION;
 
     fn apply(&mut self, r: &Recorded) {
         self.orgs.apply(r);
         self.tokens.apply(r);
+        self.keys.apply(r);
+        self.devices.apply(r);
     }
 }

@@ -4,8 +4,14 @@
 //! - [`client`]: server and token resolution, requests, problems, `Retry-After`.
 //! - [`output`]: tables on a terminal, JSON with `--json`.
 //! - [`tokens`]: `tokens create|list|revoke`.
+//! - [`devices`]: `devices list|get|remove|expire-key|tag`.
+//! - [`keys`]: `keys create|list|revoke` (pre-auth keys).
+//! - [`agent`]: `up`, the device agent.
 
+pub mod agent;
 pub mod client;
+pub mod devices;
+pub mod keys;
 pub mod output;
 pub mod tokens;
 
@@ -55,10 +61,29 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Org(OrgCommand::IssueToken(args)) => Ok(crate::offline::issue_token(args).await?),
         Command::Org(OrgCommand::List(args)) => Ok(crate::offline::list_orgs(args).await?),
         Command::AuditLog(AuditLogCommand::Verify(args)) => Ok(crate::offline::verify(args).await?),
-        Command::Login(args) => client::login(&args.server, &args.token).await,
+        Command::Login => {
+            let (Some(server), Some(token)) = (&client_args.server, &client_args.token) else {
+                return Err(CliError::new(
+                    "usage: quickztna login --server URL --token TOKEN",
+                ));
+            };
+            client::login(server, token).await
+        }
         Command::Tokens(cmd) => {
             let client = client::Client::resolve(&client_args)?;
             tokens::run(&client, cmd).await
+        }
+        Command::Devices(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            devices::run(&client, cmd).await
+        }
+        Command::Keys(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            keys::run(&client, cmd).await
+        }
+        Command::Up(args) => {
+            let client = client::Client::resolve(&client_args)?;
+            agent::run(client.server(), args).await
         }
     }
 }

@@ -3,8 +3,10 @@
 //! Handlers build a command, a `decide_*` function turns it into events or a [`Rejection`], the
 //! log appends the events and the projections fold them.
 
+pub mod devices;
 pub mod duration;
 pub mod ids;
+pub mod keys;
 pub mod scope;
 pub mod secret;
 pub mod tokens;

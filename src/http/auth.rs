@@ -104,21 +104,21 @@ pub async fn anonymous(State(state): State<AppState>, req: Request, next: Next) 
     resp
 }
 
-fn default_limit(class: Class) -> u32 {
+pub(super) fn default_limit(class: Class) -> u32 {
     match class {
         Class::Read => DEFAULT_READ_PER_MIN,
         Class::Write => DEFAULT_WRITE_PER_MIN,
     }
 }
 
-fn charge_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
+pub(super) fn charge_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
     state
         .limiter()
         .check(&anonymous_key(req), class, default_limit(class))
 }
 
 /// The anonymous bucket's state without charging it (for the rate-limit headers).
-fn peek_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
+pub(super) fn peek_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
     state
         .limiter()
         .peek(&anonymous_key(req), class, default_limit(class))
@@ -133,7 +133,7 @@ fn anonymous_key(req: &Request) -> String {
     format!("addr:{addr}")
 }
 
-async fn wait_caught_up(state: &AppState) -> bool {
+pub(super) async fn wait_caught_up(state: &AppState) -> bool {
     if state.models().caught_up() {
         return true;
     }

@@ -5,8 +5,11 @@
 
 pub mod auth;
 pub mod commit;
+pub mod devices;
 pub mod extract;
 pub mod filter;
+pub mod keys;
+pub mod machine;
 pub mod meta;
 pub mod openapi;
 pub mod pagination;
@@ -44,15 +47,21 @@ pub fn router(state: AppState) -> Router {
 
 /// Every `/api/v1` route, with its OpenAPI description.
 pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
-    let protected =
-        OpenApiRouter::new()
-            .merge(tokens::routes())
-            .layer(middleware::from_fn_with_state(
-                state.clone(),
-                auth::authenticate,
-            ));
-    let public = meta::routes().layer(middleware::from_fn_with_state(state, auth::anonymous));
+    let protected = OpenApiRouter::new()
+        .merge(tokens::routes())
+        .merge(keys::routes())
+        .merge(devices::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    let public = meta::routes().layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::anonymous,
+    ));
+    // The device agent's routes bring their own authentication (pre-auth key, node credential).
     OpenApiRouter::with_openapi(openapi::base())
         .merge(protected)
+        .merge(machine::routes(state))
         .merge(public)
 }

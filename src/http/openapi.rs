@@ -26,6 +26,9 @@ use super::problem::{PROBLEM_JSON, ProblemBody};
     modifiers(&BearerScheme),
     tags(
         (name = "tokens", description = "API tokens (Settings → API tokens)"),
+        (name = "keys", description = "Pre-auth keys, with which devices join"),
+        (name = "devices", description = "The organization's devices"),
+        (name = "machine", description = "The device agent's API (`quickztna up`): register with a pre-auth key, then heartbeat and fetch the netmap with the node credential"),
         (name = "meta", description = "Health, version and this document; unauthenticated"),
     )
 )]
@@ -42,6 +45,18 @@ impl Modify for BearerScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("An API token: `Authorization: Bearer qz_…`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "node",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A device's node credential from `POST /machine/register`: \
+                         `Authorization: Bearer qzn_…` (valid only on /machine endpoints)",
+                    ))
                     .build(),
             ),
         );
@@ -100,9 +115,24 @@ fn decorate(op: &mut Operation) {
             .entry(status.to_owned())
             .or_insert_with(|| RefOr::T(problem_response(description)));
     }
-    for resp in op.responses.responses.values_mut() {
+    for (status, resp) in op.responses.responses.iter_mut() {
         if let RefOr::T(resp) = resp {
             add_common_headers(&mut resp.headers);
+            // The seed page tells clients to honour Retry-After on 429 (and 503 sets it too).
+            if status == "429" || status == "503" {
+                resp.headers
+                    .entry("Retry-After".to_owned())
+                    .or_insert_with(|| {
+                        HeaderBuilder::new()
+                            .schema(
+                                utoipa::openapi::schema::ObjectBuilder::new()
+                                    .schema_type(utoipa::openapi::schema::Type::Integer)
+                                    .build(),
+                            )
+                            .description(Some("Seconds to wait before retrying"))
+                            .build()
+                    });
+            }
         }
     }
 }

@@ -275,6 +275,7 @@ fn title_for(code: &str, status: StatusCode) -> &'static str {
     match code {
         "invalid_argument" => "Invalid argument",
         "unauthenticated" => "Unauthenticated",
+        "reauthentication_required" => "Re-authentication required",
         "permission_denied" => "Permission denied",
         "plan_required" => "Plan upgrade required",
         "not_found" => "Not found",

@@ -218,6 +218,13 @@ fn parse_expiry(body: &CreateTokenRequest, now: i64) -> Result<i64, Problem> {
         (inn, None) => {
             let d = duration::parse(inn.as_deref().unwrap_or(DEFAULT_LIFETIME))
                 .map_err(|e| Problem::invalid_argument(format!("field 'expires_in': {e}")))?;
+            // The clock slack `decide_create` allows is for absolute times a client computed a
+            // moment earlier; a relative lifetime is exact, and must be at least an hour.
+            if d.as_secs() < crate::domain::tokens::MIN_LIFETIME_SECS.unsigned_abs() {
+                return Err(Problem::invalid_argument(
+                    "token expiry must be from 1 hour to 12 months from now",
+                ));
+            }
             let micros = i64::try_from(d.as_micros())
                 .map_err(|_| Problem::invalid_argument("field 'expires_in' is too large"))?;
             Ok(now.saturating_add(micros))

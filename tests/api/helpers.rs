@@ -294,3 +294,106 @@ pub async fn assert_problem(resp: Response, status: u16, code: &str) -> Value {
     assert_eq!(body["request_id"], request_id);
     body
 }
+
+// ---- Helpers for the HTTP platform tests (auth, errors, pagination, rate limits, durability).
+
+/// A response header as text (`None` when absent or not text).
+pub fn header(resp: &Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+impl TestApp {
+    /// POSTs `body` to `/api/v1/tokens` as `token`, asserts 201 and returns the created token.
+    pub async fn create_token_as(&self, token: &str, body: &Value) -> Value {
+        let resp = self
+            .request_as(token, Method::POST, "/api/v1/tokens")
+            .json(body)
+            .send()
+            .await
+            .expect("POST /tokens");
+        let status = resp.status();
+        let body = json(resp).await;
+        assert_eq!(status, 201, "creating a token: {body}");
+        body
+    }
+
+    /// Issues a token with these scopes and description (expiring in 2 hours) as the owner;
+    /// returns the created token (`id`, `token`, …).
+    pub async fn create_token(&self, scopes: &[&str], description: &str) -> Value {
+        self.create_token_as(
+            &self.token,
+            &serde_json::json!({ "scopes": scopes, "description": description, "expires_in": "2h" }),
+        )
+        .await
+    }
+
+    /// The id of the token whose secret is `secret`, from the read model.
+    pub fn token_id_of(&self, secret: &str) -> String {
+        let hash = quickztna::domain::secret::hash(secret);
+        let models = self.state.models().load();
+        models
+            .state
+            .tokens
+            .by_secret_hash(&hash)
+            .map(|t| t.id.clone())
+            .expect("a token with this secret")
+    }
+
+    /// Waits until the read models include everything in the log (after a direct append).
+    pub async fn wait_caught_up(&self) {
+        let head = self.state.log().head();
+        assert!(
+            self.state
+                .models()
+                .wait_for(head, std::time::Duration::from_secs(10))
+                .await,
+            "read models caught up with {head}"
+        );
+    }
+
+    /// Every item of a list endpoint, following `next_cursor` with this query (`limit=…&…`);
+    /// returns the items and the number of pages.
+    pub async fn list_all(&self, token: &str, path: &str, query: &str) -> (Vec<Value>, usize) {
+        self.list_from(token, path, query, None).await
+    }
+
+    /// Like [`TestApp::list_all`], starting at `cursor` (a previous page's `next_cursor`).
+    pub async fn list_from(
+        &self,
+        token: &str,
+        path: &str,
+        query: &str,
+        cursor: Option<String>,
+    ) -> (Vec<Value>, usize) {
+        let mut items = Vec::new();
+        let mut pages = 0;
+        let mut cursor = cursor;
+        loop {
+            let mut url = format!("{path}?{query}");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let resp = self
+                .request_as(token, Method::GET, &url)
+                .send()
+                .await
+                .expect("GET page");
+            let status = resp.status();
+            let page = json(resp).await;
+            assert_eq!(status, 200, "{url}: {page}");
+            pages += 1;
+            items.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => {
+                    assert!(page["next_cursor"].is_null(), "next_cursor is null: {page}");
+                    return (items, pages);
+                }
+            }
+            assert!(pages < 10_000, "pagination makes progress");
+        }
+    }
+}

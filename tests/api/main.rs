@@ -3,3 +3,16 @@
 
 mod helpers;
 mod meta;
+mod auth;
+mod errors;
+mod request_id;
+mod ratelimit;
+mod pagination;
+mod tenancy;
+mod durability;
+mod tokens;
+mod openapi;
+mod cli;
+mod keys;
+mod devices;
+mod machine;

@@ -1,0 +1,217 @@
+//! Devices: what joined the network, with which addresses, tags, owner and credential.
+//!
+//! Removed devices stay as tombstones (`removed_at` set): the API answers 404 for them, but a
+//! repeated DELETE is still recognised, and a removed device's credential is still found so
+//! that it gets "re-authentication required" rather than "invalid".
+//!
+//! Also folded here: each organization's address-allocation sequence, the stream `ipam:<org>`.
+//! Every registration appends its `key.used` there, so the stream's revision counts
+//! registrations and the next address is a pure function of it.
+
+use events::{Event, Recorded};
+use serde::{Deserialize, Serialize};
+
+use crate::Projection;
+
+/// The stream that sequences an organization's registrations (and so its addresses).
+pub fn ipam_stream(org_id: &str) -> String {
+    format!("ipam:{org_id}")
+}
+
+/// The stream of one device's events.
+pub fn device_stream(device_id: &str) -> String {
+    format!("device:{device_id}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: String,
+    pub org_id: String,
+    /// The pre-auth key it joined with.
+    pub key_id: String,
+    pub hostname: String,
+    pub os: String,
+    /// As reported at registration; heartbeats may report newer ones (kept outside the log).
+    pub os_version: String,
+    pub public_key: String,
+    pub ipv4: String,
+    pub ipv6: String,
+    /// Sorted, deduplicated.
+    pub tags: Vec<String>,
+    pub owner: Option<String>,
+    pub ephemeral: bool,
+    pub credential_hash: [u8; 32],
+    pub key_expires_at: Option<i64>,
+    /// Set by `device.key_expired`: the credential no longer works.
+    pub key_expired: bool,
+    pub created_at: i64,
+    pub removed_at: Option<i64>,
+    pub removed_reason: Option<String>,
+    /// Last revision of the device's stream; mutations expect it unchanged.
+    pub revision: u64,
+    /// Log position of the last event that changed this device.
+    pub last_position: u64,
+}
+
+impl Device {
+    pub fn is_removed(&self) -> bool {
+        self.removed_at.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Devices {
+    /// Every device ever registered, removed ones included (tombstones).
+    pub by_id: imbl::HashMap<String, Device>,
+    /// SHA-256 of a node credential → device id.
+    pub by_credential: imbl::HashMap<[u8; 32], String>,
+    /// Per organization, its live devices ordered by `(created_at, id)`: the default list order.
+    pub by_org: imbl::HashMap<String, imbl::OrdSet<(i64, String)>>,
+    /// Per organization, the last revision of its `ipam:<org>` stream.
+    pub ipam: imbl::HashMap<String, u64>,
+}
+
+impl Devices {
+    pub fn get(&self, id: &str) -> Option<&Device> {
+        self.by_id.get(id)
+    }
+
+    pub fn by_credential_hash(&self, hash: &[u8; 32]) -> Option<&Device> {
+        self.by_credential
+            .get(hash)
+            .and_then(|id| self.by_id.get(id))
+    }
+
+    /// The organization's live devices, ordered by `(created_at, id)`.
+    pub fn of_org(&self, org_id: &str) -> impl DoubleEndedIterator<Item = &Device> + '_ {
+        self.by_org
+            .get(org_id)
+            .into_iter()
+            .flat_map(|set| set.iter())
+            .filter_map(|(_, id)| self.by_id.get(id))
+    }
+
+    /// The organization's live devices in `(created_at, id)` order (or reversed), starting
+    /// after `after` (exclusive): a keyset page without scanning what comes before.
+    pub fn of_org_after<'a>(
+        &'a self,
+        org_id: &str,
+        after: Option<(i64, String)>,
+        descending: bool,
+    ) -> Box<dyn Iterator<Item = &'a Device> + 'a> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let Some(set) = self.by_org.get(org_id) else {
+            return Box::new(std::iter::empty());
+        };
+        let entries: Box<dyn Iterator<Item = &'a (i64, String)> + 'a> = match (after, descending) {
+            (None, false) => Box::new(set.iter()),
+            (None, true) => Box::new(set.iter().rev()),
+            (Some(a), false) => Box::new(set.range((Excluded(a), Unbounded))),
+            (Some(a), true) => Box::new(set.range((Unbounded, Excluded(a))).rev()),
+        };
+        Box::new(entries.filter_map(|(_, id)| self.by_id.get(id)))
+    }
+
+    /// How many live devices the organization has.
+    pub fn count(&self, org_id: &str) -> usize {
+        self.by_org.get(org_id).map_or(0, |s| s.len())
+    }
+
+    /// The last revision of the organization's `ipam:<org>` stream (`None`: no registration yet).
+    pub fn ipam_revision(&self, org_id: &str) -> Option<u64> {
+        self.ipam.get(org_id).copied()
+    }
+
+    fn touch(&mut self, r: &Recorded, id: &str, change: impl FnOnce(&mut Device)) {
+        let Some(d) = self.by_id.get_mut(id) else {
+            return;
+        };
+        change(d);
+        if r.envelope.stream == device_stream(id) {
+            d.revision = r.envelope.revision;
+        }
+        d.last_position = r.position();
+    }
+}
+
+impl Projection for Devices {
+    const NAME: &'static str = "devices";
+    const VERSION: u32 = 1;
+
+    fn apply(&mut self, r: &Recorded) {
+        if let Some(org) = r.envelope.stream.strip_prefix("ipam:") {
+            self.ipam.insert(org.to_owned(), r.envelope.revision);
+        }
+        match &r.event {
+            Event::DeviceRegistered(e) => {
+                let org_id = r.envelope.org_id.clone();
+                let created_at = r.envelope.recorded_at;
+                self.by_credential
+                    .insert(e.credential_hash, e.device_id.clone());
+                self.by_org
+                    .entry(org_id.clone())
+                    .or_default()
+                    .insert((created_at, e.device_id.clone()));
+                let mut tags = e.tags.clone();
+                tags.sort();
+                tags.dedup();
+                self.by_id.insert(
+                    e.device_id.clone(),
+                    Device {
+                        id: e.device_id.clone(),
+                        org_id,
+                        key_id: e.key_id.clone(),
+                        hostname: e.hostname.clone(),
+                        os: e.os.clone(),
+                        os_version: e.os_version.clone(),
+                        public_key: e.public_key.clone(),
+                        ipv4: e.ipv4.clone(),
+                        ipv6: e.ipv6.clone(),
+                        tags,
+                        owner: e.owner.clone(),
+                        ephemeral: e.ephemeral,
+                        credential_hash: e.credential_hash,
+                        key_expires_at: e.key_expires_at,
+                        key_expired: false,
+                        created_at,
+                        removed_at: None,
+                        removed_reason: None,
+                        revision: r.envelope.revision,
+                        last_position: r.position(),
+                    },
+                );
+            }
+            Event::DeviceUpdated(e) => self.touch(r, &e.device_id, |d| {
+                if let Some(h) = &e.hostname {
+                    d.hostname = h.clone();
+                }
+            }),
+            Event::DeviceTagged(e) => self.touch(r, &e.device_id, |d| {
+                d.tags.extend(e.tags.iter().cloned());
+                d.tags.sort();
+                d.tags.dedup();
+            }),
+            Event::DeviceUntagged(e) => self.touch(r, &e.device_id, |d| {
+                d.tags.retain(|t| !e.tags.contains(t));
+            }),
+            Event::DeviceOwnerChanged(e) => self.touch(r, &e.device_id, |d| d.owner = e.to.clone()),
+            Event::DeviceKeyExpired(e) => self.touch(r, &e.device_id, |d| d.key_expired = true),
+            Event::DeviceRemoved(e) => {
+                let mut index_entry = None;
+                self.touch(r, &e.device_id, |d| {
+                    if d.removed_at.is_none() {
+                        d.removed_at = Some(r.envelope.recorded_at);
+                        d.removed_reason = Some(e.reason.clone());
+                        index_entry = Some((d.org_id.clone(), d.created_at));
+                    }
+                });
+                if let Some((org, created_at)) = index_entry
+                    && let Some(set) = self.by_org.get_mut(&org)
+                {
+                    set.remove(&(created_at, e.device_id.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+}

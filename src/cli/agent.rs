@@ -1,0 +1,714 @@
+//! `quickztna up`: the device agent.
+//!
+//! 1. Loads (or creates) its state file: the device's public key, and after registering its id
+//!    and node credential. The file is written (mode 0600) *before* a pre-auth key is spent, so
+//!    an unwritable path never burns a single-use key.
+//! 2. Reuses a saved credential for the same server; otherwise registers with `--auth-key`
+//!    (`POST /machine/register`).
+//! 3. Heartbeats (`POST /machine/heartbeat`) every interval with the posture signals it can read:
+//!    OS version, a disk-encryption guess, whether a firewall is loaded, the client version.
+//! 4. A 401 (`reauthentication_required`: the device was removed or its key expired) makes it
+//!    register again with `--auth-key` as a new device; if that key no longer works it exits
+//!    non-zero with the server's reason. Connection errors, 5xx and 429 are retried with backoff.
+//! 5. SIGINT or SIGTERM stops it with exit code 0.
+//!
+//! Status lines go to stderr.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::CliError;
+use crate::config::UpArgs;
+
+/// Heartbeat interval when neither `--interval` nor the server says otherwise.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// Longest wait between retries of a failing call.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Runs the agent until SIGINT/SIGTERM (exit 0) or a fatal problem (exit non-zero).
+pub async fn run(server: &str, args: UpArgs) -> Result<(), CliError> {
+    // Install the handlers first, so a signal during registration is a clean stop too.
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|e| CliError::new(format!("cannot watch SIGTERM: {e}")))?;
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::new(format!("cannot watch SIGINT: {e}")))?;
+    let agent = Agent::new(server, args)?;
+    tokio::select! {
+        result = agent.run() => result,
+        _ = sigterm.recv() => {
+            eprintln!("Received SIGTERM; stopping");
+            Ok(())
+        }
+        _ = sigint.recv() => {
+            eprintln!("Received SIGINT; stopping");
+            Ok(())
+        }
+    }
+}
+
+/// What the agent keeps between runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The device's public key (32 random bytes, base64), generated once.
+    pub public_key: String,
+    /// The server the credential belongs to.
+    #[serde(default)]
+    pub server: Option<String>,
+    #[serde(default)]
+    pub device_id: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub ipv4: Option<String>,
+    #[serde(default)]
+    pub node_credential: Option<String>,
+}
+
+impl AgentState {
+    fn fresh() -> Result<AgentState, CliError> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw)
+            .map_err(|e| CliError::new(format!("the OS random source failed: {e}")))?;
+        Ok(AgentState {
+            public_key: STANDARD.encode(raw),
+            ..AgentState::default()
+        })
+    }
+
+    /// The saved credential, if it was issued by `server`.
+    fn credential_for(&self, server: &str) -> Option<&str> {
+        match (&self.server, &self.node_credential) {
+            (Some(s), Some(c)) if same_server(s, server) && !c.is_empty() => Some(c),
+            _ => None,
+        }
+    }
+
+    fn forget_registration(&mut self) {
+        self.device_id = None;
+        self.ipv4 = None;
+        self.node_credential = None;
+    }
+}
+
+fn same_server(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+/// `$XDG_STATE_HOME/quickztna/agent.json`, or `~/.local/state/quickztna/agent.json`.
+pub fn default_state_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local").join("state"))
+        })?;
+    Some(base.join("quickztna").join("agent.json"))
+}
+
+fn load_state(path: &Path) -> Result<Option<AgentState>, CliError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            CliError::new(format!(
+                "{}: not a valid agent state file ({e}); remove it to register afresh",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CliError::new(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn save_state(path: &Path, state: &AgentState) -> Result<(), CliError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
+    }
+    let body = serde_json::to_vec_pretty(state).map_err(|e| CliError::new(e.to_string()))?;
+    events::chain::write_secret_file(path, &body)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
+}
+
+/// A problem the server answered with (4xx other than 429).
+#[derive(Debug, Clone)]
+struct Problem {
+    status: StatusCode,
+    title: String,
+    detail: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "{}: {d}", self.title),
+            None => f.write_str(&self.title),
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+enum CallError {
+    /// The server refused the request; retrying the same request will not help.
+    Problem(Problem),
+    /// Unreachable, timed out, 5xx or 429: worth retrying.
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Doubling waits with some jitter, capped at [`MAX_BACKOFF`].
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let base = Duration::from_secs(1 << self.failures.min(6)).min(MAX_BACKOFF);
+        self.failures = self.failures.saturating_add(1);
+        let mut r = [0u8; 1];
+        let _ = getrandom::fill(&mut r);
+        // 80% to 120% of the base.
+        base.mul_f64(0.8 + 0.4 * f64::from(r[0]) / 255.0)
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+struct Agent {
+    server: String,
+    http: reqwest::Client,
+    auth_key: Option<String>,
+    hostname: String,
+    state_path: PathBuf,
+    state: AgentState,
+    interval: Option<Duration>,
+}
+
+impl Agent {
+    fn new(server: &str, args: UpArgs) -> Result<Agent, CliError> {
+        let state_path = match args.state_file {
+            Some(p) => p,
+            None => default_state_file().ok_or_else(|| {
+                CliError::new("cannot find a state directory: set HOME or pass --state-file")
+            })?,
+        };
+        let (state, existed) = match load_state(&state_path)? {
+            Some(s) if !s.public_key.is_empty() => (s, true),
+            _ => (AgentState::fresh()?, false),
+        };
+        if !existed {
+            // Fails here, before any key is used, if the path is not writable.
+            save_state(&state_path, &state)?;
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("quickztna-agent/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| CliError::new(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Agent {
+            server: server.trim_end_matches('/').to_owned(),
+            http,
+            auth_key: args.auth_key.filter(|k| !k.is_empty()),
+            hostname: args.hostname.unwrap_or_else(machine_hostname),
+            state_path,
+            state,
+            interval: args.interval,
+        })
+    }
+
+    async fn run(mut self) -> Result<(), CliError> {
+        if self.state.credential_for(&self.server).is_some() {
+            eprintln!(
+                "Using the saved registration {} ({}) from {}",
+                self.state.device_id.as_deref().unwrap_or("?"),
+                self.state.ipv4.as_deref().unwrap_or("?"),
+                self.state_path.display()
+            );
+        } else {
+            self.register().await.map_err(|p| match p {
+                Some(p) => CliError::new(format!("cannot register with {}: {p}", self.server)),
+                None => no_auth_key(),
+            })?;
+        }
+
+        let mut backoff = Backoff::default();
+        let mut healthy = false;
+        let mut ever_connected = false;
+        loop {
+            let credential = self
+                .state
+                .credential_for(&self.server)
+                .unwrap_or_default()
+                .to_owned();
+            match self.heartbeat(&credential).await {
+                Ok(answer) => {
+                    backoff.reset();
+                    let wait = self.interval.unwrap_or_else(|| {
+                        answer
+                            .get("heartbeat_interval_secs")
+                            .and_then(Value::as_u64)
+                            .filter(|s| *s > 0)
+                            .map(|s| Duration::from_secs(s.min(3600)))
+                            .unwrap_or(DEFAULT_INTERVAL)
+                    });
+                    if !healthy {
+                        if ever_connected {
+                            eprintln!("Heartbeats are getting through again");
+                        } else {
+                            let expiry = answer
+                                .get("key_expires_at")
+                                .and_then(Value::as_str)
+                                .map(|t| format!("; device key expires {t}"))
+                                .unwrap_or_default();
+                            eprintln!(
+                                "Connected to {}; heartbeat every {}{expiry}",
+                                self.server,
+                                crate::domain::duration::format(wait)
+                            );
+                        }
+                    }
+                    healthy = true;
+                    ever_connected = true;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(CallError::Problem(p)) if p.status == StatusCode::UNAUTHORIZED => {
+                    eprintln!("The server requires re-authentication: {p}");
+                    self.state.forget_registration();
+                    save_state(&self.state_path, &self.state)?;
+                    if self.auth_key.is_none() {
+                        return Err(CliError::new(format!(
+                            "{p} (run `quickztna up --auth-key KEY` to register again)"
+                        )));
+                    }
+                    eprintln!("Registering again with the pre-auth key");
+                    self.register().await.map_err(|q| {
+                        let why = q.map(|q| q.to_string()).unwrap_or_default();
+                        CliError::new(format!(
+                            "{p} (registering again with --auth-key failed: {why})"
+                        ))
+                    })?;
+                    backoff.reset();
+                    healthy = false;
+                    ever_connected = false;
+                }
+                Err(CallError::Problem(p)) => {
+                    let wait = backoff.next();
+                    eprintln!(
+                        "Heartbeat refused: {p}; retrying in {:.1}s",
+                        wait.as_secs_f64()
+                    );
+                    healthy = false;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(CallError::Transient {
+                    message,
+                    retry_after,
+                }) => {
+                    let wait = retry_after.unwrap_or_else(|| backoff.next());
+                    eprintln!(
+                        "Heartbeat failed: {message}; retrying in {:.1}s",
+                        wait.as_secs_f64()
+                    );
+                    healthy = false;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Registers with `--auth-key`, retrying transient failures; `Err(None)` when there is no
+    /// key, `Err(Some(problem))` when the server refuses it.
+    async fn register(&mut self) -> Result<(), Option<Problem>> {
+        let auth_key = self.auth_key.clone().ok_or(None)?;
+        let os_version = os_version();
+        let body = json!({
+            "auth_key": auth_key,
+            "hostname": self.hostname,
+            "os": std::env::consts::OS,
+            "os_version": os_version,
+            "public_key": self.state.public_key,
+        });
+        let mut backoff = Backoff::default();
+        let answer = loop {
+            match self.call("/api/v1/machine/register", None, &body).await {
+                Ok(answer) => break answer,
+                Err(CallError::Problem(p)) => return Err(Some(p)),
+                Err(CallError::Transient {
+                    message,
+                    retry_after,
+                }) => {
+                    let wait = retry_after.unwrap_or_else(|| backoff.next());
+                    eprintln!(
+                        "Registering failed: {message}; retrying in {:.1}s",
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        };
+        let device = answer.get("device").cloned().unwrap_or(Value::Null);
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let credential = text(&answer, "node_credential");
+        if credential.is_none() {
+            return Err(Some(Problem {
+                status: StatusCode::BAD_GATEWAY,
+                title: "Unexpected answer".into(),
+                detail: Some("the registration answer has no node_credential".into()),
+            }));
+        }
+        self.state.server = Some(self.server.clone());
+        self.state.device_id = text(&device, "id");
+        self.state.hostname = text(&device, "hostname");
+        self.state.ipv4 = device
+            .get("addresses")
+            .and_then(|a| a.get("ipv4"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        self.state.node_credential = credential;
+        if let Err(e) = save_state(&self.state_path, &self.state) {
+            // Still usable for this run; the next run registers again.
+            eprintln!("warning: {e}");
+        }
+        eprintln!(
+            "Registered as {} ({}){}",
+            self.state.device_id.as_deref().unwrap_or("?"),
+            self.state.ipv4.as_deref().unwrap_or("no address"),
+            self.state
+                .hostname
+                .as_deref()
+                .map(|h| format!(", hostname {h}"))
+                .unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    async fn heartbeat(&self, credential: &str) -> Result<Value, CallError> {
+        let posture = Posture::read(Path::new("/"));
+        let body = json!({
+            "os_version": os_version(),
+            "client_version": env!("CARGO_PKG_VERSION"),
+            "posture": {
+                "disk_encrypted": posture.disk_encrypted,
+                "firewall": posture.firewall,
+            },
+        });
+        self.call("/api/v1/machine/heartbeat", Some(credential), &body)
+            .await
+    }
+
+    async fn call(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: &Value,
+    ) -> Result<Value, CallError> {
+        let mut req = self.http.post(format!("{}{path}", self.server)).json(body);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let resp = req.send().await.map_err(|e| CallError::Transient {
+            message: format!("cannot reach {}: {}", self.server, root_cause(&e)),
+            retry_after: None,
+        })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.clamp(1, 300)));
+        let bytes = resp.bytes().await.map_err(|e| CallError::Transient {
+            message: format!("reading the answer: {e}"),
+            retry_after: None,
+        })?;
+        if status.is_success() {
+            return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+        }
+        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+        let field = |k: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let problem = Problem {
+            status,
+            title: field("title").unwrap_or_else(|| format!("The server answered {status}")),
+            detail: field("detail"),
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(CallError::Transient {
+                message: problem.to_string(),
+                retry_after,
+            });
+        }
+        Err(CallError::Problem(problem))
+    }
+}
+
+/// The innermost error's message ("Connection refused (os error 111)"), which says more than
+/// reqwest's "error sending request for url (…)".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    if inner.to_string() == e.to_string() {
+        e.to_string()
+    } else {
+        format!("{inner}")
+    }
+}
+
+fn no_auth_key() -> CliError {
+    CliError::new(
+        "this device is not registered yet: pass --auth-key KEY (or set QUICKZTNA_AUTH_KEY); \
+         an admin creates one with `quickztna keys create`",
+    )
+}
+
+/// The machine's hostname as a device name: the first label, lowercased, anything outside
+/// `[a-z0-9-]` replaced by `-`, at most 63 characters.
+pub fn machine_hostname() -> String {
+    let raw = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    sanitize_hostname(&raw)
+}
+
+pub fn sanitize_hostname(raw: &str) -> String {
+    let first = raw.trim().split('.').next().unwrap_or_default();
+    let mut out = String::new();
+    for c in first.chars().flat_map(char::to_lowercase) {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '-'
+        };
+        if !(c == '-' && (out.is_empty() || out.ends_with('-'))) {
+            out.push(c);
+        }
+    }
+    let mut out: String = out.chars().take(63).collect();
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() {
+        "device".to_owned()
+    } else {
+        out
+    }
+}
+
+/// The OS version reported to the server. On Linux this is the kernel release
+/// (`/proc/sys/kernel/osrelease`, e.g. `6.8.0-45-generic`), which is what a posture's
+/// `min_os_version: { linux: "6.1" }` compares against; else `/etc/os-release`'s `VERSION_ID`,
+/// else `uname -r`.
+pub fn os_version() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    read("/proc/sys/kernel/osrelease")
+        .or_else(|| {
+            read("/etc/os-release").and_then(|text| {
+                let fields = parse_os_release(&text);
+                fields
+                    .iter()
+                    .find(|(k, _)| k == "VERSION_ID")
+                    .or_else(|| fields.iter().find(|(k, _)| k == "PRETTY_NAME"))
+                    .map(|(_, v)| v.clone())
+            })
+        })
+        .or_else(|| {
+            std::process::Command::new("uname")
+                .arg("-r")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// `KEY=value` / `KEY="value"` lines of an os-release file.
+pub fn parse_os_release(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if line.starts_with('#') {
+                return None;
+            }
+            let (k, v) = line.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            Some((k.trim().to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// Posture signals readable without privileges on Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posture {
+    /// A dm-crypt/LUKS device exists (a guess: it need not hold the root filesystem).
+    pub disk_encrypted: bool,
+    /// iptables tables or nftables are loaded.
+    pub firewall: bool,
+}
+
+impl Posture {
+    /// Reads the signals under `root` (`/` in production; a fake tree in tests).
+    pub fn read(root: &Path) -> Posture {
+        Posture {
+            disk_encrypted: disk_encrypted(root),
+            firewall: firewall(root),
+        }
+    }
+}
+
+fn disk_encrypted(root: &Path) -> bool {
+    let dm_crypt = std::fs::read_dir(root.join("sys/block"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            std::fs::read_to_string(entry.path().join("dm/uuid"))
+                .is_ok_and(|uuid| uuid.trim_start().starts_with("CRYPT-"))
+        });
+    dm_crypt
+        || std::fs::read_to_string(root.join("proc/mounts")).is_ok_and(|mounts| {
+            mounts.lines().any(|line| {
+                let device = line.split_whitespace().next().unwrap_or_default();
+                let device = device.to_ascii_lowercase();
+                device.starts_with("/dev/mapper/")
+                    && (device.contains("crypt") || device.contains("luks"))
+            })
+        })
+}
+
+fn firewall(root: &Path) -> bool {
+    let tables = ["proc/net/ip_tables_names", "proc/net/ip6_tables_names"]
+        .iter()
+        .any(|p| std::fs::read_to_string(root.join(p)).is_ok_and(|s| !s.trim().is_empty()));
+    tables || root.join("sys/module/nf_tables").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_become_device_names() {
+        assert_eq!(sanitize_hostname("Web-01.example.com\n"), "web-01");
+        assert_eq!(sanitize_hostname("My_Laptop (2)"), "my-laptop-2");
+        assert_eq!(sanitize_hostname("--x--"), "x");
+        assert_eq!(sanitize_hostname(""), "device");
+        assert_eq!(sanitize_hostname(&"a".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn os_release_values_lose_their_quotes() {
+        let fields =
+            parse_os_release("# c\nNAME=\"Debian GNU/Linux\"\nVERSION_ID='12'\nID=debian\n");
+        assert_eq!(
+            fields,
+            vec![
+                ("NAME".to_owned(), "Debian GNU/Linux".to_owned()),
+                ("VERSION_ID".to_owned(), "12".to_owned()),
+                ("ID".to_owned(), "debian".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn posture_reads_dm_crypt_luks_mounts_and_firewall_tables() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        assert_eq!(
+            Posture::read(r),
+            Posture {
+                disk_encrypted: false,
+                firewall: false
+            }
+        );
+        std::fs::create_dir_all(r.join("proc/net")).unwrap();
+        std::fs::write(r.join("proc/mounts"), "/dev/sda1 / ext4 rw 0 0\n").unwrap();
+        std::fs::write(r.join("proc/net/ip_tables_names"), "").unwrap();
+        assert!(!Posture::read(r).disk_encrypted);
+        assert!(!Posture::read(r).firewall);
+
+        std::fs::create_dir_all(r.join("sys/block/dm-0/dm")).unwrap();
+        std::fs::write(r.join("sys/block/dm-0/dm/uuid"), "LVM-abc\n").unwrap();
+        assert!(!Posture::read(r).disk_encrypted);
+        std::fs::write(
+            r.join("sys/block/dm-0/dm/uuid"),
+            "CRYPT-LUKS2-abc-sda3_crypt\n",
+        )
+        .unwrap();
+        assert!(Posture::read(r).disk_encrypted);
+        std::fs::remove_dir_all(r.join("sys/block")).unwrap();
+        std::fs::write(
+            r.join("proc/mounts"),
+            "/dev/mapper/sda3_crypt / ext4 rw 0 0\n",
+        )
+        .unwrap();
+        assert!(Posture::read(r).disk_encrypted);
+
+        std::fs::write(r.join("proc/net/ip_tables_names"), "filter\nnat\n").unwrap();
+        assert!(Posture::read(r).firewall);
+        std::fs::write(r.join("proc/net/ip_tables_names"), "").unwrap();
+        std::fs::create_dir_all(r.join("sys/module/nf_tables")).unwrap();
+        assert!(Posture::read(r).firewall);
+    }
+
+    #[test]
+    fn a_credential_is_reused_only_for_its_server() {
+        let state = AgentState {
+            public_key: "k".into(),
+            server: Some("http://a:8080/".into()),
+            node_credential: Some("qzn_x".into()),
+            ..AgentState::default()
+        };
+        assert_eq!(state.credential_for("http://a:8080"), Some("qzn_x"));
+        assert_eq!(state.credential_for("http://b:8080"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut b = Backoff::default();
+        let waits: Vec<Duration> = (0..10).map(|_| b.next()).collect();
+        assert!(waits[0] <= Duration::from_millis(1200));
+        assert!(waits[9] >= Duration::from_secs(48) && waits[9] <= Duration::from_secs(72));
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(1200));
+    }
+}

@@ -1,0 +1,155 @@
+//! Decisions about pre-auth keys: issuing and revoking them. (Using one is a registration, see
+//! [`super::devices::decide_register`].)
+
+use events::event::{KeyCreated, KeyRevoked};
+use projections::keys::Keys;
+
+use super::Rejection;
+use super::devices::{Tag, check_text};
+
+/// Longest pre-auth key lifetime: 90 days.
+pub const MAX_LIFETIME_SECS: i64 = 90 * 86_400;
+/// A key asked to expire this little after the maximum is accepted: the client computed the
+/// time a moment before the request arrived.
+const CLOCK_SLACK_SECS: i64 = 60;
+/// Largest accepted `max_uses`.
+pub const MAX_USES: u32 = 1_000_000;
+
+/// A request to issue a pre-auth key, with its id and secret hash already generated.
+#[derive(Debug, Clone)]
+pub struct CreateKey {
+    pub key_id: String,
+    pub prefix: String,
+    pub secret_hash: [u8; 32],
+    pub reusable: bool,
+    pub ephemeral: bool,
+    pub tags: Vec<Tag>,
+    pub owner: Option<String>,
+    /// Microseconds since the epoch.
+    pub expires_at: i64,
+    pub description: String,
+    pub max_uses: Option<u32>,
+}
+
+/// Issues a key expiring after `now` and at most 90 days from it.
+pub fn decide_create(cmd: CreateKey, now: i64) -> Result<KeyCreated, Rejection> {
+    check_text("description", &cmd.description, 0, 200)?;
+    if let Some(owner) = &cmd.owner {
+        check_text("owner", owner, 1, 254)?;
+    }
+    match cmd.max_uses {
+        Some(n) if n == 0 || n > MAX_USES => {
+            return Err(Rejection::Invalid(format!(
+                "field 'max_uses' must be from 1 to {MAX_USES}"
+            )));
+        }
+        Some(n) if !cmd.reusable && n != 1 => {
+            return Err(Rejection::Invalid(
+                "field 'max_uses' needs 'reusable': true (a single-use key is used once)".into(),
+            ));
+        }
+        _ => {}
+    }
+    if cmd.expires_at <= now
+        || cmd.expires_at > now + (MAX_LIFETIME_SECS + CLOCK_SLACK_SECS) * 1_000_000
+    {
+        return Err(Rejection::Invalid(
+            "pre-auth key expiry must be in the future and at most 90 days from now".into(),
+        ));
+    }
+    Ok(KeyCreated {
+        key_id: cmd.key_id,
+        prefix: cmd.prefix,
+        secret_hash: cmd.secret_hash,
+        reusable: cmd.reusable,
+        ephemeral: cmd.ephemeral,
+        tags: cmd.tags.into_iter().map(Tag::into_string).collect(),
+        owner: cmd.owner,
+        expires_at: cmd.expires_at,
+        description: cmd.description,
+        max_uses: if cmd.reusable { cmd.max_uses } else { None },
+    })
+}
+
+/// Revokes a key of `org_id`; `Ok(None)` when it already was (revocation is idempotent).
+pub fn decide_revoke(
+    keys: &Keys,
+    org_id: &str,
+    key_id: &str,
+) -> Result<Option<KeyRevoked>, Rejection> {
+    match keys.get(key_id) {
+        Some(k) if k.org_id == org_id => Ok(k.revoked_at.is_none().then(|| KeyRevoked {
+            key_id: key_id.to_owned(),
+        })),
+        // Another organization's key is indistinguishable from a missing one.
+        _ => Err(Rejection::NotFound(format!("no pre-auth key '{key_id}'"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000_000;
+    const HOUR: i64 = 3_600_000_000;
+
+    fn cmd() -> CreateKey {
+        CreateKey {
+            key_id: "key_1".into(),
+            prefix: "qzk_abcdef".into(),
+            secret_hash: [3; 32],
+            reusable: false,
+            ephemeral: false,
+            tags: vec![Tag::parse("tag:ci").unwrap()],
+            owner: None,
+            expires_at: NOW + HOUR,
+            description: String::new(),
+            max_uses: None,
+        }
+    }
+
+    #[test]
+    fn given_a_valid_request_when_a_key_is_created_then_key_created() {
+        let e = decide_create(cmd(), NOW).unwrap();
+        assert_eq!(e.tags, vec!["tag:ci"]);
+        assert_eq!(e.expires_at, NOW + HOUR);
+        assert_eq!(e.max_uses, None);
+    }
+
+    #[test]
+    fn expiry_must_be_in_the_future_and_within_90_days() {
+        let mut c = cmd();
+        c.expires_at = NOW;
+        assert!(decide_create(c, NOW).is_err());
+        let mut c = cmd();
+        c.expires_at = NOW + 91 * 24 * HOUR;
+        assert!(decide_create(c, NOW).is_err());
+        let mut c = cmd();
+        c.expires_at = NOW + 90 * 24 * HOUR;
+        assert!(decide_create(c, NOW).is_ok());
+    }
+
+    #[test]
+    fn max_uses_needs_a_reusable_key_and_a_sane_bound() {
+        let mut c = cmd();
+        c.max_uses = Some(5);
+        assert!(decide_create(c.clone(), NOW).is_err());
+        c.reusable = true;
+        assert_eq!(decide_create(c.clone(), NOW).unwrap().max_uses, Some(5));
+        c.max_uses = Some(0);
+        assert!(decide_create(c, NOW).is_err());
+    }
+
+    #[test]
+    fn owner_and_description_are_bounded() {
+        let mut c = cmd();
+        c.owner = Some(String::new());
+        assert!(decide_create(c, NOW).is_err());
+        let mut c = cmd();
+        c.description = "x".repeat(201);
+        assert!(decide_create(c, NOW).is_err());
+        let mut c = cmd();
+        c.description = "bad\nline".into();
+        assert!(decide_create(c, NOW).is_err());
+    }
+}

@@ -1,0 +1,690 @@
+//! `/devices`: the organization's devices — list, inspect, rename, tag, reassign, force
+//! re-authentication, remove.
+//!
+//! Devices are created only by joining with a pre-auth key (`POST /machine/register`). A removed
+//! device stays in the read model as a tombstone: GET and list answer as if it never existed
+//! (404), a repeated DELETE answers 204 again.
+
+use axum::Extension;
+use axum::extract::State;
+use events::{Event, Expected, NewEvent};
+use http::StatusCode;
+use projections::devices::{Device, device_stream};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::Principal;
+use super::commit::{Mutation, commit};
+use super::extract::{Json, Path, Query};
+use super::filter::{Filter, Sort, Term};
+use super::keys::TagName;
+use super::pagination::{CursorPosition, Page, PageParams, paginate};
+use super::problem::Problem;
+use super::request_id::RequestId;
+use super::tokens::nonempty;
+use crate::domain::devices::{
+    Hostname, Tag, Update, check_text, decide_expire_key, decide_remove, decide_tag, decide_untag,
+    decide_update, live, parse_tags,
+};
+use crate::domain::scope::{Group, Need};
+use crate::heartbeats::Seen;
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_devices))
+        .routes(routes!(get_device, patch_device, remove_device))
+        .routes(routes!(add_tags))
+        .routes(routes!(remove_tag))
+        .routes(routes!(expire_key))
+}
+
+/// A device counts as online when it sent a heartbeat this recently.
+pub const ONLINE_WITHIN_MICROS: i64 = 120 * 1_000_000;
+/// Events shown in a device's detail.
+const RECENT_EVENTS: u64 = 20;
+/// Attempts at a mutation that lost a race with another request on the same device.
+const ATTEMPTS: usize = 5;
+
+/// The overlay addresses of a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Addresses {
+    /// From 100.64.0.0/10.
+    #[schema(example = "100.64.0.1")]
+    pub ipv4: String,
+    /// From the organization's ULA /48.
+    #[schema(example = "fd12:3456:789a::1")]
+    pub ipv6: String,
+}
+
+/// What the device last reported about itself (`null`: never reported).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PostureView {
+    pub disk_encrypted: Option<bool>,
+    pub firewall: Option<bool>,
+    pub client_version: Option<String>,
+}
+
+/// A device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    /// `dev_…`
+    pub id: String,
+    pub hostname: String,
+    /// `linux`, `macos`, `windows`, …
+    pub os: String,
+    /// The latest reported (by heartbeat, else at registration).
+    pub os_version: String,
+    /// Sorted.
+    pub tags: Vec<String>,
+    /// The user who owns it (an email or user id), if any.
+    pub owner: Option<String>,
+    /// Removed automatically once offline for a while.
+    pub ephemeral: bool,
+    pub addresses: Addresses,
+    /// The pre-auth key it joined with.
+    pub key_id: String,
+    /// When its authentication expires (RFC 3339); `null` for devices that do not expire
+    /// (tagged ones).
+    pub key_expires_at: Option<String>,
+    /// True once its authentication was force-expired or has run out: it must re-authenticate.
+    pub key_expired: bool,
+    pub created_at: String,
+    /// Last heartbeat (RFC 3339); `null` if it never sent one.
+    pub last_seen: Option<String>,
+    /// Whether it sent a heartbeat in the last 2 minutes.
+    pub online: bool,
+    pub posture: PostureView,
+}
+
+/// A device this device may reach (filled in by the access policy; empty means default deny).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Peer {
+    pub id: String,
+    pub hostname: String,
+    pub public_key: String,
+    pub addresses: Addresses,
+    pub tags: Vec<String>,
+}
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ActorView {
+    /// `token`, `device`, `system`, `console` or `scim`.
+    pub kind: String,
+    pub id: String,
+    pub description: String,
+}
+
+/// One event of a device's history, as in the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceEvent {
+    /// The event's log position.
+    pub id: u64,
+    /// ULID.
+    pub event_id: String,
+    /// E.g. `device.tagged`.
+    #[serde(rename = "type")]
+    pub r#type: String,
+    /// RFC 3339.
+    pub time: String,
+    pub actor: ActorView,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// A device with its peers and recent history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: DeviceView,
+    /// Devices this one may reach under the current policy (none until a policy allows any).
+    pub peers: Vec<Peer>,
+    /// The device's last 20 events, newest first.
+    pub recent_events: Vec<DeviceEvent>,
+}
+
+/// The view of a device at `now`, with what its heartbeats reported.
+pub fn view(d: &Device, seen: Option<Seen>, now: i64) -> DeviceView {
+    let seen = seen.unwrap_or_default();
+    let ever_seen = seen.last_seen > 0;
+    DeviceView {
+        id: d.id.clone(),
+        hostname: d.hostname.clone(),
+        os: d.os.clone(),
+        os_version: seen.os_version.unwrap_or_else(|| d.os_version.clone()),
+        tags: d.tags.clone(),
+        owner: d.owner.clone(),
+        ephemeral: d.ephemeral,
+        addresses: Addresses {
+            ipv4: d.ipv4.clone(),
+            ipv6: d.ipv6.clone(),
+        },
+        key_id: d.key_id.clone(),
+        key_expires_at: d.key_expires_at.map(events::format_time),
+        key_expired: d.key_expired || d.key_expires_at.is_some_and(|t| t <= now),
+        created_at: events::format_time(d.created_at),
+        last_seen: ever_seen.then(|| events::format_time(seen.last_seen)),
+        online: ever_seen && now.saturating_sub(seen.last_seen) <= ONLINE_WITHIN_MICROS,
+        posture: PostureView {
+            disk_encrypted: seen.disk_encrypted,
+            firewall: seen.firewall,
+            client_version: seen.client_version,
+        },
+    }
+}
+
+/// The view of a device now.
+pub fn current_view(state: &AppState, d: &Device) -> DeviceView {
+    view(d, state.heartbeats().get(&d.id), events::now_micros())
+}
+
+/// List parameters of `GET /devices`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceListQuery {
+    /// Page size, 1–200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `key:value` terms; `+` or space = AND, `,` = OR. Keys: `tag` (`tag:production` or
+    /// `tag:tag:production`), `os`, `owner`, `hostname` (exact, or a prefix ending in `*`),
+    /// `ephemeral` (true, false), `last_seen_before` and `last_seen_after` (RFC 3339, strict; a
+    /// device that never sent a heartbeat counts as last seen when it registered).
+    pub filter: Option<String>,
+    /// `field:asc|desc`; fields `created_at` (default), `hostname`, `last_seen`.
+    pub sort: Option<String>,
+}
+
+const FILTER_KEYS: &[&str] = &[
+    "tag",
+    "os",
+    "owner",
+    "hostname",
+    "last_seen_before",
+    "last_seen_after",
+    "ephemeral",
+];
+const SORT_FIELDS: &[&str] = &["created_at", "hostname", "last_seen"];
+
+/// One filter term, parsed once per request.
+enum Cond {
+    Tag(String),
+    Os(String),
+    Owner(String),
+    Hostname(String),
+    HostnamePrefix(String),
+    Before(i64),
+    After(i64),
+    Ephemeral(bool),
+}
+
+impl Cond {
+    fn parse(term: &Term) -> Result<Cond, Problem> {
+        let bad = |expected: &str| {
+            Problem::invalid_argument(format!(
+                "filter '{}:{}': expected {expected}",
+                term.key, term.value
+            ))
+        };
+        let time = || {
+            term.value
+                .parse::<jiff::Timestamp>()
+                .map(|t| t.as_microsecond())
+                .map_err(|_| bad("an RFC 3339 time such as 2026-01-01T00:00:00Z"))
+        };
+        let v = term.value.as_str();
+        Ok(match term.key.as_str() {
+            "tag" => Cond::Tag(
+                Tag::parse_lenient(v)
+                    .map_err(|_| bad("a tag such as tag:production"))?
+                    .into_string(),
+            ),
+            "os" => Cond::Os(v.to_ascii_lowercase()),
+            "owner" => Cond::Owner(v.to_owned()),
+            "hostname" => match v.strip_suffix('*') {
+                Some(prefix) => Cond::HostnamePrefix(prefix.to_ascii_lowercase()),
+                None => Cond::Hostname(v.to_ascii_lowercase()),
+            },
+            "last_seen_before" => Cond::Before(time()?),
+            "last_seen_after" => Cond::After(time()?),
+            "ephemeral" => Cond::Ephemeral(match v {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad("true or false")),
+            }),
+            other => return Err(Problem::internal(format!("unhandled filter key {other}"))),
+        })
+    }
+
+    fn matches(&self, d: &Device, last_seen: i64) -> bool {
+        match self {
+            Cond::Tag(t) => d.tags.iter().any(|x| x == t),
+            Cond::Os(os) => d.os.eq_ignore_ascii_case(os),
+            Cond::Owner(o) => d
+                .owner
+                .as_deref()
+                .is_some_and(|x| x.eq_ignore_ascii_case(o)),
+            Cond::Hostname(h) => d.hostname == *h,
+            Cond::HostnamePrefix(p) => d.hostname.starts_with(p.as_str()),
+            Cond::Before(t) => last_seen < *t,
+            Cond::After(t) => last_seen > *t,
+            Cond::Ephemeral(e) => d.ephemeral == *e,
+        }
+    }
+}
+
+/// List the organization's devices.
+///
+/// Filter with `tag:`, `os:`, `owner:`, `hostname:`, `ephemeral:`, `last_seen_before:` and
+/// `last_seen_after:`; `+` or space = AND, `,` = OR (`tag:production+os:linux`,
+/// `tag:production,tag:staging`).
+#[utoipa::path(
+    get, path = "/devices", tag = "devices",
+    params(DeviceListQuery),
+    responses((status = 200, description = "One page of devices", body = Page<DeviceView>)),
+    security(("bearer" = []))
+)]
+async fn list_devices(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<DeviceListQuery>,
+) -> Result<Json<Page<DeviceView>>, Problem> {
+    principal.require(Need::read(Group::Devices))?;
+    let page = PageParams::from_query(nonempty(&q.limit), nonempty(&q.cursor))?;
+    let filter = Filter::parse(nonempty(&q.filter).unwrap_or(""), FILTER_KEYS)?;
+    let conds: Vec<Vec<Cond>> = filter
+        .clauses
+        .iter()
+        .map(|clause| clause.iter().map(Cond::parse).collect())
+        .collect::<Result<_, _>>()?;
+    let sort = Sort::parse(nonempty(&q.sort).unwrap_or("created_at"), SORT_FIELDS)?;
+    let binding = format!("devices|{}|{}", filter.canonical(), sort.canonical());
+    let after = match &page.cursor {
+        Some(c) => Some(state.cursor_key().open(c, &principal.org_id, &binding)?),
+        None => None,
+    };
+    let now = events::now_micros();
+    let models = state.models().load();
+    let devices = &models.state.devices;
+    let heartbeats = state.heartbeats();
+    let last_seen = |d: &Device| heartbeats.last_seen(&d.id).unwrap_or(d.created_at);
+    let wanted = |d: &&Device| {
+        conds.iter().all(|clause| {
+            let seen = last_seen(d);
+            clause.iter().any(|c| c.matches(d, seen))
+        })
+    };
+    let (items, next) = if sort.field == "created_at" {
+        // The read model keeps each organization's devices in this order: seek to the cursor.
+        let start = match &after {
+            Some(pos) => Some((
+                pos.sort_key
+                    .parse::<i64>()
+                    .map_err(|_| Problem::invalid_argument("cursor is malformed"))?,
+                pos.id.clone(),
+            )),
+            None => None,
+        };
+        let mut matching = devices
+            .of_org_after(&principal.org_id, start, sort.descending)
+            .filter(wanted);
+        let items: Vec<&Device> = matching.by_ref().take(page.limit).collect();
+        let more = matching.next().is_some();
+        let next = match items.last() {
+            Some(last) if more => Some(CursorPosition {
+                sort_key: format!("{:020}", last.created_at.max(0)),
+                id: last.id.clone(),
+            }),
+            _ => None,
+        };
+        (items, next)
+    } else {
+        let sort_key = |d: &Device| match sort.field.as_str() {
+            "hostname" => d.hostname.clone(),
+            _ => format!("{:020}", last_seen(d).max(0)),
+        };
+        let mut items: Vec<(String, &Device)> = devices
+            .of_org(&principal.org_id)
+            .filter(wanted)
+            .map(|d| (sort_key(d), d))
+            .collect();
+        items.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
+        if sort.descending {
+            items.reverse();
+        }
+        let (items, next) = paginate(
+            items,
+            after.as_ref(),
+            page.limit,
+            |(key, d)| CursorPosition {
+                sort_key: key.clone(),
+                id: d.id.clone(),
+            },
+            sort.descending,
+        );
+        (items.into_iter().map(|(_, d)| d).collect(), next)
+    };
+    let next_cursor = next.map(|pos| state.cursor_key().seal(&principal.org_id, &binding, &pos));
+    Ok(Json(Page {
+        items: items
+            .into_iter()
+            .map(|d| view(d, heartbeats.get(&d.id), now))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// The device's last events, newest first.
+fn recent_events(state: &AppState, d: &Device) -> Result<Vec<DeviceEvent>, Problem> {
+    let from = d.revision.saturating_sub(RECENT_EVENTS - 1);
+    let mut out: Vec<DeviceEvent> = state
+        .log()
+        .read_stream(&device_stream(&d.id), from, RECENT_EVENTS as usize)
+        .map_err(Problem::internal)?
+        .iter()
+        .map(|r| DeviceEvent {
+            id: r.position(),
+            event_id: r.envelope.event_id_string(),
+            r#type: r.envelope.event_type.clone(),
+            time: r.envelope.time_rfc3339(),
+            actor: ActorView {
+                kind: r.envelope.actor.kind.as_str().to_owned(),
+                id: r.envelope.actor.id.clone(),
+                description: r.envelope.actor.description.clone(),
+            },
+            data: r.event.data_json(),
+        })
+        .collect();
+    out.reverse();
+    Ok(out)
+}
+
+/// One device, with its peers, posture state and recent history.
+#[utoipa::path(
+    get, path = "/devices/{id}", tag = "devices",
+    params(("id" = String, Path, description = "Device id (`dev_…`)")),
+    responses((status = 200, description = "The device", body = DeviceDetail)),
+    security(("bearer" = []))
+)]
+async fn get_device(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceDetail>, Problem> {
+    principal.require(Need::read(Group::Devices))?;
+    let models = state.models().load();
+    let d = live(models.state.devices.get(&id), &principal.org_id, &id)?;
+    Ok(Json(DeviceDetail {
+        device: current_view(&state, d),
+        peers: Vec::new(),
+        recent_events: recent_events(&state, d)?,
+    }))
+}
+
+/// Changes to a device; fields left out stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchDeviceRequest {
+    /// New hostname: 1–63 of `a-z`, `0-9`, `-`.
+    #[serde(default)]
+    #[schema(
+        pattern = "^[a-z0-9-]{1,63}$",
+        min_length = 1,
+        max_length = 63,
+        example = "web-01"
+    )]
+    pub hostname: Option<String>,
+    /// The complete new tag list (replaces the current one).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<TagName>>, max_items = 64)]
+    pub tags: Option<Vec<String>>,
+    /// New owner (an email or user id, 1–254 characters), or `null` for none. Needs a token
+    /// that may also write users (`users:write` or `write`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 254, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
+    pub owner: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`, via `default`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Runs `decide` against the device's current state and appends what it returns, expecting the
+/// device's stream unchanged; a lost race is decided again on the newer state.
+async fn mutate(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &RequestId,
+    id: &str,
+    decide: impl Fn(&Device) -> Vec<Event>,
+) -> Result<(), Problem> {
+    for attempt in 1..=ATTEMPTS {
+        let models = state.models().load();
+        let d = live(models.state.devices.get(id), &principal.org_id, id)?;
+        let events = decide(d);
+        if events.is_empty() {
+            return Ok(());
+        }
+        let stream = device_stream(id);
+        let result = commit(
+            state,
+            principal,
+            request_id,
+            Mutation {
+                expectations: vec![(stream.clone(), Expected::Exact(d.revision))],
+                events: events
+                    .into_iter()
+                    .map(|e| NewEvent::new(stream.clone(), e))
+                    .collect(),
+                idempotency: None,
+            },
+        )
+        .await;
+        match result {
+            Err(p) if p.code == "conflict" && attempt < ATTEMPTS => {
+                super::commit::wait_applied(state, state.log().head()).await?;
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+    Ok(())
+}
+
+fn answer(state: &AppState, principal: &Principal, id: &str) -> Result<Json<DeviceView>, Problem> {
+    let models = state.models().load();
+    let d = live(models.state.devices.get(id), &principal.org_id, id)?;
+    Ok(Json(current_view(state, d)))
+}
+
+/// Rename, re-tag or reassign a device.
+///
+/// `tags` replaces the whole list (the difference is recorded as `device.tagged` /
+/// `device.untagged`); changing `owner` needs `users:write` as well as `devices:write`.
+#[utoipa::path(
+    patch, path = "/devices/{id}", tag = "devices",
+    params(("id" = String, Path, description = "Device id (`dev_…`)")),
+    request_body = PatchDeviceRequest,
+    responses((status = 200, description = "The device after the change", body = DeviceView)),
+    security(("bearer" = []))
+)]
+async fn patch_device(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    Json(body): Json<PatchDeviceRequest>,
+) -> Result<Json<DeviceView>, Problem> {
+    principal.require(Need::write(Group::Devices))?;
+    if body.owner.is_some() {
+        principal.require(Need::write(Group::Users)).map_err(|_| {
+            Problem::forbidden(
+                "changing a device's owner needs a token that may also write users (users:write or write)",
+            )
+        })?;
+    }
+    let hostname = match &body.hostname {
+        Some(h) => Some(
+            Hostname::parse(h)
+                .map_err(|e| Problem::invalid_argument(format!("field 'hostname': {e}")))?,
+        ),
+        None => None,
+    };
+    let tags = match &body.tags {
+        Some(t) => Some(parse_tags("tags", t)?),
+        None => None,
+    };
+    if let Some(Some(owner)) = &body.owner {
+        check_text("owner", owner, 1, 254)?;
+    }
+    let update = Update {
+        hostname,
+        tags,
+        owner: body.owner.clone(),
+    };
+    mutate(&state, &principal, &request_id, &id, |d| {
+        decide_update(d, update.clone())
+    })
+    .await?;
+    answer(&state, &principal, &id)
+}
+
+/// Remove a device: it leaves the network and its credential stops working at once.
+///
+/// Idempotent: repeating it for a device that existed answers 204 again; ids that never existed
+/// in this organization answer 404.
+#[utoipa::path(
+    delete, path = "/devices/{id}", tag = "devices",
+    params(("id" = String, Path, description = "Device id (`dev_…`)")),
+    responses((status = 204, description = "Removed (or removed before)")),
+    security(("bearer" = []))
+)]
+async fn remove_device(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    principal.require(Need::write(Group::Devices))?;
+    for attempt in 1..=ATTEMPTS {
+        let models = state.models().load();
+        let device = models.state.devices.get(&id);
+        let Some(event) = decide_remove(device, &principal.org_id, &id, "api")? else {
+            break;
+        };
+        let revision = device.map_or(0, |d| d.revision);
+        let stream = device_stream(&id);
+        let result = commit(
+            &state,
+            &principal,
+            &request_id,
+            Mutation {
+                expectations: vec![(stream.clone(), Expected::Exact(revision))],
+                events: vec![NewEvent::new(stream, event)],
+                idempotency: None,
+            },
+        )
+        .await;
+        match result {
+            Err(p) if p.code == "conflict" && attempt < ATTEMPTS => {
+                super::commit::wait_applied(&state, state.log().head()).await?;
+            }
+            Err(p) => return Err(p),
+            Ok(_) => break,
+        }
+    }
+    state.heartbeats().forget(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tags to add to a device.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddTagsRequest {
+    /// Added to the device's tags; ones it has already are ignored.
+    #[schema(value_type = Vec<TagName>, max_items = 64, example = json!(["tag:production"]))]
+    pub tags: Vec<String>,
+}
+
+/// Add tags to a device (recorded as `device.tagged`; nothing is recorded if it had them all).
+#[utoipa::path(
+    post, path = "/devices/{id}/tags", tag = "devices",
+    params(("id" = String, Path, description = "Device id (`dev_…`)")),
+    request_body = AddTagsRequest,
+    responses((status = 200, description = "The device after the change", body = DeviceView)),
+    security(("bearer" = []))
+)]
+async fn add_tags(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    Json(body): Json<AddTagsRequest>,
+) -> Result<Json<DeviceView>, Problem> {
+    principal.require(Need::write(Group::Devices))?;
+    let tags: Vec<String> = parse_tags("tags", &body.tags)?
+        .into_iter()
+        .map(Tag::into_string)
+        .collect();
+    mutate(&state, &principal, &request_id, &id, |d| {
+        decide_tag(d, &tags).map(Event::from).into_iter().collect()
+    })
+    .await?;
+    answer(&state, &principal, &id)
+}
+
+/// Remove a tag from a device.
+///
+/// The path segment is the full tag (`tag:production`, the colon may be percent-encoded);
+/// `production` alone is accepted too. Idempotent: 204 also when the device does not carry it.
+#[utoipa::path(
+    delete, path = "/devices/{id}/tags/{tag}", tag = "devices",
+    params(
+        ("id" = String, Path, description = "Device id (`dev_…`)"),
+        ("tag" = String, Path, description = "The tag, e.g. `tag:production`", pattern = "^(tag:)?[a-z0-9-]{1,63}$"),
+    ),
+    responses((status = 204, description = "The device does not carry the tag (any more)")),
+    security(("bearer" = []))
+)]
+async fn remove_tag(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    principal.require(Need::write(Group::Devices))?;
+    let tag = Tag::parse_lenient(&tag)
+        .map_err(|e| Problem::invalid_argument(format!("path parameter `tag`: {e}")))?;
+    mutate(&state, &principal, &request_id, &id, |d| {
+        decide_untag(d, &tag).map(Event::from).into_iter().collect()
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Force-expire a device's authentication: its credential stops working and it must join
+/// again with a valid pre-auth key (`quickztna up`).
+#[utoipa::path(
+    post, path = "/devices/{id}/expire-key", tag = "devices",
+    params(("id" = String, Path, description = "Device id (`dev_…`)")),
+    responses((status = 200, description = "The device, with `key_expired` true", body = DeviceView)),
+    security(("bearer" = []))
+)]
+async fn expire_key(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceView>, Problem> {
+    principal.require(Need::write(Group::Devices))?;
+    mutate(&state, &principal, &request_id, &id, |d| {
+        decide_expire_key(d).map(Event::from).into_iter().collect()
+    })
+    .await?;
+    answer(&state, &principal, &id)
+}

@@ -1,0 +1,509 @@
+//! `/machine`: the device agent's API (what `quickztna up` talks to).
+//!
+//! - `POST /machine/register` needs no bearer: the pre-auth key in the body is the credential.
+//!   It answers the device and its node credential (`qzn_…`, shown once, stored as SHA-256).
+//!   Its rate limit is the key's organization's write quota; requests with unknown keys are
+//!   charged to the client's address, so key guessing is throttled.
+//! - `POST /machine/heartbeat` and `GET /machine/netmap` need the node credential, run
+//!   [`node_auth`] and are limited per device. Node credentials work nowhere else, and API
+//!   tokens do not work here. Heartbeats are not events (see [`crate::heartbeats`]).
+//!
+//! Registrations of one organization are decided one at a time (each takes the next address);
+//! the appends also expect the organization's `ipam:<org>` stream and the key's stream
+//! unchanged, so a single-use key admits one device even against other writers.
+
+use axum::Extension;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use events::{Actor, ActorKind, AppendError, AppendRequest, Expected, NewEvent};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, StatusCode, header};
+use projections::devices::{device_stream, ipam_stream};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{charge_anonymous, peek_anonymous, wait_caught_up};
+use super::commit::wait_applied;
+use super::devices::{DeviceView, Peer, current_view};
+use super::extract::Json;
+use super::problem::{Problem, ProblemBody};
+use super::ratelimit::Class;
+use super::request_id::RequestId;
+use crate::domain::devices::{
+    Hostname, KeyRefusal, Register, RegisterRefusal, check_text, credential_valid, decide_register,
+};
+use crate::domain::ids::new_id;
+use crate::domain::secret;
+use crate::heartbeats::Report;
+use crate::state::AppState;
+
+/// How often the agent should send a heartbeat.
+pub const HEARTBEAT_INTERVAL_SECS: u64 = 30;
+/// Requests per minute (per class) one device may make with its node credential.
+pub const NODE_PER_MIN: u32 = 120;
+/// Attempts at a registration whose append lost a race with another writer.
+const ATTEMPTS: usize = 5;
+
+pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
+    let node = OpenApiRouter::new()
+        .routes(routes!(heartbeat))
+        .routes(routes!(netmap))
+        .layer(middleware::from_fn_with_state(state.clone(), node_auth));
+    let register = OpenApiRouter::new()
+        .routes(routes!(register))
+        .layer(middleware::from_fn_with_state(state, register_limit));
+    register.merge(node)
+}
+
+/// The device a node credential belongs to, for the handlers behind [`node_auth`].
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub device_id: String,
+    pub org_id: String,
+}
+
+/// A device asking to join.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The pre-auth key (`qzk_…`).
+    #[schema(min_length = 1, max_length = 256, example = "qzk_…")]
+    pub auth_key: String,
+    /// 1–63 of letters, digits and `-`; stored lower-cased.
+    #[schema(
+        pattern = "^[A-Za-z0-9-]{1,63}$",
+        min_length = 1,
+        max_length = 63,
+        example = "web-01"
+    )]
+    pub hostname: String,
+    /// The operating system: `linux`, `macos`, `windows`, … (1–32 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 32,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$",
+        example = "linux"
+    )]
+    pub os: String,
+    /// The OS version (0–64 characters).
+    #[schema(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$",
+        example = "6.1.0"
+    )]
+    pub os_version: String,
+    /// The device's public (WireGuard) key (1–256 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub public_key: String,
+}
+
+/// A device that joined, and its node credential.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegisterResponse {
+    pub device: DeviceView,
+    /// The node credential (`qzn_…`) for heartbeats and the netmap. Shown exactly once.
+    pub node_credential: String,
+}
+
+/// The only field of a registration the rate limiter reads.
+#[derive(Deserialize)]
+struct KeyOnly {
+    auth_key: String,
+}
+
+/// Charges a registration to its key's organization (or, for an unknown key, to the client's
+/// address) before the handler runs. The body is buffered, read and handed on.
+async fn register_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let class = Class::of(req.method());
+    if !wait_caught_up(&state).await {
+        return Problem::unavailable("the server is still loading its read models", 1)
+            .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, state.settings().body_limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::payload_too_large(
+                "the request body is larger than the server accepts",
+            )
+            .into_response();
+        }
+    };
+    let org = serde_json::from_slice::<KeyOnly>(&bytes)
+        .ok()
+        .filter(|k| k.auth_key.len() <= 256)
+        .and_then(|k| {
+            let hash = secret::hash(&k.auth_key);
+            let models = state.models().load();
+            models
+                .state
+                .keys
+                .by_secret_hash(&hash)
+                .and_then(|key| models.state.orgs.get(&key.org_id))
+                .map(|org| (org.id.clone(), org.write_per_min, org.read_per_min))
+        });
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let decision = match org {
+        Some((org_id, write, read)) => {
+            let per_min = if class == Class::Write { write } else { read };
+            state.limiter().check(&org_id, class, per_min)
+        }
+        None => charge_anonymous(&state, &req, class),
+    };
+    let mut resp = if decision.allowed {
+        next.run(req).await
+    } else {
+        Problem::rate_limited(decision.retry_after).into_response()
+    };
+    decision.apply_headers(resp.headers_mut());
+    resp
+}
+
+fn key_problem(why: KeyRefusal) -> Problem {
+    match why {
+        KeyRefusal::Revoked => Problem::unauthorized("pre-auth key was revoked"),
+        KeyRefusal::Expired => Problem::unauthorized("pre-auth key has expired"),
+        KeyRefusal::Used => Problem::forbidden("pre-auth key was already used"),
+        KeyRefusal::Exhausted => Problem::forbidden("pre-auth key is exhausted"),
+    }
+}
+
+/// Join the network with a pre-auth key.
+///
+/// Needs no bearer token: the pre-auth key is the credential. The device gets the key's tags,
+/// owner and ephemeral flag, the organization's next overlay addresses and a node credential,
+/// which is shown only in this response.
+#[utoipa::path(
+    post, path = "/machine/register", tag = "machine",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The device joined", body = RegisterResponse),
+        (status = 401, description = "The pre-auth key is invalid, revoked or expired", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The pre-auth key was already used (single use) or is exhausted (max uses)", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+async fn register(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Json(body): Json<RegisterRequest>,
+) -> Result<Response, Problem> {
+    let hostname = Hostname::normalize(&body.hostname)
+        .map_err(|e| Problem::invalid_argument(format!("field 'hostname': {e}")))?;
+    check_text("os", &body.os, 1, 32)?;
+    check_text("os_version", &body.os_version, 0, 64)?;
+    check_text("public_key", &body.public_key, 1, 256)?;
+    let invalid = || Problem::unauthorized("pre-auth key is invalid");
+    if body.auth_key.is_empty() || body.auth_key.len() > 256 {
+        return Err(invalid());
+    }
+    let hash = secret::hash(&body.auth_key);
+    let (key_id, org_id) = {
+        let models = state.models().load();
+        let key = models
+            .state
+            .keys
+            .by_secret_hash(&hash)
+            .filter(|k| secret::equal(&k.secret_hash, &hash))
+            .ok_or_else(invalid)?;
+        (key.id.clone(), key.org_id.clone())
+    };
+    let device_id = new_id("dev");
+    let credential = secret::generate("qzn_");
+    let cmd = Register {
+        device_id: device_id.clone(),
+        hostname: hostname.clone(),
+        os: body.os.clone(),
+        os_version: body.os_version.clone(),
+        public_key: body.public_key.clone(),
+        credential_hash: credential.hash,
+    };
+
+    let lock = state.registration_lock(&org_id);
+    let _one_at_a_time = lock.lock().await;
+    let mut attempt = 0;
+    let appended = loop {
+        attempt += 1;
+        let models = state.models().load();
+        let key = models
+            .state
+            .keys
+            .get(&key_id)
+            .ok_or_else(|| Problem::internal("pre-auth key vanished from the read model"))?;
+        let ipam_revision = models.state.devices.ipam_revision(&org_id);
+        let (used, registered) =
+            decide_register(key, ipam_revision, cmd.clone(), events::now_micros()).map_err(
+                |why| match why {
+                    RegisterRefusal::Key(k) => key_problem(k),
+                    RegisterRefusal::AddressesExhausted => Problem::unprocessable(
+                        "the organization has used up its overlay address space",
+                    ),
+                },
+            )?;
+        let ipam = ipam_stream(&org_id);
+        let result = state
+            .log()
+            .append(AppendRequest {
+                org_id: org_id.clone(),
+                actor: Actor {
+                    kind: ActorKind::Device,
+                    id: device_id.clone(),
+                    description: hostname.as_str().to_owned(),
+                },
+                request_id: request_id.0.clone(),
+                expectations: vec![
+                    (
+                        ipam.clone(),
+                        ipam_revision.map_or(Expected::NoStream, Expected::Exact),
+                    ),
+                    (format!("key:{key_id}"), Expected::Exact(key.revision)),
+                ],
+                events: vec![
+                    NewEvent::new(ipam, used),
+                    NewEvent::new(device_stream(&device_id), registered),
+                ],
+                idempotency: None,
+            })
+            .await;
+        match result {
+            Err(AppendError::Conflict { .. }) if attempt < ATTEMPTS => {
+                wait_applied(&state, state.log().head()).await?;
+            }
+            other => break other?,
+        }
+    };
+    wait_applied(&state, appended.last).await?;
+    let models = state.models().load();
+    let device = models
+        .state
+        .devices
+        .get(&device_id)
+        .ok_or_else(|| Problem::internal("registered device missing from the read model"))?;
+    let body = RegisterResponse {
+        device: current_view(&state, device),
+        node_credential: credential.value,
+    };
+    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// The problem for a credential that once worked but no longer does.
+pub fn reauthentication_required() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "reauthentication_required",
+        "re-authentication is required: run quickztna up with a valid pre-auth key",
+    )
+    .with_header(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer realm="quickztna-node", error="invalid_token""#),
+    )
+}
+
+fn resolve_node(state: &AppState, req: &Request) -> Result<Node, Problem> {
+    let value = req
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or_else(|| {
+            Problem::unauthorized(
+                "missing node credential: send 'Authorization: Bearer <node credential>'",
+            )
+        })?
+        .to_str()
+        .map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        Problem::unauthorized("the Authorization header must be 'Bearer <node credential>'")
+    })?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 256 {
+        return Err(Problem::unauthorized("the node credential is invalid"));
+    }
+    let hash = secret::hash(token);
+    let models = state.models().load();
+    let device = models
+        .state
+        .devices
+        .by_credential_hash(&hash)
+        .filter(|d| secret::equal(&d.credential_hash, &hash))
+        .ok_or_else(|| {
+            Problem::unauthorized(
+                "the node credential is invalid (API tokens do not work on /machine endpoints)",
+            )
+        })?;
+    if let Err(why) = credential_valid(device, events::now_micros()) {
+        tracing::info!(device_id = %device.id, why, "node credential refused");
+        return Err(reauthentication_required());
+    }
+    Ok(Node {
+        device_id: device.id.clone(),
+        org_id: device.org_id.clone(),
+    })
+}
+
+/// Authenticates a node credential and charges the device's own rate limit.
+pub async fn node_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let class = Class::of(req.method());
+    if !wait_caught_up(&state).await {
+        return Problem::unavailable("the server is still loading its read models", 1)
+            .into_response();
+    }
+    let node = match resolve_node(&state, &req) {
+        Ok(n) => n,
+        Err(problem) => {
+            let decision = if req.headers().contains_key(AUTHORIZATION) {
+                charge_anonymous(&state, &req, class)
+            } else {
+                peek_anonymous(&state, &req, class)
+            };
+            let mut resp = if decision.allowed {
+                problem.into_response()
+            } else {
+                Problem::rate_limited(decision.retry_after).into_response()
+            };
+            decision.apply_headers(resp.headers_mut());
+            return resp;
+        }
+    };
+    let decision =
+        state
+            .limiter()
+            .check(&format!("device:{}", node.device_id), class, NODE_PER_MIN);
+    if !decision.allowed {
+        let mut resp = Problem::rate_limited(decision.retry_after).into_response();
+        decision.apply_headers(resp.headers_mut());
+        return resp;
+    }
+    req.extensions_mut().insert(node);
+    let mut resp = next.run(req).await;
+    decision.apply_headers(resp.headers_mut());
+    resp
+}
+
+/// Posture signals a device reports about itself.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostureReport {
+    pub disk_encrypted: Option<bool>,
+    /// Whether a host firewall is active.
+    pub firewall: Option<bool>,
+}
+
+/// A heartbeat: the device is alive, and this is its state. Fields left out keep their last
+/// reported value.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The OS version now (0–64 characters).
+    #[schema(max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
+    pub os_version: Option<String>,
+    /// The agent's version (0–64 characters).
+    #[schema(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$",
+        example = "0.1.0"
+    )]
+    pub client_version: Option<String>,
+    pub posture: Option<PostureReport>,
+}
+
+/// What the agent needs to know after a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    pub device_id: String,
+    /// Log position of the last change affecting this device's peers: fetch the netmap again
+    /// when it moves.
+    pub peer_map_version: u64,
+    /// When the device must re-authenticate (RFC 3339), `null` if never.
+    pub key_expires_at: Option<String>,
+    /// Seconds until the next heartbeat is due.
+    pub heartbeat_interval_secs: u64,
+}
+
+/// Report that the device is alive, with its posture signals.
+#[utoipa::path(
+    post, path = "/machine/heartbeat", tag = "machine",
+    request_body = HeartbeatRequest,
+    responses((status = 200, description = "Recorded", body = HeartbeatResponse)),
+    security(("node" = []))
+)]
+async fn heartbeat(
+    State(state): State<AppState>,
+    Extension(node): Extension<Node>,
+    Json(body): Json<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, Problem> {
+    if let Some(v) = &body.os_version {
+        check_text("os_version", v, 0, 64)?;
+    }
+    if let Some(v) = &body.client_version {
+        check_text("client_version", v, 0, 64)?;
+    }
+    let posture = body.posture.unwrap_or_default();
+    let now = events::now_micros();
+    state.heartbeats().record(
+        &node.device_id,
+        now,
+        Report {
+            os_version: body.os_version,
+            client_version: body.client_version,
+            disk_encrypted: posture.disk_encrypted,
+            firewall: posture.firewall,
+        },
+    );
+    let models = state.models().load();
+    let device = models
+        .state
+        .devices
+        .get(&node.device_id)
+        .ok_or_else(reauthentication_required)?;
+    Ok(Json(HeartbeatResponse {
+        device_id: device.id.clone(),
+        peer_map_version: device.last_position,
+        key_expires_at: device.key_expires_at.map(events::format_time),
+        heartbeat_interval_secs: HEARTBEAT_INTERVAL_SECS,
+    }))
+}
+
+/// The device's network map.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NetMap {
+    /// The device itself.
+    pub device: DeviceView,
+    /// The devices it may reach under the current policy and posture (default deny: none
+    /// until a policy allows some).
+    pub peers: Vec<Peer>,
+    /// See the heartbeat's `peer_map_version`.
+    pub peer_map_version: u64,
+}
+
+/// The peers this device may reach.
+#[utoipa::path(
+    get, path = "/machine/netmap", tag = "machine",
+    responses((status = 200, description = "The device's network map", body = NetMap)),
+    security(("node" = []))
+)]
+async fn netmap(
+    State(state): State<AppState>,
+    Extension(node): Extension<Node>,
+) -> Result<Json<NetMap>, Problem> {
+    let models = state.models().load();
+    let device = models
+        .state
+        .devices
+        .get(&node.device_id)
+        .filter(|d| d.org_id == node.org_id)
+        .ok_or_else(reauthentication_required)?;
+    Ok(Json(NetMap {
+        device: current_view(&state, device),
+        peers: Vec::new(),
+        peer_map_version: device.last_position,
+    }))
+}
