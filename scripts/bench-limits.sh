@@ -10,9 +10,9 @@
 #   env OUT        where results go (default: target/bench-limits/<UTC time>)
 #
 # The shared scripts write into their own directory (results.txt, a compiled fsyncbench, sled-raw's
-# target/ and data/), so each part is copied to $WORK/<part> (default /tmp/quickztna-bench-limits, same disk as /work)
-# and run there; the
-# sled-raw build is kept between runs. Parts run one after another, never concurrently (they share
+# target/ and data/), so each part is copied to $WORK/<part> and run there (default
+# /tmp/quickztna-bench-limits: /tmp is on the same disk as /work here); sled-raw's build is kept
+# between runs. Parts run one after another, never concurrently (they share
 # 2 cores and one disk). Per part with runs=1, on a quiet machine: disk ~1.5 min (incl.
 # pg_test_fsync), sled-raw ~2 min (+ ~1 min to build it the first time), pg ~1.5 min.
 # Writes OUT/<n>-<part>.log (full output), OUT/<n>-<part>.results.txt, OUT/load.txt (load average before and

@@ -215,3 +215,142 @@ impl Projection for Devices {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use events::event::{DeviceRegistered, DeviceRemoved, DeviceTagged, KeyUsed};
+    use events::{Actor, Envelope, Event, Recorded};
+
+    use super::*;
+
+    fn recorded(position: u64, stream: &str, revision: u64, event: impl Into<Event>) -> Recorded {
+        let event = event.into();
+        Recorded {
+            envelope: Envelope {
+                position,
+                stream: stream.to_owned(),
+                revision,
+                event_id: [position as u8; 16],
+                event_type: event.event_type().to_owned(),
+                schema_version: event.schema_version(),
+                recorded_at: 1_000 + position as i64,
+                org_id: "org_1".into(),
+                actor: Actor::system("test"),
+                request_id: "req".into(),
+                payload: event.encode_payload(),
+                mac: [0; 32],
+            },
+            event,
+        }
+    }
+
+    fn registered(id: &str) -> DeviceRegistered {
+        DeviceRegistered {
+            device_id: id.into(),
+            key_id: "key_1".into(),
+            hostname: id.into(),
+            os: "linux".into(),
+            os_version: "6.1".into(),
+            public_key: "pk".into(),
+            ipv4: "100.64.0.1".into(),
+            ipv6: "fd00::1".into(),
+            tags: vec!["tag:b".into(), "tag:a".into(), "tag:b".into()],
+            owner: None,
+            ephemeral: false,
+            credential_hash: [id.len() as u8; 32],
+            key_expires_at: None,
+        }
+    }
+
+    fn history() -> Vec<Recorded> {
+        let used = |d: &str, uses| KeyUsed {
+            key_id: "key_1".into(),
+            device_id: d.into(),
+            uses,
+        };
+        vec![
+            recorded(1, "ipam:org_1", 0, used("dev_a", 1)),
+            recorded(2, "device:dev_a", 0, registered("dev_a")),
+            recorded(3, "ipam:org_1", 1, used("dev_bb", 2)),
+            recorded(4, "device:dev_bb", 0, registered("dev_bb")),
+            recorded(
+                5,
+                "device:dev_a",
+                1,
+                DeviceTagged {
+                    device_id: "dev_a".into(),
+                    tags: vec!["tag:c".into(), "tag:a".into()],
+                },
+            ),
+            recorded(
+                6,
+                "device:dev_bb",
+                1,
+                DeviceRemoved {
+                    device_id: "dev_bb".into(),
+                    reason: "api".into(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn devices_fold_tags_tombstones_and_the_address_sequence() {
+        let mut d = Devices::default();
+        for r in history() {
+            d.apply(&r);
+        }
+        assert_eq!(d.ipam_revision("org_1"), Some(1));
+        assert_eq!(d.ipam_revision("org_2"), None);
+        let a = d.get("dev_a").unwrap();
+        assert_eq!(a.tags, vec!["tag:a", "tag:b", "tag:c"]);
+        assert_eq!((a.revision, a.last_position), (1, 5));
+        let b = d.get("dev_bb").unwrap();
+        assert!(b.is_removed());
+        assert_eq!(b.removed_reason.as_deref(), Some("api"));
+        assert_eq!(d.by_credential_hash(&[6; 32]).unwrap().id, "dev_bb");
+        let live: Vec<&str> = d.of_org("org_1").map(|d| d.id.as_str()).collect();
+        assert_eq!(live, vec!["dev_a"]);
+        assert_eq!(d.count("org_1"), 1);
+    }
+
+    #[test]
+    fn pages_seek_past_the_cursor_in_either_direction() {
+        let mut d = Devices::default();
+        for (i, id) in ["dev_1", "dev_2", "dev_3"].iter().enumerate() {
+            d.apply(&recorded(
+                i as u64 + 1,
+                &device_stream(id),
+                0,
+                registered(id),
+            ));
+        }
+        let ids = |it: Box<dyn Iterator<Item = &Device> + '_>| -> Vec<String> {
+            it.map(|d| d.id.clone()).collect()
+        };
+        assert_eq!(
+            ids(d.of_org_after("org_1", None, false)),
+            ["dev_1", "dev_2", "dev_3"]
+        );
+        assert_eq!(
+            ids(d.of_org_after("org_1", Some((1_002, "dev_2".into())), false)),
+            ["dev_3"]
+        );
+        assert_eq!(
+            ids(d.of_org_after("org_1", Some((1_002, "dev_2".into())), true)),
+            ["dev_1"]
+        );
+        assert!(ids(d.of_org_after("org_9", None, false)).is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_of_the_devices_decodes_to_the_same_state() {
+        let mut d = Devices::default();
+        for r in history() {
+            d.apply(&r);
+        }
+        let bytes = events::codec::encode(&d);
+        let back: Devices = events::codec::decode(&bytes).unwrap();
+        assert_eq!(back, d);
+    }
+}

@@ -128,3 +128,87 @@ impl Projection for Keys {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use events::event::{KeyCreated, KeyRevoked, KeyUsed};
+    use events::{Actor, Envelope, Event, Recorded};
+
+    use super::*;
+
+    fn recorded(position: u64, stream: &str, revision: u64, event: impl Into<Event>) -> Recorded {
+        let event = event.into();
+        Recorded {
+            envelope: Envelope {
+                position,
+                stream: stream.to_owned(),
+                revision,
+                event_id: [position as u8; 16],
+                event_type: event.event_type().to_owned(),
+                schema_version: event.schema_version(),
+                recorded_at: 10 * position as i64,
+                org_id: "org_1".into(),
+                actor: Actor::system("test"),
+                request_id: "req".into(),
+                payload: event.encode_payload(),
+                mac: [0; 32],
+            },
+            event,
+        }
+    }
+
+    fn created(reusable: bool, max_uses: Option<u32>) -> KeyCreated {
+        KeyCreated {
+            key_id: "key_1".into(),
+            prefix: "qzk_abcdef".into(),
+            secret_hash: [9; 32],
+            reusable,
+            ephemeral: false,
+            tags: vec![],
+            owner: None,
+            expires_at: 1_000,
+            description: String::new(),
+            max_uses,
+        }
+    }
+
+    fn used(uses: u32) -> KeyUsed {
+        KeyUsed {
+            key_id: "key_1".into(),
+            device_id: format!("dev_{uses}"),
+            uses,
+        }
+    }
+
+    #[test]
+    fn status_follows_uses_expiry_and_revocation() {
+        let mut keys = Keys::default();
+        keys.apply(&recorded(1, "key:key_1", 0, created(true, Some(2))));
+        assert_eq!(keys.get("key_1").unwrap().status(100), "active");
+        keys.apply(&recorded(2, "ipam:org_1", 0, used(1)));
+        keys.apply(&recorded(3, "ipam:org_1", 1, used(2)));
+        let k = keys.get("key_1").unwrap();
+        assert_eq!((k.uses, k.revision, k.last_used_at), (2, 0, Some(30)));
+        assert_eq!(k.status(100), "exhausted");
+        assert_eq!(k.status(1_000), "expired");
+        keys.apply(&recorded(
+            4,
+            "key:key_1",
+            1,
+            KeyRevoked {
+                key_id: "key_1".into(),
+            },
+        ));
+        let k = keys.get("key_1").unwrap();
+        assert_eq!((k.status(100), k.revision), ("revoked", 1));
+        assert_eq!(keys.by_secret_hash(&[9; 32]).unwrap().id, "key_1");
+    }
+
+    #[test]
+    fn a_single_use_key_is_used_after_one_device() {
+        let mut keys = Keys::default();
+        keys.apply(&recorded(1, "key:key_1", 0, created(false, None)));
+        keys.apply(&recorded(2, "ipam:org_1", 0, used(1)));
+        assert_eq!(keys.get("key_1").unwrap().status(100), "used");
+    }
+}

@@ -111,14 +111,14 @@ pub(super) fn default_limit(class: Class) -> u32 {
     }
 }
 
-pub(super) fn charge_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
+fn charge_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
     state
         .limiter()
         .check(&anonymous_key(req), class, default_limit(class))
 }
 
 /// The anonymous bucket's state without charging it (for the rate-limit headers).
-pub(super) fn peek_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
+fn peek_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
     state
         .limiter()
         .peek(&anonymous_key(req), class, default_limit(class))

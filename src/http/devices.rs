@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::commit::{Mutation, commit};
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, Object, Path, Query};
 use super::filter::{Filter, Sort, Term};
 use super::keys::TagName;
 use super::pagination::{CursorPosition, Page, PageParams, paginate};
@@ -295,7 +295,7 @@ async fn list_devices(
     Query(q): Query<DeviceListQuery>,
 ) -> Result<Json<Page<DeviceView>>, Problem> {
     principal.require(Need::read(Group::Devices))?;
-    let page = PageParams::from_query(nonempty(&q.limit), nonempty(&q.cursor))?;
+    let page = PageParams::from_query(q.limit.as_deref(), nonempty(&q.cursor))?;
     let filter = Filter::parse(nonempty(&q.filter).unwrap_or(""), FILTER_KEYS)?;
     let conds: Vec<Vec<Cond>> = filter
         .clauses
@@ -518,7 +518,7 @@ async fn patch_device(
     Extension(principal): Extension<Principal>,
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
-    Json(body): Json<PatchDeviceRequest>,
+    Json(Object(body)): Json<Object<PatchDeviceRequest>>,
 ) -> Result<Json<DeviceView>, Problem> {
     principal.require(Need::write(Group::Devices))?;
     if body.owner.is_some() {
@@ -624,7 +624,7 @@ async fn add_tags(
     Extension(principal): Extension<Principal>,
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
-    Json(body): Json<AddTagsRequest>,
+    Json(Object(body)): Json<Object<AddTagsRequest>>,
 ) -> Result<Json<DeviceView>, Problem> {
     principal.require(Need::write(Group::Devices))?;
     let tags: Vec<String> = parse_tags("tags", &body.tags)?

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::commit::{Mutation, commit, idempotency};
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, Object, Path, Query};
 use super::filter::{Filter, Sort, Term};
 use super::pagination::{CursorPosition, Page, PageParams, paginate};
 use super::problem::Problem;
@@ -251,7 +251,7 @@ async fn create_key(
     Extension(principal): Extension<Principal>,
     Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
-    Json(body): Json<CreateKeyRequest>,
+    Json(Object(body)): Json<Object<CreateKeyRequest>>,
 ) -> Result<impl IntoResponse, Problem> {
     principal.require(Need::write(Group::Keys))?;
     let idem = idempotency(&headers, "POST", "/api/v1/keys", &body)?;
@@ -311,6 +311,12 @@ async fn create_key(
         .get(&id)
         .filter(|k| k.org_id == principal.org_id)
         .ok_or_else(|| Problem::internal("created key missing from the read model"))?;
+    if appended.replayed && k.revoked_at.is_some() {
+        // Answering 201 would point at a key that no longer exists (GET answers 404).
+        return Err(Problem::conflict(format!(
+            "this Idempotency-Key created pre-auth key '{id}', which has been revoked since"
+        )));
+    }
     let mut out = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/keys/{id}")) {
         out.insert(header::LOCATION, v);
@@ -376,7 +382,7 @@ async fn list_keys(
     Query(q): Query<KeyListQuery>,
 ) -> Result<Json<Page<KeyView>>, Problem> {
     principal.require(Need::read(Group::Keys))?;
-    let page = PageParams::from_query(nonempty(&q.limit), nonempty(&q.cursor))?;
+    let page = PageParams::from_query(q.limit.as_deref(), nonempty(&q.cursor))?;
     let filter = Filter::parse(nonempty(&q.filter).unwrap_or(""), FILTER_KEYS)?;
     check_terms(&filter)?;
     let sort = Sort::parse(nonempty(&q.sort).unwrap_or("created_at"), SORT_FIELDS)?;
@@ -427,7 +433,10 @@ async fn list_keys(
     }))
 }
 
-/// One pre-auth key, whatever its status (never the key itself).
+/// One pre-auth key (never the key itself).
+///
+/// A revoked key answers 404, as anything deleted does; `GET /keys?filter=status:revoked` still
+/// lists it.
 #[utoipa::path(
     get, path = "/keys/{id}", tag = "keys",
     params(("id" = String, Path, description = "Key id (`key_…`)")),
@@ -442,7 +451,12 @@ async fn get_key(
     principal.require(Need::read(Group::Keys))?;
     let models = state.models().load();
     match models.state.keys.get(&id) {
-        Some(k) if k.org_id == principal.org_id => Ok(Json(view(k, events::now_micros()))),
+        Some(k) if k.org_id == principal.org_id && k.revoked_at.is_none() => {
+            Ok(Json(view(k, events::now_micros())))
+        }
+        Some(k) if k.org_id == principal.org_id => Err(Problem::not_found(format!(
+            "pre-auth key '{id}' was revoked (it is listed with ?filter=status:revoked)"
+        ))),
         _ => Err(Problem::not_found(format!("no pre-auth key '{id}'"))),
     }
 }

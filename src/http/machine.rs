@@ -3,7 +3,9 @@
 //! - `POST /machine/register` needs no bearer: the pre-auth key in the body is the credential.
 //!   It answers the device and its node credential (`qzn_…`, shown once, stored as SHA-256).
 //!   Its rate limit is the key's organization's write quota; requests with unknown keys are
-//!   charged to the client's address, so key guessing is throttled.
+//!   charged to the client's address (a bucket of their own, so a misconfigured fleet retrying
+//!   with a dead key does not lock the address out of the rest of the API), so key guessing is
+//!   throttled.
 //! - `POST /machine/heartbeat` and `GET /machine/netmap` need the node credential, run
 //!   [`node_auth`] and are limited per device. Node credentials work nowhere else, and API
 //!   tokens do not work here. Heartbeats are not events (see [`crate::heartbeats`]).
@@ -12,9 +14,11 @@
 //! the appends also expect the organization's `ipam:<org>` stream and the key's stream
 //! unchanged, so a single-use key admits one device even against other writers.
 
+use std::net::SocketAddr;
+
 use axum::Extension;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use events::{Actor, ActorKind, AppendError, AppendRequest, Expected, NewEvent};
@@ -26,10 +30,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{charge_anonymous, peek_anonymous, wait_caught_up};
+use super::auth::{default_limit, wait_caught_up};
 use super::commit::wait_applied;
 use super::devices::{DeviceView, Peer, current_view};
-use super::extract::Json;
+use super::extract::{Json, Object};
 use super::problem::{Problem, ProblemBody};
 use super::ratelimit::Class;
 use super::request_id::RequestId;
@@ -156,7 +160,11 @@ async fn register_limit(State(state): State<AppState>, req: Request, next: Next)
             let per_min = if class == Class::Write { write } else { read };
             state.limiter().check(&org_id, class, per_min)
         }
-        None => charge_anonymous(&state, &req, class),
+        None => state.limiter().check(
+            &client_bucket("register", &req),
+            class,
+            default_limit(class),
+        ),
     };
     let mut resp = if decision.allowed {
         next.run(req).await
@@ -165,6 +173,17 @@ async fn register_limit(State(state): State<AppState>, req: Request, next: Next)
     };
     decision.apply_headers(resp.headers_mut());
     resp
+}
+
+/// The rate-limit bucket of the client's address for `purpose` (`register`, `node`): failures
+/// on the device API are throttled apart from the admin API's.
+fn client_bucket(purpose: &str, req: &Request) -> String {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    format!("{purpose}-addr:{addr}")
 }
 
 fn key_problem(why: KeyRefusal) -> Problem {
@@ -193,7 +212,7 @@ fn key_problem(why: KeyRefusal) -> Problem {
 async fn register(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
-    Json(body): Json<RegisterRequest>,
+    Json(Object(body)): Json<Object<RegisterRequest>>,
 ) -> Result<Response, Problem> {
     let hostname = Hostname::normalize(&body.hostname)
         .map_err(|e| Problem::invalid_argument(format!("field 'hostname': {e}")))?;
@@ -359,10 +378,11 @@ pub async fn node_auth(State(state): State<AppState>, mut req: Request, next: Ne
     let node = match resolve_node(&state, &req) {
         Ok(n) => n,
         Err(problem) => {
+            let bucket = client_bucket("node", &req);
             let decision = if req.headers().contains_key(AUTHORIZATION) {
-                charge_anonymous(&state, &req, class)
+                state.limiter().check(&bucket, class, default_limit(class))
             } else {
-                peek_anonymous(&state, &req, class)
+                state.limiter().peek(&bucket, class, default_limit(class))
             };
             let mut resp = if decision.allowed {
                 problem.into_response()
@@ -438,7 +458,7 @@ pub struct HeartbeatResponse {
 async fn heartbeat(
     State(state): State<AppState>,
     Extension(node): Extension<Node>,
-    Json(body): Json<HeartbeatRequest>,
+    Json(Object(body)): Json<Object<HeartbeatRequest>>,
 ) -> Result<Json<HeartbeatResponse>, Problem> {
     if let Some(v) = &body.os_version {
         check_text("os_version", v, 0, 64)?;

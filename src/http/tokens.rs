@@ -333,7 +333,7 @@ async fn list_tokens(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Page<TokenView>>, Problem> {
     principal.require(Need::read(Group::Tokens))?;
-    let page = PageParams::from_query(nonempty(&q.limit), nonempty(&q.cursor))?;
+    let page = PageParams::from_query(q.limit.as_deref(), nonempty(&q.cursor))?;
     let filter = Filter::parse(nonempty(&q.filter).unwrap_or(""), FILTER_KEYS)?;
     for term in filter.clauses.iter().flatten() {
         if term.key == "status" && !["active", "expired", "revoked"].contains(&term.value.as_str())

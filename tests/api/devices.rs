@@ -330,6 +330,7 @@ async fn patch_refuses_bad_hostnames_tags_and_owners_naming_the_field() {
         (json!({ "owner": "" }), "owner"),
         (json!({ "owner": "x".repeat(255) }), "owner"),
         (json!({ "os": "linux" }), "os"),
+        (json!([]), "object"),
     ];
     for (body, named) in cases {
         let resp = app

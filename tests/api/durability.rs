@@ -15,19 +15,34 @@ async fn every_answer_is_the_same_after_a_restart() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
     for i in 0..12 {
-        let scopes: &[&str] = if i % 2 == 0 { &["read"] } else { &["devices:read"] };
-        let t = app.create_token(scopes, &format!("before restart {i}")).await;
+        let scopes: &[&str] = if i % 2 == 0 {
+            &["read"]
+        } else {
+            &["devices:read"]
+        };
+        let t = app
+            .create_token(scopes, &format!("before restart {i}"))
+            .await;
         ids.push(t["id"].as_str().unwrap().to_owned());
     }
     for id in ids.iter().step_by(3) {
-        assert_eq!(app.delete(&format!("/api/v1/tokens/{id}")).await.status(), 204);
+        assert_eq!(
+            app.delete(&format!("/api/v1/tokens/{id}")).await.status(),
+            204
+        );
     }
     ids.push(app.token_id_of(&app.token));
 
     async fn answers(app: &crate::helpers::TestApp, ids: &[String]) -> Vec<Value> {
         let mut out = Vec::new();
-        for query in ["limit=5", "limit=4&sort=description:desc", "filter=status:revoked"] {
-            out.push(json!(app.list_all(&app.token, "/api/v1/tokens", query).await.0));
+        for query in [
+            "limit=5",
+            "limit=4&sort=description:desc",
+            "filter=status:revoked",
+        ] {
+            out.push(json!(
+                app.list_all(&app.token, "/api/v1/tokens", query).await.0
+            ));
         }
         for id in ids {
             let resp = app.get(&format!("/api/v1/tokens/{id}")).await;
@@ -51,7 +66,11 @@ async fn every_answer_is_the_same_after_a_restart() {
     assert_eq!(t["status"], "active");
 }
 
-async fn post_with_key(app: &crate::helpers::TestApp, key: &str, body: &Value) -> reqwest::Response {
+async fn post_with_key(
+    app: &crate::helpers::TestApp,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
     app.request(Method::POST, "/api/v1/tokens")
         .header("idempotency-key", key)
         .json(body)
@@ -73,7 +92,10 @@ async fn a_repeated_idempotency_key_returns_the_original_token_without_its_secre
 
     let second = post_with_key(&app, "deploy-2026-05-15", &body).await;
     assert_eq!(second.status(), 201);
-    assert_eq!(header(&second, "idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(
+        header(&second, "idempotent-replayed").as_deref(),
+        Some("true")
+    );
     let location = header(&second, "location");
     let second = json(second).await;
     assert_eq!(second["id"], first["id"]);
@@ -83,7 +105,13 @@ async fn a_repeated_idempotency_key_returns_the_original_token_without_its_secre
         location,
         Some(format!("/api/v1/tokens/{}", first["id"].as_str().unwrap()))
     );
-    for field in ["prefix", "scopes", "description", "expires_at", "created_at"] {
+    for field in [
+        "prefix",
+        "scopes",
+        "description",
+        "expires_at",
+        "created_at",
+    ] {
         assert_eq!(second[field], first[field], "{field}");
     }
     assert_eq!(app.state.log().head(), head, "the repeat wrote nothing");
@@ -101,7 +129,10 @@ async fn an_idempotency_key_reused_with_another_body_is_a_conflict() {
     let resp = post_with_key(&app, "k-1", &other).await;
     let problem = assert_problem(resp, 409, "conflict").await;
     assert!(
-        problem["detail"].as_str().unwrap().contains("Idempotency-Key"),
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key"),
         "{problem}"
     );
     assert_eq!(app.state.log().head(), head, "nothing was written");
@@ -137,7 +168,10 @@ async fn idempotency_keys_survive_a_restart() {
     let app = app.restart().await;
     let again = post_with_key(&app, "survivor", &body).await;
     assert_eq!(again.status(), 201);
-    assert_eq!(header(&again, "idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(
+        header(&again, "idempotent-replayed").as_deref(),
+        Some("true")
+    );
     let again = json(again).await;
     assert_eq!(again["id"], first["id"]);
     assert!(again["token"].is_null());
@@ -180,7 +214,7 @@ fn free_port() -> u16 {
 async fn serve(dir: &Path) -> (Child, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = quickztna(&[
+    let mut child = quickztna(&[
         "serve",
         "--data-dir",
         dir.to_str().unwrap(),
@@ -201,6 +235,8 @@ async fn serve(dir: &Path) -> (Child, String) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("quickztna serve did not become healthy");
 }
 
@@ -209,7 +245,11 @@ async fn a_kill_9_during_concurrent_writes_loses_no_acknowledged_token() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap().to_owned();
     let init: Value = serde_json::from_str(&run_offline(&[
-        "init", "--org", "acme", "--data-dir", &data_dir,
+        "init",
+        "--org",
+        "acme",
+        "--data-dir",
+        &data_dir,
     ]))
     .expect("init prints JSON");
     let owner = init["token"].as_str().expect("token").to_owned();
@@ -320,7 +360,10 @@ async fn a_kill_9_during_concurrent_writes_loses_no_acknowledged_token() {
             .await
             .unwrap();
         for t in page["items"].as_array().unwrap() {
-            assert!(t["description"].is_string() && t["prefix"].is_string(), "{t}");
+            assert!(
+                t["description"].is_string() && t["prefix"].is_string(),
+                "{t}"
+            );
             listed += 1;
         }
         match page["next_cursor"].as_str() {
@@ -328,7 +371,10 @@ async fn a_kill_9_during_concurrent_writes_loses_no_acknowledged_token() {
             None => break,
         }
     }
-    assert!(listed > acknowledged.len(), "the owner plus every acknowledged token");
+    assert!(
+        listed > acknowledged.len(),
+        "the owner plus every acknowledged token"
+    );
 
     // A graceful stop, then the offline chain check.
     let stopped = Command::new("kill")

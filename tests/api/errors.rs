@@ -49,7 +49,10 @@ async fn a_field_of_the_wrong_type_is_named_in_the_problem() {
     for (body, field) in [
         (json!({ "scopes": "read", "description": "x" }), "scopes"),
         (json!({ "scopes": [1], "description": "x" }), "scopes[0]"),
-        (json!({ "scopes": ["read"], "description": 5 }), "description"),
+        (
+            json!({ "scopes": ["read"], "description": 5 }),
+            "description",
+        ),
         (json!(["read"]), "invalid type"),
     ] {
         let resp = app.post("/api/v1/tokens", &body).await;
@@ -100,7 +103,10 @@ async fn invalid_field_values_are_refused_and_named() {
     for (body, needle) in [
         (json!({ "scopes": [], "description": "x" }), "scopes"),
         (json!({ "scopes": ["root"], "description": "x" }), "root"),
-        (json!({ "scopes": ["read"], "description": "" }), "description"),
+        (
+            json!({ "scopes": ["read"], "description": "" }),
+            "description",
+        ),
         (
             json!({ "scopes": ["read"], "description": "a".repeat(201) }),
             "description",
@@ -174,13 +180,23 @@ async fn a_body_just_under_the_limit_is_read_and_judged_on_its_content() {
 #[tokio::test]
 async fn an_unknown_route_is_a_not_found_problem() {
     let app = spawn_app().await;
-    for path in ["/api/v1/nope", "/nope", "/api/v2/tokens", "/api/v1/tokens/a/b"] {
+    for path in [
+        "/api/v1/nope",
+        "/nope",
+        "/api/v2/tokens",
+        "/api/v1/tokens/a/b",
+    ] {
         let resp = app.get(path).await;
         let body = assert_problem(resp, 404, "not_found").await;
         assert_eq!(body["instance"], path);
     }
     // Without a token too: an unknown path is not an authentication question.
-    let resp = app.client.get(app.url("/api/v1/nope")).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/api/v1/nope"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 404, "not_found").await;
 }
 
@@ -234,7 +250,10 @@ async fn a_bad_filter_is_refused_naming_the_offending_key_or_term() {
         ("colour:blue", "unknown filter key 'colour'"),
         ("status:active+colour:blue", "unknown filter key 'colour'"),
         ("status:active,colour:blue", "unknown filter key 'colour'"),
-        ("status:sleeping", "status must be active, expired or revoked"),
+        (
+            "status:sleeping",
+            "status must be active, expired or revoked",
+        ),
         ("active", "has no ':'"),
         ("status:", "empty value"),
         (":active", "empty key"),
@@ -292,8 +311,11 @@ async fn failed_mutations_leave_the_log_and_every_answer_unchanged() {
     let read_id = app.token_id_of(&read);
 
     let failures: Vec<reqwest::Response> = vec![
-        app.post("/api/v1/tokens", &json!({ "scopes": ["nope"], "description": "x" }))
-            .await,
+        app.post(
+            "/api/v1/tokens",
+            &json!({ "scopes": ["nope"], "description": "x" }),
+        )
+        .await,
         app.post(
             "/api/v1/tokens",
             &json!({ "scopes": ["read"], "description": "x", "expires_in": "5m" }),
@@ -323,7 +345,11 @@ async fn failed_mutations_leave_the_log_and_every_answer_unchanged() {
             Some("application/problem+json")
         );
     }
-    assert_eq!(app.state.log().head(), head_after_setup, "nothing was written");
+    assert_eq!(
+        app.state.log().head(),
+        head_after_setup,
+        "nothing was written"
+    );
     let resp = app
         .request_as(&read, Method::GET, "/api/v1/tokens")
         .send()

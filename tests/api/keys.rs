@@ -88,6 +88,17 @@ async fn a_repeated_create_with_the_same_idempotency_key_does_not_show_the_key_a
     let resp = send(json!({ "reusable": false })).await.unwrap();
     assert_problem(resp, 409, "conflict").await;
     assert_eq!(ids(&json(app.get("/api/v1/keys").await).await).len(), 1);
+    // Once the key is revoked, a replay cannot point at it any more.
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/api/v1/keys/{id}")).await.status(),
+        204
+    );
+    let problem = assert_problem(send(body).await.unwrap(), 409, "conflict").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("revoked"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]
@@ -148,6 +159,8 @@ async fn key_creation_refuses_bad_input_on_every_field() {
         (json!({ "max_uses": -1, "reusable": true }), "max_uses"),
         (json!({ "max_uses": 5 }), "max_uses"),
         (json!({ "scopes": ["read"] }), "scopes"),
+        (json!([]), "object"),
+        (json!([true, false]), "object"),
     ];
     for (body, named) in cases {
         let problem = assert_problem(
@@ -187,8 +200,13 @@ async fn revoking_is_idempotent_and_revoked_keys_leave_the_default_list() {
     let revoked = json(app.get("/api/v1/keys?filter=status:revoked").await).await;
     assert_eq!(ids(&revoked), vec![id.to_owned()]);
     assert_eq!(revoked["items"][0]["status"], "revoked");
-    let one = json(app.get(&format!("/api/v1/keys/{id}")).await).await;
-    assert_eq!(one["status"], "revoked");
+    // Like anything deleted, it is gone by id.
+    assert_problem(
+        app.get(&format!("/api/v1/keys/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
     // Exactly one key.revoked event.
     let models = app.state.models().load();
     assert!(models.state.keys.get(id).unwrap().revoked_at.is_some());

@@ -543,6 +543,13 @@ async fn registration_refuses_bad_input_on_every_field_and_creates_nothing() {
             "{field}={value}: {problem}"
         );
     }
+    let as_array = json!([key, "host", "linux", "1", "pk"]);
+    let problem =
+        assert_problem(register_raw(&app, &as_array).await, 400, "invalid_argument").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("object"),
+        "{problem}"
+    );
     for missing in ["auth_key", "hostname", "os", "os_version", "public_key"] {
         let mut body = good.clone();
         body.as_object_mut().unwrap().remove(missing);
@@ -571,6 +578,7 @@ async fn a_heartbeat_refuses_bad_input() {
         json!({ "posture": { "antivirus": true } }),
         json!({ "uptime": 5 }),
         json!([]),
+        json!([null, null, null]),
     ] {
         assert_problem(
             heartbeat(&app, credential, &body).await,

@@ -50,9 +50,10 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
 
 /// Whether the operation requires credentials of some scheme.
 fn has_security(op: &Value) -> bool {
-    op["security"]
-        .as_array()
-        .is_some_and(|reqs| reqs.iter().any(|r| r.as_object().is_some_and(|r| !r.is_empty())))
+    op["security"].as_array().is_some_and(|reqs| {
+        reqs.iter()
+            .any(|r| r.as_object().is_some_and(|r| !r.is_empty()))
+    })
 }
 
 /// Whether the operation accepts credentials of the scheme `name`.
@@ -160,7 +161,10 @@ async fn exactly_the_operations_that_need_a_token_declare_a_security_scheme() {
     let doc = document(&app).await;
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(
-        schemes["bearer"]["scheme"].as_str().map(str::to_lowercase).as_deref(),
+        schemes["bearer"]["scheme"]
+            .as_str()
+            .map(str::to_lowercase)
+            .as_deref(),
         Some("bearer")
     );
     let mut bearer_operations = 0;
@@ -169,7 +173,10 @@ async fn exactly_the_operations_that_need_a_token_declare_a_security_scheme() {
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         for requirement in op["security"].as_array().into_iter().flatten() {
             for name in requirement.as_object().unwrap().keys() {
-                assert!(schemes[name].is_object(), "{method} {template}: scheme {name}");
+                assert!(
+                    schemes[name].is_object(),
+                    "{method} {template}: scheme {name}"
+                );
             }
         }
         // No Authorization header at all: 401 exactly when the document asks for credentials.
@@ -220,8 +227,8 @@ async fn every_operation_documents_problem_responses_and_the_common_headers() {
         for status in ["400", "429", "500", "503"] {
             let problem = &responses
                 .get(status)
-                .unwrap_or_else(|| panic!("{method} {template} documents {status}"))
-                ["content"]["application/problem+json"]["schema"]["$ref"];
+                .unwrap_or_else(|| panic!("{method} {template} documents {status}"))["content"]["application/problem+json"]
+                ["schema"]["$ref"];
             assert_eq!(
                 problem, "#/components/schemas/ProblemBody",
                 "{method} {template} {status}"
@@ -229,7 +236,10 @@ async fn every_operation_documents_problem_responses_and_the_common_headers() {
         }
         if op.get("requestBody").is_some() {
             for status in ["413", "415"] {
-                assert!(responses.contains_key(status), "{method} {template} {status}");
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {template} {status}"
+                );
             }
         }
         assert!(
@@ -250,7 +260,9 @@ async fn every_operation_documents_problem_responses_and_the_common_headers() {
             }
             if status.starts_with('4') || status.starts_with('5') {
                 assert!(
-                    response["content"].get("application/problem+json").is_some(),
+                    response["content"]
+                        .get("application/problem+json")
+                        .is_some(),
                     "{method} {template} {status} is a problem"
                 );
             }

@@ -20,7 +20,11 @@ const NAMES: [&str; 4] = ["alpha", "Bravo", "charlie", "Delta"];
 /// Creates `n` tokens (scopes cycling through `read`, `devices:read`, `audit:read devices:read`;
 /// every fifth revoked) and returns them by id, plus the owner token.
 async fn seed(app: &TestApp, n: usize) -> HashMap<String, Seeded> {
-    let scope_sets: [&[&str]; 3] = [&["read"], &["devices:read"], &["audit:read", "devices:read"]];
+    let scope_sets: [&[&str]; 3] = [
+        &["read"],
+        &["devices:read"],
+        &["audit:read", "devices:read"],
+    ];
     let created: Vec<(usize, Value)> = futures::stream::iter(0..n)
         .map(|i| async move {
             let body = json!({
@@ -141,7 +145,11 @@ async fn sorting_by_description_descending_orders_every_page() {
     let app = spawn_app().await;
     let seeded = seed(&app, 60).await;
     let (items, _) = app
-        .list_all(&app.token, "/api/v1/tokens", "limit=7&sort=description:desc")
+        .list_all(
+            &app.token,
+            "/api/v1/tokens",
+            "limit=7&sort=description:desc",
+        )
         .await;
     assert_eq!(exactly_once(&items).len(), seeded.len());
     let descriptions: Vec<String> = items
@@ -234,7 +242,9 @@ async fn a_tampered_cursor_is_refused() {
         cursor[..cursor.len() - 1].to_owned(),
         "eyJ0c".to_owned(),
     ] {
-        let resp = app.get(&format!("/api/v1/tokens?limit=3&cursor={bad}")).await;
+        let resp = app
+            .get(&format!("/api/v1/tokens?limit=3&cursor={bad}"))
+            .await;
         let body = assert_problem(resp, 400, "invalid_argument").await;
         assert!(
             body["detail"].as_str().unwrap().starts_with("cursor"),
@@ -242,7 +252,9 @@ async fn a_tampered_cursor_is_refused() {
         );
     }
     // The untouched cursor still works.
-    let resp = app.get(&format!("/api/v1/tokens?limit=3&cursor={cursor}")).await;
+    let resp = app
+        .get(&format!("/api/v1/tokens?limit=3&cursor={cursor}"))
+        .await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -262,8 +274,12 @@ async fn a_cursor_from_another_organization_is_refused() {
         .await
         .unwrap();
     let theirs = json(resp).await;
-    let cursor = theirs["next_cursor"].as_str().expect("globex has two tokens");
-    let resp = app.get(&format!("/api/v1/tokens?limit=1&cursor={cursor}")).await;
+    let cursor = theirs["next_cursor"]
+        .as_str()
+        .expect("globex has two tokens");
+    let resp = app
+        .get(&format!("/api/v1/tokens?limit=1&cursor={cursor}"))
+        .await;
     let body = assert_problem(resp, 400, "invalid_argument").await;
     assert!(
         body["detail"]

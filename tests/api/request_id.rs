@@ -59,7 +59,11 @@ async fn a_valid_request_id_is_echoed_on_success_and_in_problem_bodies() {
 async fn a_request_without_an_id_gets_a_fresh_ulid() {
     let app = spawn_app().await;
     let mut seen = std::collections::HashSet::new();
-    for path in ["/api/v1/tokens", "/api/v1/health", "/api/v1/tokens/tok_missing"] {
+    for path in [
+        "/api/v1/tokens",
+        "/api/v1/health",
+        "/api/v1/tokens/tok_missing",
+    ] {
         let resp = app.get(path).await;
         let id = header(&resp, "x-request-id").expect("X-Request-ID");
         assert_eq!(id.len(), 26, "{id}");
@@ -124,7 +128,9 @@ async fn the_events_a_request_causes_record_its_id_and_the_token_as_actor() {
     let resp = app
         .request_as(creator_secret, Method::POST, "/api/v1/tokens")
         .header("x-request-id", "req-create-0001")
-        .json(&json!({ "scopes": ["read"], "description": "made by terraform", "expires_in": "2h" }))
+        .json(
+            &json!({ "scopes": ["read"], "description": "made by terraform", "expires_in": "2h" }),
+        )
         .send()
         .await
         .unwrap();
@@ -134,7 +140,10 @@ async fn the_events_a_request_causes_record_its_id_and_the_token_as_actor() {
     let last = log.read_backward(log.head(), 1).unwrap();
     let envelope = &last[0].envelope;
     assert_eq!(envelope.event_type, "token.created");
-    assert_eq!(envelope.stream, format!("token:{}", created["id"].as_str().unwrap()));
+    assert_eq!(
+        envelope.stream,
+        format!("token:{}", created["id"].as_str().unwrap())
+    );
     assert_eq!(envelope.request_id, "req-create-0001");
     assert_eq!(envelope.actor.kind, ActorKind::Token);
     assert_eq!(envelope.actor.id, creator_id);

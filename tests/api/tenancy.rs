@@ -90,7 +90,10 @@ async fn another_organizations_token_id_answers_404_never_403_and_nothing_change
         let nowhere = assert_problem(resp, 404, "not_found").await;
         assert_eq!(
             found["detail"].as_str().unwrap().replace(id, "X"),
-            nowhere["detail"].as_str().unwrap().replace("tok_nowhere", "X")
+            nowhere["detail"]
+                .as_str()
+                .unwrap()
+                .replace("tok_nowhere", "X")
         );
         assert_eq!(found["title"], deleted["title"]);
     }
@@ -125,10 +128,13 @@ async fn a_token_of_one_organization_creates_tokens_only_in_its_own() {
     // The new token authenticates into globex, not acme.
     let secret = created["token"].as_str().unwrap();
     let (items, _) = app.list_all(secret, "/api/v1/tokens", "").await;
-    assert!(
-        items
-            .iter()
-            .all(|t| models.state.tokens.get(t["id"].as_str().unwrap()).unwrap().org_id
-                == globex_org)
-    );
+    assert!(items.iter().all(|t| {
+        models
+            .state
+            .tokens
+            .get(t["id"].as_str().unwrap())
+            .unwrap()
+            .org_id
+            == globex_org
+    }));
 }

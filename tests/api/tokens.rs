@@ -18,8 +18,13 @@ const TOKEN_FIELDS: [&str; 9] = [
 ];
 
 fn assert_rfc3339(value: &Value) {
-    let text = value.as_str().unwrap_or_else(|| panic!("{value} is a time"));
-    assert!(text.parse::<jiff::Timestamp>().is_ok(), "{text} is RFC 3339");
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is a time"));
+    assert!(
+        text.parse::<jiff::Timestamp>().is_ok(),
+        "{text} is RFC 3339"
+    );
     assert!(text.ends_with('Z'), "{text} is UTC");
 }
 
@@ -33,7 +38,10 @@ async fn creating_a_token_answers_201_with_its_location_and_the_secret_once() {
         )
         .await;
     assert_eq!(resp.status(), 201);
-    assert_eq!(header(&resp, "content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        header(&resp, "content-type").as_deref(),
+        Some("application/json")
+    );
     assert_eq!(header(&resp, "cache-control").as_deref(), Some("no-store"));
     let location = header(&resp, "location").expect("Location");
     let body = json(resp).await;
@@ -44,7 +52,10 @@ async fn creating_a_token_answers_201_with_its_location_and_the_secret_once() {
     assert!(token.starts_with("qz_"), "{token}");
     assert!(token.len() >= 40, "256 random bits: {token}");
     let prefix = body["prefix"].as_str().unwrap();
-    assert!(token.starts_with(prefix) && prefix.len() < token.len() / 2, "{prefix}");
+    assert!(
+        token.starts_with(prefix) && prefix.len() < token.len() / 2,
+        "{prefix}"
+    );
     assert_eq!(body["scopes"], json!(["audit:read", "devices:read"]));
     assert_eq!(body["description"], "SIEM export job");
     assert_eq!(body["created_by"], "owner token of acme");
@@ -56,7 +67,10 @@ async fn creating_a_token_answers_201_with_its_location_and_the_secret_once() {
     let created: jiff::Timestamp = body["created_at"].as_str().unwrap().parse().unwrap();
     let expires: jiff::Timestamp = body["expires_at"].as_str().unwrap().parse().unwrap();
     let lifetime = expires.duration_since(created).as_secs();
-    assert!((12 * 3600 - 60..=12 * 3600 + 60).contains(&lifetime), "{lifetime}");
+    assert!(
+        (12 * 3600 - 60..=12 * 3600 + 60).contains(&lifetime),
+        "{lifetime}"
+    );
 
     // The Location resolves, and the new token works.
     let resp = app.get(&location).await;
@@ -66,7 +80,11 @@ async fn creating_a_token_answers_201_with_its_location_and_the_secret_once() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 403, "authenticated, but devices/audit scopes only");
+    assert_eq!(
+        resp.status(),
+        403,
+        "authenticated, but devices/audit scopes only"
+    );
 }
 
 #[tokio::test]
@@ -81,12 +99,24 @@ async fn a_token_is_never_shown_again_in_get_or_list() {
     let text = resp.text().await.unwrap();
     assert!(!text.contains(secret));
     let view: Value = serde_json::from_str(&text).unwrap();
-    let mut keys: Vec<&str> = view.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = view
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     let mut expected = TOKEN_FIELDS.to_vec();
     expected.sort_unstable();
     assert_eq!(keys, expected, "exactly the documented fields, no secret");
-    for field in ["prefix", "scopes", "description", "expires_at", "created_at", "created_by"] {
+    for field in [
+        "prefix",
+        "scopes",
+        "description",
+        "expires_at",
+        "created_at",
+        "created_by",
+    ] {
         assert_eq!(view[field], created[field], "{field}");
     }
 
@@ -117,7 +147,14 @@ async fn created_by_is_the_description_of_the_creating_token() {
         )
         .await;
     assert_eq!(created["created_by"], "okta provisioning bot");
-    let view = json(app.get(&format!("/api/v1/tokens/{}", created["id"].as_str().unwrap())).await).await;
+    let view = json(
+        app.get(&format!(
+            "/api/v1/tokens/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .await,
+    )
+    .await;
     assert_eq!(view["created_by"], "okta provisioning bot");
     assert_eq!(manager["created_by"], "owner token of acme");
 }
@@ -150,7 +187,10 @@ async fn revoking_a_token_answers_204_twice_and_shows_it_revoked() {
     assert_eq!(resp.status(), 204, "revoking again is not an error");
     assert_eq!(app.state.log().head(), head, "and writes nothing");
     let again = json(app.get(&path).await).await;
-    assert_eq!(again["revoked_at"], view["revoked_at"], "the first revocation time stays");
+    assert_eq!(
+        again["revoked_at"], view["revoked_at"],
+        "the first revocation time stays"
+    );
 }
 
 #[tokio::test]
