@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use events::event::DeviceUpdated;
 use events::{Actor, AppendRequest, ChainKey, Event, Log, LogOptions, NewEvent};
 
@@ -127,46 +129,42 @@ fn bench_appends(c: &mut Criterion) {
         let per_task = level.batch / conc;
 
         group.throughput(Throughput::Elements((per_task * conc) as u64));
-        group.bench_with_input(
-            BenchmarkId::new("durable_c", conc),
-            &conc,
-            |b, &conc| {
-                b.to_async(&rt).iter_custom(|iters| {
-                    let log = log.clone();
-                    let seq = seq.clone();
-                    let busy = busy.clone();
-                    async move {
-                        let start = Instant::now();
-                        let mut tasks = Vec::with_capacity(conc);
-                        for t in 0..conc {
-                            let log = log.clone();
-                            let seq = seq.clone();
-                            let busy = busy.clone();
-                            tasks.push(tokio::spawn(async move {
-                                for _ in 0..iters as usize * per_task {
-                                    let n = seq.fetch_add(1, Ordering::Relaxed);
-                                    let req = request(format!("device:c{conc}-t{t}-n{n}"));
-                                    loop {
-                                        match log.append(req.clone()).await {
-                                            Ok(_) => break,
-                                            Err(events::AppendError::Busy) => {
-                                                busy.fetch_add(1, Ordering::Relaxed);
-                                                tokio::task::yield_now().await;
-                                            }
-                                            Err(e) => panic!("append failed: {e}"),
+        group.bench_with_input(BenchmarkId::new("durable_c", conc), &conc, |b, &conc| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let log = log.clone();
+                let seq = seq.clone();
+                let busy = busy.clone();
+                async move {
+                    let start = Instant::now();
+                    let mut tasks = Vec::with_capacity(conc);
+                    for t in 0..conc {
+                        let log = log.clone();
+                        let seq = seq.clone();
+                        let busy = busy.clone();
+                        tasks.push(tokio::spawn(async move {
+                            for _ in 0..iters as usize * per_task {
+                                let n = seq.fetch_add(1, Ordering::Relaxed);
+                                let req = request(format!("device:c{conc}-t{t}-n{n}"));
+                                loop {
+                                    match log.append(req.clone()).await {
+                                        Ok(_) => break,
+                                        Err(events::AppendError::Busy) => {
+                                            busy.fetch_add(1, Ordering::Relaxed);
+                                            tokio::task::yield_now().await;
                                         }
+                                        Err(e) => panic!("append failed: {e}"),
                                     }
                                 }
-                            }));
-                        }
-                        for t in tasks {
-                            t.await.expect("append task");
-                        }
-                        start.elapsed()
+                            }
+                        }));
                     }
-                })
-            },
-        );
+                    for t in tasks {
+                        t.await.expect("append task");
+                    }
+                    start.elapsed()
+                }
+            })
+        });
 
         let after = log.stats();
         let secs = wall.elapsed().as_secs_f64();

@@ -138,7 +138,6 @@ pub enum AuditLogCommand {
     Verify(DataDirArgs),
 }
 
-
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
     /// Issue a token; prints it once.

@@ -142,9 +142,14 @@ fn after_kill_9_the_read_models_equal_a_replay_and_hold_every_acknowledged_write
             if line.contains("READY") {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "child never got ready");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "child never got ready"
+            );
         }
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         std::thread::sleep(Duration::from_millis(20 + (seed >> 33) % 250));
         child.kill().unwrap();
         child.wait().unwrap();

@@ -89,7 +89,10 @@ async fn assert_equivalent(log: &Log, handle: &ProjectionHandle<Models>) {
     let live = handle.load();
     let (replayed, position) = replay::<Models>(log).expect("replay");
     assert_eq!(live.position, position, "live projection is at the head");
-    assert_eq!(live.state, replayed, "live state equals a replay from scratch");
+    assert_eq!(
+        live.state, replayed,
+        "live state equals a replay from scratch"
+    );
 }
 
 fn run(ops: Vec<Op>) {
@@ -137,15 +140,21 @@ fn run(ops: Vec<Op>) {
 
         // Snapshot + replay of the tail equals the live state too.
         let snap_dir = dir.path().join("snapshots");
-        if let Ok((position, state)) =
-            snapshot::read::<Models>(&snap_dir, "models", <Models as projections::Projection>::VERSION)
-        {
+        if let Ok((position, state)) = snapshot::read::<Models>(
+            &snap_dir,
+            "models",
+            <Models as projections::Projection>::VERSION,
+        ) {
             let mut state: Models = state;
             let tail = log.read_forward(position + 1, usize::MAX).expect("tail");
             for r in &tail {
                 projections::Projection::apply(&mut state, r);
             }
-            assert_eq!(state, handle.load().state, "snapshot + tail equals live state");
+            assert_eq!(
+                state,
+                handle.load().state,
+                "snapshot + tail equals live state"
+            );
         }
         handle.stop();
     });
