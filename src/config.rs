@@ -104,6 +104,8 @@ pub struct InitArgs {
 pub enum OrgCommand {
     /// Change an organization's rate limits (the "contact support" path).
     SetLimits(SetLimitsArgs),
+    /// Change fleet hygiene settings: automatic removal of idle and of offline ephemeral devices.
+    SetSettings(SetSettingsArgs),
     /// Issue a new owner token (scope `write`) for an organization whose token was lost.
     IssueToken(IssueTokenArgs),
     /// List organizations.
@@ -119,6 +121,23 @@ pub struct SetLimitsArgs {
     pub read_per_min: u32,
     #[arg(long)]
     pub write_per_min: u32,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetSettingsArgs {
+    /// Organization id or name.
+    #[arg(long)]
+    pub org: String,
+    /// Remove any device idle (not seen) for longer than this many days, e.g. `90d`; `off`
+    /// disables it (the default). Unchanged when not given.
+    #[arg(long)]
+    pub device_idle_removal: Option<String>,
+    /// Remove an ephemeral device after it has been offline this long, e.g. `30m` (default
+    /// 30 minutes). Unchanged when not given.
+    #[arg(long)]
+    pub ephemeral_offline: Option<String>,
     #[command(flatten)]
     pub data: DataDirArgs,
 }

@@ -7,7 +7,8 @@ use events::Actor;
 use events::event::Plan;
 
 use crate::bootstrap;
-use crate::config::{DataDirArgs, InitArgs, IssueTokenArgs, SetLimitsArgs};
+use crate::config::{DataDirArgs, InitArgs, IssueTokenArgs, SetLimitsArgs, SetSettingsArgs};
+use crate::domain::duration;
 use crate::state::{AppState, Settings};
 
 async fn open(data: &DataDirArgs) -> Result<AppState, String> {
@@ -69,6 +70,69 @@ pub async fn set_limits(args: SetLimitsArgs) -> Result<(), String> {
     println!(
         "{}",
         serde_json::json!({ "org_id": org_id, "read_per_min": args.read_per_min, "write_per_min": args.write_per_min })
+    );
+    Ok(())
+}
+
+/// `quickztna org set-settings`: flags not given keep their current value.
+pub async fn set_settings(args: SetSettingsArgs) -> Result<(), String> {
+    let idle = match args.device_idle_removal.as_deref() {
+        None => None,
+        Some("off") => Some(None),
+        Some(text) => {
+            let d = duration::parse(text).map_err(|e| format!("--device-idle-removal: {e}"))?;
+            if d.as_secs() % 86_400 != 0 {
+                return Err("--device-idle-removal must be whole days, e.g. 90d".into());
+            }
+            Some(Some(
+                u32::try_from(d.as_secs() / 86_400)
+                    .map_err(|_| "--device-idle-removal is too large")?,
+            ))
+        }
+    };
+    let ephemeral = match args.ephemeral_offline.as_deref() {
+        None => None,
+        Some(text) => Some(
+            duration::parse(text)
+                .map_err(|e| format!("--ephemeral-offline: {e}"))?
+                .as_secs(),
+        ),
+    };
+    let state = open(&args.data).await?;
+    let models = state.models().load();
+    let current = models
+        .state
+        .orgs
+        .get(&args.org)
+        .or_else(|| models.state.orgs.by_name(&args.org))
+        .cloned();
+    let result = match current {
+        None => Err(format!("no organization '{}'", args.org)),
+        Some(org) => {
+            let idle = idle.unwrap_or(org.device_idle_removal_days);
+            let ephemeral = ephemeral.unwrap_or(org.ephemeral_offline_secs);
+            bootstrap::set_settings(
+                state.log(),
+                &models.state,
+                &org.id,
+                idle,
+                ephemeral,
+                Actor::console("quickztna org set-settings"),
+            )
+            .await
+            .map(|id| (id, idle, ephemeral))
+            .map_err(|e| e.to_string())
+        }
+    };
+    state.shutdown().await;
+    let (org_id, idle, ephemeral) = result?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "org_id": org_id,
+            "device_idle_removal_days": idle,
+            "ephemeral_offline_secs": ephemeral,
+        })
     );
     Ok(())
 }

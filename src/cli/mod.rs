@@ -58,6 +58,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => Ok(crate::server::serve(args).await?),
         Command::Init(args) => Ok(crate::offline::init(args).await?),
         Command::Org(OrgCommand::SetLimits(args)) => Ok(crate::offline::set_limits(args).await?),
+        Command::Org(OrgCommand::SetSettings(args)) => {
+            Ok(crate::offline::set_settings(args).await?)
+        }
         Command::Org(OrgCommand::IssueToken(args)) => Ok(crate::offline::issue_token(args).await?),
         Command::Org(OrgCommand::List(args)) => Ok(crate::offline::list_orgs(args).await?),
         Command::AuditLog(AuditLogCommand::Verify(args)) => Ok(crate::offline::verify(args).await?),

@@ -10,6 +10,7 @@ mod helpers;
 mod keys;
 mod machine;
 mod meta;
+mod offline;
 mod openapi;
 mod pagination;
 mod ratelimit;
