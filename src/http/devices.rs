@@ -18,12 +18,12 @@ use utoipa_axum::routes;
 use super::auth::Principal;
 use super::commit::{Mutation, commit};
 use super::extract::{Json, Object, Path, Query};
-use super::filter::{Filter, Sort, Term};
+use super::filter::Term;
 use super::keys::TagName;
-use super::pagination::{CursorPosition, Page, PageParams, paginate};
+use super::list::{ListSpec, Listing};
+use super::pagination::{CursorPosition, Page};
 use super::problem::Problem;
 use super::request_id::RequestId;
-use super::tokens::nonempty;
 use crate::domain::devices::{
     Hostname, Tag, Update, check_text, decide_expire_key, decide_remove, decide_tag, decide_untag,
     decide_update, live, parse_tags,
@@ -200,16 +200,20 @@ pub struct DeviceListQuery {
     pub sort: Option<String>,
 }
 
-const FILTER_KEYS: &[&str] = &[
-    "tag",
-    "os",
-    "owner",
-    "hostname",
-    "last_seen_before",
-    "last_seen_after",
-    "ephemeral",
-];
-const SORT_FIELDS: &[&str] = &["created_at", "hostname", "last_seen"];
+const SPEC: ListSpec = ListSpec {
+    resource: "devices",
+    filter_keys: &[
+        "tag",
+        "os",
+        "owner",
+        "hostname",
+        "last_seen_before",
+        "last_seen_after",
+        "ephemeral",
+    ],
+    sort_fields: &["created_at", "hostname", "last_seen"],
+    default_sort: "created_at",
+};
 
 /// One filter term, parsed once per request.
 enum Cond {
@@ -295,19 +299,21 @@ async fn list_devices(
     Query(q): Query<DeviceListQuery>,
 ) -> Result<Json<Page<DeviceView>>, Problem> {
     principal.require(Need::read(Group::Devices))?;
-    let page = PageParams::from_query(q.limit.as_deref(), nonempty(&q.cursor))?;
-    let filter = Filter::parse(nonempty(&q.filter).unwrap_or(""), FILTER_KEYS)?;
-    let conds: Vec<Vec<Cond>> = filter
+    let list = Listing::parse(
+        &state,
+        &principal.org_id,
+        &SPEC,
+        &q.limit,
+        &q.cursor,
+        &q.filter,
+        &q.sort,
+    )?;
+    let conds: Vec<Vec<Cond>> = list
+        .filter
         .clauses
         .iter()
         .map(|clause| clause.iter().map(Cond::parse).collect())
         .collect::<Result<_, _>>()?;
-    let sort = Sort::parse(nonempty(&q.sort).unwrap_or("created_at"), SORT_FIELDS)?;
-    let binding = format!("devices|{}|{}", filter.canonical(), sort.canonical());
-    let after = match &page.cursor {
-        Some(c) => Some(state.cursor_key().open(c, &principal.org_id, &binding)?),
-        None => None,
-    };
     let now = events::now_micros();
     let models = state.models().load();
     let devices = &models.state.devices;
@@ -319,9 +325,11 @@ async fn list_devices(
             clause.iter().any(|c| c.matches(d, seen))
         })
     };
-    let (items, next) = if sort.field == "created_at" {
-        // The read model keeps each organization's devices in this order: seek to the cursor.
-        let start = match &after {
+    let view_of = |d: &Device| view(d, heartbeats.get(&d.id), now);
+    if list.sort.field == "created_at" {
+        // The read model keeps each organization's devices in this order: seek to the cursor
+        // instead of sorting, so a page costs O(log n + limit) on a large fleet.
+        let start = match &list.after {
             Some(pos) => Some((
                 pos.sort_key
                     .parse::<i64>()
@@ -331,52 +339,32 @@ async fn list_devices(
             None => None,
         };
         let mut matching = devices
-            .of_org_after(&principal.org_id, start, sort.descending)
+            .of_org_after(&principal.org_id, start, list.sort.descending)
             .filter(wanted);
-        let items: Vec<&Device> = matching.by_ref().take(page.limit).collect();
+        let items: Vec<&Device> = matching.by_ref().take(list.limit).collect();
         let more = matching.next().is_some();
-        let next = match items.last() {
-            Some(last) if more => Some(CursorPosition {
-                sort_key: format!("{:020}", last.created_at.max(0)),
-                id: last.id.clone(),
-            }),
+        let next_cursor = match items.last() {
+            Some(last) if more => Some(list.seal(
+                &state,
+                &CursorPosition {
+                    sort_key: format!("{:020}", last.created_at.max(0)),
+                    id: last.id.clone(),
+                },
+            )),
             _ => None,
         };
-        (items, next)
-    } else {
-        let sort_key = |d: &Device| match sort.field.as_str() {
-            "hostname" => d.hostname.clone(),
-            _ => format!("{:020}", last_seen(d).max(0)),
-        };
-        let mut items: Vec<(String, &Device)> = devices
-            .of_org(&principal.org_id)
-            .filter(wanted)
-            .map(|d| (sort_key(d), d))
-            .collect();
-        items.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
-        if sort.descending {
-            items.reverse();
-        }
-        let (items, next) = paginate(
-            items,
-            after.as_ref(),
-            page.limit,
-            |(key, d)| CursorPosition {
-                sort_key: key.clone(),
-                id: d.id.clone(),
-            },
-            sort.descending,
-        );
-        (items.into_iter().map(|(_, d)| d).collect(), next)
+        return Ok(Json(Page {
+            items: items.into_iter().map(view_of).collect(),
+            next_cursor,
+        }));
+    }
+    let items: Vec<&Device> = devices.of_org(&principal.org_id).filter(wanted).collect();
+    let field = list.sort.field.as_str();
+    let sort_key = |d: &&Device| match field {
+        "hostname" => d.hostname.clone(),
+        _ => format!("{:020}", last_seen(d).max(0)),
     };
-    let next_cursor = next.map(|pos| state.cursor_key().seal(&principal.org_id, &binding, &pos));
-    Ok(Json(Page {
-        items: items
-            .into_iter()
-            .map(|d| view(d, heartbeats.get(&d.id), now))
-            .collect(),
-        next_cursor,
-    }))
+    Ok(Json(list.page(&state, items, sort_key, |d| &d.id, view_of)))
 }
 
 /// The device's last events, newest first.

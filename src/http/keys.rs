@@ -19,11 +19,11 @@ use utoipa_axum::routes;
 use super::auth::Principal;
 use super::commit::{Mutation, commit, idempotency};
 use super::extract::{Json, Object, Path, Query};
-use super::filter::{Filter, Sort, Term};
-use super::pagination::{CursorPosition, Page, PageParams, paginate};
+use super::filter::{Filter, Term};
+use super::list::{ListSpec, Listing};
+use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
-use super::tokens::nonempty;
 use crate::domain::devices::{Tag, parse_tags};
 use crate::domain::duration;
 use crate::domain::ids::new_id;
@@ -169,8 +169,12 @@ pub struct KeyListQuery {
     pub sort: Option<String>,
 }
 
-const FILTER_KEYS: &[&str] = &["status", "tag", "reusable", "ephemeral"];
-const SORT_FIELDS: &[&str] = &["created_at", "expires_at"];
+const SPEC: ListSpec = ListSpec {
+    resource: "keys",
+    filter_keys: &["status", "tag", "reusable", "ephemeral"],
+    sort_fields: &["created_at", "expires_at"],
+    default_sort: "created_at",
+};
 const STATUSES: &[&str] = &["active", "used", "exhausted", "expired", "revoked"];
 
 fn view(k: &Key, now: i64) -> KeyView {
@@ -382,23 +386,25 @@ async fn list_keys(
     Query(q): Query<KeyListQuery>,
 ) -> Result<Json<Page<KeyView>>, Problem> {
     principal.require(Need::read(Group::Keys))?;
-    let page = PageParams::from_query(q.limit.as_deref(), nonempty(&q.cursor))?;
-    let filter = Filter::parse(nonempty(&q.filter).unwrap_or(""), FILTER_KEYS)?;
-    check_terms(&filter)?;
-    let sort = Sort::parse(nonempty(&q.sort).unwrap_or("created_at"), SORT_FIELDS)?;
-    let binding = format!("keys|{}|{}", filter.canonical(), sort.canonical());
-    let after = match &page.cursor {
-        Some(c) => Some(state.cursor_key().open(c, &principal.org_id, &binding)?),
-        None => None,
-    };
-    let only_active = !filter.clauses.iter().flatten().any(|t| t.key == "status");
+    let list = Listing::parse(
+        &state,
+        &principal.org_id,
+        &SPEC,
+        &q.limit,
+        &q.cursor,
+        &q.filter,
+        &q.sort,
+    )?;
+    check_terms(&list.filter)?;
+    let only_active = !list
+        .filter
+        .clauses
+        .iter()
+        .flatten()
+        .any(|t| t.key == "status");
     let now = events::now_micros();
     let models = state.models().load();
-    let sort_key = |k: &Key| match sort.field.as_str() {
-        "expires_at" => format!("{:020}", k.expires_at.max(0)),
-        _ => format!("{:020}", k.created_at.max(0)),
-    };
-    let mut items: Vec<&Key> = models
+    let items: Vec<&Key> = models
         .state
         .keys
         .by_id
@@ -406,31 +412,24 @@ async fn list_keys(
         .filter(|k| k.org_id == principal.org_id)
         .filter(|k| !only_active || k.status(now) == "active")
         .filter(|k| {
-            filter
+            list.filter
                 .clauses
                 .iter()
                 .all(|clause| clause.iter().any(|t| matches_term(k, now, t)))
         })
         .collect();
-    items.sort_by(|a, b| (sort_key(a), &a.id).cmp(&(sort_key(b), &b.id)));
-    if sort.descending {
-        items.reverse();
-    }
-    let (items, next) = paginate(
+    let field = list.sort.field.as_str();
+    let sort_key = |k: &&Key| match field {
+        "expires_at" => format!("{:020}", k.expires_at.max(0)),
+        _ => format!("{:020}", k.created_at.max(0)),
+    };
+    Ok(Json(list.page(
+        &state,
         items,
-        after.as_ref(),
-        page.limit,
-        |k| CursorPosition {
-            sort_key: sort_key(k),
-            id: k.id.clone(),
-        },
-        sort.descending,
-    );
-    let next_cursor = next.map(|pos| state.cursor_key().seal(&principal.org_id, &binding, &pos));
-    Ok(Json(Page {
-        items: items.into_iter().map(|k| view(k, now)).collect(),
-        next_cursor,
-    }))
+        sort_key,
+        |k| &k.id,
+        |k| view(k, now),
+    )))
 }
 
 /// One pre-auth key (never the key itself).

@@ -9,6 +9,7 @@ pub mod devices;
 pub mod extract;
 pub mod filter;
 pub mod keys;
+pub mod list;
 pub mod machine;
 pub mod meta;
 pub mod openapi;

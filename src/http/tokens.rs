@@ -14,8 +14,8 @@ use utoipa_axum::routes;
 use super::auth::Principal;
 use super::commit::{Mutation, commit, idempotency};
 use super::extract::{Json, Path, Query};
-use super::filter::{Filter, Sort};
-use super::pagination::{CursorPosition, Page, PageParams, paginate};
+use super::list::{ListSpec, Listing};
+use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
 use crate::domain::duration;
@@ -158,13 +158,12 @@ pub struct ListQuery {
     pub sort: Option<String>,
 }
 
-/// An empty query value (`?limit=`) means the parameter was not given.
-pub fn nonempty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().filter(|v| !v.is_empty())
-}
-
-const FILTER_KEYS: &[&str] = &["status", "scope"];
-const SORT_FIELDS: &[&str] = &["created_at", "expires_at", "description"];
+const SPEC: ListSpec = ListSpec {
+    resource: "tokens",
+    filter_keys: &["status", "scope"],
+    sort_fields: &["created_at", "expires_at", "description"],
+    default_sort: "created_at",
+};
 
 fn status_of(t: &Token, now: i64) -> &'static str {
     if t.revoked_at.is_some() {
@@ -333,9 +332,16 @@ async fn list_tokens(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Page<TokenView>>, Problem> {
     principal.require(Need::read(Group::Tokens))?;
-    let page = PageParams::from_query(q.limit.as_deref(), nonempty(&q.cursor))?;
-    let filter = Filter::parse(nonempty(&q.filter).unwrap_or(""), FILTER_KEYS)?;
-    for term in filter.clauses.iter().flatten() {
+    let list = Listing::parse(
+        &state,
+        &principal.org_id,
+        &SPEC,
+        &q.limit,
+        &q.cursor,
+        &q.filter,
+        &q.sort,
+    )?;
+    for term in list.filter.clauses.iter().flatten() {
         if term.key == "status" && !["active", "expired", "revoked"].contains(&term.value.as_str())
         {
             return Err(Problem::invalid_argument(format!(
@@ -344,57 +350,35 @@ async fn list_tokens(
             )));
         }
     }
-    let sort = Sort::parse(nonempty(&q.sort).unwrap_or("created_at"), SORT_FIELDS)?;
-    let binding = format!(
-        "tokens|{}|{}:{}",
-        filter.canonical(),
-        sort.field,
-        sort.descending
-    );
-    let after = match &page.cursor {
-        Some(c) => Some(state.cursor_key().open(c, &principal.org_id, &binding)?),
-        None => None,
-    };
     let now = events::now_micros();
     let models = state.models().load();
-    let sort_key = |t: &Token| match sort.field.as_str() {
-        "expires_at" => format!("{:020}", t.expires_at.max(0)),
-        "description" => t.description.to_lowercase(),
-        _ => format!("{:020}", t.created_at.max(0)),
-    };
-    let mut items: Vec<&Token> = models
+    let items: Vec<&Token> = models
         .state
         .tokens
         .by_id
         .values()
         .filter(|t| t.org_id == principal.org_id)
         .filter(|t| {
-            filter.matches(|key, value| match key {
+            list.filter.matches(|key, value| match key {
                 "status" => status_of(t, now) == value,
                 "scope" => t.scopes.iter().any(|s| s == value),
                 _ => false,
             })
         })
         .collect();
-    items.sort_by(|a, b| (sort_key(a), &a.id).cmp(&(sort_key(b), &b.id)));
-    if sort.descending {
-        items.reverse();
-    }
-    let (items, next) = paginate(
+    let field = list.sort.field.as_str();
+    let sort_key = |t: &&Token| match field {
+        "expires_at" => format!("{:020}", t.expires_at.max(0)),
+        "description" => t.description.to_lowercase(),
+        _ => format!("{:020}", t.created_at.max(0)),
+    };
+    Ok(Json(list.page(
+        &state,
         items,
-        after.as_ref(),
-        page.limit,
-        |t| CursorPosition {
-            sort_key: sort_key(t),
-            id: t.id.clone(),
-        },
-        sort.descending,
-    );
-    let next_cursor = next.map(|pos| state.cursor_key().seal(&principal.org_id, &binding, &pos));
-    Ok(Json(Page {
-        items: items.into_iter().map(|t| view(t, now)).collect(),
-        next_cursor,
-    }))
+        sort_key,
+        |t| &t.id,
+        |t| view(t, now),
+    )))
 }
 
 /// One API token.
