@@ -184,19 +184,25 @@ async fn follow<P>(inner: Arc<Inner<P>>, log: events::Log, from: u64)
 where
     P: Projection + Serialize + DeserializeOwned,
 {
-    let stream = events::subscribe(log, from).ready_chunks(1024);
+    let stream = events::subscribe(log.clone(), from).ready_chunks(1024);
     futures::pin_mut!(stream);
     let mut since_snapshot = 0u64;
     let mut last_snapshot = Instant::now();
+    // Events are folded into a private working state, published (cloned) after every chunk
+    // while the projection is live (near the head), so a write's waiter sees it at once, but
+    // only every PUBLISH_EVERY while it works through a backlog. Publishing per chunk during a long catch-up made every chunk copy
+    // every value it touched again, out of the state shared with readers.
+    let current = inner.current.load_full();
+    let mut working = current.state.clone();
+    let mut position = current.position;
+    drop(current);
+    let mut last_publish = Instant::now();
     while let Some(chunk) = stream.next().await {
-        let current = inner.current.load_full();
-        let mut next = current.state.clone();
-        let mut position = current.position;
         let mut failed = false;
         for item in chunk {
             match item {
                 Ok(r) => {
-                    next.apply(&r);
+                    working.apply(&r);
                     position = r.position();
                     since_snapshot += 1;
                 }
@@ -207,11 +213,16 @@ where
                 }
             }
         }
+        let live = position + LIVE_LAG >= log.head();
+        if !(live || failed || last_publish.elapsed() >= PUBLISH_EVERY) {
+            continue;
+        }
         inner.current.store(Arc::new(Applied {
             position,
-            state: next,
+            state: working.clone(),
         }));
         inner.applied.send_replace(position);
+        last_publish = Instant::now();
         if failed {
             inner.failed.store(true, Ordering::Release);
             return;
@@ -227,6 +238,11 @@ where
         }
     }
 }
+
+/// How often a projection working through a backlog publishes its progress.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+/// A projection at most this many events behind the head is live: it publishes every chunk.
+const LIVE_LAG: u64 = 4096;
 
 async fn write_snapshot<P>(inner: &Arc<Inner<P>>) -> std::io::Result<()>
 where
