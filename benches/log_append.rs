@@ -171,6 +171,10 @@ fn bench_appends(c: &mut Criterion) {
         let events = after.events - before.events;
         let groups = after.groups - before.groups;
         let avg = events as f64 / groups.max(1) as f64;
+        if events == 0 {
+            // Filtered out on the command line.
+            continue;
+        }
         eprintln!(
             "log_append c={conc}: {events} events in {groups} groups (avg group {avg:.1} events, \
              {} fdatasyncs), {:.0} events/s over the whole run incl. warm-up, busy retries {}",

@@ -58,11 +58,20 @@ fn results_dir() -> PathBuf {
     target_dir().join("bench-results")
 }
 
+/// The log's default options (fixed chain key). `QZ_CACHE_MB` overrides sled's page cache, for
+/// experiments only: the figures in BENCHMARKS.md use the default.
 fn options() -> LogOptions {
-    LogOptions {
+    let mut o = LogOptions {
         chain_key: Some(ChainKey::from_bytes([9u8; 32])),
         ..LogOptions::default()
+    };
+    if let Some(mb) = std::env::var("QZ_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        o.cache_capacity = mb * 1024 * 1024;
     }
+    o
 }
 
 /// The event at index `i` (0-based) of the generated log, and its stream.

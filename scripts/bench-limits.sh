@@ -10,9 +10,10 @@
 #   env OUT        where results go (default: target/bench-limits/<UTC time>)
 #
 # The shared scripts write into their own directory (results.txt, a compiled fsyncbench, sled-raw's
-# target/ and data/), so each part is copied to $WORK/<part> and run there (default
-# /tmp/quickztna-bench-limits: /tmp is on the same disk as /work here); sled-raw's build is kept
-# between runs. Parts run one after another, never concurrently (they share
+# target/ and data/), so each part is copied to $WORK/<part> (default target/bench-limits/work, on
+# /work like our benches' data; disk/run.sh also measures /tmp) and run there. The copy of
+# sled-raw gets an empty [workspace] table so cargo does not take it for a member of this
+# workspace; its build is kept between runs. Parts run one after another, never concurrently (they share
 # 2 cores and one disk). Per part with runs=1, on a quiet machine: disk ~1.5 min (incl.
 # pg_test_fsync), sled-raw ~2 min (+ ~1 min to build it the first time), pg ~1.5 min.
 # Writes OUT/<n>-<part>.log (full output), OUT/<n>-<part>.results.txt, OUT/load.txt (load average before and
@@ -25,7 +26,7 @@ RUNS=${1:-1}; shift || true
 PARTS=("$@"); [ ${#PARTS[@]} -eq 0 ] && PARTS=(disk sled-raw pg)
 SRC=${BENCH_SRC:-$ROOT/../shared/bench}
 OUT=${OUT:-$ROOT/target/bench-limits/$(date -u +%Y%m%dT%H%M%SZ)}
-WORK=${WORK:-${TMPDIR:-/tmp}/quickztna-bench-limits}   # outside the repo: cargo would take sled-raw for a workspace member
+WORK=${WORK:-$ROOT/target/bench-limits/work}   # on /work, like the log benches' data
 mkdir -p "$OUT" "$WORK"
 
 need=()
@@ -62,6 +63,9 @@ for part in "${PARTS[@]}"; do
   else
     mkdir -p "$WORK/$part"
     cp -a "$SRC/$part/." "$WORK/$part/"   # scripts and sources; keeps sled-raw's target/ from earlier runs
+    if [ -f "$WORK/$part/Cargo.toml" ] && ! grep -q '^\[workspace\]' "$WORK/$part/Cargo.toml"; then
+      printf '\n[workspace]\n' >> "$WORK/$part/Cargo.toml"
+    fi
     rm -f "$WORK/$part/results.txt"
     bash "$WORK/$part/run.sh" "$RUNS" > "$OUT/$tag.log" 2>&1
     rc=$?
@@ -74,7 +78,7 @@ done
 for part in disk sled-raw pg; do
   [ -f "$WORK/$part/all-results.txt" ] && mv "$WORK/$part/all-results.txt" "$WORK/$part/results.txt"
 done
-rm -rf "$WORK/sled-raw/data" "$WORK/disk/fsb.dat" /tmp/fsb.dat   # ~1 GB of scratch data
+rm -rf "$WORK/sled-raw/data" "$WORK/disk/fsb.dat" /tmp/fsb.dat   # ~700 MB of scratch data
 
 (cd "$WORK" && python3 summarize.py) 2>/dev/null | grep -v '| n/a' > "$OUT/summary.md"
 echo; cat "$OUT/summary.md"
