@@ -3,8 +3,11 @@
 # any 5xx or nonconforming response. Used by CI; runnable by hand after `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/quickztna}
-[ -x "$BIN" ] || cargo build --release --quiet
+if [ -z "${BIN:-}" ]; then
+  # Always build: a stale binary from an older checkout must not be the one fuzzed.
+  cargo build --release --quiet
+  BIN=target/release/quickztna
+fi
 command -v st >/dev/null || python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5'
 
 DATA=$(mktemp -d)
@@ -19,10 +22,26 @@ TOKEN=$("$BIN" init --org schemathesis --data-dir "$DATA" | jq -r .token)
 PID=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/api/v1/health" >/dev/null && break; sleep 0.2; done
 
-SCHEMA="http://127.0.0.1:$PORT/api/v1/openapi.json"
+API="http://127.0.0.1:$PORT/api/v1"
+# Devices exist only by registering with a pre-auth key: seed a few, so the device routes have
+# real ids to work on, and keep one node credential for the agent routes.
+KEY=$(curl -sf -X POST "$API/keys" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"reusable": true, "tags": ["tag:fuzz"], "expires_in": "2h", "description": "schemathesis"}' | jq -r .key)
+NODE=""
+for i in 1 2 3; do
+  NODE=$(curl -sf -X POST "$API/machine/register" -H 'Content-Type: application/json' \
+    -d "{\"auth_key\": \"$KEY\", \"hostname\": \"fuzz-$i\", \"os\": \"linux\", \"os_version\": \"6.1\", \"public_key\": \"pk$i\"}" \
+    | jq -r .node_credential)
+done
+[ -n "$NODE" ] && [ "$NODE" != null ] || { echo "could not register the seed devices"; exit 1; }
+SCHEMA="$API/openapi.json"
 # positive_data_acceptance is left out: token expiry (1 h to 12 months from *now*) and the filter
 # grammar are semantic rules JSON Schema cannot express, so "schema-valid" is not "valid" there.
 CHECKS=(--checks all --exclude-checks positive_data_acceptance)
+# The device agent's routes, with the credential they take. They run first: the admin runs
+# below remove devices, this one's included.
+st run "$SCHEMA" -H "Authorization: Bearer $NODE" "${CHECKS[@]}" \
+  --include-path-regex '^/machine/(heartbeat|netmap)$' --max-time 30
 # The stateful phase would revoke the very token it authenticates with (GET /tokens lists it,
 # DELETE /tokens/{id} revokes it), turning the rest of the run into 401s: revocation is fuzzed
 # without links instead.

@@ -432,6 +432,7 @@ pub struct HeartbeatRequest {
         example = "0.1.0"
     )]
     pub client_version: Option<String>,
+    #[serde(default, deserialize_with = "super::extract::optional_object")]
     pub posture: Option<PostureReport>,
 }
 

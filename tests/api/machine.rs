@@ -603,3 +603,46 @@ async fn registrations_count_against_the_keys_organization() {
     let resp = register_raw(&app, &register_body("qzk_guess", "host")).await;
     assert_eq!(resp.headers()["x-ratelimit-limit"], "60");
 }
+
+#[tokio::test]
+async fn a_heartbeat_posture_must_be_an_object_not_an_array() {
+    let app = crate::helpers::spawn_app().await;
+    let key: serde_json::Value = app
+        .post("/api/v1/keys", &serde_json::json!({"reusable": true}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let reg: serde_json::Value = app
+        .client
+        .post(app.url("/api/v1/machine/register"))
+        .json(&serde_json::json!({
+            "auth_key": key["key"], "hostname": "arr", "os": "linux",
+            "os_version": "6.1", "public_key": "pk"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let node = reg["node_credential"].as_str().unwrap();
+    let resp = app
+        .client
+        .post(app.url("/api/v1/machine/heartbeat"))
+        .bearer_auth(node)
+        .json(&serde_json::json!({"posture": [null, null]}))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_problem(resp, 400, "invalid_argument").await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/machine/heartbeat"))
+        .bearer_auth(node)
+        .json(&serde_json::json!({"posture": {"firewall": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
