@@ -13,9 +13,10 @@
 # target/ and data/), so each part is copied to $WORK/<part> (default target/bench-limits/work, on
 # /work like our benches' data; disk/run.sh also measures /tmp) and run there. The copy of
 # sled-raw gets an empty [workspace] table so cargo does not take it for a member of this
-# workspace; its build is kept between runs. Parts run one after another, never concurrently (they share
-# 2 cores and one disk). Per part with runs=1, on a quiet machine: disk ~1.5 min (incl.
-# pg_test_fsync), sled-raw ~2 min (+ ~1 min to build it the first time), pg ~1.5 min.
+# workspace; its build is kept between runs. Parts run one after another, never concurrently
+# (they share 2 cores and one disk). Per part with runs=1, measured on this (busy) machine: disk
+# 97-119 s (incl. pg_test_fsync), sled-raw 162-188 s (+ ~1 min to build it the first time), pg
+# 52-62 s, ours 383-471 s.
 # Writes OUT/<n>-<part>.log (full output), OUT/<n>-<part>.results.txt, OUT/load.txt (load average before and
 # after each part), OUT/vmstat.txt (CPU use every 5 s), OUT/env.txt and OUT/summary.md (the shared
 # summarize.py table for these parts). Needs root for apt-get, `su postgres` and drop_caches.
