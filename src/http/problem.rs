@@ -447,7 +447,7 @@ mod tests {
         );
         let teapot = Problem::for_status(StatusCode::IM_A_TEAPOT);
         assert_eq!(teapot.status, StatusCode::IM_A_TEAPOT);
-        let internal = Problem::for_status(StatusCode::NOT_IMPLEMENTED);
+        let internal = Problem::for_status(StatusCode::BAD_GATEWAY);
         assert_eq!(internal.code, "internal");
         assert!(internal.detail.contains("request_id"));
     }
