@@ -447,7 +447,7 @@ mod tests {
         );
         let teapot = Problem::for_status(StatusCode::IM_A_TEAPOT);
         assert_eq!(teapot.status, StatusCode::IM_A_TEAPOT);
-        let internal = Problem::for_status(StatusCode::BAD_GATEWAY);
+        let internal = Problem::for_status(StatusCode::INSUFFICIENT_STORAGE);
         assert_eq!(internal.code, "internal");
         assert!(internal.detail.contains("request_id"));
     }
