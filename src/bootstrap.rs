@@ -113,12 +113,7 @@ pub async fn issue_owner_token(
     org: &str,
     actor: Actor,
 ) -> Result<CreatedOrg, BootstrapError> {
-    let org = models
-        .orgs
-        .get(org)
-        .or_else(|| models.orgs.by_name(org))
-        .ok_or_else(|| BootstrapError::NoSuchOrg(org.to_owned()))?
-        .clone();
+    let org = find_org(models, org)?.clone();
     let token_id = new_id("tok");
     let secret = secret::generate("qz_");
     let now = events::now_micros();
@@ -164,28 +159,19 @@ pub async fn set_limits(
     if !range.contains(&read_per_min) || !range.contains(&write_per_min) {
         return Err(BootstrapError::BadLimits);
     }
-    let org = models
-        .orgs
-        .get(org)
-        .or_else(|| models.orgs.by_name(org))
-        .ok_or_else(|| BootstrapError::NoSuchOrg(org.to_owned()))?;
-    log.append(AppendRequest {
-        org_id: org.id.clone(),
+    let org = find_org(models, org)?;
+    append_to_org(
+        log,
+        org,
+        OrgLimitsSet {
+            org_id: org.id.clone(),
+            read_per_min,
+            write_per_min,
+        }
+        .into(),
         actor,
-        request_id: new_id("req"),
-        expectations: vec![(format!("org:{}", org.id), Expected::Exists)],
-        events: vec![NewEvent::new(
-            format!("org:{}", org.id),
-            OrgLimitsSet {
-                org_id: org.id.clone(),
-                read_per_min,
-                write_per_min,
-            },
-        )],
-        idempotency: None,
-    })
-    .await?;
-    Ok(org.id.clone())
+    )
+    .await
 }
 
 /// Changes an organization's fleet hygiene settings: remove devices idle longer than
@@ -204,24 +190,47 @@ pub async fn set_settings(
     {
         return Err(BootstrapError::BadSettings);
     }
-    let org = models
+    let org = find_org(models, org)?;
+    append_to_org(
+        log,
+        org,
+        OrgSettingsChanged {
+            org_id: org.id.clone(),
+            device_idle_removal_days,
+            ephemeral_offline_secs,
+        }
+        .into(),
+        actor,
+    )
+    .await
+}
+
+/// An organization by id or name.
+fn find_org<'a>(
+    models: &'a Models,
+    org: &str,
+) -> Result<&'a projections::orgs::Org, BootstrapError> {
+    models
         .orgs
         .get(org)
         .or_else(|| models.orgs.by_name(org))
-        .ok_or_else(|| BootstrapError::NoSuchOrg(org.to_owned()))?;
+        .ok_or_else(|| BootstrapError::NoSuchOrg(org.to_owned()))
+}
+
+/// Appends one event to an existing organization's stream; returns the organization's id.
+async fn append_to_org(
+    log: &events::Log,
+    org: &projections::orgs::Org,
+    event: events::Event,
+    actor: Actor,
+) -> Result<String, BootstrapError> {
+    let stream = format!("org:{}", org.id);
     log.append(AppendRequest {
         org_id: org.id.clone(),
         actor,
         request_id: new_id("req"),
-        expectations: vec![(format!("org:{}", org.id), Expected::Exists)],
-        events: vec![NewEvent::new(
-            format!("org:{}", org.id),
-            OrgSettingsChanged {
-                org_id: org.id.clone(),
-                device_idle_removal_days,
-                ephemeral_offline_secs,
-            },
-        )],
+        expectations: vec![(stream.clone(), Expected::Exists)],
+        events: vec![NewEvent::new(stream, event)],
         idempotency: None,
     })
     .await?;
