@@ -141,15 +141,25 @@ pub(super) async fn wait_caught_up(state: &AppState) -> bool {
     state.models().wait_for(head, Duration::from_secs(5)).await
 }
 
-fn resolve(state: &AppState, req: &Request) -> Result<Principal, Problem> {
+/// The SHA-256 of the secret in `Authorization: Bearer <secret>`, for looking it up by hash.
+/// `credential` and `placeholder` name the secret in the 401s ("bearer token", "token").
+pub(super) fn presented_secret_hash(
+    req: &Request,
+    credential: &str,
+    placeholder: &str,
+) -> Result<[u8; 32], Problem> {
     let header = req.headers().get(AUTHORIZATION).ok_or_else(|| {
-        Problem::unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+        Problem::unauthorized(format!(
+            "missing {credential}: send 'Authorization: Bearer <{placeholder}>'"
+        ))
     })?;
     let value = header
         .to_str()
         .map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
     let (scheme, token) = value.split_once(' ').ok_or_else(|| {
-        Problem::unauthorized("the Authorization header must be 'Bearer <token>'")
+        Problem::unauthorized(format!(
+            "the Authorization header must be 'Bearer <{placeholder}>'"
+        ))
     })?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Problem::unauthorized(
@@ -158,9 +168,15 @@ fn resolve(state: &AppState, req: &Request) -> Result<Principal, Problem> {
     }
     let token = token.trim();
     if token.is_empty() || token.len() > 256 {
-        return Err(Problem::unauthorized("the bearer token is invalid"));
+        return Err(Problem::unauthorized(format!(
+            "the {credential} is invalid"
+        )));
     }
-    let hash = secret::hash(token);
+    Ok(secret::hash(token))
+}
+
+fn resolve(state: &AppState, req: &Request) -> Result<Principal, Problem> {
+    let hash = presented_secret_hash(req, "bearer token", "token")?;
     let models = state.models().load();
     let found = models
         .state

@@ -246,6 +246,36 @@ fn describe_type(rust_type: &str) -> String {
     }
 }
 
+/// Parses a secret's expiry from `expires_in` (a duration such as `90d`; `default` when neither
+/// field is given) or `expires_at` (RFC 3339) into microseconds since the epoch. `check_in`
+/// bounds the relative form, whose range each resource sets (the absolute form is bounded by
+/// the resource's decision, which allows for clock slack).
+pub fn parse_expiry(
+    expires_in: &Option<String>,
+    expires_at: &Option<String>,
+    default: &str,
+    now: i64,
+    check_in: impl Fn(std::time::Duration) -> Result<(), Problem>,
+) -> Result<i64, Problem> {
+    match (expires_in, expires_at) {
+        (Some(_), Some(_)) => Err(Problem::invalid_argument(
+            "give either 'expires_in' or 'expires_at', not both",
+        )),
+        (None, Some(at)) => at
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_microsecond())
+            .map_err(|_| Problem::invalid_argument("field 'expires_at' must be an RFC 3339 time")),
+        (relative, None) => {
+            let d = crate::domain::duration::parse(relative.as_deref().unwrap_or(default))
+                .map_err(|e| Problem::invalid_argument(format!("field 'expires_in': {e}")))?;
+            check_in(d)?;
+            let micros = i64::try_from(d.as_micros())
+                .map_err(|_| Problem::invalid_argument("field 'expires_in' is too large"))?;
+            Ok(now.saturating_add(micros))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

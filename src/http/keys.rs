@@ -18,14 +18,13 @@ use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::commit::{Mutation, commit, idempotency};
-use super::extract::{Json, Object, Path, Query};
+use super::extract::{self, Json, Object, Path, Query};
 use super::filter::{Filter, Term};
 use super::list::{ListSpec, Listing};
 use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
 use crate::domain::devices::{Tag, parse_tags};
-use crate::domain::duration;
 use crate::domain::ids::new_id;
 use crate::domain::keys::{CreateKey, decide_create, decide_revoke};
 use crate::domain::scope::{Group, Need};
@@ -214,27 +213,20 @@ fn created(v: KeyView, key: Option<String>, note: Option<String>) -> KeyCreatedV
 }
 
 fn parse_expiry(body: &CreateKeyRequest, now: i64) -> Result<i64, Problem> {
-    match (&body.expires_in, &body.expires_at) {
-        (Some(_), Some(_)) => Err(Problem::invalid_argument(
-            "give either 'expires_in' or 'expires_at', not both",
-        )),
-        (None, Some(at)) => at
-            .parse::<jiff::Timestamp>()
-            .map(|t| t.as_microsecond())
-            .map_err(|_| Problem::invalid_argument("field 'expires_at' must be an RFC 3339 time")),
-        (inn, None) => {
-            let d = duration::parse(inn.as_deref().unwrap_or(DEFAULT_LIFETIME))
-                .map_err(|e| Problem::invalid_argument(format!("field 'expires_in': {e}")))?;
+    extract::parse_expiry(
+        &body.expires_in,
+        &body.expires_at,
+        DEFAULT_LIFETIME,
+        now,
+        |d| {
             if d.as_secs() > 90 * 86_400 {
                 return Err(Problem::invalid_argument(
                     "field 'expires_in' must be at most 90 days",
                 ));
             }
-            let micros = i64::try_from(d.as_micros())
-                .map_err(|_| Problem::invalid_argument("field 'expires_in' is too large"))?;
-            Ok(now.saturating_add(micros))
-        }
-    }
+            Ok(())
+        },
+    )
 }
 
 /// Create a pre-auth key.

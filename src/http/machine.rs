@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{default_limit, wait_caught_up};
+use super::auth::{default_limit, presented_secret_hash, wait_caught_up};
 use super::commit::wait_applied;
 use super::devices::{DeviceView, Peer, current_view};
 use super::extract::{Json, Object};
@@ -329,24 +329,7 @@ pub fn reauthentication_required() -> Problem {
 }
 
 fn resolve_node(state: &AppState, req: &Request) -> Result<Node, Problem> {
-    let value = req
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or_else(|| {
-            Problem::unauthorized(
-                "missing node credential: send 'Authorization: Bearer <node credential>'",
-            )
-        })?
-        .to_str()
-        .map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
-        Problem::unauthorized("the Authorization header must be 'Bearer <node credential>'")
-    })?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 256 {
-        return Err(Problem::unauthorized("the node credential is invalid"));
-    }
-    let hash = secret::hash(token);
+    let hash = presented_secret_hash(req, "node credential", "node credential")?;
     let models = state.models().load();
     let device = models
         .state

@@ -13,12 +13,11 @@ use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::commit::{Mutation, commit, idempotency};
-use super::extract::{Json, Path, Query};
+use super::extract::{self, Json, Path, Query};
 use super::list::{ListSpec, Listing};
 use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
-use crate::domain::duration;
 use crate::domain::ids::new_id;
 use crate::domain::scope::{Group, Need, Scopes};
 use crate::domain::secret;
@@ -206,17 +205,12 @@ fn created(v: TokenView, token: Option<String>, note: Option<String>) -> Created
 }
 
 fn parse_expiry(body: &CreateTokenRequest, now: i64) -> Result<i64, Problem> {
-    match (&body.expires_in, &body.expires_at) {
-        (Some(_), Some(_)) => Err(Problem::invalid_argument(
-            "give either 'expires_in' or 'expires_at', not both",
-        )),
-        (None, Some(at)) => at
-            .parse::<jiff::Timestamp>()
-            .map(|t| t.as_microsecond())
-            .map_err(|_| Problem::invalid_argument("field 'expires_at' must be an RFC 3339 time")),
-        (inn, None) => {
-            let d = duration::parse(inn.as_deref().unwrap_or(DEFAULT_LIFETIME))
-                .map_err(|e| Problem::invalid_argument(format!("field 'expires_in': {e}")))?;
+    extract::parse_expiry(
+        &body.expires_in,
+        &body.expires_at,
+        DEFAULT_LIFETIME,
+        now,
+        |d| {
             // The clock slack `decide_create` allows is for absolute times a client computed a
             // moment earlier; a relative lifetime is exact, and must be at least an hour.
             if d.as_secs() < crate::domain::tokens::MIN_LIFETIME_SECS.unsigned_abs() {
@@ -224,11 +218,9 @@ fn parse_expiry(body: &CreateTokenRequest, now: i64) -> Result<i64, Problem> {
                     "token expiry must be from 1 hour to 12 months from now",
                 ));
             }
-            let micros = i64::try_from(d.as_micros())
-                .map_err(|_| Problem::invalid_argument("field 'expires_in' is too large"))?;
-            Ok(now.saturating_add(micros))
-        }
-    }
+            Ok(())
+        },
+    )
 }
 
 /// Issue an API token.
