@@ -43,9 +43,15 @@ pub struct DataDirArgs {
     #[arg(long, env = "QUICKZTNA_DATA_DIR", default_value = "./quickztna-data")]
     pub data_dir: PathBuf,
     /// The chain key file, if kept outside the data dir (so a copy of the disk alone cannot
-    /// re-forge the audit chain). Created (mode 0600) if missing.
+    /// re-forge the audit chain). Created (mode 0600) only for an empty log; for a log with
+    /// history, a missing or different key stops the server.
     #[arg(long, env = "QUICKZTNA_CHAIN_KEY_FILE")]
     pub chain_key_file: Option<PathBuf>,
+    /// The Ed25519 key that signs log checkpoints (on every snapshot and at shutdown), kept
+    /// outside the data dir so a truncated log cannot hide; `checkpoint.key` in the data dir by
+    /// default. Created (mode 0600) if missing.
+    #[arg(long, env = "QUICKZTNA_CHECKPOINT_KEY_FILE")]
+    pub checkpoint_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ use crate::state::{AppState, Settings};
 async fn open(data: &DataDirArgs) -> Result<AppState, String> {
     let mut settings = Settings::new(&data.data_dir);
     settings.chain_key_file = data.chain_key_file.clone();
+    settings.checkpoint_key_file = data.checkpoint_key_file.clone();
     let state = AppState::open(settings).await.map_err(|e| match e {
         events::Error::Locked { path } => format!(
             "the data directory {path} is in use by another process (is `quickztna serve` running?); stop it first"
@@ -178,37 +179,43 @@ pub async fn list_orgs(data: DataDirArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `quickztna audit-log verify`: walks the chain; fails naming the first bad position.
+/// `quickztna audit-log verify`: checks the chain from the first record to the last, and the
+/// log against its newest signed checkpoint; fails naming the first bad position. Opens only
+/// the log, on a copy, so it writes nothing into the data dir, needs no lock and works on a
+/// copy of a live server's data dir.
 pub async fn verify(data: DataDirArgs) -> Result<(), String> {
-    let state = open(&data).await?;
-    let log = state.log().clone();
-    let report = tokio::task::spawn_blocking(move || log.verify_chain())
+    let options = events::VerifyOptions {
+        chain_key_file: data.chain_key_file.clone(),
+        checkpoint_key_file: data.checkpoint_key_file.clone(),
+    };
+    let dir = data.data_dir.clone();
+    let report = tokio::task::spawn_blocking(move || events::verify_data_dir(&dir, &options))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string());
-    let indexes = {
-        let log = state.log().clone();
-        tokio::task::spawn_blocking(move || log.check_indexes())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
-    };
-    state.shutdown().await;
-    let report = report?;
-    let indexes = indexes?;
+        .map_err(|e| e.to_string())?;
+    let chain = &report.chain;
     println!(
         "{}",
         serde_json::json!({
-            "head": report.head,
-            "verified": report.verified,
-            "first_bad_position": report.first_bad,
-            "reason": report.reason,
-            "index_problems": indexes,
+            "head": chain.head,
+            "verified": chain.verified,
+            "first_bad_position": chain.first_bad,
+            "reason": chain.reason,
+            "checkpoint": report.checkpoint.as_ref().map(|c| serde_json::json!({
+                "position": c.position,
+                "time": events::format_time(c.time),
+                "public_key": hex::encode(c.public_key),
+                "authenticated": report.checkpoint_authenticated,
+            })),
+            "checkpoint_problem": report.checkpoint_problem,
         })
     );
-    match (report.first_bad, indexes.is_empty()) {
-        (None, true) => Ok(()),
-        (Some(p), _) => Err(format!("the chain breaks at position {p}")),
-        (None, false) => Err("the log's indexes disagree with the log".into()),
+    match (chain.first_bad, &report.checkpoint_problem) {
+        (Some(p), _) => Err(format!(
+            "the chain breaks at position {p}: {}",
+            chain.reason.as_deref().unwrap_or("")
+        )),
+        (None, Some(problem)) => Err(problem.clone()),
+        (None, None) => Ok(()),
     }
 }

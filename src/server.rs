@@ -63,6 +63,7 @@ where
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let mut settings = Settings::new(&args.data.data_dir);
     settings.chain_key_file = args.data.chain_key_file.clone();
+    settings.checkpoint_key_file = args.data.checkpoint_key_file.clone();
     settings.body_limit = args.body_limit;
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {

@@ -19,6 +19,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The chain key file, if kept outside the data dir.
     pub chain_key_file: Option<PathBuf>,
+    /// The checkpoint signing key file, if kept outside the data dir.
+    pub checkpoint_key_file: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
     /// How long a mutation waits for the projections before answering 503.
@@ -36,6 +38,7 @@ impl Settings {
         Settings {
             data_dir: data_dir.into(),
             chain_key_file: None,
+            checkpoint_key_file: None,
             body_limit: 1024 * 1024,
             read_your_writes_timeout: Duration::from_secs(10),
             log: LogOptions::default(),
@@ -68,9 +71,8 @@ impl AppState {
     /// Opens the data dir (taking its lock) and starts the projections.
     pub async fn open(settings: Settings) -> Result<AppState, events::Error> {
         let mut log_options = settings.log.clone();
-        if let Some(path) = &settings.chain_key_file {
-            log_options.chain_key = Some(ChainKey::load_or_create(path)?);
-        }
+        log_options.chain_key_file = settings.chain_key_file.clone();
+        log_options.checkpoint_key_file = settings.checkpoint_key_file.clone();
         let dir = settings.data_dir.clone();
         let log = tokio::task::spawn_blocking(move || Log::open(&dir, log_options))
             .await

@@ -36,6 +36,18 @@ impl ChainKey {
         ChainKey(b)
     }
 
+    /// Loads the key file; a missing file is an error.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let bytes = std::fs::read(path)?;
+        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            Error::Storage(format!(
+                "chain key file {} must hold exactly 32 bytes",
+                path.display()
+            ))
+        })?;
+        Ok(ChainKey(arr))
+    }
+
     /// Loads the key file, creating it (mode 0600) with a random key if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, Error> {
         match std::fs::read(path) {

@@ -17,19 +17,12 @@ pub enum Error {
     UnknownFormat(u8),
     #[error("unknown event type {event_type} version {version}")]
     UnknownEvent { event_type: String, version: u16 },
+    #[error("chain key {path}: {reason}")]
+    ChainKey { path: String, reason: String },
     #[error("the log has failed and stopped accepting writes")]
     Failed,
     #[error("the log is closed")]
     Closed,
-}
-
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Self {
-        match e {
-            sled::Error::Io(io) => Error::Io(io),
-            other => Error::Storage(other.to_string()),
-        }
-    }
 }
 
 /// Why an append was refused. Nothing of a refused request was written.

@@ -4,30 +4,46 @@
 //! - [`event`]: the catalogue of domain events (past tense, versioned) and their payload types.
 //! - [`envelope`]: the persisted envelope around every event, and the actor who caused it.
 //! - [`codec`]: the one place that turns envelopes and payloads into bytes and back (postcard).
-//! - [`chain`]: the HMAC chain that makes the log tamper-evident.
-//! - [`log`]: the sled-backed append-only log, its single writer thread (group commit) and reads.
+//! - [`chain`]: the HMAC chain that makes the log tamper-evident; [`checkpoint`]: signed
+//!   checkpoints that make truncation evident too.
+//! - [`request`]: what an append asks for and what it answers.
+//! - [`log`]: the handle — open, append, close; [`reads`]: reads by position, stream and org.
+//! - [`committer`]: the backend-neutral group committer (one thread stages, one syncs).
+//! - [`store`]: the `LogStore` trait; [`sled_store`]: sled, the only file naming sled.
+//! - [`indexer`]: the per-stream and per-org indexes, derived off the commit path.
 //! - [`subscription`]: history-then-live streams of recorded events, gap- and duplicate-free.
+//! - [`verify`]: the chain and index checks, and the offline check of a data dir.
 //! - [`error`]: the error types.
 //!
-//! Invariants: positions start at 1 and are gap-free; an append is acknowledged only after its
-//! group was flushed by sled and `fdatasync`ed; nothing here knows HTTP or read models.
+//! Invariants: positions start at 1 and are gap-free, and so is each organization's sequence;
+//! an append is acknowledged only after its group is durable; any storage error or panic on the
+//! write path fails the log for good; nothing here knows HTTP or read models.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod codec;
+mod committer;
 pub mod envelope;
 pub mod error;
 pub mod event;
+mod indexer;
 pub mod log;
+pub mod reads;
+pub mod request;
+pub mod sled_store;
+pub mod store;
 pub mod subscription;
+pub mod verify;
 
 pub use chain::ChainKey;
-pub use envelope::{Actor, ActorKind, Envelope, Recorded};
+pub use checkpoint::{Checkpoint, CheckpointKey};
+pub use envelope::{Actor, ActorKind, Envelope, EnvelopeRef, Recorded};
 pub use error::{AppendError, Error};
 pub use event::Event;
-pub use log::{
-    AppendRequest, Appended, ChainReport, Expected, Idempotency, Log, LogOptions, NewEvent,
-};
+pub use log::{Log, LogOptions, LogStats};
+pub use request::{AppendRequest, Appended, Expected, Idempotency, NewEvent};
 pub use subscription::subscribe;
+pub use verify::{ChainReport, VerifyOptions, VerifyReport, verify_data_dir};
 
 /// Microseconds since the Unix epoch, UTC: the log's clock.
 pub fn now_micros() -> i64 {

@@ -1,111 +1,34 @@
-//! The append-only log on sled: the only file that names sled.
+//! The log handle: open a data dir, append, read, subscribe, close.
 //!
-//! One tree holds everything, so each group commit is one atomic `apply_batch`:
-//!
-//! | key                               | value                                  |
-//! |-----------------------------------|----------------------------------------|
-//! | `L` pos(u64 BE)                   | record (see [`crate::codec`])          |
-//! | `S` stream `0x00` revision(u64 BE)| position                               |
-//! | `H` stream                        | last revision of the stream            |
-//! | `I` event id (16 bytes)           | position                               |
-//! | `K` org `0x00` idempotency key    | fingerprint(32) first(u64) last(u64)   |
-//! | `Mhead`                           | last committed position                |
-//!
-//! One dedicated thread owns appends. Callers queue requests on a bounded channel (full: `Busy`);
-//! the thread drains up to `max_group` of them, validates each against the stream heads (earlier
-//! requests of the same group included), stages every event of every accepted request in one
-//! batch, applies it, calls sled's `flush()` and then `fdatasync`s sled's data file through a
-//! second handle — sled's flush is `sync_file_range` on Linux, which survives a killed process
-//! but not a power loss. Only then are the callers answered, the head published and the events
-//! broadcast. An I/O error is fail-stop: nothing is acknowledged after one.
+//! Appends go through the group committer ([`crate::committer`]); bytes live in a
+//! [`LogStore`] (sled today, [`crate::sled_store`]); the per-stream and per-org indexes are
+//! derived off the commit path ([`crate::indexer`]). Readers never look past the durable head.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::chain::ChainKey;
+use crate::checkpoint::{self, Checkpoint, CheckpointKey};
 use crate::codec;
-use crate::envelope::{Actor, Envelope, Recorded};
+use crate::committer::{Committer, Job, Prepared, PreparedEvent, Syncer};
+use crate::envelope::{Envelope, Recorded};
 use crate::error::{AppendError, Error};
 use crate::event::Event;
+use crate::request::{AppendRequest, Appended};
+use crate::sled_store::SledStore;
+use crate::store::{HeadKind, LogStore};
 
-const HEAD_KEY: &[u8] = b"Mhead";
 const MAX_STREAM_LEN: usize = 512;
-
-/// What the caller expects of a stream before its events are appended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expected {
-    /// No check.
-    Any,
-    /// The stream must not exist yet.
-    NoStream,
-    /// The stream must exist.
-    Exists,
-    /// The stream's last event must have this revision.
-    Exact(u64),
-}
-
-impl std::fmt::Display for Expected {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Expected::Any => f.write_str("any"),
-            Expected::NoStream => f.write_str("no stream"),
-            Expected::Exists => f.write_str("an existing stream"),
-            Expected::Exact(r) => write!(f, "revision {r}"),
-        }
-    }
-}
-
-/// One event to append, and the stream it goes to.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub stream: String,
-    pub event: Event,
-}
-
-impl NewEvent {
-    pub fn new(stream: impl Into<String>, event: impl Into<Event>) -> Self {
-        NewEvent {
-            stream: stream.into(),
-            event: event.into(),
-        }
-    }
-}
-
-/// An idempotency key and the fingerprint of the request it was first used with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Idempotency {
-    pub key: String,
-    pub fingerprint: [u8; 32],
-}
-
-/// A request to append events atomically: all of them, or none.
-#[derive(Debug, Clone)]
-pub struct AppendRequest {
-    pub org_id: String,
-    pub actor: Actor,
-    pub request_id: String,
-    /// Checked before anything is written; streams not named here are not checked.
-    pub expectations: Vec<(String, Expected)>,
-    pub events: Vec<NewEvent>,
-    pub idempotency: Option<Idempotency>,
-}
-
-/// Where an acknowledged request's events landed: positions `first..=last`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    pub first: u64,
-    pub last: u64,
-    /// True when this answers a repeat of an earlier request (same idempotency key or event
-    /// ids): nothing new was written.
-    pub replayed: bool,
-}
+/// Largest record accepted. Well above a 1 MiB policy document; records sled puts in blob
+/// files are fsynced like the rest ([`crate::sled_store`]).
+pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
 
 /// Tuning of the log. The defaults suit a server; tests shrink them to provoke edge cases.
 #[derive(Debug, Clone)]
@@ -118,8 +41,14 @@ pub struct LogOptions {
     pub broadcast_capacity: usize,
     /// sled's page cache, in bytes.
     pub cache_capacity: u64,
-    /// The chain key; by default `chain.key` in the data dir, created on first open.
+    /// The chain key itself (tests); otherwise it is read from `chain_key_file`.
     pub chain_key: Option<ChainKey>,
+    /// Where the chain key lives; `chain.key` in the data dir by default. It is created only
+    /// for an empty log.
+    pub chain_key_file: Option<PathBuf>,
+    /// The key that signs checkpoints; `checkpoint.key` in the data dir by default (which
+    /// proves integrity but not authorship: keep it elsewhere in production).
+    pub checkpoint_key_file: Option<PathBuf>,
 }
 
 impl Default for LogOptions {
@@ -130,20 +59,10 @@ impl Default for LogOptions {
             broadcast_capacity: 4096,
             cache_capacity: 512 * 1024 * 1024,
             chain_key: None,
+            chain_key_file: None,
+            checkpoint_key_file: None,
         }
     }
-}
-
-/// The result of walking the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainReport {
-    /// Records whose MAC verified.
-    pub verified: u64,
-    /// The head when the walk started.
-    pub head: u64,
-    /// The first position whose record is missing, corrupt or fails its MAC.
-    pub first_bad: Option<u64>,
-    pub reason: Option<String>,
 }
 
 /// Counters of the writer, for health, benchmarks and the durability tests.
@@ -155,40 +74,58 @@ pub struct LogStats {
     pub events: u64,
 }
 
-struct Job {
-    req: AppendRequest,
-    reply: oneshot::Sender<Result<Appended, AppendError>>,
-}
-
-/// State shared by the handle and the writer thread.
-struct Shared {
-    /// Last committed (durable, acknowledged) position; readers never look past it.
-    head: AtomicU64,
-    head_tx: watch::Sender<u64>,
-    /// Hands out live receivers; emptied by `close`, so that once the writer (which holds the
+/// State shared by the handle and the log's threads.
+pub(crate) struct Shared {
+    /// Last durable, acknowledged position; readers never look past it.
+    pub head: AtomicU64,
+    pub head_tx: watch::Sender<u64>,
+    /// Hands out live receivers; emptied by `close`, so that once the syncer (which holds the
     /// other sender) has stopped, live receivers see `Closed` and subscriptions end.
-    live: Mutex<Option<broadcast::Sender<Arc<Recorded>>>>,
+    pub live: Mutex<Option<broadcast::Sender<Arc<Recorded>>>>,
+    /// The derived indexes are complete up to here.
+    pub indexed: AtomicU64,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
-    groups: AtomicU64,
-    fdatasyncs: AtomicU64,
-    events: AtomicU64,
+    pub groups: AtomicU64,
+    pub fdatasyncs: AtomicU64,
+    pub events: AtomicU64,
+}
+
+impl Shared {
+    /// Fails the log for good; the first reason is kept.
+    pub fn fail(&self, why: String) {
+        if let Ok(mut f) = self.failure.lock()
+            && f.is_none()
+        {
+            tracing::error!(reason = %why, "the event log has failed; refusing further appends");
+            *f = Some(why);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 struct Handle {
     tx: Mutex<Option<SyncSender<Job>>>,
     shared: Arc<Shared>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    /// The open database; emptied by `close`, which releases sled's file lock and ours even
-    /// while clones of the `Log` handle are still around.
-    store: RwLock<Option<Store>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Emptied by `close`, which releases the store and the directory lock even while clones
+    /// of the `Log` handle are still around.
+    store: RwLock<Option<Opened>>,
     chain_key: ChainKey,
+    checkpoint_key: CheckpointKey,
     dir: PathBuf,
 }
 
-struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
+struct Opened {
+    store: Arc<dyn LogStore>,
     // The OS lock that keeps other processes out of the data dir.
     _lock: File,
 }
@@ -200,20 +137,48 @@ impl Drop for Handle {
 }
 
 impl Handle {
+    /// Signs and publishes `(head, mac)`, unless the log is empty, failed or closed.
+    fn publish_checkpoint(&self) -> Result<Option<Checkpoint>, Error> {
+        let head = self.shared.head.load(Ordering::Acquire);
+        let store = self
+            .store
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().map(|o| o.store.clone()));
+        let (Some(store), false, true) = (store, self.shared.is_failed(), head > 0) else {
+            return Ok(None);
+        };
+        let record = store.record(head)?.ok_or_else(|| Error::Corrupt {
+            position: head,
+            reason: "record missing".into(),
+        })?;
+        let mac = codec::decode_record(head, &record)?.mac;
+        let cp = self.checkpoint_key.sign(head, mac, crate::now_micros());
+        checkpoint::publish(&self.dir, &cp)?;
+        Ok(Some(cp))
+    }
+
     fn close_inner(&self) {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(w) = writer {
-            let _ = w.join();
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for t in threads {
+            let _ = t.join();
         }
         if let Ok(mut live) = self.shared.live.lock() {
             live.take();
         }
-        let store = self.store.write().ok().and_then(|mut s| s.take());
-        if let Some(store) = store {
-            let _ = store.db.flush();
+        if let Err(e) = self.publish_checkpoint() {
+            tracing::warn!(error = %e, "could not publish a checkpoint at shutdown");
+        }
+        let opened = self.store.write().ok().and_then(|mut s| s.take());
+        if let Some(opened) = opened {
+            let _ = opened.store.close();
         }
     }
 }
@@ -238,50 +203,65 @@ impl Log {
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log, Error> {
         std::fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
-        let chain_key = match options.chain_key.clone() {
-            Some(k) => k,
-            None => ChainKey::load_or_create(&dir.join("chain.key"))?,
-        };
-        let sled_dir = dir.join("log");
-        let db = sled::Config::new()
-            .path(&sled_dir)
-            .cache_capacity(options.cache_capacity)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
-        let tree = db.open_tree("log")?;
-        let data_file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(sled_dir.join("db"))?;
+        let store = Arc::new(SledStore::open(&dir.join("log"), options.cache_capacity)?);
+        Self::start(dir, lock, store, options)
+    }
 
-        let head = match tree.get(HEAD_KEY)? {
-            Some(v) => be_u64(&v).ok_or_else(|| Error::Storage("bad head record".into()))?,
-            None => 0,
-        };
-        let (tip_mac, last_time) = if head == 0 {
-            if let Some((k, _)) = tree.scan_prefix(b"L").next().transpose()? {
-                return Err(Error::Storage(format!(
-                    "log holds records ({:?}) but no head",
-                    key_pos(&k)
-                )));
+    /// Opens the log over a store of the caller's: another backend, or a store wrapped to
+    /// inject faults in tests. `dir` still holds the lock, the keys and the checkpoint.
+    pub fn open_with_store(
+        dir: &Path,
+        store: Arc<dyn LogStore>,
+        options: LogOptions,
+    ) -> Result<Log, Error> {
+        std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
+        Self::start(dir, lock, store, options)
+    }
+
+    fn start(
+        dir: &Path,
+        lock: File,
+        store: Arc<dyn LogStore>,
+        options: LogOptions,
+    ) -> Result<Log, Error> {
+        let recovered = store.recover()?;
+        let head = recovered.head;
+        let (tip_mac, last_time) = match &recovered.head_record {
+            None => ([0u8; 32], i64::MIN),
+            Some(bytes) => {
+                if codec::format_of(bytes) == Some(codec::FORMAT_V1) {
+                    return Err(Error::Storage(format!(
+                        "{} was written by a development build (record format 1, without \
+                         per-organization sequence numbers) and cannot be opened by this \
+                         version; start from a new data directory",
+                        dir.display()
+                    )));
+                }
+                let env = codec::decode_record(head, bytes)?;
+                (env.mac, env.recorded_at)
             }
-            ([0u8; 32], i64::MIN)
-        } else {
-            let (k, v) = tree
-                .scan_prefix(b"L")
-                .next_back()
-                .transpose()?
-                .ok_or_else(|| Error::Storage(format!("head is {head} but the log is empty")))?;
-            let last = key_pos(&k).unwrap_or(0);
-            if last != head {
-                return Err(Error::Corrupt {
-                    position: last,
-                    reason: format!("last record is {last} but the head says {head}"),
-                });
-            }
-            let env = codec::decode_record(head, &v)?;
-            (env.mac, env.recorded_at)
         };
+        let chain_key = resolve_chain_key(dir, &options, store.as_ref(), head)?;
+        let checkpoint_key = CheckpointKey::load_or_create(
+            &options
+                .checkpoint_key_file
+                .clone()
+                .unwrap_or_else(|| dir.join("checkpoint.key")),
+        )?;
+
+        // The derived indexes must cover the whole log before the committer's maps are built
+        // from them.
+        let checkpoint = store.index_checkpoint()?.min(head);
+        let indexed = crate::indexer::catch_up(store.as_ref(), checkpoint, head)?;
+        let mut streams = HashMap::new();
+        let mut orgs = HashMap::new();
+        store.index_heads(&mut |kind, name, n| {
+            match kind {
+                HeadKind::Stream => streams.insert(name.to_owned(), n),
+                HeadKind::Org => orgs.insert(name.to_owned(), n),
+            };
+        })?;
 
         let (head_tx, _) = watch::channel(head);
         let (live, _) = broadcast::channel(options.broadcast_capacity.max(1));
@@ -289,22 +269,24 @@ impl Log {
             head: AtomicU64::new(head),
             head_tx,
             live: Mutex::new(Some(live.clone())),
+            indexed: AtomicU64::new(indexed),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             groups: AtomicU64::new(0),
             fdatasyncs: AtomicU64::new(0),
             events: AtomicU64::new(0),
         });
-        let reader_tree = tree.clone();
         let (tx, rx) = sync_channel(options.queue_capacity.max(1));
-        let writer = Writer {
+        // One group staged while one syncs: enough to overlap them, little to lose.
+        let (to_syncer, syncer_rx) = sync_channel(1);
+        let (to_indexer, indexer_rx) = std::sync::mpsc::channel();
+        let committer = Committer {
             shared: shared.clone(),
-            live,
-            db: db.clone(),
-            tree,
+            store: store.clone(),
             rx,
-            data_file,
-            heads: HashMap::new(),
+            to_syncer,
+            streams,
+            orgs,
             head,
             tip_mac,
             last_time,
@@ -312,21 +294,30 @@ impl Log {
             ulids: ulid::Generator::new(),
             max_group: options.max_group.max(1),
         };
-        let thread = std::thread::Builder::new()
-            .name("qz-log-writer".into())
-            .spawn(move || writer.run())?;
+        let syncer = Syncer {
+            shared: shared.clone(),
+            store: store.clone(),
+            rx: syncer_rx,
+            live,
+            to_indexer,
+        };
+        let threads = vec![
+            spawn("qz-log-commit", shared.clone(), move || committer.run())?,
+            spawn("qz-log-sync", shared.clone(), move || syncer.run())?,
+            spawn("qz-log-index", shared.clone(), {
+                let (shared, store) = (shared.clone(), store.clone());
+                move || crate::indexer::run(shared, store, indexer_rx)
+            })?,
+        ];
 
         Ok(Log {
             inner: Arc::new(Handle {
                 tx: Mutex::new(Some(tx)),
                 shared,
-                writer: Mutex::new(Some(thread)),
-                store: RwLock::new(Some(Store {
-                    db,
-                    tree: reader_tree,
-                    _lock: lock,
-                })),
+                threads: Mutex::new(threads),
+                store: RwLock::new(Some(Opened { store, _lock: lock })),
                 chain_key,
+                checkpoint_key,
                 dir: dir.to_path_buf(),
             }),
         })
@@ -348,9 +339,10 @@ impl Log {
         &self,
         req: AppendRequest,
     ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
-        if self.inner.shared.failed.load(Ordering::Acquire) {
+        if self.inner.shared.is_failed() {
             return Err(self.closed_error());
         }
+        let req = prepare(req)?;
         let (reply, rx) = oneshot::channel();
         let tx = self
             .inner
@@ -373,12 +365,19 @@ impl Log {
         }
     }
 
-    /// Stops the writer after it has answered every queued request, and flushes.
+    /// Signs the current head and publishes it as the data dir's newest checkpoint (done at
+    /// close too); `None` for an empty or failed log.
+    pub fn publish_checkpoint(&self) -> Result<Option<Checkpoint>, Error> {
+        self.inner.publish_checkpoint()
+    }
+
+    /// Stops the writer after it has answered every queued request, publishes a checkpoint,
+    /// and flushes.
     pub fn close(&self) {
         self.inner.close_inner();
     }
 
-    /// The last committed position (0 for an empty log).
+    /// The last committed position (0 for an empty log). Internal: never shown to a tenant.
     pub fn head(&self) -> u64 {
         self.inner.shared.head.load(Ordering::Acquire)
     }
@@ -398,18 +397,13 @@ impl Log {
         }
     }
 
-    /// Why the writer stopped, if it did.
+    /// Why the log stopped accepting writes, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.inner
-            .shared
-            .failure
-            .lock()
-            .ok()
-            .and_then(|f| f.clone())
+        self.inner.shared.failure()
     }
 
     pub fn is_failed(&self) -> bool {
-        self.inner.shared.failed.load(Ordering::Acquire)
+        self.inner.shared.is_failed()
     }
 
     pub fn stats(&self) -> LogStats {
@@ -421,6 +415,11 @@ impl Log {
         }
     }
 
+    /// The position up to which the derived indexes are written.
+    pub fn indexed(&self) -> u64 {
+        self.inner.shared.indexed.load(Ordering::Acquire)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
@@ -429,546 +428,158 @@ impl Log {
         &self.inner.chain_key
     }
 
-    /// The log's tree, or `Closed` after [`Log::close`].
-    fn tree(&self) -> Result<sled::Tree, Error> {
+    /// The store, or `Closed` after [`Log::close`].
+    pub(crate) fn store(&self) -> Result<Arc<dyn LogStore>, Error> {
         self.inner
             .store
             .read()
             .ok()
-            .and_then(|s| s.as_ref().map(|s| s.tree.clone()))
+            .and_then(|s| s.as_ref().map(|o| o.store.clone()))
             .ok_or(Error::Closed)
     }
+}
 
-    /// The committed record at `position`, decoded.
-    pub fn get(&self, position: u64) -> Result<Option<Arc<Recorded>>, Error> {
-        if position == 0 || position > self.head() {
-            return Ok(None);
-        }
-        match self.tree()?.get(pos_key(position))? {
-            Some(v) => Ok(Some(Arc::new(decode_recorded(position, &v)?))),
-            None => Ok(None),
-        }
+/// Encodes a request in the caller's task, so the writer thread only assigns and links.
+fn prepare(req: AppendRequest) -> Result<Prepared, AppendError> {
+    if req.events.is_empty() {
+        return Err(AppendError::Invalid("no events".into()));
     }
-
-    /// Up to `limit` committed events with positions `>= from`, in log order.
-    pub fn read_forward(&self, from: u64, limit: usize) -> Result<Vec<Arc<Recorded>>, Error> {
-        let head = self.head();
-        let from = from.max(1);
-        if from > head || limit == 0 {
-            return Ok(Vec::new());
+    let mut events = Vec::with_capacity(req.events.len());
+    for new in req.events {
+        let stream = new.stream;
+        if stream.is_empty() || stream.len() > MAX_STREAM_LEN || stream.contains('\0') {
+            return Err(AppendError::Invalid(format!("bad stream id {stream:?}")));
         }
-        let mut out = Vec::with_capacity(limit.min((head - from + 1) as usize));
-        for item in self.tree()?.range(pos_key(from)..=pos_key(head)) {
-            let (k, v) = item?;
-            let pos = key_pos(&k).ok_or_else(|| Error::Storage("bad log key".into()))?;
-            out.push(Arc::new(decode_recorded(pos, &v)?));
-            if out.len() >= limit {
-                break;
-            }
+        let event = new.event;
+        let payload = event.encode_payload();
+        let tail = codec::encode_tail(
+            &stream,
+            event.event_type(),
+            event.schema_version(),
+            &req.org_id,
+            &req.actor,
+            &req.request_id,
+            &payload,
+        );
+        if tail.len() + 64 > MAX_RECORD_BYTES {
+            return Err(AppendError::Invalid(format!(
+                "an event of {} bytes is over the log's limit of {MAX_RECORD_BYTES}",
+                tail.len()
+            )));
         }
-        Ok(out)
+        let envelope = Envelope {
+            position: 0,
+            org_seq: 0,
+            revision: 0,
+            event_id: [0; 16],
+            recorded_at: 0,
+            stream,
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            org_id: req.org_id.clone(),
+            actor: req.actor.clone(),
+            request_id: req.request_id.clone(),
+            payload,
+            mac: [0; 32],
+        };
+        events.push(PreparedEvent {
+            tail,
+            envelope,
+            event,
+        });
     }
+    Ok(Prepared {
+        org_id: req.org_id,
+        expectations: req.expectations,
+        events,
+        idempotency: req.idempotency,
+    })
+}
 
-    /// Up to `limit` committed events with positions `<= from`, newest first.
-    pub fn read_backward(&self, from: u64, limit: usize) -> Result<Vec<Arc<Recorded>>, Error> {
-        let upto = from.min(self.head());
-        if upto == 0 || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::with_capacity(limit.min(upto as usize));
-        for item in self.tree()?.range(pos_key(1)..=pos_key(upto)).rev() {
-            let (k, v) = item?;
-            let pos = key_pos(&k).ok_or_else(|| Error::Storage("bad log key".into()))?;
-            out.push(Arc::new(decode_recorded(pos, &v)?));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The raw records (format byte, envelope, MAC) with positions `>= from`: what the crash
-    /// tests compare byte for byte.
-    pub fn read_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
-        let head = self.head();
-        let from = from.max(1);
-        if from > head {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for item in self.tree()?.range(pos_key(from)..=pos_key(head)) {
-            let (k, v) = item?;
-            let pos = key_pos(&k).ok_or_else(|| Error::Storage("bad log key".into()))?;
-            out.push((pos, v.to_vec()));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Events of one stream from revision `from_revision`, in order.
-    pub fn read_stream(
-        &self,
-        stream: &str,
-        from_revision: u64,
-        limit: usize,
-    ) -> Result<Vec<Arc<Recorded>>, Error> {
-        let head = self.head();
-        let mut prefix = Vec::with_capacity(stream.len() + 2);
-        prefix.push(b'S');
-        prefix.extend_from_slice(stream.as_bytes());
-        prefix.push(0);
-        let mut start = prefix.clone();
-        start.extend_from_slice(&from_revision.to_be_bytes());
-        let mut out = Vec::new();
-        for item in self.tree()?.range(start..) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            let pos = be_u64(&v).ok_or_else(|| Error::Storage("bad stream index".into()))?;
-            if pos > head {
-                break;
-            }
-            match self.get(pos)? {
-                Some(r) => out.push(r),
-                None => return Err(Error::Storage(format!("stream index names missing {pos}"))),
-            }
-        }
-        Ok(out)
-    }
-
-    /// The last committed revision of a stream, if it has any events.
-    pub fn stream_revision(&self, stream: &str) -> Result<Option<u64>, Error> {
-        let mut key = Vec::with_capacity(stream.len() + 1);
-        key.push(b'H');
-        key.extend_from_slice(stream.as_bytes());
-        Ok(self.tree()?.get(key)?.and_then(|v| be_u64(&v)))
-    }
-
-    /// The position an event id was appended at.
-    pub fn position_of(&self, event_id: &[u8; 16]) -> Result<Option<u64>, Error> {
-        let mut key = Vec::with_capacity(17);
-        key.push(b'I');
-        key.extend_from_slice(event_id);
-        let pos = self.tree()?.get(key)?.and_then(|v| be_u64(&v));
-        Ok(pos.filter(|p| *p <= self.head()))
-    }
-
-    /// Checks the index tables against the log, 1:1; returns what disagrees (empty when sound).
-    pub fn check_indexes(&self) -> Result<Vec<String>, Error> {
-        let mut problems = Vec::new();
-        let tree = &self.tree()?;
-        let head = self.head();
-        let mut expected = 1u64;
-        let mut stream_revs: HashMap<String, u64> = HashMap::new();
-        for item in tree.scan_prefix(b"L") {
-            let (k, v) = item?;
-            let pos = key_pos(&k).unwrap_or(0);
-            if pos != expected {
-                problems.push(format!("gap: expected position {expected}, found {pos}"));
-                expected = pos;
-            }
-            expected += 1;
-            let env = codec::decode_record(pos, &v)?;
-            let next = stream_revs.entry(env.stream.clone()).or_insert(0);
-            if env.revision != *next {
-                problems.push(format!(
-                    "stream {} revision {} at {pos}, expected {}",
-                    env.stream, env.revision, next
+/// Starts one of the log's threads; if it dies by a panic that escaped, the log fails.
+fn spawn(
+    name: &str,
+    shared: Arc<Shared>,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, Error> {
+    let thread_name = name.to_owned();
+    Ok(std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                shared.fail(format!(
+                    "log thread {thread_name} panicked: {}",
+                    crate::committer::panic_message(&p)
                 ));
             }
-            *next = env.revision + 1;
-            let mut sk = vec![b'S'];
-            sk.extend_from_slice(env.stream.as_bytes());
-            sk.push(0);
-            sk.extend_from_slice(&env.revision.to_be_bytes());
-            if tree.get(&sk)?.and_then(|v| be_u64(&v)) != Some(pos) {
-                problems.push(format!("stream index does not point at {pos}"));
-            }
-            if self.position_of(&env.event_id)? != Some(pos) {
-                problems.push(format!("event id index does not point at {pos}"));
-            }
-        }
-        if expected - 1 != head {
-            problems.push(format!("head {head} but the log ends at {}", expected - 1));
-        }
-        let mut stream_index_rows = 0usize;
-        for item in tree.scan_prefix(b"S") {
-            item?;
-            stream_index_rows += 1;
-        }
-        if stream_index_rows as u64 != head {
-            problems.push(format!(
-                "{stream_index_rows} stream index rows for {head} events"
-            ));
-        }
-        for (stream, next) in &stream_revs {
-            if self.stream_revision(stream)? != Some(next - 1) {
-                problems.push(format!("stream head of {stream} disagrees with the log"));
-            }
-        }
-        Ok(problems)
-    }
-
-    /// Walks the chain from the first event to the head and reports the first bad position.
-    pub fn verify_chain(&self) -> Result<ChainReport, Error> {
-        let head = self.head();
-        let key = &self.inner.chain_key;
-        let mut prev = [0u8; 32];
-        let mut verified = 0u64;
-        let mut expected = 1u64;
-        let bad = |pos: u64, reason: String, verified: u64| ChainReport {
-            verified,
-            head,
-            first_bad: Some(pos),
-            reason: Some(reason),
-        };
-        for item in self.tree()?.range(pos_key(1)..=pos_key(head.max(1))) {
-            let (k, v) = item?;
-            let pos = key_pos(&k).unwrap_or(0);
-            if pos > head {
-                break;
-            }
-            if pos != expected {
-                return Ok(bad(expected, "record missing".into(), verified));
-            }
-            let env = match codec::decode_record(pos, &v) {
-                Ok(env) => env,
-                Err(e) => return Ok(bad(pos, e.to_string(), verified)),
-            };
-            let body = codec::mac_body(&v).unwrap_or_default();
-            if env.position != pos || key.link(&prev, body) != env.mac {
-                return Ok(bad(pos, "MAC does not verify".into(), verified));
-            }
-            prev = env.mac;
-            verified += 1;
-            expected += 1;
-        }
-        if verified != head {
-            return Ok(bad(expected, "record missing".into(), verified));
-        }
-        Ok(ChainReport {
-            verified,
-            head,
-            first_bad: None,
-            reason: None,
-        })
-    }
+        })?)
 }
 
-/// The writer thread's state: the heads and the chain tip live only here.
-struct Writer {
-    shared: Arc<Shared>,
-    /// Where committed events are broadcast to live subscribers.
-    live: broadcast::Sender<Arc<Recorded>>,
-    db: sled::Db,
-    tree: sled::Tree,
-    rx: Receiver<Job>,
-    data_file: File,
-    /// Last revision per stream, cached from `H` rows.
-    heads: HashMap<String, u64>,
+/// The chain key: created only for an empty log; for any other, it must reproduce the MAC of
+/// the head record, or the log refuses to open — chaining new events under a different key
+/// would make all of history "fail" verification.
+fn resolve_chain_key(
+    dir: &Path,
+    options: &LogOptions,
+    store: &dyn LogStore,
     head: u64,
-    tip_mac: [u8; 32],
-    last_time: i64,
-    key: ChainKey,
-    ulids: ulid::Generator,
-    max_group: usize,
-}
-
-/// What one group has staged but not yet committed.
-#[derive(Default)]
-struct Staged {
-    heads: HashMap<String, u64>,
-    idempotency: HashMap<Vec<u8>, ([u8; 32], u64, u64)>,
-    event_ids: HashSet<[u8; 16]>,
-    recorded: Vec<Arc<Recorded>>,
-}
-
-impl Writer {
-    fn run(mut self) {
-        let mut jobs = Vec::with_capacity(self.max_group);
-        while let Ok(first) = self.rx.recv() {
-            jobs.push(first);
-            while jobs.len() < self.max_group {
-                match self.rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.commit_group(&mut jobs);
-        }
+) -> Result<ChainKey, Error> {
+    let path = options
+        .chain_key_file
+        .clone()
+        .unwrap_or_else(|| dir.join("chain.key"));
+    let key = match &options.chain_key {
+        Some(k) => k.clone(),
+        None if head == 0 => ChainKey::load_or_create(&path)?,
+        None => ChainKey::load(&path).map_err(|e| Error::ChainKey {
+            path: path.display().to_string(),
+            reason: format!(
+                "{e}; this log holds {head} events, so a new key would break its chain. \
+                 Restore the key file that was used with this data directory (or pass \
+                 --chain-key-file with its location)"
+            ),
+        })?,
+    };
+    if head == 0 {
+        return Ok(key);
     }
-
-    fn commit_group(&mut self, jobs: &mut Vec<Job>) {
-        if self.shared.failed.load(Ordering::Acquire) {
-            let why = self.shared.failure.lock().ok().and_then(|f| f.clone());
-            for job in jobs.drain(..) {
-                let _ = job
-                    .reply
-                    .send(Err(AppendError::Failed(why.clone().unwrap_or_default())));
-            }
-            return;
-        }
-        let mut batch = sled::Batch::default();
-        let mut staged = Staged::default();
-        let mut pos = self.head;
-        let mut tip = self.tip_mac;
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs.iter() {
-            let outcome = match self.validate(&job.req, &staged) {
-                Ok(Some(replay)) => Ok(replay),
-                Ok(None) => Ok(self.stage(&job.req, &mut batch, &mut staged, &mut pos, &mut tip)),
-                Err(e) => Err(e),
-            };
-            outcomes.push(outcome);
-        }
-
-        if !staged.recorded.is_empty()
-            && let Err(e) = self.write(batch, pos)
-        {
-            let why = format!("commit failed: {e}");
-            tracing::error!(error = %e, "event log write failed; refusing further appends");
-            if let Ok(mut f) = self.shared.failure.lock() {
-                *f = Some(why.clone());
-            }
-            self.shared.failed.store(true, Ordering::Release);
-            for job in jobs.drain(..) {
-                let _ = job.reply.send(Err(AppendError::Failed(why.clone())));
-            }
-            return;
-        }
-
-        if !staged.recorded.is_empty() {
-            self.head = pos;
-            self.tip_mac = tip;
-            self.heads.extend(staged.heads.drain());
-            self.shared
-                .events
-                .fetch_add(staged.recorded.len() as u64, Ordering::Relaxed);
-            self.shared.head.store(pos, Ordering::Release);
-            self.shared.head_tx.send_replace(pos);
-            for r in staged.recorded.drain(..) {
-                // No receivers is fine: nobody is listening live.
-                let _ = self.live.send(r);
-            }
-        }
-        for (job, outcome) in jobs.drain(..).zip(outcomes) {
-            let _ = job.reply.send(outcome);
-        }
+    let links = |pos: u64| -> Result<bool, Error> {
+        let record = store.record(pos)?.ok_or_else(|| Error::Corrupt {
+            position: pos,
+            reason: "record missing".into(),
+        })?;
+        let env = codec::decode_record(pos, &record)?;
+        let prev = match pos {
+            1 => [0u8; 32],
+            p => match store.record(p - 1)? {
+                Some(r) => codec::decode_record(p - 1, &r)?.mac,
+                None => return Ok(false),
+            },
+        };
+        let body = codec::mac_body(&record).unwrap_or_default();
+        Ok(key.link(&prev, body) == env.mac)
+    };
+    if links(head)? {
+        return Ok(key);
     }
-
-    /// Stages flushed to disk: one atomic batch, one `flush()`, one `fdatasync`.
-    fn write(&mut self, mut batch: sled::Batch, head: u64) -> Result<(), Error> {
-        batch.insert(HEAD_KEY, &head.to_be_bytes());
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
-        self.data_file.sync_data()?;
-        self.shared.groups.fetch_add(1, Ordering::Relaxed);
-        self.shared.fdatasyncs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn current_revision(
-        &mut self,
-        staged: &Staged,
-        stream: &str,
-    ) -> Result<Option<u64>, AppendError> {
-        if let Some(r) = staged.heads.get(stream) {
-            return Ok(Some(*r));
-        }
-        if let Some(r) = self.heads.get(stream) {
-            return Ok(Some(*r));
-        }
-        let mut key = Vec::with_capacity(stream.len() + 1);
-        key.push(b'H');
-        key.extend_from_slice(stream.as_bytes());
-        let found = self
-            .tree
-            .get(key)
-            .map_err(|e| AppendError::Failed(e.to_string()))?
-            .and_then(|v| be_u64(&v));
-        if let Some(r) = found {
-            self.heads.insert(stream.to_owned(), r);
-        }
-        Ok(found)
-    }
-
-    /// Checks a request against the log and the group so far. `Ok(Some(_))` is a replay of an
-    /// earlier request; `Ok(None)` means it may be staged.
-    fn validate(
-        &mut self,
-        req: &AppendRequest,
-        staged: &Staged,
-    ) -> Result<Option<Appended>, AppendError> {
-        if req.events.is_empty() {
-            return Err(AppendError::Invalid("no events".into()));
-        }
-        for e in &req.events {
-            if e.stream.is_empty() || e.stream.len() > MAX_STREAM_LEN || e.stream.contains('\0') {
-                return Err(AppendError::Invalid(format!(
-                    "bad stream id {:?}",
-                    e.stream
-                )));
-            }
-        }
-        if let Some(idem) = &req.idempotency {
-            let key = idem_key(&req.org_id, &idem.key);
-            let prior = match staged.idempotency.get(&key) {
-                Some(v) => Some(*v),
-                None => self
-                    .tree
-                    .get(&key)
-                    .map_err(|e| AppendError::Failed(e.to_string()))?
-                    .and_then(|v| decode_idem(&v)),
-            };
-            if let Some((fingerprint, first, last)) = prior {
-                if fingerprint != idem.fingerprint {
-                    return Err(AppendError::IdempotencyMismatch);
-                }
-                return Ok(Some(Appended {
-                    first,
-                    last,
-                    replayed: true,
-                }));
-            }
-        }
-        for (stream, expected) in &req.expectations {
-            let actual = self.current_revision(staged, stream)?;
-            let ok = match expected {
-                Expected::Any => true,
-                Expected::NoStream => actual.is_none(),
-                Expected::Exists => actual.is_some(),
-                Expected::Exact(r) => actual == Some(*r),
-            };
-            if !ok {
-                return Err(AppendError::Conflict {
-                    stream: stream.clone(),
-                    expected: expected.to_string(),
-                    actual,
-                });
-            }
-        }
-        Ok(None)
-    }
-
-    fn stage(
-        &mut self,
-        req: &AppendRequest,
-        batch: &mut sled::Batch,
-        staged: &mut Staged,
-        pos: &mut u64,
-        tip: &mut [u8; 32],
-    ) -> Appended {
-        let first = *pos + 1;
-        let now = crate::now_micros().max(self.last_time);
-        self.last_time = now;
-        for new in &req.events {
-            // Streams were validated in `validate`; revisions follow the group's staged heads.
-            let revision = match staged
-                .heads
-                .get(&new.stream)
-                .or_else(|| self.heads.get(&new.stream))
-            {
-                Some(r) => r + 1,
-                None => match self.current_revision(staged, &new.stream) {
-                    Ok(Some(r)) => r + 1,
-                    _ => 0,
-                },
-            };
-            *pos += 1;
-            let event_id = self.next_event_id(staged);
-            let mut env = Envelope {
-                position: *pos,
-                stream: new.stream.clone(),
-                revision,
-                event_id,
-                event_type: new.event.event_type().to_owned(),
-                schema_version: new.event.schema_version(),
-                recorded_at: now,
-                org_id: req.org_id.clone(),
-                actor: req.actor.clone(),
-                request_id: req.request_id.clone(),
-                payload: new.event.encode_payload(),
-                mac: [0u8; 32],
-            };
-            let mut record = codec::encode_record(&env);
-            let body = codec::mac_body(&record).expect("a record holds a MAC");
-            let mac = self.key.link(tip, body);
-            let n = record.len();
-            record[n - 32..].copy_from_slice(&mac);
-            env.mac = mac;
-            *tip = mac;
-
-            batch.insert(&pos_key(*pos), record);
-            let mut sk = Vec::with_capacity(new.stream.len() + 10);
-            sk.push(b'S');
-            sk.extend_from_slice(new.stream.as_bytes());
-            sk.push(0);
-            sk.extend_from_slice(&revision.to_be_bytes());
-            batch.insert(sk, &pos.to_be_bytes());
-            let mut hk = Vec::with_capacity(new.stream.len() + 1);
-            hk.push(b'H');
-            hk.extend_from_slice(new.stream.as_bytes());
-            batch.insert(hk, &revision.to_be_bytes());
-            let mut ik = Vec::with_capacity(17);
-            ik.push(b'I');
-            ik.extend_from_slice(&event_id);
-            batch.insert(ik, &pos.to_be_bytes());
-
-            staged.heads.insert(new.stream.clone(), revision);
-            staged.event_ids.insert(event_id);
-            staged.recorded.push(Arc::new(Recorded {
-                envelope: env,
-                event: new.event.clone(),
-            }));
-        }
-        let last = *pos;
-        if let Some(idem) = &req.idempotency {
-            let key = idem_key(&req.org_id, &idem.key);
-            let mut v = Vec::with_capacity(48);
-            v.extend_from_slice(&idem.fingerprint);
-            v.extend_from_slice(&first.to_be_bytes());
-            v.extend_from_slice(&last.to_be_bytes());
-            batch.insert(key.clone(), v);
-            staged
-                .idempotency
-                .insert(key, (idem.fingerprint, first, last));
-        }
-        Appended {
-            first,
-            last,
-            replayed: false,
-        }
-    }
-
-    fn next_event_id(&mut self, staged: &Staged) -> [u8; 16] {
-        loop {
-            let id = match self.ulids.generate() {
-                Ok(u) => u.to_bytes(),
-                // The monotonic generator overflows only after 2^80 ids in one millisecond.
-                Err(_) => ulid::Ulid::new().to_bytes(),
-            };
-            if !staged.event_ids.contains(&id) {
-                return id;
-            }
-        }
-    }
-}
-
-fn decode_recorded(position: u64, bytes: &[u8]) -> Result<Recorded, Error> {
-    let envelope = codec::decode_record(position, bytes)?;
-    let event = Event::decode(
-        &envelope.event_type,
-        envelope.schema_version,
-        &envelope.payload,
-    )
-    .map_err(|e| match e {
-        Error::Corrupt { reason, .. } => Error::Corrupt { position, reason },
-        other => other,
-    })?;
-    Ok(Recorded { envelope, event })
+    let reason = if head > 1 && links(head - 1)? {
+        format!(
+            "the key verifies the record at position {} but not the head record at {head}: the \
+             head record was changed behind the log's back; run `quickztna audit-log verify` on \
+             a copy of the data directory",
+            head - 1
+        )
+    } else {
+        format!(
+            "the key does not reproduce the MAC of the head record (position {head}): it is not \
+             the key this log was written with. Restore the original key file (or pass \
+             --chain-key-file with its location); no new key was created"
+        )
+    };
+    Err(Error::ChainKey {
+        path: path.display().to_string(),
+        reason,
+    })
 }
 
 fn lock_dir(dir: &Path) -> Result<File, Error> {
@@ -988,38 +599,16 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
     }
 }
 
-fn pos_key(pos: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = b'L';
-    k[1..].copy_from_slice(&pos.to_be_bytes());
-    k
-}
-
-fn key_pos(key: &[u8]) -> Option<u64> {
-    if key.len() == 9 && key[0] == b'L' {
-        be_u64(&key[1..])
-    } else {
-        None
-    }
-}
-
-fn be_u64(bytes: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
-}
-
-fn idem_key(org: &str, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(org.len() + key.len() + 2);
-    k.push(b'K');
-    k.extend_from_slice(org.as_bytes());
-    k.push(0);
-    k.extend_from_slice(key.as_bytes());
-    k
-}
-
-fn decode_idem(v: &[u8]) -> Option<([u8; 32], u64, u64)> {
-    if v.len() != 48 {
-        return None;
-    }
-    let fp: [u8; 32] = v[..32].try_into().ok()?;
-    Some((fp, be_u64(&v[32..40])?, be_u64(&v[40..48])?))
+pub(crate) fn decode_recorded(position: u64, bytes: &[u8]) -> Result<Recorded, Error> {
+    let envelope = codec::decode_record(position, bytes)?;
+    let event = Event::decode(
+        &envelope.event_type,
+        envelope.schema_version,
+        &envelope.payload,
+    )
+    .map_err(|e| match e {
+        Error::Corrupt { reason, .. } => Error::Corrupt { position, reason },
+        other => other,
+    })?;
+    Ok(Recorded { envelope, event })
 }

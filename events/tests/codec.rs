@@ -5,10 +5,12 @@
 //! A new event type or version needs a sample in [`sample`] and a fixture: run
 //! `QZ_WRITE_FIXTURES=1 cargo test -p quickztna-events --test codec` once and commit the file.
 //! Never regenerate an existing fixture: a fixture that stops decoding is a broken log.
+//! `tests/fixtures` holds records of the current format (2); `tests/fixtures/format1` the first
+//! format's, which must keep decoding (with no org sequence) though no build writes them.
 
 use std::path::{Path, PathBuf};
 
-use events::codec::{self, FORMAT_V1, MAC_LEN};
+use events::codec::{self, FORMAT_V1, FORMAT_V2, MAC_LEN};
 use events::event::{
     DeviceKeyExpired, DeviceOwnerChanged, DeviceRegistered, DeviceRemoved, DeviceTagged,
     DeviceUntagged, DeviceUpdated, KeyCreated, KeyRevoked, KeyUsed, OrgCreated, OrgLimitsSet,
@@ -196,6 +198,7 @@ fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
 fn sample_envelope(event: &Event, actor: ActorKind) -> Envelope {
     let mut env = Envelope {
         position: 4242,
+        org_seq: 99,
         stream: event.subject(),
         revision: 17,
         event_id: *b"\x01\x93\x5e\x6b\x0c\x1dQZTNA-fixt",
@@ -300,9 +303,50 @@ fn every_event_type_and_version_has_a_golden_fixture_that_decodes_to_its_sample(
 }
 
 #[test]
+fn every_format_1_fixture_still_decodes_to_its_sample_without_an_org_sequence() {
+    let dir = fixtures_dir().join("format1");
+    for &(event_type, version) in Event::TYPES {
+        let path = dir.join(format!("{event_type}.v{version}.hex"));
+        if !path.exists() {
+            // Event types added after format 2 have no format-1 record.
+            continue;
+        }
+        let (event, actor) = sample(event_type).expect("a sample");
+        let bytes = read_fixture(&path);
+        assert_eq!(bytes[0], FORMAT_V1, "{}", path.display());
+        let decoded = codec::decode_record(0, &bytes)
+            .unwrap_or_else(|e| panic!("{} no longer decodes: {e}", path.display()));
+        let mut expected = sample_envelope(&event, actor);
+        expected.org_seq = 0;
+        expected.mac = decoded.mac;
+        assert_eq!(
+            decoded,
+            expected,
+            "{} decodes to another envelope",
+            path.display()
+        );
+        let body = codec::mac_body(&bytes).expect("has a body");
+        assert_eq!(
+            fixture_key().link(&[0; 32], body),
+            decoded.mac,
+            "the MAC of {} no longer covers the same bytes",
+            path.display()
+        );
+        assert!(
+            codec::decode_ref(0, &bytes).is_err(),
+            "a borrowed decode of format 1 must refuse, not misread"
+        );
+    }
+}
+
+#[test]
 fn every_fixture_file_decodes_to_the_type_and_version_it_is_named_for() {
     let mut seen = 0;
-    for entry in std::fs::read_dir(fixtures_dir()).expect("the fixtures dir exists") {
+    let dirs = [fixtures_dir(), fixtures_dir().join("format1")];
+    let entries = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).expect("the fixtures dir exists"));
+    for entry in entries {
         let path = entry.expect("lists").path();
         let name = path
             .file_name()
@@ -325,7 +369,7 @@ fn every_fixture_file_decodes_to_the_type_and_version_it_is_named_for() {
             .unwrap_or_else(|e| panic!("the payload of {name} no longer decodes: {e}"));
         seen += 1;
     }
-    assert!(seen >= Event::TYPES.len(), "only {seen} fixtures");
+    assert!(seen >= 2 * Event::TYPES.len(), "only {seen} fixtures");
 }
 
 #[test]
@@ -363,8 +407,8 @@ fn every_truncation_of_a_record_or_payload_is_an_error() {
 fn a_record_of_an_unknown_format_is_refused_as_unknown_format() {
     let (event, actor) = sample("device.tagged").expect("a sample");
     let mut record = codec::encode_record(&sample_envelope(&event, actor));
-    assert_eq!(record[0], FORMAT_V1);
-    for format in [0u8, 2, 0xff] {
+    assert_eq!(record[0], FORMAT_V2);
+    for format in [0u8, 3, 0xff] {
         record[0] = format;
         let got = codec::decode_record(1, &record);
         assert!(
@@ -422,6 +466,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         (
             prop::collection::vec(any::<u8>(), 0..300),
             any::<[u8; 32]>(),
+            any::<u64>(),
         ),
     )
         .prop_map(
@@ -429,9 +474,10 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 (position, stream, revision, event_id),
                 (event_type, schema_version, recorded_at, org_id),
                 (kind, id, description, request_id),
-                (payload, mac),
+                (payload, mac, org_seq),
             )| Envelope {
                 position,
+                org_seq,
                 stream,
                 revision,
                 event_id,
@@ -615,11 +661,34 @@ proptest! {
     #[test]
     fn any_envelope_round_trips_and_ends_with_its_mac(env in envelope()) {
         let record = codec::encode_record(&env);
-        prop_assert_eq!(record[0], FORMAT_V1);
+        prop_assert_eq!(record[0], FORMAT_V2);
         prop_assert_eq!(&record[record.len() - MAC_LEN..], &env.mac[..]);
         let body = codec::mac_body(&record).expect("has a body");
         prop_assert_eq!(body, &record[1..record.len() - MAC_LEN]);
+        let borrowed = codec::decode_ref(env.position, &record).expect("decodes in place");
+        prop_assert_eq!(borrowed.to_owned(), env.clone());
         prop_assert_eq!(codec::decode_record(env.position, &record).expect("decodes"), env);
+    }
+
+    /// The writer assembles records from the caller's pre-encoded tail; the result must be
+    /// the very bytes of encoding the whole envelope, or the chain and every reader break.
+    #[test]
+    fn a_record_assembled_from_a_tail_is_the_encoded_envelope(env in envelope()) {
+        let tail = codec::encode_tail(
+            &env.stream,
+            &env.event_type,
+            env.schema_version,
+            &env.org_id,
+            &env.actor,
+            &env.request_id,
+            &env.payload,
+        );
+        let mut assembled = codec::assemble_record(
+            env.position, env.org_seq, env.revision, env.event_id, env.recorded_at, &tail,
+        );
+        let n = assembled.len();
+        assembled[n - MAC_LEN..].copy_from_slice(&env.mac);
+        prop_assert_eq!(assembled, codec::encode_record(&env));
     }
 
     #[test]
@@ -635,7 +704,7 @@ proptest! {
         format_v1 in any::<bool>(),
     ) {
         if format_v1 && !bytes.is_empty() {
-            bytes[0] = FORMAT_V1;
+            bytes[0] = FORMAT_V2;
         }
         let _ = codec::decode_record(1, &bytes);
         for &(event_type, version) in Event::TYPES {

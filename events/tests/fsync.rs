@@ -20,6 +20,10 @@ const CHILD_DIR: &str = "QZ_FSYNC_CHILD_DIR";
 const CHILD_TEST: &str = "the_fsync_child_appends_one_request_at_a_time";
 /// Sequential appends, so groups, in the child.
 const APPENDS: u64 = 50;
+/// Then this many appends of a 1 MiB record each: sled writes those to blob files of their
+/// own, which it never fsyncs itself.
+const BIG_APPENDS: u64 = 3;
+const BIG: usize = 1024 * 1024;
 
 #[test]
 fn the_fsync_child_appends_one_request_at_a_time() {
@@ -33,6 +37,19 @@ fn the_fsync_child_appends_one_request_at_a_time() {
             .expect("appends");
         assert_eq!(appended.first, n);
         // One write per line, so the trace shows exactly when each acknowledgement left.
+        let mut out = std::io::stdout().lock();
+        out.write_all(format!("ACK {n}\n").as_bytes())
+            .and_then(|()| out.flush())
+            .expect("stdout");
+    }
+    for n in APPENDS + 1..=APPENDS + BIG_APPENDS {
+        let mut req = request("device:big", 1);
+        req.events[0].event = events::Event::DeviceTagged(events::event::DeviceTagged {
+            device_id: "big".into(),
+            tags: vec!["x".repeat(BIG)],
+        });
+        let appended = log.append_blocking(req).expect("appends a 1 MiB record");
+        assert_eq!(appended.first, n);
         let mut out = std::io::stdout().lock();
         out.write_all(format!("ACK {n}\n").as_bytes())
             .and_then(|()| out.flush())
@@ -151,11 +168,8 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
         .split(' ')
         .map(|n| n.parse().expect("a number"))
         .collect();
-    assert_eq!(
-        stats,
-        vec![APPENDS, APPENDS, APPENDS],
-        "groups, fdatasyncs, events"
-    );
+    let all = APPENDS + BIG_APPENDS;
+    assert_eq!(stats, vec![all, all, all], "groups, fdatasyncs, events");
 
     let trace = std::fs::read_to_string(&trace_path).expect("the trace reads");
     let fdatasyncs = trace.lines().filter(|l| l.contains("fdatasync(")).count() as u64;
@@ -167,25 +181,48 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
     // Replay the trace: which descriptors are sled's data file, and how many fdatasyncs of it
     // completed since the last acknowledgement was written. The child appends in sequence, so
     // each group is committed between one acknowledgement and the next.
+    // Blob files: each one created must be fsynced, and the directory after it, before the
+    // next acknowledgement.
     let mut data_fds = HashSet::new();
+    let mut fd_paths: HashMap<i64, String> = HashMap::new();
+    let mut unsynced_blobs: HashSet<String> = HashSet::new();
+    let mut blob_dir_dirty = false;
+    let mut blobs_seen = 0u64;
     let (mut synced, mut acks) = (0u64, 0u64);
     for call in finished_calls(&trace) {
         match call.name.as_str() {
-            "openat" if call.args.contains("/log/db\"") => {
+            "openat" => {
+                let path = call.args.split('"').nth(1).unwrap_or_default().to_owned();
                 if let Some(fd) = first_number(&call.result).filter(|fd| *fd >= 0) {
-                    data_fds.insert(fd);
+                    if path.ends_with("/log/db") {
+                        data_fds.insert(fd);
+                    }
+                    if path.contains("/log/blobs/") && call.args.contains("O_CREAT") {
+                        unsynced_blobs.insert(path.clone());
+                        blob_dir_dirty = true;
+                        blobs_seen += 1;
+                    }
+                    fd_paths.insert(fd, path);
                 }
             }
             "close" => {
                 if let Some(fd) = first_number(&call.args) {
                     data_fds.remove(&fd);
+                    fd_paths.remove(&fd);
                 }
             }
-            "fdatasync"
-                if call.result.starts_with('0')
-                    && first_number(&call.args).is_some_and(|fd| data_fds.contains(&fd)) =>
-            {
-                synced += 1;
+            "fdatasync" | "fsync" if call.result.starts_with('0') => {
+                let fd = first_number(&call.args).unwrap_or(-1);
+                if let Some(path) = fd_paths.get(&fd) {
+                    if unsynced_blobs.remove(path) {
+                        // A blob is synced; its directory entry still needs the dir's fsync.
+                    } else if path.ends_with("/log/blobs") {
+                        blob_dir_dirty = false;
+                    }
+                }
+                if call.name == "fdatasync" && data_fds.contains(&fd) {
+                    synced += 1;
+                }
             }
             "write" if call.args.starts_with("1, \"ACK ") => {
                 acks += 1;
@@ -195,11 +232,25 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
                      file since the previous one"
                 );
                 synced = 0;
+                assert!(
+                    unsynced_blobs.is_empty(),
+                    "acknowledgement {acks} was written before blob files {unsynced_blobs:?} \
+                     were fsynced"
+                );
+                assert!(
+                    !blob_dir_dirty,
+                    "acknowledgement {acks} was written before the blobs directory was fsynced"
+                );
             }
             _ => {}
         }
     }
-    assert_eq!(acks, APPENDS, "the trace shows every acknowledgement");
+    assert_eq!(acks, all, "the trace shows every acknowledgement");
+    assert!(
+        blobs_seen >= BIG_APPENDS,
+        "sled wrote {blobs_seen} blob files for {BIG_APPENDS} records of 1 MiB: the test no \
+         longer exercises blobs"
+    );
 }
 
 #[test]

@@ -49,8 +49,8 @@ pub struct Device {
     pub removed_reason: Option<String>,
     /// Last revision of the device's stream; mutations expect it unchanged.
     pub revision: u64,
-    /// Log position of the last event that changed this device.
-    pub last_position: u64,
+    /// The org sequence number of the last event that changed this device.
+    pub last_seq: u64,
 }
 
 impl Device {
@@ -130,7 +130,7 @@ impl Devices {
         if r.envelope.stream == device_stream(id) {
             d.revision = r.envelope.revision;
         }
-        d.last_position = r.position();
+        d.last_seq = r.org_seq();
     }
 }
 
@@ -177,7 +177,7 @@ impl Projection for Devices {
                         removed_at: None,
                         removed_reason: None,
                         revision: r.envelope.revision,
-                        last_position: r.position(),
+                        last_seq: r.org_seq(),
                     },
                 );
             }
@@ -228,6 +228,7 @@ mod tests {
         Recorded {
             envelope: Envelope {
                 position,
+                org_seq: position,
                 stream: stream.to_owned(),
                 revision,
                 event_id: [position as u8; 16],
@@ -304,7 +305,7 @@ mod tests {
         assert_eq!(d.ipam_revision("org_2"), None);
         let a = d.get("dev_a").unwrap();
         assert_eq!(a.tags, vec!["tag:a", "tag:b", "tag:c"]);
-        assert_eq!((a.revision, a.last_position), (1, 5));
+        assert_eq!((a.revision, a.last_seq), (1, 5));
         let b = d.get("dev_bb").unwrap();
         assert!(b.is_removed());
         assert_eq!(b.removed_reason.as_deref(), Some("api"));

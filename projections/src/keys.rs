@@ -141,6 +141,7 @@ mod tests {
         Recorded {
             envelope: Envelope {
                 position,
+                org_seq: position,
                 stream: stream.to_owned(),
                 revision,
                 event_id: [position as u8; 16],

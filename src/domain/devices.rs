@@ -447,7 +447,7 @@ mod tests {
             removed_at: None,
             removed_reason: None,
             revision: 0,
-            last_position: 1,
+            last_seq: 1,
         }
     }
 

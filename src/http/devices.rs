@@ -121,7 +121,7 @@ pub struct ActorView {
 /// One event of a device's history, as in the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeviceEvent {
-    /// The event's log position.
+    /// The event's id: the organization's own sequence number.
     pub id: u64,
     /// ULID.
     pub event_id: String,
@@ -376,7 +376,7 @@ fn recent_events(state: &AppState, d: &Device) -> Result<Vec<DeviceEvent>, Probl
         .map_err(Problem::internal)?
         .iter()
         .map(|r| DeviceEvent {
-            id: r.position(),
+            id: r.org_seq(),
             event_id: r.envelope.event_id_string(),
             r#type: r.envelope.event_type.clone(),
             time: r.envelope.time_rfc3339(),

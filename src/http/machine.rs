@@ -423,8 +423,8 @@ pub struct HeartbeatRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatResponse {
     pub device_id: String,
-    /// Log position of the last change affecting this device's peers: fetch the netmap again
-    /// when it moves.
+    /// The organization sequence number of the last change affecting this device's peers:
+    /// fetch the netmap again when it moves.
     pub peer_map_version: u64,
     /// When the device must re-authenticate (RFC 3339), `null` if never.
     pub key_expires_at: Option<String>,
@@ -470,7 +470,7 @@ async fn heartbeat(
         .ok_or_else(reauthentication_required)?;
     Ok(Json(HeartbeatResponse {
         device_id: device.id.clone(),
-        peer_map_version: device.last_position,
+        peer_map_version: device.last_seq,
         key_expires_at: device.key_expires_at.map(events::format_time),
         heartbeat_interval_secs: HEARTBEAT_INTERVAL_SECS,
     }))
@@ -508,6 +508,6 @@ async fn netmap(
     Ok(Json(NetMap {
         device: current_view(&state, device),
         peers: Vec::new(),
-        peer_map_version: device.last_position,
+        peer_map_version: device.last_seq,
     }))
 }

@@ -109,3 +109,78 @@ async fn org_settings_limits_and_chain_verification_work_offline() {
     assert_eq!(report["verified"], report["head"]);
     assert!(report["head"].as_u64().unwrap() >= 4);
 }
+
+/// Every file under `dir` with its bytes.
+fn files_of(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn audit_log_verify_checks_a_live_data_dir_and_writes_nothing_into_a_stopped_one() {
+    let mut app = spawn_app().await;
+    let dir = app.data_dir().to_str().unwrap().to_owned();
+    app.create_token(&["read"], "verify me").await;
+
+    // While the server holds the data dir: the check needs no lock.
+    let out = quickztna(&["audit-log", "verify", "--data-dir", &dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Stopped: shutdown publishes a signed checkpoint, and the check leaves every byte as it was.
+    app.stop().await;
+    let before = files_of(app.data_dir());
+    let out = quickztna(&["audit-log", "verify", "--data-dir", &dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["first_bad_position"], Value::Null);
+    assert_eq!(report["checkpoint"]["position"], report["head"], "{report}");
+    assert_eq!(
+        files_of(app.data_dir()),
+        before,
+        "verify wrote into the data dir"
+    );
+
+    // Without the chain key it fails clearly, and creates none.
+    std::fs::remove_file(app.data_dir().join("chain.key")).unwrap();
+    let out = quickztna(&["audit-log", "verify", "--data-dir", &dir]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("chain.key"), "{stderr}");
+    assert!(!app.data_dir().join("chain.key").exists());
+
+    // And the server refuses to start on that data dir rather than start a new chain.
+    let out = Command::new(env!("CARGO_BIN_EXE_quickztna"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir])
+        .output()
+        .expect("runs");
+    assert!(
+        !out.status.success(),
+        "the server must not start without its chain key"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("chain.key") && stderr.contains("Restore"),
+        "{stderr}"
+    );
+    assert!(!app.data_dir().join("chain.key").exists());
+}

@@ -1,0 +1,421 @@
+//! The log on sled 0.34.7: the only file that names sled.
+//!
+//! Two trees. `log` holds what the commit writes — one key per event, the head once per group,
+//! and the idempotency row of a keyed request — so each group is one atomic `apply_batch`:
+//!
+//! | key                      | value                                |
+//! |--------------------------|--------------------------------------|
+//! | `L` pos(u64 BE)          | record (see [`crate::codec`])        |
+//! | `Mhead`                  | last committed position              |
+//! | `K` org `0x00` key       | fingerprint(32) first(u64) last(u64) |
+//!
+//! `index` holds what is derived from the log off the commit path, with its checkpoint in the
+//! same batch, so it is always complete up to its checkpoint:
+//!
+//! | key                           | value              |
+//! |-------------------------------|--------------------|
+//! | `S` stream `0x00` rev(u64 BE) | position           |
+//! | `H` stream                    | last revision      |
+//! | `O` org `0x00` seq(u64 BE)    | position           |
+//! | `Q` org                       | last org sequence  |
+//! | `Ccheckpoint`                 | last indexed position |
+//!
+//! Durability: sled's `flush()` is `sync_file_range` on Linux, which survives a killed process
+//! but not a power loss, so [`LogStore::sync`] follows it with an `fdatasync` of sled's data file
+//! through a second handle. sled writes any message over a quarter segment (a big record, or a
+//! leaf holding many medium ones) to its own file under `blobs/` and never fsyncs it or the
+//! directory; `sync` fsyncs every blob file it has not seen before, and the directory, before the
+//! data file, so a record acknowledged in a blob survives a power loss too.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::Error;
+use crate::store::{Direction, Group, HeadKind, IdempotencyRow, IndexBatch, LogStore, Recovered};
+
+const HEAD_KEY: &[u8] = b"Mhead";
+const CHECKPOINT_KEY: &[u8] = b"Ccheckpoint";
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) => Error::Io(io),
+            other => Error::Storage(other.to_string()),
+        }
+    }
+}
+
+/// A log kept in a sled database at `<dir>`.
+pub struct SledStore {
+    db: sled::Db,
+    log: sled::Tree,
+    index: sled::Tree,
+    /// sled's data file, opened a second time to `fdatasync` it.
+    data_file: File,
+    blobs_dir: PathBuf,
+    /// Blob files already fsynced; a blob file is written once and never changed.
+    synced_blobs: Mutex<HashSet<OsString>>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`; `cache_capacity` is sled's page cache in bytes.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<SledStore, Error> {
+        let existed = dir.join("db").exists();
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_capacity)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let log = db.open_tree("log")?;
+        let index = db.open_tree("index")?;
+        let data_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join("db"))?;
+        let blobs_dir = dir.join("blobs");
+        if !existed {
+            // sled created its files: make their directory entries durable, so the first group
+            // (the owner token of `init`) does not vanish with them on a power loss.
+            db.flush()?;
+            for f in ["conf", "db"] {
+                if let Ok(file) = File::open(dir.join(f)) {
+                    file.sync_all()?;
+                }
+            }
+            sync_dir(&blobs_dir)?;
+            sync_dir(dir)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(SledStore {
+            db,
+            log,
+            index,
+            data_file,
+            blobs_dir,
+            synced_blobs: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// What the head row says, whether or not the records agree (for the offline check).
+    pub fn head_row(&self) -> Result<Option<u64>, Error> {
+        Ok(self.log.get(HEAD_KEY)?.and_then(|v| be_u64(&v)))
+    }
+
+    /// fsyncs blob files sled wrote since the last call, then the directory that names them.
+    fn sync_new_blobs(&self) -> Result<(), Error> {
+        let entries = match std::fs::read_dir(&self.blobs_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut synced = self
+            .synced_blobs
+            .lock()
+            .map_err(|_| Error::Storage("blob set poisoned".into()))?;
+        let mut present = HashSet::with_capacity(synced.len());
+        let mut new = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                match File::open(entry.path()) {
+                    Ok(f) => f.sync_data()?,
+                    // sled garbage-collected it meanwhile: nothing to make durable.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                new = true;
+            }
+            present.insert(name);
+        }
+        if new {
+            sync_dir(&self.blobs_dir)?;
+        }
+        *synced = present;
+        Ok(())
+    }
+}
+
+impl LogStore for SledStore {
+    fn recover(&self) -> Result<Recovered, Error> {
+        let head = match self.log.get(HEAD_KEY)? {
+            Some(v) => be_u64(&v).ok_or_else(|| Error::Storage("bad head record".into()))?,
+            None => 0,
+        };
+        let last = self.log.scan_prefix(b"L").next_back().transpose()?;
+        match (head, last) {
+            (0, None) => Ok(Recovered::default()),
+            (0, Some((k, _))) => Err(Error::Storage(format!(
+                "log holds records (up to {:?}) but no head",
+                key_pos(&k)
+            ))),
+            (head, None) => Err(Error::Storage(format!(
+                "head is {head} but the log is empty"
+            ))),
+            (head, Some((k, v))) => {
+                let last = key_pos(&k).unwrap_or(0);
+                if last != head {
+                    return Err(Error::Corrupt {
+                        position: last,
+                        reason: format!("last record is {last} but the head says {head}"),
+                    });
+                }
+                Ok(Recovered {
+                    head,
+                    head_record: Some(v.to_vec()),
+                })
+            }
+        }
+    }
+
+    fn write(&self, group: &Group) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        for (pos, record) in &group.records {
+            batch.insert(&pos_key(*pos), record.as_slice());
+        }
+        for (org, key, row) in &group.idempotency {
+            let mut v = Vec::with_capacity(48);
+            v.extend_from_slice(&row.fingerprint);
+            v.extend_from_slice(&row.first.to_be_bytes());
+            v.extend_from_slice(&row.last.to_be_bytes());
+            batch.insert(idem_key(org, key), v);
+        }
+        batch.insert(HEAD_KEY, &group.head.to_be_bytes());
+        self.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        self.sync_new_blobs()?;
+        self.data_file.sync_data()?;
+        Ok(())
+    }
+
+    fn record(&self, position: u64) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.log.get(pos_key(position))?.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        direction: Direction,
+        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), Error> {
+        if from > to {
+            return Ok(());
+        }
+        let range = self.log.range(pos_key(from)..=pos_key(to));
+        let mut step = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, Error> {
+            let (k, v) = item?;
+            let pos = key_pos(&k).ok_or_else(|| Error::Storage("bad log key".into()))?;
+            Ok(visit(pos, &v))
+        };
+        match direction {
+            Direction::Forward => {
+                for item in range {
+                    if !step(item)? {
+                        break;
+                    }
+                }
+            }
+            Direction::Backward => {
+                for item in range.rev() {
+                    if !step(item)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn idempotency(&self, org: &str, key: &str) -> Result<Option<IdempotencyRow>, Error> {
+        match self.log.get(idem_key(org, key))? {
+            None => Ok(None),
+            Some(v) => decode_idem(&v)
+                .map(Some)
+                .ok_or_else(|| Error::Storage("bad idempotency row".into())),
+        }
+    }
+
+    fn index_checkpoint(&self) -> Result<u64, Error> {
+        Ok(self
+            .index
+            .get(CHECKPOINT_KEY)?
+            .and_then(|v| be_u64(&v))
+            .unwrap_or(0))
+    }
+
+    fn write_index(&self, batch: &IndexBatch) -> Result<(), Error> {
+        let mut b = sled::Batch::default();
+        for (stream, rev, pos) in &batch.streams {
+            b.insert(seq_key(b'S', stream, *rev), &pos.to_be_bytes());
+            b.insert(name_key(b'H', stream), &rev.to_be_bytes());
+        }
+        for (org, seq, pos) in &batch.orgs {
+            b.insert(seq_key(b'O', org, *seq), &pos.to_be_bytes());
+            b.insert(name_key(b'Q', org), &seq.to_be_bytes());
+        }
+        b.insert(CHECKPOINT_KEY, &batch.checkpoint.to_be_bytes());
+        self.index.apply_batch(b)?;
+        Ok(())
+    }
+
+    fn stream_positions(
+        &self,
+        stream: &str,
+        from: u64,
+        to: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, Error> {
+        self.index_range(b'S', stream, from, to, direction, limit)
+    }
+
+    fn org_positions(
+        &self,
+        org: &str,
+        from: u64,
+        to: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, Error> {
+        self.index_range(b'O', org, from, to, direction, limit)
+    }
+
+    fn index_heads(&self, visit: &mut dyn FnMut(HeadKind, &str, u64)) -> Result<(), Error> {
+        for (prefix, kind) in [(b'H', HeadKind::Stream), (b'Q', HeadKind::Org)] {
+            for item in self.index.scan_prefix([prefix]) {
+                let (k, v) = item?;
+                let name = std::str::from_utf8(&k[1..])
+                    .map_err(|_| Error::Storage("bad index head key".into()))?;
+                let n = be_u64(&v).ok_or_else(|| Error::Storage("bad index head".into()))?;
+                visit(kind, name, n);
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+impl SledStore {
+    fn index_range(
+        &self,
+        prefix: u8,
+        name: &str,
+        from: u64,
+        to: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, Error> {
+        let mut out = Vec::new();
+        if from > to || limit == 0 {
+            return Ok(out);
+        }
+        let range = self
+            .index
+            .range(seq_key(prefix, name, from)..=seq_key(prefix, name, to));
+        let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, Error> {
+            let (k, v) = item?;
+            let n = k
+                .len()
+                .checked_sub(8)
+                .and_then(|at| be_u64(&k[at..]))
+                .ok_or_else(|| Error::Storage("bad index key".into()))?;
+            let pos = be_u64(&v).ok_or_else(|| Error::Storage("bad index row".into()))?;
+            out.push((n, pos));
+            Ok(out.len() < limit)
+        };
+        match direction {
+            Direction::Forward => {
+                for item in range {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            }
+            Direction::Backward => {
+                for item in range.rev() {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    match File::open(dir) {
+        Ok(d) => Ok(d.sync_all()?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn pos_key(pos: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'L';
+    k[1..].copy_from_slice(&pos.to_be_bytes());
+    k
+}
+
+fn key_pos(key: &[u8]) -> Option<u64> {
+    if key.len() == 9 && key[0] == b'L' {
+        be_u64(&key[1..])
+    } else {
+        None
+    }
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+fn name_key(prefix: u8, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 1);
+    k.push(prefix);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn seq_key(prefix: u8, name: &str, n: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 10);
+    k.push(prefix);
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn idem_key(org: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(org.len() + key.len() + 2);
+    k.push(b'K');
+    k.extend_from_slice(org.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn decode_idem(v: &[u8]) -> Option<IdempotencyRow> {
+    if v.len() != 48 {
+        return None;
+    }
+    Some(IdempotencyRow {
+        fingerprint: v[..32].try_into().ok()?,
+        first: be_u64(&v[32..40])?,
+        last: be_u64(&v[40..48])?,
+    })
+}

@@ -1,0 +1,126 @@
+//! The storage a log runs on: the seam that lets the log move from sled to PostgreSQL.
+//!
+//! The group committer ([`crate::committer`]) owns everything that makes the log a log —
+//! validation, positions, org sequences, the MAC chain, idempotency, replies, subscriptions —
+//! and asks a [`LogStore`] only to keep bytes: records by position, the head, idempotency
+//! rows, and the derived indexes. sled is the first implementation ([`crate::sled_store`]); a
+//! PostgreSQL one is one transaction per group with `synchronous_commit=on` and an advisory lock
+//! as the single-writer lock.
+
+use crate::error::Error;
+
+/// What a store found when it was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The last committed position; 0 for an empty log.
+    pub head: u64,
+    /// The record at the head, if any (the committer takes its MAC and time from it).
+    pub head_record: Option<Vec<u8>>,
+}
+
+/// An idempotency row: the request's fingerprint and the positions it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyRow {
+    pub fingerprint: [u8; 32],
+    pub first: u64,
+    pub last: u64,
+}
+
+/// One group commit: consecutive records ending at `head`, and the idempotency rows of the
+/// keyed requests in it.
+#[derive(Debug, Default)]
+pub struct Group {
+    /// `(position, record)`, positions consecutive from the previous head + 1.
+    pub records: Vec<(u64, Vec<u8>)>,
+    pub head: u64,
+    /// `(org, key, row)`.
+    pub idempotency: Vec<(String, String, IdempotencyRow)>,
+}
+
+/// Derived index rows for positions up to `checkpoint`; written off the commit path.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IndexBatch {
+    /// `(stream, revision, position)`.
+    pub streams: Vec<(String, u64, u64)>,
+    /// `(org, org sequence, position)`.
+    pub orgs: Vec<(String, u64, u64)>,
+    /// Every position up to and including this one is indexed once the batch is written.
+    pub checkpoint: u64,
+}
+
+/// Which end of an index range to start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// Where the log's bytes live. Implementations are used by one writer (the committer) and
+/// many readers at once.
+pub trait LogStore: Send + Sync + 'static {
+    /// The head and its record, as found on disk.
+    fn recover(&self) -> Result<Recovered, Error>;
+
+    /// Stages a group: atomic (all of it or none of it survives a crash), not yet durable.
+    fn write(&self, group: &Group) -> Result<(), Error>;
+
+    /// Makes everything written so far durable; acknowledgements wait for this.
+    fn sync(&self) -> Result<(), Error>;
+
+    /// The record at `position`, if stored.
+    fn record(&self, position: u64) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Visits records with positions in `from..=to` in order (`Backward`: newest first) until
+    /// `visit` returns false.
+    fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        direction: Direction,
+        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), Error>;
+
+    /// The idempotency row of `key` in `org`, if the key was used.
+    fn idempotency(&self, org: &str, key: &str) -> Result<Option<IdempotencyRow>, Error>;
+
+    /// The position up to which the derived indexes are complete.
+    fn index_checkpoint(&self) -> Result<u64, Error>;
+
+    /// Writes derived index rows and moves the checkpoint, atomically. Need not be durable: a
+    /// lost batch is derived again from the log at the next open.
+    fn write_index(&self, batch: &IndexBatch) -> Result<(), Error>;
+
+    /// Positions of `stream`'s events with revisions in `from..=to`, from the index.
+    fn stream_positions(
+        &self,
+        stream: &str,
+        from: u64,
+        to: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, Error>;
+
+    /// Positions of `org`'s events with sequence numbers in `from..=to`, from the index.
+    fn org_positions(
+        &self,
+        org: &str,
+        from: u64,
+        to: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, Error>;
+
+    /// The last indexed revision of every stream and sequence of every org, for the
+    /// committer's in-memory maps.
+    fn index_heads(&self, visit: &mut dyn FnMut(HeadKind, &str, u64)) -> Result<(), Error>;
+
+    /// Flushes whatever the store buffers, before it is dropped.
+    fn close(&self) -> Result<(), Error>;
+}
+
+/// What an index head names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadKind {
+    Stream,
+    Org,
+}
