@@ -39,7 +39,7 @@ const N: u64 = 1_000_000;
 const REQUEST_EVENTS: u64 = 1_000;
 const PAYLOAD_BYTES: usize = 300;
 /// Bump when the generated log changes, so a stale cache is rebuilt.
-const DATA_VERSION: &str = "replay-1m v2";
+const DATA_VERSION: &str = "replay-1m v3";
 
 fn target_dir() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

@@ -320,7 +320,7 @@ pub(crate) struct Syncer {
     pub shared: Arc<Shared>,
     pub store: Arc<dyn LogStore>,
     pub rx: Receiver<Staged>,
-    pub live: broadcast::Sender<Arc<Recorded>>,
+    pub live: broadcast::Sender<crate::log::Group>,
     /// Tells the indexer how far the log is durable.
     pub to_indexer: std::sync::mpsc::Sender<u64>,
 }
@@ -358,10 +358,8 @@ impl Syncer {
                 self.shared.head.store(staged.head, Ordering::Release);
                 self.shared.head_tx.send_replace(staged.head);
                 let _ = self.to_indexer.send(staged.head);
-                for r in staged.recorded {
-                    // No receivers is fine: nobody is listening live.
-                    let _ = self.live.send(r);
-                }
+                // No receivers is fine: nobody is listening live.
+                let _ = self.live.send(staged.recorded.into());
             }
             for (reply, outcome) in staged.replies {
                 let _ = reply.send(outcome);

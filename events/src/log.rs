@@ -37,7 +37,7 @@ pub struct LogOptions {
     pub queue_capacity: usize,
     /// Most requests committed in one group (one flush + fdatasync).
     pub max_group: usize,
-    /// Events kept for live subscribers; a subscriber further behind reads the log instead.
+    /// Groups kept for live subscribers; a subscriber further behind reads the log instead.
     pub broadcast_capacity: usize,
     /// sled's page cache, in bytes.
     pub cache_capacity: u64,
@@ -56,7 +56,7 @@ impl Default for LogOptions {
         LogOptions {
             queue_capacity: 8192,
             max_group: 1024,
-            broadcast_capacity: 4096,
+            broadcast_capacity: 1024,
             cache_capacity: 512 * 1024 * 1024,
             chain_key: None,
             chain_key_file: None,
@@ -64,6 +64,10 @@ impl Default for LogOptions {
         }
     }
 }
+
+/// The events of one committed group, in position order: one broadcast message and one
+/// allocation per group, however many subscribers.
+pub type Group = Arc<[Arc<Recorded>]>;
 
 /// Counters of the writer, for health, benchmarks and the durability tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,7 +85,7 @@ pub(crate) struct Shared {
     pub head_tx: watch::Sender<u64>,
     /// Hands out live receivers; emptied by `close`, so that once the syncer (which holds the
     /// other sender) has stopped, live receivers see `Closed` and subscriptions end.
-    pub live: Mutex<Option<broadcast::Sender<Arc<Recorded>>>>,
+    pub live: Mutex<Option<broadcast::Sender<Group>>>,
     /// The derived indexes are complete up to here.
     pub indexed: AtomicU64,
     failed: AtomicBool,
@@ -387,8 +391,9 @@ impl Log {
         self.inner.shared.head_tx.subscribe()
     }
 
-    /// Live events as they are committed; a receiver that falls behind gets `Lagged`.
-    pub fn subscribe_live(&self) -> broadcast::Receiver<Arc<Recorded>> {
+    /// Live events as they are committed, one message per group; a receiver that falls behind
+    /// gets `Lagged`.
+    pub fn subscribe_live(&self) -> broadcast::Receiver<Group> {
         let live = self.inner.shared.live.lock().ok();
         match live.as_ref().and_then(|l| l.as_ref()) {
             Some(tx) => tx.subscribe(),

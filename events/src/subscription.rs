@@ -19,6 +19,46 @@ use crate::log::Log;
 /// Events read from the log per page while catching up.
 const PAGE: usize = 512;
 
+/// Pages read ahead of their consumer.
+const READ_AHEAD: usize = 2;
+
+/// Reads positions `from..=to` in pages of `page` events on a thread of its own, at most
+/// [`READ_AHEAD`] pages ahead of the consumer; it stops when the receiver is dropped. Works from
+/// async code (`recv().await`) and from plain threads (`blocking_recv()`).
+pub fn read_ahead(
+    log: Log,
+    from: u64,
+    to: u64,
+    page: usize,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<Arc<Recorded>>, Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let spawned = std::thread::Builder::new()
+        .name("qz-read-ahead".into())
+        .spawn({
+            let tx = tx.clone();
+            move || {
+                let mut next = from;
+                while next <= to {
+                    let want = page.min((to - next + 1) as usize);
+                    let read = log.read_forward(next, want);
+                    let last = match &read {
+                        Ok(p) => p.last().map(|r| r.position()),
+                        Err(_) => None,
+                    };
+                    let stop = last.is_none();
+                    if tx.blocking_send(read).is_err() || stop {
+                        return;
+                    }
+                    next = last.unwrap_or(to) + 1;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        let _ = tx.try_send(Err(Error::Io(e)));
+    }
+    rx
+}
+
 /// Every event with a position greater than `after`, in order, forever (until the log closes).
 pub fn subscribe(log: Log, after: u64) -> impl Stream<Item = Result<Arc<Recorded>, Error>> {
     async_stream::try_stream! {
@@ -30,28 +70,35 @@ pub fn subscribe(log: Log, after: u64) -> impl Stream<Item = Result<Arc<Recorded
                 if last >= head {
                     break;
                 }
-                let reader = log.clone();
-                let from = last + 1;
-                let page = tokio::task::spawn_blocking(move || reader.read_forward(from, PAGE))
-                    .await
-                    .map_err(|e| Error::Storage(format!("reader task: {e}")))??;
-                for r in page {
-                    if r.position() != last + 1 {
-                        Err(Error::Corrupt { position: last + 1, reason: "gap in the log".into() })?;
-                    }
-                    last = r.position();
-                    yield r;
-                }
-            }
-            loop {
-                match live.recv().await {
-                    Ok(r) if r.position() <= last => continue,
-                    Ok(r) if r.position() == last + 1 => {
+                // Pages are read and decoded on another thread while this one's consumer
+                // applies the previous page: catching up uses both cores.
+                let mut pages = read_ahead(log.clone(), last + 1, head, PAGE);
+                while let Some(page) = pages.recv().await {
+                    for r in page? {
+                        if r.position() != last + 1 {
+                            Err(Error::Corrupt { position: last + 1, reason: "gap in the log".into() })?;
+                        }
                         last = r.position();
                         yield r;
                     }
-                    // A skipped position or a lag: what we missed is in the log.
-                    Ok(_) | Err(RecvError::Lagged(_)) => break,
+                }
+            }
+            'live: loop {
+                match live.recv().await {
+                    Ok(group) => {
+                        for r in group.iter() {
+                            if r.position() <= last {
+                                continue;
+                            }
+                            if r.position() != last + 1 {
+                                // A skipped position: what we missed is in the log.
+                                break 'live;
+                            }
+                            last = r.position();
+                            yield r.clone();
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => break,
                     Err(RecvError::Closed) => return,
                 }
             }

@@ -40,14 +40,13 @@ pub trait Projection: Clone + Default + PartialEq + Send + Sync + 'static {
 pub fn replay<P: Projection>(log: &events::Log) -> Result<(P, u64), events::Error> {
     let mut state = P::default();
     let mut position = 0u64;
-    loop {
-        let page = log.read_forward(position + 1, 4096)?;
-        if page.is_empty() {
-            return Ok((state, position));
-        }
-        for r in page {
+    // Read and decode on another thread while this one applies.
+    let mut pages = events::subscription::read_ahead(log.clone(), 1, log.head(), 4096);
+    while let Some(page) = pages.blocking_recv() {
+        for r in page? {
             state.apply(&r);
             position = r.position();
         }
     }
+    Ok((state, position))
 }
