@@ -29,7 +29,8 @@ pub trait Projection: Clone + Default + PartialEq + Send + Sync + 'static {
     /// The snapshot's file name.
     const NAME: &'static str;
     /// Bumped whenever `apply` or the state's layout changes: a snapshot written by another
-    /// version is discarded and the projection rebuilt from the log.
+    /// version is discarded and the projection rebuilt from the log. The golden replays in
+    /// `tests/golden` fail when the folded state changes but this did not.
     const VERSION: u32;
 
     /// Folds one event into the state. Pure: no I/O, no clock, no randomness.
