@@ -4,7 +4,8 @@
 //! - [`Projection`]: the trait every read model implements — a pure, synchronous `apply`.
 //! - [`runner`]: keeps a projection up to date: snapshot + tail at start-up, then the live
 //!   subscription; readers get lock-free snapshots; writers wait for a position.
-//! - [`snapshot`]: the on-disk snapshot format (postcard, versioned, checksummed).
+//! - [`snapshot`]: the on-disk snapshot format (postcard, versioned, checksummed, tied to one
+//!   history by the chain MAC at its position).
 //! - [`models`]: [`Models`], every read model the API serves, folded together.
 //! - [`orgs`], [`tokens`], [`keys`], [`devices`]: the read models themselves.
 //!

@@ -85,38 +85,13 @@ where
     pub async fn start(log: events::Log, options: RunnerOptions) -> Self {
         let dir = options.snapshot_dir.clone();
         let head = log.head();
-        let loaded =
-            tokio::task::spawn_blocking(move || snapshot::read::<P>(&dir, P::NAME, P::VERSION))
-                .await
-                .unwrap_or(Err(snapshot::Unusable::Missing));
-        let initial = match loaded {
-            Ok((position, state)) if position <= head => Applied { position, state },
-            Ok((position, _)) => {
-                tracing::warn!(
-                    projection = P::NAME,
-                    position,
-                    head,
-                    "snapshot is ahead of the log; rebuilding from the start"
-                );
-                Applied {
-                    position: 0,
-                    state: P::default(),
-                }
-            }
-            Err(why) => {
-                if why != snapshot::Unusable::Missing {
-                    tracing::warn!(
-                        projection = P::NAME,
-                        ?why,
-                        "snapshot not usable; rebuilding"
-                    );
-                }
-                Applied {
-                    position: 0,
-                    state: P::default(),
-                }
-            }
-        };
+        let reader = log.clone();
+        let initial = tokio::task::spawn_blocking(move || load_snapshot::<P>(&reader, &dir, head))
+            .await
+            .unwrap_or_else(|_| Applied {
+                position: 0,
+                state: P::default(),
+            });
         let from = initial.position;
         let (applied, _) = watch::channel(from);
         let inner = Arc::new(Inner {
@@ -239,6 +214,73 @@ where
     }
 }
 
+/// The newest usable snapshot, or the empty state at position 0. Blocking: reads the log.
+fn load_snapshot<P>(log: &events::Log, dir: &std::path::Path, head: u64) -> Applied<P>
+where
+    P: Projection + DeserializeOwned,
+{
+    let rebuild = Applied {
+        position: 0,
+        state: P::default(),
+    };
+    let snap = match snapshot::read::<P>(dir, P::NAME, P::VERSION) {
+        Ok(snap) => snap,
+        Err(snapshot::Unusable::Missing) => return rebuild,
+        Err(why) => {
+            tracing::warn!(
+                projection = P::NAME,
+                ?why,
+                "snapshot not usable; rebuilding"
+            );
+            return rebuild;
+        }
+    };
+    if snap.position > head {
+        tracing::warn!(
+            projection = P::NAME,
+            position = snap.position,
+            head,
+            "snapshot is ahead of the log; rebuilding from the start"
+        );
+        return rebuild;
+    }
+    match mac_at(log, snap.position) {
+        Ok(mac) if mac == snap.mac => Applied {
+            position: snap.position,
+            state: snap.state,
+        },
+        Ok(_) => {
+            tracing::warn!(
+                projection = P::NAME,
+                position = snap.position,
+                "snapshot belongs to another history (its chain MAC is not the log's); rebuilding"
+            );
+            rebuild
+        }
+        Err(e) => {
+            tracing::warn!(
+                projection = P::NAME,
+                error = %e,
+                "cannot check the snapshot against the log; rebuilding"
+            );
+            rebuild
+        }
+    }
+}
+
+/// The chain MAC of the log's record at `position`: what a snapshot there must carry.
+fn mac_at(log: &events::Log, position: u64) -> Result<[u8; 32], events::Error> {
+    if position == 0 {
+        return Ok(snapshot::NO_MAC);
+    }
+    match log.get(position)? {
+        Some(r) => Ok(r.envelope.mac),
+        None => Err(events::Error::Storage(format!(
+            "no record at position {position}"
+        ))),
+    }
+}
+
 /// How often a projection working through a backlog publishes its progress.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// A projection at most this many events behind the head is live: it publishes every chunk.
@@ -251,8 +293,17 @@ where
     let _one_at_a_time = inner.snapshot_lock.lock().await;
     let current = inner.current.load_full();
     let dir = inner.options.snapshot_dir.clone();
+    let log = inner.log.clone();
     tokio::task::spawn_blocking(move || {
-        snapshot::write(&dir, P::NAME, P::VERSION, current.position, &current.state)
+        let mac = mac_at(&log, current.position).map_err(std::io::Error::other)?;
+        snapshot::write(
+            &dir,
+            P::NAME,
+            P::VERSION,
+            current.position,
+            &mac,
+            &current.state,
+        )
     })
     .await
     .map_err(std::io::Error::other)?
