@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`Projection`]: the trait every read model implements — a pure, synchronous `apply`.
 //! - [`runner`]: keeps a projection up to date: snapshot + tail at start-up, then the live
-//!   subscription; readers get lock-free snapshots; writers wait for a position.
+//!   subscription; readers get lock-free snapshots; writers wait for a position. A panic in
+//!   `apply` stops it with a reason (fail-stop) rather than skip the event.
 //! - [`snapshot`]: the on-disk snapshot format (postcard, versioned, checksummed, tied to one
 //!   history by the chain MAC at its position).
 //! - [`models`]: [`Models`], every read model the API serves, folded together.
