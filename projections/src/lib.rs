@@ -3,8 +3,10 @@
 //! # Layout
 //! - [`Projection`]: the trait every read model implements — a pure, synchronous `apply`.
 //! - [`runner`]: keeps a projection up to date: snapshot + tail at start-up, then the live
-//!   subscription; readers get lock-free snapshots; writers wait for a position.
-//! - [`snapshot`]: the on-disk snapshot format (postcard, versioned, checksummed).
+//!   subscription; readers get lock-free snapshots; writers wait for a position. A panic in
+//!   `apply` stops it with a reason (fail-stop) rather than skip the event.
+//! - [`snapshot`]: the on-disk snapshot format (postcard, versioned, checksummed, tied to one
+//!   history by the chain MAC at its position).
 //! - [`models`]: [`Models`], every read model the API serves, folded together.
 //! - [`orgs`], [`tokens`], [`keys`], [`devices`]: the read models themselves.
 //!
@@ -29,7 +31,8 @@ pub trait Projection: Clone + Default + PartialEq + Send + Sync + 'static {
     /// The snapshot's file name.
     const NAME: &'static str;
     /// Bumped whenever `apply` or the state's layout changes: a snapshot written by another
-    /// version is discarded and the projection rebuilt from the log.
+    /// version is discarded and the projection rebuilt from the log. The golden replays in
+    /// `tests/golden` fail when the folded state changes but this did not.
     const VERSION: u32;
 
     /// Folds one event into the state. Pure: no I/O, no clock, no randomness.

@@ -6,14 +6,21 @@
 //! then published atomically with its position. Readers load the published `Arc` and never wait
 //! for the writer; writers wait for a position with [`ProjectionHandle::wait_for`] — that is how
 //! the API gives read-your-writes.
+//!
+//! Fail-stop: a panic while applying an event, or an event that cannot be read, stops the
+//! projection with a reason ([`ProjectionHandle::failure`]). Readers keep the last state that
+//! was fully applied; waiters are woken at once and told no, so writes answer 503 instead of
+//! waiting out their timeout; nothing is applied past the failure, so no event is ever skipped.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -48,11 +55,20 @@ impl RunnerOptions {
     }
 }
 
+/// What waiters watch: how far the projection got, and why it stopped if it did. One value, so
+/// a waiter blocked on a position is woken by a failure as well.
+#[derive(Debug, Clone)]
+struct Progress {
+    position: u64,
+    failure: Option<Arc<str>>,
+}
+
 struct Inner<P> {
     current: ArcSwap<Applied<P>>,
-    applied: watch::Sender<u64>,
-    /// Set when an event could not be read: the projection stops rather than skip it.
-    failed: AtomicBool,
+    progress: watch::Sender<Progress>,
+    /// Test hook: the position whose apply panics (0: none). See
+    /// [`ProjectionHandle::inject_panic_at`].
+    panic_at: AtomicU64,
     /// The log head when the runner started; caught up once applied reaches it.
     start_head: u64,
     options: RunnerOptions,
@@ -85,50 +101,43 @@ where
     pub async fn start(log: events::Log, options: RunnerOptions) -> Self {
         let dir = options.snapshot_dir.clone();
         let head = log.head();
-        let loaded =
-            tokio::task::spawn_blocking(move || snapshot::read::<P>(&dir, P::NAME, P::VERSION))
-                .await
-                .unwrap_or(Err(snapshot::Unusable::Missing));
-        let initial = match loaded {
-            Ok((position, state)) if position <= head => Applied { position, state },
-            Ok((position, _)) => {
-                tracing::warn!(
-                    projection = P::NAME,
-                    position,
-                    head,
-                    "snapshot is ahead of the log; rebuilding from the start"
-                );
-                Applied {
-                    position: 0,
-                    state: P::default(),
-                }
-            }
-            Err(why) => {
-                if why != snapshot::Unusable::Missing {
-                    tracing::warn!(
-                        projection = P::NAME,
-                        ?why,
-                        "snapshot not usable; rebuilding"
-                    );
-                }
-                Applied {
-                    position: 0,
-                    state: P::default(),
-                }
-            }
-        };
+        let reader = log.clone();
+        let initial = tokio::task::spawn_blocking(move || load_snapshot::<P>(&reader, &dir, head))
+            .await
+            .unwrap_or_else(|_| Applied {
+                position: 0,
+                state: P::default(),
+            });
         let from = initial.position;
-        let (applied, _) = watch::channel(from);
+        let (progress, _) = watch::channel(Progress {
+            position: from,
+            failure: None,
+        });
         let inner = Arc::new(Inner {
             current: ArcSwap::from_pointee(initial),
-            applied,
-            failed: AtomicBool::new(false),
+            progress,
+            panic_at: AtomicU64::new(0),
             start_head: head,
             options,
             log: log.clone(),
             snapshot_lock: tokio::sync::Mutex::new(()),
         });
-        let task = tokio::spawn(follow(inner.clone(), log, from));
+        // The backstop for a panic outside `apply` (publishing, snapshots): the task must not
+        // die without saying so.
+        let task = tokio::spawn({
+            let inner = inner.clone();
+            async move {
+                let run = AssertUnwindSafe(follow(inner.clone(), log, from));
+                if let Err(panic) = run.catch_unwind().await {
+                    let why = format!(
+                        "projection {} panicked: {}",
+                        P::NAME,
+                        panic_message(&*panic)
+                    );
+                    fail(&inner, why);
+                }
+            }
+        });
         ProjectionHandle {
             inner,
             task: Arc::new(task),
@@ -148,7 +157,7 @@ impl<P: Projection> ProjectionHandle<P> {
     }
 
     pub fn position(&self) -> u64 {
-        *self.inner.applied.borrow()
+        self.inner.progress.borrow().position
     }
 
     /// True once everything in the log at start-up has been applied.
@@ -158,15 +167,35 @@ impl<P: Projection> ProjectionHandle<P> {
 
     /// True if an event could not be read or applied; the projection has stopped.
     pub fn failed(&self) -> bool {
-        self.inner.failed.load(Ordering::Acquire)
+        self.inner.progress.borrow().failure.is_some()
     }
 
-    /// Waits until every event up to `position` has been applied. Returns false if the
-    /// projection has failed or `timeout` passed first.
+    /// Why the projection stopped: its name, the position and the panic or read error.
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .progress
+            .borrow()
+            .failure
+            .as_deref()
+            .map(str::to_owned)
+    }
+
+    /// Waits until every event up to `position` has been applied. Returns false as soon as the
+    /// projection fails short of it, or when `timeout` passes first.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
-        let mut rx = self.inner.applied.subscribe();
-        let wait = rx.wait_for(|p| *p >= position);
-        matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(_)))
+        let mut rx = self.inner.progress.subscribe();
+        let wait = rx.wait_for(|p| p.position >= position || p.failure.is_some());
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(p)) => p.position >= position,
+            _ => false,
+        }
+    }
+
+    /// Test hook, never called in production: makes applying the event at `position` panic,
+    /// so tests can drive a projection failure through the real server.
+    #[doc(hidden)]
+    pub fn inject_panic_at(&self, position: u64) {
+        self.inner.panic_at.store(position, Ordering::Relaxed);
     }
 
     /// The log this projection follows.
@@ -198,33 +227,55 @@ where
     drop(current);
     let mut last_publish = Instant::now();
     while let Some(chunk) = stream.next().await {
-        let mut failed = false;
+        let mut failure = None;
+        // After a panic the working state may be half-changed: it is never published.
+        let mut poisoned = false;
         for item in chunk {
-            match item {
-                Ok(r) => {
-                    working.apply(&r);
-                    position = r.position();
-                    since_snapshot += 1;
-                }
+            let r = match item {
+                Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(projection = P::NAME, error = %e, "cannot read the log; projection stopped");
-                    failed = true;
+                    failure = Some(format!(
+                        "projection {} cannot read the log after position {position}: {e}",
+                        P::NAME
+                    ));
                     break;
                 }
+            };
+            let panic_at = inner.panic_at.load(Ordering::Relaxed);
+            let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                if panic_at == r.position() {
+                    panic!("injected by a test");
+                }
+                working.apply(&r);
+            }));
+            if let Err(panic) = applied {
+                failure = Some(format!(
+                    "projection {} panicked applying position {}: {}",
+                    P::NAME,
+                    r.position(),
+                    panic_message(&*panic)
+                ));
+                poisoned = true;
+                break;
             }
+            position = r.position();
+            since_snapshot += 1;
         }
         let live = position + LIVE_LAG >= log.head();
-        if !(live || failed || last_publish.elapsed() >= PUBLISH_EVERY) {
+        let stopping = failure.is_some();
+        if !(live || stopping || last_publish.elapsed() >= PUBLISH_EVERY) {
             continue;
         }
-        inner.current.store(Arc::new(Applied {
-            position,
-            state: working.clone(),
-        }));
-        inner.applied.send_replace(position);
-        last_publish = Instant::now();
-        if failed {
-            inner.failed.store(true, Ordering::Release);
+        if !poisoned {
+            inner.current.store(Arc::new(Applied {
+                position,
+                state: working.clone(),
+            }));
+            inner.progress.send_modify(|p| p.position = position);
+            last_publish = Instant::now();
+        }
+        if let Some(why) = failure {
+            fail(&inner, why);
             return;
         }
         let due = since_snapshot >= inner.options.snapshot_every_events
@@ -236,6 +287,91 @@ where
                 tracing::warn!(projection = P::NAME, error = %e, "snapshot failed");
             }
         }
+    }
+}
+
+/// Stops the projection for good: waiters are woken and told no, `/health` reports `why`.
+fn fail<P: Projection>(inner: &Inner<P>, why: String) {
+    tracing::error!(projection = P::NAME, reason = %why, "read models stopped (fail-stop)");
+    inner.progress.send_modify(|p| {
+        p.failure.get_or_insert_with(|| why.into());
+    });
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "a panic without a message"
+    }
+}
+
+/// The newest usable snapshot, or the empty state at position 0. Blocking: reads the log.
+fn load_snapshot<P>(log: &events::Log, dir: &std::path::Path, head: u64) -> Applied<P>
+where
+    P: Projection + DeserializeOwned,
+{
+    let rebuild = Applied {
+        position: 0,
+        state: P::default(),
+    };
+    let snap = match snapshot::read::<P>(dir, P::NAME, P::VERSION) {
+        Ok(snap) => snap,
+        Err(snapshot::Unusable::Missing) => return rebuild,
+        Err(why) => {
+            tracing::warn!(
+                projection = P::NAME,
+                ?why,
+                "snapshot not usable; rebuilding"
+            );
+            return rebuild;
+        }
+    };
+    if snap.position > head {
+        tracing::warn!(
+            projection = P::NAME,
+            position = snap.position,
+            head,
+            "snapshot is ahead of the log; rebuilding from the start"
+        );
+        return rebuild;
+    }
+    match mac_at(log, snap.position) {
+        Ok(mac) if mac == snap.mac => Applied {
+            position: snap.position,
+            state: snap.state,
+        },
+        Ok(_) => {
+            tracing::warn!(
+                projection = P::NAME,
+                position = snap.position,
+                "snapshot belongs to another history (its chain MAC is not the log's); rebuilding"
+            );
+            rebuild
+        }
+        Err(e) => {
+            tracing::warn!(
+                projection = P::NAME,
+                error = %e,
+                "cannot check the snapshot against the log; rebuilding"
+            );
+            rebuild
+        }
+    }
+}
+
+/// The chain MAC of the log's record at `position`: what a snapshot there must carry.
+fn mac_at(log: &events::Log, position: u64) -> Result<[u8; 32], events::Error> {
+    if position == 0 {
+        return Ok(snapshot::NO_MAC);
+    }
+    match log.get(position)? {
+        Some(r) => Ok(r.envelope.mac),
+        None => Err(events::Error::Storage(format!(
+            "no record at position {position}"
+        ))),
     }
 }
 
@@ -251,8 +387,17 @@ where
     let _one_at_a_time = inner.snapshot_lock.lock().await;
     let current = inner.current.load_full();
     let dir = inner.options.snapshot_dir.clone();
+    let log = inner.log.clone();
     tokio::task::spawn_blocking(move || {
-        snapshot::write(&dir, P::NAME, P::VERSION, current.position, &current.state)
+        let mac = mac_at(&log, current.position).map_err(std::io::Error::other)?;
+        snapshot::write(
+            &dir,
+            P::NAME,
+            P::VERSION,
+            current.position,
+            &mac,
+            &current.state,
+        )
     })
     .await
     .map_err(std::io::Error::other)?

@@ -140,13 +140,15 @@ fn run(ops: Vec<Op>) {
 
         // Snapshot + replay of the tail equals the live state too.
         let snap_dir = dir.path().join("snapshots");
-        if let Ok((position, state)) = snapshot::read::<Models>(
+        if let Ok(snap) = snapshot::read::<Models>(
             &snap_dir,
             "models",
             <Models as projections::Projection>::VERSION,
         ) {
-            let mut state: Models = state;
-            let tail = log.read_forward(position + 1, usize::MAX).expect("tail");
+            let mut state: Models = snap.state;
+            let tail = log
+                .read_forward(snap.position + 1, usize::MAX)
+                .expect("tail");
             for r in &tail {
                 projections::Projection::apply(&mut state, r);
             }
@@ -198,12 +200,14 @@ fn a_snapshot_from_another_version_is_ignored_and_the_state_rebuilt() {
         }
         assert!(handle.wait_for(log.head(), Duration::from_secs(5)).await);
         let expected = handle.load().state.clone();
+        // The log's own MAC, so only the version tells this snapshot apart.
+        let mac = log.get(2).unwrap().unwrap().envelope.mac;
         handle.stop();
         log.close();
         drop(log);
         // A snapshot claiming the head but written by another code version, holding garbage.
         let snap_dir = dir.path().join("snapshots");
-        snapshot::write(&snap_dir, "models", 0xdead, 2, &Models::default()).unwrap();
+        snapshot::write(&snap_dir, "models", 0xdead, 2, &mac, &Models::default()).unwrap();
         let (log, handle) = start(dir.path()).await;
         assert_eq!(handle.load().state, expected);
         assert_eq!(handle.position(), log.head());

@@ -1,6 +1,10 @@
 //! The write path shared by every mutation: append the decided events, then wait until the
 //! projections have applied them, so the answer and any later GET reflect the write
 //! (read-your-writes).
+//!
+//! Fail-stop: once the log or the read models have failed, nothing is appended (decisions
+//! would be taken on state the server cannot prove) and every write answers 503 at once;
+//! `/health` says why.
 
 use events::{Actor, AppendError, AppendRequest, Appended, Expected, Idempotency, NewEvent};
 use http::HeaderMap;
@@ -97,6 +101,7 @@ pub async fn commit(
     request_id: &RequestId,
     mutation: Mutation,
 ) -> Result<Appended, Problem> {
+    ensure_writable(state)?;
     let appended = state
         .log()
         .append(AppendRequest {
@@ -112,18 +117,47 @@ pub async fn commit(
     Ok(appended)
 }
 
-/// Waits until the read models have applied `position`.
+/// Refuses a write before anything is appended when the log or the read models have failed.
+/// Call it before every append that does not go through [`commit`].
+pub fn ensure_writable(state: &AppState) -> Result<(), Problem> {
+    // Two atomic reads on every write; the reasons are fetched only once something failed.
+    if !state.log().is_failed() && !state.models().failed() {
+        return Ok(());
+    }
+    let why = state.log().failure().or_else(|| state.models().failure());
+    tracing::error!(
+        why = why.as_deref().unwrap_or("unknown"),
+        "write refused: fail-stop"
+    );
+    Err(Problem::unavailable(
+        "the server has stopped accepting writes after an internal failure; \
+         see /api/v1/health",
+        FAILED_RETRY_AFTER,
+    ))
+}
+
+/// Waits until the read models have applied `position`; answers at once if they have failed.
 pub async fn wait_applied(state: &AppState, position: u64) -> Result<(), Problem> {
     let timeout = state.settings().read_your_writes_timeout;
     if state.models().wait_for(position, timeout).await {
-        Ok(())
-    } else {
-        Err(Problem::unavailable(
-            "the write was recorded but the read models have not caught up yet",
-            1,
-        ))
+        return Ok(());
     }
+    if let Some(why) = state.models().failure() {
+        tracing::error!(%why, position, "write recorded, but the read models have failed");
+        return Err(Problem::unavailable(
+            "the write was recorded, but the server has stopped accepting writes after an \
+             internal failure; see /api/v1/health",
+            FAILED_RETRY_AFTER,
+        ));
+    }
+    Err(Problem::unavailable(
+        "the write was recorded but the read models have not caught up yet",
+        1,
+    ))
 }
+
+/// A fail-stop lasts until an operator restarts the server: no point retrying every second.
+const FAILED_RETRY_AFTER: u64 = 30;
 
 impl Principal {
     pub fn actor(&self) -> Actor {

@@ -35,7 +35,8 @@ pub fn openapi_routes(doc: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
 
 static DOCUMENT: OnceLock<axum::body::Bytes> = OnceLock::new();
 
-/// The service's health.
+/// The service's health. It says whether writes are accepted and why not, never where the
+/// log is: the global log position would let one tenant watch another's write volume.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `ok`, or `starting` / `degraded` with a 503.
@@ -46,19 +47,22 @@ pub struct Health {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LogHealth {
-    /// Position of the last durable event.
-    pub head: u64,
-    /// False after an I/O error: the log refuses writes until restarted.
+    /// False after an I/O error or a panic in the writer: the log refuses writes until the
+    /// server is restarted.
     pub writable: bool,
+    /// Why the log stopped accepting writes, if it did.
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectionHealth {
-    /// Position the read models have applied.
-    pub position: u64,
     /// False while replaying the log at start-up.
     pub caught_up: bool,
+    /// True after a panic or a read error while applying an event: the read models have
+    /// stopped, and writes are refused until the server is restarted.
     pub failed: bool,
+    /// Why the read models stopped (the projection, the event's position, the panic), if they did.
+    pub failure: Option<String>,
 }
 
 /// Service health: the event log and the read models. 503 while catching up or degraded.
@@ -66,7 +70,7 @@ pub struct ProjectionHealth {
     get, path = "/health", tag = "meta",
     responses(
         (status = 200, description = "Healthy", body = Health),
-        (status = 503, description = "Starting (read models catching up) or degraded; the problem body also carries `log` and `projections`", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Starting (read models catching up) or degraded (the event log or the read models have failed; writes answer 503 until restart). The problem body also carries `health_status` (`starting` or `degraded`), `reason` (why it is degraded, also in `detail`), and `log` and `projections` as in `Health`", body = super::problem::ProblemBody, content_type = "application/problem+json"),
     )
 )]
 async fn health(
@@ -75,15 +79,16 @@ async fn health(
 ) -> Response {
     let models = state.models();
     let log = LogHealth {
-        head: state.log().head(),
         writable: !state.log().is_failed(),
+        failure: state.log().failure(),
     };
     let projections = ProjectionHealth {
-        position: models.position(),
         caught_up: models.caught_up(),
         failed: models.failed(),
+        failure: models.failure(),
     };
-    if log.writable && projections.caught_up && !projections.failed {
+    let reason = degraded_reason(&log, &projections);
+    if reason.is_none() && projections.caught_up {
         return Json(Health {
             status: "ok".into(),
             log,
@@ -91,22 +96,22 @@ async fn health(
         })
         .into_response();
     }
-    let (status, detail) = if !log.writable || projections.failed {
-        (
-            "degraded",
-            "the event log or the read models have failed; see the server log",
-        )
-    } else {
-        (
+    let (status, detail) = match &reason {
+        Some(why) => ("degraded", why.clone()),
+        None => (
             "starting",
-            "the read models are catching up with the event log",
-        )
+            "the read models are catching up with the event log".to_owned(),
+        ),
     };
-    let problem = Problem::unavailable(detail, 1);
+    let retry_after = if reason.is_some() { 30 } else { 1 };
+    let problem = Problem::unavailable(detail, retry_after);
     let mut body =
         serde_json::to_value(problem.body("/api/v1/health", &request_id.0)).unwrap_or_default();
     if let serde_json::Value::Object(map) = &mut body {
         map.insert("health_status".into(), status.into());
+        if let Some(why) = reason {
+            map.insert("reason".into(), why.into());
+        }
         map.insert("log".into(), serde_json::to_value(&log).unwrap_or_default());
         map.insert(
             "projections".into(),
@@ -117,8 +122,28 @@ async fn health(
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     resp
+}
+
+/// Why the server is degraded, if it is: every failure, the log's first. Operators need the
+/// cause where they look first, and a failure that stops all writes is not a secret.
+fn degraded_reason(log: &LogHealth, projections: &ProjectionHealth) -> Option<String> {
+    let log_reason = match (&log.failure, log.writable) {
+        (Some(why), _) => Some(format!("the event log has failed: {why}")),
+        (None, false) => Some("the event log has failed".to_owned()),
+        (None, true) => None,
+    };
+    let projection_reason = match (&projections.failure, projections.failed) {
+        (Some(why), _) => Some(format!("the read models have failed: {why}")),
+        (None, true) => Some("the read models have failed".to_owned()),
+        (None, false) => None,
+    };
+    let reasons: Vec<String> = [log_reason, projection_reason]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// The service's version.
@@ -155,5 +180,32 @@ async fn openapi_json() -> Response {
             resp
         }
         None => Problem::unavailable("the document is being generated", 1).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_names_every_failure_the_log_first() {
+        let log = |failure: Option<&str>| LogHealth {
+            writable: failure.is_none(),
+            failure: failure.map(str::to_owned),
+        };
+        let models = |failure: Option<&str>| ProjectionHealth {
+            caught_up: true,
+            failed: failure.is_some(),
+            failure: failure.map(str::to_owned),
+        };
+        assert_eq!(degraded_reason(&log(None), &models(None)), None);
+        assert_eq!(
+            degraded_reason(&log(Some("commit failed: EIO")), &models(None)).as_deref(),
+            Some("the event log has failed: commit failed: EIO")
+        );
+        assert_eq!(
+            degraded_reason(&log(Some("EIO")), &models(Some("panic"))).as_deref(),
+            Some("the event log has failed: EIO; the read models have failed: panic")
+        );
     }
 }

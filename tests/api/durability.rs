@@ -49,9 +49,7 @@ async fn every_answer_is_the_same_after_a_restart() {
             assert_eq!(resp.status(), 200);
             out.push(json(resp).await);
         }
-        let health = json(app.get("/api/v1/health").await).await;
-        out.push(health["log"].clone());
-        out.push(health["projections"]["position"].clone());
+        out.push(json(app.get("/api/v1/health").await).await);
         out
     }
 

@@ -6,6 +6,7 @@ mod cli;
 mod devices;
 mod durability;
 mod errors;
+mod failstop;
 mod helpers;
 mod keys;
 mod machine;
