@@ -1,5 +1,6 @@
 //! The HTTP load scenario of issue 4: register 10,000 devices through `POST /machine/register`,
-//! then page through `GET /devices?limit=200` — with our own client for registration and with
+//! then page through `GET /devices?limit=200`, then create pre-auth keys (`POST /keys`, one
+//! durable event per request) with `wrk -t2 -c64` — with our own client for registration and with
 //! `wrk -t2 -c64 -d10s` for the pages, beside nginx serving the same bytes from a file with the
 //! same wrk settings in the same run.
 //!
@@ -83,9 +84,9 @@ fn main() {
         "--org",
         "load",
         "--read-per-min",
-        "1000000",
+        "100000000",
         "--write-per-min",
-        "1000000",
+        "100000000",
         "--data-dir",
         data_s,
     ]);
@@ -242,6 +243,22 @@ fn main() {
             &wrk_duration,
         );
         report += &nginx_same_bytes(dir.path(), &first_page, &wrk_duration);
+        // Mutations: every request creates a pre-auth key, one durable event each (DESIGN §4
+        // compares this with PostgreSQL's 16-client append rate from the same window).
+        let post = dir.path().join("post.lua");
+        std::fs::write(
+            &post,
+            format!(
+                "wrk.method = \"POST\"\nwrk.body = '{{\"expires_in\":\"1d\",\"description\":\"bench\"}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+            ),
+        )
+        .expect("write wrk script");
+        report += &wrk(
+            "quickztna POST /keys (one durable event per request)",
+            &format!("{base}/api/v1/keys"),
+            Some(&post),
+            &wrk_duration,
+        );
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     report += &format!("load average at the end: {load}");

@@ -10,6 +10,11 @@
 //! The log lives in a fresh directory under `target/tmp` (same disk as `/work`), one per
 //! concurrency level. Run: `cargo bench --bench log_append`.
 
+/// Chosen by measurement: see BENCHMARKS.md ("Allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -25,6 +25,11 @@
 //! is timed once and written with the build figures to `target/bench-results/replay_build.json`.
 //! Run: `cargo bench --bench replay`.
 
+/// Chosen by measurement: see BENCHMARKS.md ("Allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

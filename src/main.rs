@@ -1,5 +1,10 @@
 //! The `quickztna` binary: parse the command line, set up logging, dispatch.
 
+/// Chosen by measurement: see BENCHMARKS.md ("Allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

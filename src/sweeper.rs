@@ -26,6 +26,12 @@ const MICROS_PER_SEC: i64 = 1_000_000;
 /// Removes every device due for removal at `now_micros`; returns the ids removed. A device
 /// changed concurrently (a conflict) is left for the next sweep.
 pub async fn sweep_once(state: &AppState, now_micros: i64) -> Result<Vec<String>, AppendError> {
+    // Frozen read models after a fail-stop must not drive removals.
+    if state.models().failed() {
+        return Err(AppendError::Failed(
+            state.models().failure().unwrap_or_default(),
+        ));
+    }
     let models = state.models().load();
     let mut due: Vec<(String, String, u64, &'static str)> = Vec::new();
     for org in models.state.orgs.by_id.values() {

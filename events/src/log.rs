@@ -433,14 +433,29 @@ impl Log {
         &self.inner.chain_key
     }
 
-    /// The store, or `Closed` after [`Log::close`].
-    pub(crate) fn store(&self) -> Result<Arc<dyn LogStore>, Error> {
-        self.inner
-            .store
-            .read()
-            .ok()
-            .and_then(|s| s.as_ref().map(|o| o.store.clone()))
-            .ok_or(Error::Closed)
+    /// The store, or `Closed` after [`Log::close`]. The guard keeps `close` waiting until the
+    /// read is over, so a closed log has really let go of its files (a reopen may follow).
+    pub(crate) fn store(&self) -> Result<StoreGuard<'_>, Error> {
+        let guard = self.inner.store.read().map_err(|_| Error::Closed)?;
+        if guard.is_none() {
+            return Err(Error::Closed);
+        }
+        Ok(StoreGuard(guard))
+    }
+}
+
+/// A read's hold on the open store.
+pub(crate) struct StoreGuard<'a>(std::sync::RwLockReadGuard<'a, Option<Opened>>);
+
+impl std::ops::Deref for StoreGuard<'_> {
+    type Target = dyn LogStore;
+
+    fn deref(&self) -> &Self::Target {
+        // `Log::store` hands out a guard only while the store is open.
+        self.0
+            .as_ref()
+            .map(|o| o.store.as_ref())
+            .expect("an open store")
     }
 }
 

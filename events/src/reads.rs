@@ -208,7 +208,7 @@ impl Log {
         match direction {
             Direction::Forward => {
                 positions.extend(
-                    fetch(store.as_ref(), limit)?
+                    fetch(&*store, limit)?
                         .into_iter()
                         .map(|(_, p)| p)
                         .filter(|p| *p <= indexed),
@@ -221,7 +221,7 @@ impl Log {
                     // Rows past the checkpoint come back too; ask for enough to fill the page.
                     let extra = (head - indexed) as usize;
                     positions.extend(
-                        fetch(store.as_ref(), limit - positions.len() + extra)?
+                        fetch(&*store, limit - positions.len() + extra)?
                             .into_iter()
                             .map(|(_, p)| p)
                             .filter(|p| *p <= indexed),

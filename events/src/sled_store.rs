@@ -64,11 +64,26 @@ impl SledStore {
     /// Opens (or creates) the database in `dir`; `cache_capacity` is sled's page cache in bytes.
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<SledStore, Error> {
         let existed = dir.join("db").exists();
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+            .mode(sled::Mode::HighThroughput);
+        // The data dir's own lock (taken before this) keeps other processes out, so sled's file
+        // lock can only be held by this process: by sled's detached I/O threads of a store
+        // closed a moment ago, which let go of it on their own within milliseconds.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if attempts < 300 && e.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let log = db.open_tree("log")?;
         let index = db.open_tree("index")?;
         let data_file = std::fs::OpenOptions::new()
@@ -192,8 +207,13 @@ impl LogStore for SledStore {
 
     fn sync(&self) -> Result<(), Error> {
         self.db.flush()?;
+        // Blobs the flushed bytes point at, before the bytes themselves are made durable.
         self.sync_new_blobs()?;
         self.data_file.sync_data()?;
+        // sled's other threads (and this log's indexer) may have written blobs meanwhile — a
+        // page relocated by sled may hold acknowledged records — so nothing is acknowledged
+        // while any blob file sled has created is not yet durable.
+        self.sync_new_blobs()?;
         Ok(())
     }
 

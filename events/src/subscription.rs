@@ -23,8 +23,8 @@ const PAGE: usize = 512;
 const READ_AHEAD: usize = 2;
 
 /// Reads positions `from..=to` in pages of `page` events on a thread of its own, at most
-/// [`READ_AHEAD`] pages ahead of the consumer; it stops when the receiver is dropped. Works from
-/// async code (`recv().await`) and from plain threads (`blocking_recv()`).
+/// [`READ_AHEAD`] pages ahead of the consumer; it stops when the receiver is dropped. For async
+/// consumers; [`read_ahead_blocking`] is the same for plain threads.
 pub fn read_ahead(
     log: Log,
     from: u64,
@@ -32,10 +32,37 @@ pub fn read_ahead(
     page: usize,
 ) -> tokio::sync::mpsc::Receiver<Result<Vec<Arc<Recorded>>, Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    spawn_reader(log, from, to, page, move |p| tx.blocking_send(p).is_ok());
+    rx
+}
+
+/// [`read_ahead`] for a consumer that may block (it must not be a runtime's thread).
+pub fn read_ahead_blocking(
+    log: Log,
+    from: u64,
+    to: u64,
+    page: usize,
+) -> std::sync::mpsc::Receiver<Result<Vec<Arc<Recorded>>, Error>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+    spawn_reader(log, from, to, page, move |p| tx.send(p).is_ok());
+    rx
+}
+
+type Page = Result<Vec<Arc<Recorded>>, Error>;
+
+/// The reader thread; `send` answers false once the consumer is gone.
+fn spawn_reader(
+    log: Log,
+    from: u64,
+    to: u64,
+    page: usize,
+    send: impl Fn(Page) -> bool + Send + Sync + 'static,
+) {
+    let send = Arc::new(send);
     let spawned = std::thread::Builder::new()
         .name("qz-read-ahead".into())
         .spawn({
-            let tx = tx.clone();
+            let send = send.clone();
             move || {
                 let mut next = from;
                 while next <= to {
@@ -45,18 +72,19 @@ pub fn read_ahead(
                         Ok(p) => p.last().map(|r| r.position()),
                         Err(_) => None,
                     };
-                    let stop = last.is_none();
-                    if tx.blocking_send(read).is_err() || stop {
+                    if !send(read) {
                         return;
                     }
-                    next = last.unwrap_or(to) + 1;
+                    match last {
+                        Some(l) => next = l + 1,
+                        None => return,
+                    }
                 }
             }
         });
     if let Err(e) = spawned {
-        let _ = tx.try_send(Err(Error::Io(e)));
+        send(Err(Error::Io(e)));
     }
-    rx
 }
 
 /// Every event with a position greater than `after`, in order, forever (until the log closes).

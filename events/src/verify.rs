@@ -84,7 +84,7 @@ fn walk(
 impl Log {
     /// Walks the chain from the first event to the head and reports the first bad position.
     pub fn verify_chain(&self) -> Result<ChainReport, Error> {
-        Ok(walk(self.store()?.as_ref(), self.chain_key(), self.head(), None)?.0)
+        Ok(walk(&*self.store()?, self.chain_key(), self.head(), None)?.0)
     }
 
     /// Checks the derived indexes against the log, 1:1, up to their checkpoint; returns what

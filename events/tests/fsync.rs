@@ -181,12 +181,16 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
     // Replay the trace: which descriptors are sled's data file, and how many fdatasyncs of it
     // completed since the last acknowledgement was written. The child appends in sequence, so
     // each group is committed between one acknowledgement and the next.
-    // Blob files: each one created must be fsynced, and the directory after it, before the
-    // next acknowledgement.
+    // Blob files: sled writes big records (and big pages) to files of their own. Every blob file
+    // created before the data file's fdatasync completed may be referenced by the bytes that
+    // fdatasync made durable, so it — and the directory naming it — must be fsynced before the
+    // next acknowledgement. (Blobs created after it belong to later, unacknowledged writes.)
     let mut data_fds = HashSet::new();
     let mut fd_paths: HashMap<i64, String> = HashMap::new();
-    let mut unsynced_blobs: HashSet<String> = HashSet::new();
-    let mut blob_dir_dirty = false;
+    // Created and not yet fsynced, and whether a data fdatasync has completed since.
+    let mut unsynced_blobs: HashMap<String, bool> = HashMap::new();
+    // Created since the blobs directory was last fsynced, and whether covered by a data sync.
+    let mut unsynced_entries: HashMap<String, bool> = HashMap::new();
     let mut blobs_seen = 0u64;
     let (mut synced, mut acks) = (0u64, 0u64);
     for call in finished_calls(&trace) {
@@ -198,8 +202,8 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
                         data_fds.insert(fd);
                     }
                     if path.contains("/log/blobs/") && call.args.contains("O_CREAT") {
-                        unsynced_blobs.insert(path.clone());
-                        blob_dir_dirty = true;
+                        unsynced_blobs.insert(path.clone(), false);
+                        unsynced_entries.insert(path.clone(), false);
                         blobs_seen += 1;
                     }
                     fd_paths.insert(fd, path);
@@ -214,14 +218,19 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
             "fdatasync" | "fsync" if call.result.starts_with('0') => {
                 let fd = first_number(&call.args).unwrap_or(-1);
                 if let Some(path) = fd_paths.get(&fd) {
-                    if unsynced_blobs.remove(path) {
-                        // A blob is synced; its directory entry still needs the dir's fsync.
-                    } else if path.ends_with("/log/blobs") {
-                        blob_dir_dirty = false;
+                    unsynced_blobs.remove(path);
+                    if path.ends_with("/log/blobs") {
+                        unsynced_entries.clear();
                     }
                 }
                 if call.name == "fdatasync" && data_fds.contains(&fd) {
                     synced += 1;
+                    unsynced_blobs
+                        .values_mut()
+                        .for_each(|covered| *covered = true);
+                    unsynced_entries
+                        .values_mut()
+                        .for_each(|covered| *covered = true);
                 }
             }
             "write" if call.args.starts_with("1, \"ACK ") => {
@@ -232,14 +241,16 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
                      file since the previous one"
                 );
                 synced = 0;
+                let late: Vec<_> = unsynced_blobs.iter().filter(|(_, c)| **c).collect();
                 assert!(
-                    unsynced_blobs.is_empty(),
-                    "acknowledgement {acks} was written before blob files {unsynced_blobs:?} \
-                     were fsynced"
+                    late.is_empty(),
+                    "acknowledgement {acks} was written before blob files {late:?} were fsynced"
                 );
+                let late: Vec<_> = unsynced_entries.iter().filter(|(_, c)| **c).collect();
                 assert!(
-                    !blob_dir_dirty,
-                    "acknowledgement {acks} was written before the blobs directory was fsynced"
+                    late.is_empty(),
+                    "acknowledgement {acks} was written before the blobs directory was fsynced \
+                     after creating {late:?}"
                 );
             }
             _ => {}

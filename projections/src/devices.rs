@@ -136,7 +136,7 @@ impl Devices {
 
 impl Projection for Devices {
     const NAME: &'static str = "devices";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, r: &Recorded) {
         if let Some(org) = r.envelope.stream.strip_prefix("ipam:") {

@@ -44,8 +44,8 @@ pub fn replay<P: Projection>(log: &events::Log) -> Result<(P, u64), events::Erro
     let mut state = P::default();
     let mut position = 0u64;
     // Read and decode on another thread while this one applies.
-    let mut pages = events::subscription::read_ahead(log.clone(), 1, log.head(), 4096);
-    while let Some(page) = pages.blocking_recv() {
+    let pages = events::subscription::read_ahead_blocking(log.clone(), 1, log.head(), 4096);
+    while let Ok(page) = pages.recv() {
         for r in page? {
             state.apply(&r);
             position = r.position();

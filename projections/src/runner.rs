@@ -170,7 +170,7 @@ impl<P: Projection> ProjectionHandle<P> {
         self.inner.progress.borrow().failure.is_some()
     }
 
-    /// Why the projection stopped: its name, the position and the panic or read error.
+    /// Why the projection stopped: its name, the event type and the panic or read error.
     pub fn failure(&self) -> Option<String> {
         self.inner
             .progress
@@ -234,10 +234,8 @@ where
             let r = match item {
                 Ok(r) => r,
                 Err(e) => {
-                    failure = Some(format!(
-                        "projection {} cannot read the log after position {position}: {e}",
-                        P::NAME
-                    ));
+                    tracing::error!(projection = P::NAME, position, error = %e, "a projection cannot read the log");
+                    failure = Some(format!("projection {} cannot read the log: {e}", P::NAME));
                     break;
                 }
             };
@@ -249,10 +247,19 @@ where
                 working.apply(&r);
             }));
             if let Err(panic) = applied {
+                // The reason reaches the unauthenticated /health: it names the event's type,
+                // never a global position or another tenant's ids; the server log has both.
+                tracing::error!(
+                    projection = P::NAME,
+                    position = r.position(),
+                    org_id = %r.envelope.org_id,
+                    event_type = %r.envelope.event_type,
+                    "a projection panicked applying an event"
+                );
                 failure = Some(format!(
-                    "projection {} panicked applying position {}: {}",
+                    "projection {} panicked applying an event of type {}: {}",
                     P::NAME,
-                    r.position(),
+                    r.envelope.event_type,
                     panic_message(&*panic)
                 ));
                 poisoned = true;
@@ -283,9 +290,14 @@ where
         if due {
             since_snapshot = 0;
             last_snapshot = Instant::now();
-            if let Err(e) = write_snapshot(&inner).await {
-                tracing::warn!(projection = P::NAME, error = %e, "snapshot failed");
-            }
+            // Off this loop: a write waiting for read-your-writes must not wait for a snapshot
+            // to be encoded and fsynced. One at a time (the lock); a slow one delays the next.
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                if let Err(e) = write_snapshot(&inner).await {
+                    tracing::warn!(projection = P::NAME, error = %e, "snapshot failed");
+                }
+            });
         }
     }
 }
@@ -397,7 +409,10 @@ where
             current.position,
             &mac,
             &current.state,
-        )
+        )?;
+        // Every snapshot also publishes a signed checkpoint of the log (see events::checkpoint).
+        log.publish_checkpoint().map_err(std::io::Error::other)?;
+        Ok(())
     })
     .await
     .map_err(std::io::Error::other)?

@@ -245,6 +245,7 @@ async fn register(
         credential_hash: credential.hash,
     };
 
+    super::commit::ensure_writable(&state)?;
     let lock = state.registration_lock(&org_id);
     let _one_at_a_time = lock.lock().await;
     let mut attempt = 0;

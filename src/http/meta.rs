@@ -61,7 +61,7 @@ pub struct ProjectionHealth {
     /// True after a panic or a read error while applying an event: the read models have
     /// stopped, and writes are refused until the server is restarted.
     pub failed: bool,
-    /// Why the read models stopped (the projection, the event's position, the panic), if they did.
+    /// Why the read models stopped (the projection, the event's type, the panic), if they did.
     pub failure: Option<String>,
 }
 

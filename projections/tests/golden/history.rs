@@ -183,8 +183,16 @@ impl History {
         let event = event.into();
         let position = self.events.len() as u64 + 1;
         let revision = self.revisions.entry(stream.to_owned()).or_default();
+        // Each org's own gap-free sequence, as the log assigns it.
+        let org_seq = self
+            .events
+            .iter()
+            .filter(|r| r.envelope.org_id == org)
+            .count() as u64
+            + 1;
         let envelope = Envelope {
             position,
+            org_seq,
             stream: stream.to_owned(),
             revision: *revision,
             event_id: [position as u8; 16],
