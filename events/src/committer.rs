@@ -24,6 +24,7 @@ use crate::codec;
 use crate::envelope::{Envelope, Recorded};
 use crate::error::AppendError;
 use crate::event::Event;
+use crate::index::Index;
 use crate::log::Shared;
 use crate::request::{Appended, Expected, Idempotency};
 use crate::store::{Group, IdempotencyRow, LogStore};
@@ -70,17 +71,13 @@ struct Decided {
     outcomes: Vec<Result<Appended, AppendError>>,
 }
 
-/// The committer thread's state: the only copy of the stream revisions, org sequences and the
-/// chain tip that matters, because only this thread appends.
+/// The committer thread's state. Stream revisions and org sequences come from the in-memory
+/// index ([`crate::index`]), of which this thread is the only writer.
 pub(crate) struct Committer {
     pub shared: Arc<Shared>,
     pub store: Arc<dyn LogStore>,
     pub rx: Receiver<Job>,
     pub to_syncer: SyncSender<Staged>,
-    /// Last revision of every stream (complete: rebuilt at open from the index and the tail).
-    pub streams: HashMap<String, u64>,
-    /// Last sequence number of every organization.
-    pub orgs: HashMap<String, u64>,
     pub head: u64,
     pub tip_mac: [u8; 32],
     pub last_time: i64,
@@ -150,6 +147,11 @@ impl Committer {
     /// Stages one group and writes it to the store (not yet durable). An error is a reason to
     /// fail the log.
     fn commit_group(&mut self, reqs: Vec<Prepared>) -> Result<Decided, String> {
+        let shared = self.shared.clone();
+        let index = shared
+            .index
+            .read()
+            .map_err(|_| "the index lock is poisoned")?;
         let mut overlay = Overlay::default();
         let mut group = Group {
             head: self.head,
@@ -159,9 +161,16 @@ impl Committer {
         let mut outcomes = Vec::with_capacity(reqs.len());
         let mut tip = self.tip_mac;
         for req in reqs {
-            let outcome = match self.validate(&req, &overlay) {
+            let outcome = match self.validate(&index, &req, &overlay) {
                 Ok(Some(replay)) => Ok(replay),
-                Ok(None) => Ok(self.stage(req, &mut overlay, &mut group, &mut recorded, &mut tip)),
+                Ok(None) => Ok(self.stage(
+                    &index,
+                    req,
+                    &mut overlay,
+                    &mut group,
+                    &mut recorded,
+                    &mut tip,
+                )),
                 Err(Validation::Refused(e)) => Err(e),
                 Err(Validation::Storage(why)) => {
                     return Err(format!("reading the log failed while committing: {why}"));
@@ -169,6 +178,7 @@ impl Committer {
             };
             outcomes.push(outcome);
         }
+        drop(index);
         let wrote = !group.records.is_empty();
         if wrote {
             self.store
@@ -176,8 +186,14 @@ impl Committer {
                 .map_err(|e| format!("writing the log failed: {e}"))?;
             self.head = group.head;
             self.tip_mac = tip;
-            self.streams.extend(overlay.streams);
-            self.orgs.extend(overlay.orgs);
+            // Readers see these positions only once the head passes them (after the sync).
+            let mut index = shared
+                .index
+                .write()
+                .map_err(|_| "the index lock is poisoned")?;
+            for r in &recorded {
+                index.push(&r.envelope.stream, &r.envelope.org_id, r.envelope.position);
+            }
         }
         Ok(Decided {
             wrote,
@@ -187,16 +203,21 @@ impl Committer {
         })
     }
 
-    fn revision(&self, overlay: &Overlay, stream: &str) -> Option<u64> {
+    fn revision(&self, index: &Index, overlay: &Overlay, stream: &str) -> Option<u64> {
         overlay
             .streams
             .get(stream)
-            .or_else(|| self.streams.get(stream))
             .copied()
+            .or_else(|| index.revision(stream))
     }
 
     /// `Ok(Some(_))`: a replay of an earlier request; `Ok(None)`: may be staged.
-    fn validate(&self, req: &Prepared, overlay: &Overlay) -> Result<Option<Appended>, Validation> {
+    fn validate(
+        &self,
+        index: &Index,
+        req: &Prepared,
+        overlay: &Overlay,
+    ) -> Result<Option<Appended>, Validation> {
         if let Some(idem) = &req.idempotency {
             let k = (req.org_id.clone(), idem.key.clone());
             let prior = match overlay.idempotency.get(&k) {
@@ -218,7 +239,7 @@ impl Committer {
             }
         }
         for (stream, expected) in &req.expectations {
-            let actual = self.revision(overlay, stream);
+            let actual = self.revision(index, overlay, stream);
             let ok = match expected {
                 Expected::Any => true,
                 Expected::NoStream => actual.is_none(),
@@ -238,6 +259,7 @@ impl Committer {
 
     fn stage(
         &mut self,
+        index: &Index,
         req: Prepared,
         overlay: &mut Overlay,
         group: &mut Group,
@@ -250,13 +272,12 @@ impl Committer {
         let mut org_seq = overlay
             .orgs
             .get(&req.org_id)
-            .or_else(|| self.orgs.get(&req.org_id))
             .copied()
-            .unwrap_or(0);
+            .unwrap_or_else(|| index.org_seq(&req.org_id));
         for new in req.events {
             let mut envelope = new.envelope;
             let revision = self
-                .revision(overlay, &envelope.stream)
+                .revision(index, overlay, &envelope.stream)
                 .map_or(0, |r| r + 1);
             group.head += 1;
             org_seq += 1;
@@ -274,7 +295,12 @@ impl Committer {
             envelope.event_id = event_id;
             envelope.recorded_at = now;
             envelope.mac = mac;
-            overlay.streams.insert(envelope.stream.clone(), revision);
+            match overlay.streams.get_mut(&envelope.stream) {
+                Some(r) => *r = revision,
+                None => {
+                    overlay.streams.insert(envelope.stream.clone(), revision);
+                }
+            }
             group.records.push((group.head, record));
             recorded.push(Arc::new(Recorded {
                 envelope,
@@ -321,7 +347,7 @@ pub(crate) struct Syncer {
     pub store: Arc<dyn LogStore>,
     pub rx: Receiver<Staged>,
     pub live: broadcast::Sender<crate::log::Group>,
-    /// Tells the indexer how far the log is durable.
+    /// Tells the index snapshotter how far the log is durable.
     pub to_indexer: std::sync::mpsc::Sender<u64>,
 }
 

@@ -1,95 +1,78 @@
-//! The derived indexes: (stream, revision) → position and (org, sequence) → position.
-//!
-//! They are not on the commit path. A thread follows the durable head and writes index rows in
-//! batches together with their checkpoint; a crash loses at most rows that the next open derives
-//! again from the log, because [`catch_up`] runs before the log accepts appends. Readers combine
-//! the index (complete up to the checkpoint) with a scan of the few records after it.
+//! The index snapshotter: a thread that follows the durable head and, every
+//! [`SNAPSHOT_EVERY`] events, writes a snapshot of the in-memory index ([`crate::index`]), so an
+//! open after a crash indexes only the records since. Off the commit path: it copies the index
+//! under a read lock and encodes and writes the copy without holding it. A failed snapshot is
+//! logged, not fatal: the index is derived, and the next open rebuilds what it lacks.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
 use crate::codec;
 use crate::error::Error;
+use crate::index::{self, Index, SNAPSHOT_EVERY};
 use crate::log::Shared;
-use crate::store::{Direction, IndexBatch, LogStore};
+use crate::store::LogStore;
 
-/// Records indexed per batch.
-const BATCH: u64 = 4096;
-
-/// Indexes every record after the store's checkpoint up to `head`; returns the new checkpoint.
-pub(crate) fn catch_up(store: &dyn LogStore, from: u64, head: u64) -> Result<u64, Error> {
-    let mut checkpoint = from;
-    while checkpoint < head {
-        let to = head.min(checkpoint + BATCH);
-        let mut batch = IndexBatch {
-            checkpoint: to,
-            ..IndexBatch::default()
-        };
-        let mut expected = checkpoint + 1;
-        let mut bad = None;
-        store.scan(checkpoint + 1, to, Direction::Forward, &mut |pos, bytes| {
-            if pos != expected {
-                bad = Some(Error::Corrupt {
-                    position: expected,
-                    reason: "record missing".into(),
-                });
-                return false;
-            }
-            expected += 1;
-            match codec::decode_ref(pos, bytes) {
-                Ok(env) => {
-                    batch
-                        .streams
-                        .push((env.stream.to_owned(), env.revision, pos));
-                    batch.orgs.push((env.org_id.to_owned(), env.org_seq, pos));
-                    true
-                }
-                Err(e) => {
-                    bad = Some(e);
-                    false
-                }
-            }
-        })?;
-        if let Some(e) = bad {
-            return Err(e);
-        }
-        if expected != to + 1 {
-            return Err(Error::Corrupt {
-                position: expected,
-                reason: "record missing".into(),
-            });
-        }
-        store.write_index(&batch)?;
-        checkpoint = to;
-    }
-    Ok(checkpoint)
-}
-
-/// The indexer thread: follows the durable head until the log closes.
-pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn LogStore>, heads: Receiver<u64>) {
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    store: Arc<dyn LogStore>,
+    dir: PathBuf,
+    heads: Receiver<u64>,
+    mut snapshotted: u64,
+) {
     while let Ok(mut head) = heads.recv() {
-        // Coalesce: index up to the newest head in one go.
+        // Coalesce: only the newest head matters.
         while let Ok(h) = heads.try_recv() {
             head = head.max(h);
         }
-        let from = shared.indexed.load(Ordering::Acquire);
-        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            catch_up(store.as_ref(), from, head)
-        }));
-        match done {
-            Ok(Ok(checkpoint)) => shared.indexed.store(checkpoint, Ordering::Release),
-            Ok(Err(e)) => {
-                shared.fail(format!("indexing the log failed: {e}"));
-                return;
-            }
-            Err(p) => {
-                shared.fail(format!(
-                    "the log indexer panicked: {}",
-                    crate::committer::panic_message(&p)
-                ));
-                return;
-            }
+        if head < snapshotted + SNAPSHOT_EVERY || shared.is_failed() {
+            continue;
+        }
+        match snapshot(&shared, store.as_ref(), &dir, head) {
+            Ok(()) => snapshotted = head,
+            Err(e) => tracing::warn!(error = %e, "could not write the index snapshot"),
         }
     }
+}
+
+/// Writes the index as of the durable `head`.
+pub(crate) fn snapshot(
+    shared: &Shared,
+    store: &dyn LogStore,
+    dir: &std::path::Path,
+    head: u64,
+) -> Result<(), Error> {
+    let copy = shared
+        .index
+        .read()
+        .map_err(|_| Error::Storage("the index lock is poisoned".into()))?
+        .clone();
+    let durable = truncate(copy, head);
+    let mac = match head {
+        0 => [0u8; 32],
+        p => {
+            let record = store.record(p)?.ok_or_else(|| Error::Corrupt {
+                position: p,
+                reason: "record missing".into(),
+            })?;
+            codec::decode_record(p, &record)?.mac
+        }
+    };
+    index::write_snapshot(dir, &durable, &mac)
+}
+
+/// Drops what the committer staged past the durable head (not yet acknowledged).
+fn truncate(mut index: Index, head: u64) -> Index {
+    if index.position > head {
+        for list in index.streams.values_mut().chain(index.orgs.values_mut()) {
+            while list.last().is_some_and(|p| *p > head) {
+                list.pop();
+            }
+        }
+        index.streams.retain(|_, v| !v.is_empty());
+        index.orgs.retain(|_, v| !v.is_empty());
+        index.position = head;
+    }
+    index
 }

@@ -10,8 +10,9 @@
 //! - [`log`]: the handle — open, append, close; [`reads`]: reads by position, stream and org.
 //! - [`committer`]: the backend-neutral group committer (one thread stages, one syncs).
 //! - [`store`]: the `LogStore` trait; [`sled_store`]: sled, the only file naming sled.
-//! - [`indexer`]: the per-stream and per-org indexes, derived off the commit path.
+//! - [`index`]: the per-stream and per-org indexes, in memory, with snapshots ([`indexer`]).
 //! - [`subscription`]: history-then-live streams of recorded events, gap- and duplicate-free.
+//! - [`samples`]: a sample of every event type (fixtures, documentation).
 //! - [`verify`]: the chain and index checks, and the offline check of a data dir.
 //! - [`error`]: the error types.
 //!
@@ -26,10 +27,12 @@ mod committer;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod index;
 mod indexer;
 pub mod log;
 pub mod reads;
 pub mod request;
+pub mod samples;
 pub mod sled_store;
 pub mod store;
 pub mod subscription;

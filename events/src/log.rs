@@ -4,7 +4,6 @@
 //! [`LogStore`] (sled today, [`crate::sled_store`]); the per-stream and per-org indexes are
 //! derived off the commit path ([`crate::indexer`]). Readers never look past the durable head.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +22,7 @@ use crate::error::{AppendError, Error};
 use crate::event::Event;
 use crate::request::{AppendRequest, Appended};
 use crate::sled_store::SledStore;
-use crate::store::{HeadKind, LogStore};
+use crate::store::LogStore;
 
 const MAX_STREAM_LEN: usize = 512;
 /// Largest record accepted. Well above a 1 MiB policy document; records sled puts in blob
@@ -86,8 +85,9 @@ pub(crate) struct Shared {
     /// Hands out live receivers; emptied by `close`, so that once the syncer (which holds the
     /// other sender) has stopped, live receivers see `Closed` and subscriptions end.
     pub live: Mutex<Option<broadcast::Sender<Group>>>,
-    /// The derived indexes are complete up to here.
-    pub indexed: AtomicU64,
+    /// Positions by stream revision and by org sequence. Written only by the committer; holds
+    /// staged positions past `head` too, which readers filter out.
+    pub index: RwLock<crate::index::Index>,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
     pub groups: AtomicU64,
@@ -180,6 +180,22 @@ impl Handle {
         if let Err(e) = self.publish_checkpoint() {
             tracing::warn!(error = %e, "could not publish a checkpoint at shutdown");
         }
+        // The writer threads are gone: the index is exactly the durable log.
+        if !self.shared.is_failed() {
+            let store = self
+                .store
+                .read()
+                .ok()
+                .and_then(|s| s.as_ref().map(|o| o.store.clone()));
+            if let Some(store) = store {
+                let head = self.shared.head.load(Ordering::Acquire);
+                if let Err(e) =
+                    crate::indexer::snapshot(&self.shared, store.as_ref(), &self.dir, head)
+                {
+                    tracing::warn!(error = %e, "could not write the index snapshot at shutdown");
+                }
+            }
+        }
         let opened = self.store.write().ok().and_then(|mut s| s.take());
         if let Some(opened) = opened {
             let _ = opened.store.close();
@@ -254,18 +270,17 @@ impl Log {
                 .unwrap_or_else(|| dir.join("checkpoint.key")),
         )?;
 
-        // The derived indexes must cover the whole log before the committer's maps are built
-        // from them.
-        let checkpoint = store.index_checkpoint()?.min(head);
-        let indexed = crate::indexer::catch_up(store.as_ref(), checkpoint, head)?;
-        let mut streams = HashMap::new();
-        let mut orgs = HashMap::new();
-        store.index_heads(&mut |kind, name, n| {
-            match kind {
-                HeadKind::Stream => streams.insert(name.to_owned(), n),
-                HeadKind::Org => orgs.insert(name.to_owned(), n),
-            };
-        })?;
+        // The index must cover the whole log before the committer takes revisions from it.
+        let mut index = crate::index::read_snapshot(dir, store.as_ref(), head).unwrap_or_default();
+        let from_snapshot = index.position;
+        index.catch_up(store.as_ref(), head)?;
+        if head - from_snapshot >= crate::index::SNAPSHOT_EVERY {
+            // Indexing that much again after the next crash would slow that open down.
+            if let Err(e) = crate::index::write_snapshot(dir, &index, &tip_mac) {
+                tracing::warn!(error = %e, "could not write the index snapshot");
+            }
+        }
+        let snapshotted = head;
 
         let (head_tx, _) = watch::channel(head);
         let (live, _) = broadcast::channel(options.broadcast_capacity.max(1));
@@ -273,7 +288,7 @@ impl Log {
             head: AtomicU64::new(head),
             head_tx,
             live: Mutex::new(Some(live.clone())),
-            indexed: AtomicU64::new(indexed),
+            index: RwLock::new(index),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             groups: AtomicU64::new(0),
@@ -289,8 +304,6 @@ impl Log {
             store: store.clone(),
             rx,
             to_syncer,
-            streams,
-            orgs,
             head,
             tip_mac,
             last_time,
@@ -309,8 +322,8 @@ impl Log {
             spawn("qz-log-commit", shared.clone(), move || committer.run())?,
             spawn("qz-log-sync", shared.clone(), move || syncer.run())?,
             spawn("qz-log-index", shared.clone(), {
-                let (shared, store) = (shared.clone(), store.clone());
-                move || crate::indexer::run(shared, store, indexer_rx)
+                let (shared, store, dir) = (shared.clone(), store.clone(), dir.to_path_buf());
+                move || crate::indexer::run(shared, store, dir, indexer_rx, snapshotted)
             })?,
         ];
 
@@ -420,17 +433,16 @@ impl Log {
         }
     }
 
-    /// The position up to which the derived indexes are written.
-    pub fn indexed(&self) -> u64 {
-        self.inner.shared.indexed.load(Ordering::Acquire)
-    }
-
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
 
     pub fn chain_key(&self) -> &ChainKey {
         &self.inner.chain_key
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
     }
 
     /// The store, or `Closed` after [`Log::close`]. The guard keeps `close` waiting until the

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::codec;
 use crate::envelope::Recorded;
 use crate::error::Error;
+use crate::index::Index;
 use crate::log::{Log, decode_recorded};
 use crate::store::Direction;
 
@@ -156,7 +156,7 @@ impl Log {
             .map_or(0, |r| r.envelope.org_seq))
     }
 
-    /// A keyed read: the index up to its checkpoint, then a scan of the records after it.
+    /// A keyed read through the in-memory index: O(limit), never a scan.
     fn read_keyed(
         &self,
         key: Key<'_>,
@@ -168,68 +168,17 @@ impl Log {
         if limit == 0 || from > to {
             return Ok(Vec::new());
         }
-        let store = self.store()?;
         let head = self.head();
-        // Rows past the checkpoint may or may not be written yet: take them from the log.
-        let indexed = self.indexed().min(head);
-        let fetch = |store: &dyn crate::store::LogStore, n: usize| match key {
-            Key::Stream(s) => store.stream_positions(s, from, to, direction, n),
-            Key::Org(o) => store.org_positions(o, from, to, direction, n),
+        let positions = {
+            let index = self.shared().index.read().map_err(|_| Error::Closed)?;
+            match key {
+                Key::Stream(s) => {
+                    Index::range(index.streams.get(s), 0, from, to, head, direction, limit)
+                }
+                Key::Org(o) => Index::range(index.orgs.get(o), 1, from, to, head, direction, limit),
+            }
         };
-        let mut tail = Vec::new();
-        if indexed < head {
-            let mut failed = None;
-            store.scan(indexed + 1, head, Direction::Forward, &mut |pos, bytes| {
-                match codec::decode_ref(pos, bytes) {
-                    Ok(env) => {
-                        let (name, n) = match key {
-                            Key::Stream(_) => (env.stream, env.revision),
-                            Key::Org(_) => (env.org_id, env.org_seq),
-                        };
-                        let wanted = match key {
-                            Key::Stream(s) | Key::Org(s) => s,
-                        };
-                        if name == wanted && (from..=to).contains(&n) {
-                            tail.push(pos);
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
-                }
-            })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-        }
-        let mut positions: Vec<u64> = Vec::with_capacity(limit.min(1024));
-        match direction {
-            Direction::Forward => {
-                positions.extend(
-                    fetch(&*store, limit)?
-                        .into_iter()
-                        .map(|(_, p)| p)
-                        .filter(|p| *p <= indexed),
-                );
-                positions.extend(tail);
-            }
-            Direction::Backward => {
-                positions.extend(tail.into_iter().rev());
-                if positions.len() < limit {
-                    // Rows past the checkpoint come back too; ask for enough to fill the page.
-                    let extra = (head - indexed) as usize;
-                    positions.extend(
-                        fetch(&*store, limit - positions.len() + extra)?
-                            .into_iter()
-                            .map(|(_, p)| p)
-                            .filter(|p| *p <= indexed),
-                    );
-                }
-            }
-        }
-        positions.truncate(limit);
+        let store = self.store()?;
         let mut out = Vec::with_capacity(positions.len());
         for pos in positions {
             match store.record(pos)? {

@@ -1,6 +1,6 @@
 //! The log on sled 0.34.7: the only file that names sled.
 //!
-//! Two trees. `log` holds what the commit writes — one key per event, the head once per group,
+//! One tree, `log`, holds what the commit writes — one key per event, the head once per group,
 //! and the idempotency row of a keyed request — so each group is one atomic `apply_batch`:
 //!
 //! | key                      | value                                |
@@ -8,17 +8,6 @@
 //! | `L` pos(u64 BE)          | record (see [`crate::codec`])        |
 //! | `Mhead`                  | last committed position              |
 //! | `K` org `0x00` key       | fingerprint(32) first(u64) last(u64) |
-//!
-//! `index` holds what is derived from the log off the commit path, with its checkpoint in the
-//! same batch, so it is always complete up to its checkpoint:
-//!
-//! | key                           | value              |
-//! |-------------------------------|--------------------|
-//! | `S` stream `0x00` rev(u64 BE) | position           |
-//! | `H` stream                    | last revision      |
-//! | `O` org `0x00` seq(u64 BE)    | position           |
-//! | `Q` org                       | last org sequence  |
-//! | `Ccheckpoint`                 | last indexed position |
 //!
 //! Durability: sled's `flush()` is `sync_file_range` on Linux, which survives a killed process
 //! but not a power loss, so [`LogStore::sync`] follows it with an `fdatasync` of sled's data file
@@ -34,10 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::Error;
-use crate::store::{Direction, Group, HeadKind, IdempotencyRow, IndexBatch, LogStore, Recovered};
+use crate::store::{Direction, Group, IdempotencyRow, LogStore, Recovered};
 
 const HEAD_KEY: &[u8] = b"Mhead";
-const CHECKPOINT_KEY: &[u8] = b"Ccheckpoint";
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
@@ -52,7 +40,6 @@ impl From<sled::Error> for Error {
 pub struct SledStore {
     db: sled::Db,
     log: sled::Tree,
-    index: sled::Tree,
     /// sled's data file, opened a second time to `fdatasync` it.
     data_file: File,
     blobs_dir: PathBuf,
@@ -85,7 +72,10 @@ impl SledStore {
             }
         };
         let log = db.open_tree("log")?;
-        let index = db.open_tree("index")?;
+        // Development builds kept derived indexes in sled; they live in memory now.
+        if db.tree_names().iter().any(|n| n.as_ref() == b"index") {
+            db.drop_tree("index")?;
+        }
         let data_file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -109,7 +99,6 @@ impl SledStore {
         Ok(SledStore {
             db,
             log,
-            index,
             data_file,
             blobs_dir,
             synced_blobs: Mutex::new(HashSet::new()),
@@ -265,115 +254,9 @@ impl LogStore for SledStore {
         }
     }
 
-    fn index_checkpoint(&self) -> Result<u64, Error> {
-        Ok(self
-            .index
-            .get(CHECKPOINT_KEY)?
-            .and_then(|v| be_u64(&v))
-            .unwrap_or(0))
-    }
-
-    fn write_index(&self, batch: &IndexBatch) -> Result<(), Error> {
-        let mut b = sled::Batch::default();
-        for (stream, rev, pos) in &batch.streams {
-            b.insert(seq_key(b'S', stream, *rev), &pos.to_be_bytes());
-            b.insert(name_key(b'H', stream), &rev.to_be_bytes());
-        }
-        for (org, seq, pos) in &batch.orgs {
-            b.insert(seq_key(b'O', org, *seq), &pos.to_be_bytes());
-            b.insert(name_key(b'Q', org), &seq.to_be_bytes());
-        }
-        b.insert(CHECKPOINT_KEY, &batch.checkpoint.to_be_bytes());
-        self.index.apply_batch(b)?;
-        Ok(())
-    }
-
-    fn stream_positions(
-        &self,
-        stream: &str,
-        from: u64,
-        to: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, Error> {
-        self.index_range(b'S', stream, from, to, direction, limit)
-    }
-
-    fn org_positions(
-        &self,
-        org: &str,
-        from: u64,
-        to: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, Error> {
-        self.index_range(b'O', org, from, to, direction, limit)
-    }
-
-    fn index_heads(&self, visit: &mut dyn FnMut(HeadKind, &str, u64)) -> Result<(), Error> {
-        for (prefix, kind) in [(b'H', HeadKind::Stream), (b'Q', HeadKind::Org)] {
-            for item in self.index.scan_prefix([prefix]) {
-                let (k, v) = item?;
-                let name = std::str::from_utf8(&k[1..])
-                    .map_err(|_| Error::Storage("bad index head key".into()))?;
-                let n = be_u64(&v).ok_or_else(|| Error::Storage("bad index head".into()))?;
-                visit(kind, name, n);
-            }
-        }
-        Ok(())
-    }
-
     fn close(&self) -> Result<(), Error> {
         self.db.flush()?;
         Ok(())
-    }
-}
-
-impl SledStore {
-    fn index_range(
-        &self,
-        prefix: u8,
-        name: &str,
-        from: u64,
-        to: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, Error> {
-        let mut out = Vec::new();
-        if from > to || limit == 0 {
-            return Ok(out);
-        }
-        let range = self
-            .index
-            .range(seq_key(prefix, name, from)..=seq_key(prefix, name, to));
-        let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, Error> {
-            let (k, v) = item?;
-            let n = k
-                .len()
-                .checked_sub(8)
-                .and_then(|at| be_u64(&k[at..]))
-                .ok_or_else(|| Error::Storage("bad index key".into()))?;
-            let pos = be_u64(&v).ok_or_else(|| Error::Storage("bad index row".into()))?;
-            out.push((n, pos));
-            Ok(out.len() < limit)
-        };
-        match direction {
-            Direction::Forward => {
-                for item in range {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            }
-            Direction::Backward => {
-                for item in range.rev() {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -402,22 +285,6 @@ fn key_pos(key: &[u8]) -> Option<u64> {
 
 fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
-}
-
-fn name_key(prefix: u8, name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(name.len() + 1);
-    k.push(prefix);
-    k.extend_from_slice(name.as_bytes());
-    k
-}
-
-fn seq_key(prefix: u8, name: &str, n: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(name.len() + 10);
-    k.push(prefix);
-    k.extend_from_slice(name.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&n.to_be_bytes());
-    k
 }
 
 fn idem_key(org: &str, key: &str) -> Vec<u8> {

@@ -2,8 +2,8 @@
 //!
 //! The group committer ([`crate::committer`]) owns everything that makes the log a log —
 //! validation, positions, org sequences, the MAC chain, idempotency, replies, subscriptions —
-//! and asks a [`LogStore`] only to keep bytes: records by position, the head, idempotency
-//! rows, and the derived indexes. sled is the first implementation ([`crate::sled_store`]); a
+//! and asks a [`LogStore`] only to keep bytes: records by position, the head and idempotency
+//! rows. The per-stream and per-org indexes are derived in memory ([`crate::index`]). sled is the first implementation ([`crate::sled_store`]); a
 //! PostgreSQL one is one transaction per group with `synchronous_commit=on` and an advisory lock
 //! as the single-writer lock.
 
@@ -37,18 +37,7 @@ pub struct Group {
     pub idempotency: Vec<(String, String, IdempotencyRow)>,
 }
 
-/// Derived index rows for positions up to `checkpoint`; written off the commit path.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct IndexBatch {
-    /// `(stream, revision, position)`.
-    pub streams: Vec<(String, u64, u64)>,
-    /// `(org, org sequence, position)`.
-    pub orgs: Vec<(String, u64, u64)>,
-    /// Every position up to and including this one is indexed once the batch is written.
-    pub checkpoint: u64,
-}
-
-/// Which end of an index range to start from.
+/// Which end of a range to start from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Forward,
@@ -83,44 +72,6 @@ pub trait LogStore: Send + Sync + 'static {
     /// The idempotency row of `key` in `org`, if the key was used.
     fn idempotency(&self, org: &str, key: &str) -> Result<Option<IdempotencyRow>, Error>;
 
-    /// The position up to which the derived indexes are complete.
-    fn index_checkpoint(&self) -> Result<u64, Error>;
-
-    /// Writes derived index rows and moves the checkpoint, atomically. Need not be durable: a
-    /// lost batch is derived again from the log at the next open.
-    fn write_index(&self, batch: &IndexBatch) -> Result<(), Error>;
-
-    /// Positions of `stream`'s events with revisions in `from..=to`, from the index.
-    fn stream_positions(
-        &self,
-        stream: &str,
-        from: u64,
-        to: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, Error>;
-
-    /// Positions of `org`'s events with sequence numbers in `from..=to`, from the index.
-    fn org_positions(
-        &self,
-        org: &str,
-        from: u64,
-        to: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, Error>;
-
-    /// The last indexed revision of every stream and sequence of every org, for the
-    /// committer's in-memory maps.
-    fn index_heads(&self, visit: &mut dyn FnMut(HeadKind, &str, u64)) -> Result<(), Error>;
-
     /// Flushes whatever the store buffers, before it is dropped.
     fn close(&self) -> Result<(), Error>;
-}
-
-/// What an index head names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadKind {
-    Stream,
-    Org,
 }

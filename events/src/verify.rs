@@ -137,16 +137,37 @@ impl Log {
         if expected != head + 1 {
             problems.push(format!("head {head} but the log ends at {}", expected - 1));
         }
-        let indexed = self.indexed().min(head);
-        for (stream, rev, org, seq, pos) in rows.into_iter().filter(|r| r.4 <= indexed) {
-            let s = store.stream_positions(&stream, rev, rev, Direction::Forward, 1)?;
-            if s != [(rev, pos)] {
+        let index = self
+            .shared()
+            .index
+            .read()
+            .map_err(|_| Error::Closed)?
+            .clone();
+        let mut indexed_streams = 0usize;
+        let mut indexed_orgs = 0usize;
+        for (stream, rev, org, seq, pos) in rows {
+            let s = index.streams.get(&stream).and_then(|v| v.get(rev as usize));
+            if s != Some(&pos) {
                 problems.push(format!("stream index does not point at {pos}"));
             }
-            let o = store.org_positions(&org, seq, seq, Direction::Forward, 1)?;
-            if o != [(seq, pos)] {
+            let o = index
+                .orgs
+                .get(&org)
+                .and_then(|v| v.get(seq.saturating_sub(1) as usize));
+            if o != Some(&pos) {
                 problems.push(format!("org index does not point at {pos}"));
             }
+            indexed_streams += 1;
+            indexed_orgs += 1;
+        }
+        let visible = |lists: &std::collections::HashMap<String, Vec<u64>>| {
+            lists
+                .values()
+                .map(|v| v.iter().filter(|p| **p <= head).count())
+                .sum::<usize>()
+        };
+        if visible(&index.streams) != indexed_streams || visible(&index.orgs) != indexed_orgs {
+            problems.push("the index holds positions the log does not".into());
         }
         Ok(problems)
     }

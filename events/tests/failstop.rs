@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use events::sled_store::SledStore;
-use events::store::{Direction, Group, HeadKind, IdempotencyRow, IndexBatch, LogStore, Recovered};
+use events::store::{Direction, Group, IdempotencyRow, LogStore, Recovered};
 use events::{AppendError, Error, Log};
 
 use common::{assert_sound, open, options, request, with_idempotency};
@@ -26,7 +26,6 @@ enum Fault {
     WriteFails = 2,
     SyncFails = 3,
     IdempotencyReadFails = 4,
-    IndexWriteFails = 5,
 }
 
 /// The real store, with one fault that can be armed.
@@ -79,41 +78,6 @@ impl LogStore for Faulty {
             return Err(Error::Io(std::io::Error::other("injected read error")));
         }
         self.inner.idempotency(org, key)
-    }
-    fn index_checkpoint(&self) -> Result<u64, Error> {
-        self.inner.index_checkpoint()
-    }
-    fn write_index(&self, batch: &IndexBatch) -> Result<(), Error> {
-        if self.armed(Fault::IndexWriteFails) {
-            return Err(Error::Io(std::io::Error::other(
-                "injected index write error",
-            )));
-        }
-        self.inner.write_index(batch)
-    }
-    fn stream_positions(
-        &self,
-        stream: &str,
-        from: u64,
-        to: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, Error> {
-        self.inner
-            .stream_positions(stream, from, to, direction, limit)
-    }
-    fn org_positions(
-        &self,
-        org: &str,
-        from: u64,
-        to: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, Error> {
-        self.inner.org_positions(org, from, to, direction, limit)
-    }
-    fn index_heads(&self, visit: &mut dyn FnMut(HeadKind, &str, u64)) -> Result<(), Error> {
-        self.inner.index_heads(visit)
     }
     fn close(&self) -> Result<(), Error> {
         self.inner.close()
@@ -227,30 +191,4 @@ fn an_fdatasync_error_fails_the_whole_group_and_the_log() {
 #[test]
 fn a_read_error_while_validating_fails_the_whole_group_not_just_its_request() {
     check_fault(Fault::IdempotencyReadFails, "injected read error");
-}
-
-#[test]
-fn an_index_write_error_fails_the_log() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (log, store) = open_faulty(dir.path());
-    log.append_blocking(request("device:ok", 1))
-        .expect("appends");
-    store
-        .fault
-        .store(Fault::IndexWriteFails as u8, Ordering::SeqCst);
-    // The append that triggers indexing is durable and acknowledged; the indexer then fails.
-    let _ = log.append_blocking(request("device:ok", 1));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !log.is_failed() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the index failure was not noticed"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(log.failure().expect("a reason").contains("index"));
-    assert!(matches!(
-        log.append_blocking(request("device:ok", 1)),
-        Err(AppendError::Failed(_))
-    ));
 }

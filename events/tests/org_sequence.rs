@@ -35,7 +35,9 @@ fn assert_org_sequences(log: &Log, orgs: &[&str]) {
     }
     for org in orgs {
         let want = expected.get(*org).cloned().unwrap_or_default();
-        let got = log.read_org(org, 1, u64::MAX, usize::MAX).expect("reads the org");
+        let got = log
+            .read_org(org, 1, u64::MAX, usize::MAX)
+            .expect("reads the org");
         assert_eq!(
             got.iter().map(|r| r.position()).collect::<Vec<_>>(),
             want,
@@ -76,9 +78,13 @@ async fn concurrent_orgs_each_get_a_gap_free_sequence_that_survives_restarts() {
         let log = log.clone();
         let org = orgs[i % orgs.len()];
         tasks.push(tokio::spawn(async move {
-            log.append(request_for(org, &format!("device:{org}-{}", i % 4), 1 + i % 3))
-                .await
-                .expect("appends")
+            log.append(request_for(
+                org,
+                &format!("device:{org}-{}", i % 4),
+                1 + i % 3,
+            ))
+            .await
+            .expect("appends")
         }));
     }
     for t in tasks {
@@ -111,11 +117,8 @@ async fn concurrent_orgs_each_get_a_gap_free_sequence_that_survives_restarts() {
     assert_sound(&log);
 }
 
-#[test]
-fn a_lost_index_is_derived_again_from_the_log_at_open() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = open(dir.path());
-    for i in 0..20 {
+fn fill(log: &Log, requests: u64) {
+    for i in 0..requests {
         log.append_blocking(request_for(
             if i % 2 == 0 { "org_a" } else { "org_b" },
             &format!("device:{}", i % 5),
@@ -123,21 +126,54 @@ fn a_lost_index_is_derived_again_from_the_log_at_open() {
         ))
         .expect("appends");
     }
+}
+
+#[test]
+fn a_lost_or_foreign_index_snapshot_is_derived_again_from_the_log_at_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open(dir.path());
+    fill(&log, 20);
     log.close();
     drop(log);
-    // Drop the whole derived index behind the log's back, as a crash before it was flushed would.
-    {
-        let db = sled::open(dir.path().join("log")).expect("sled opens");
-        db.drop_tree("index").expect("drops the index");
-        db.flush().expect("flushes");
-    }
+    let snapshot = dir.path().join("index.snap");
+    assert!(snapshot.exists(), "close writes the index snapshot");
+
+    // Lost (a crash before it was written): the whole log is indexed again.
+    std::fs::remove_file(&snapshot).expect("removes");
     let log = open(dir.path());
-    assert_eq!(log.indexed(), log.head(), "open derives the index up to the head");
     assert_org_sequences(&log, &["org_a", "org_b"]);
     assert_eq!(
         log.stream_revision("device:3").expect("revision"),
         Some(7),
         "stream heads come back too"
     );
+    assert_sound(&log);
+    log.close();
+    drop(log);
+
+    // Foreign: a snapshot of another data dir's history is not trusted, even at the same head.
+    let other = tempfile::tempdir().expect("temp dir");
+    let other_log = open(other.path());
+    for i in 0..20 {
+        other_log
+            .append_blocking(request_for("org_z", &format!("device:z{i}"), 2))
+            .expect("appends");
+    }
+    other_log.close();
+    drop(other_log);
+    std::fs::copy(other.path().join("index.snap"), &snapshot).expect("copies");
+    let log = open(dir.path());
+    assert_org_sequences(&log, &["org_a", "org_b", "org_z"]);
+    assert_eq!(log.org_head("org_z").expect("head"), 0);
+    assert_sound(&log);
+
+    // Stale: a snapshot behind the head is completed from the log's tail.
+    let stale = std::fs::read(&snapshot).expect("reads");
+    fill(&log, 6);
+    log.close();
+    drop(log);
+    std::fs::write(&snapshot, stale).expect("writes");
+    let log = open(dir.path());
+    assert_org_sequences(&log, &["org_a", "org_b"]);
     assert_sound(&log);
 }

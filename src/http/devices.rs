@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::commit::{Mutation, commit};
+use super::event_view::EventView;
 use super::extract::{Json, Object, Path, Query};
 use super::filter::Term;
 use super::keys::TagName;
@@ -109,32 +110,6 @@ pub struct Peer {
     pub tags: Vec<String>,
 }
 
-/// Who caused an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ActorView {
-    /// `token`, `device`, `system`, `console` or `scim`.
-    pub kind: String,
-    pub id: String,
-    pub description: String,
-}
-
-/// One event of a device's history, as in the audit log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct DeviceEvent {
-    /// The event's id: the organization's own sequence number.
-    pub id: u64,
-    /// ULID.
-    pub event_id: String,
-    /// E.g. `device.tagged`.
-    #[serde(rename = "type")]
-    pub r#type: String,
-    /// RFC 3339.
-    pub time: String,
-    pub actor: ActorView,
-    #[schema(value_type = Object)]
-    pub data: serde_json::Value,
-}
-
 /// A device with its peers and recent history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeviceDetail {
@@ -142,8 +117,8 @@ pub struct DeviceDetail {
     pub device: DeviceView,
     /// Devices this one may reach under the current policy (none until a policy allows any).
     pub peers: Vec<Peer>,
-    /// The device's last 20 events, newest first.
-    pub recent_events: Vec<DeviceEvent>,
+    /// The device's last 20 events, newest first: its audit history, in the audit log's shape.
+    pub recent_events: Vec<EventView>,
 }
 
 /// The view of a device at `now`, with what its heartbeats reported.
@@ -368,25 +343,14 @@ async fn list_devices(
 }
 
 /// The device's last events, newest first.
-fn recent_events(state: &AppState, d: &Device) -> Result<Vec<DeviceEvent>, Problem> {
+fn recent_events(state: &AppState, d: &Device) -> Result<Vec<EventView>, Problem> {
     let from = d.revision.saturating_sub(RECENT_EVENTS - 1);
-    let mut out: Vec<DeviceEvent> = state
+    let mut out: Vec<EventView> = state
         .log()
         .read_stream(&device_stream(&d.id), from, RECENT_EVENTS as usize)
         .map_err(Problem::internal)?
         .iter()
-        .map(|r| DeviceEvent {
-            id: r.org_seq(),
-            event_id: r.envelope.event_id_string(),
-            r#type: r.envelope.event_type.clone(),
-            time: r.envelope.time_rfc3339(),
-            actor: ActorView {
-                kind: r.envelope.actor.kind.as_str().to_owned(),
-                id: r.envelope.actor.id.clone(),
-                description: r.envelope.actor.description.clone(),
-            },
-            data: r.event.data_json(),
-        })
+        .map(|r| EventView::of(r))
         .collect();
     out.reverse();
     Ok(out)

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod commit;
 pub mod devices;
+pub mod event_view;
 pub mod extract;
 pub mod filter;
 pub mod keys;

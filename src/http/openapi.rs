@@ -11,6 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Doc, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
+use super::event_view::{self, EventView};
 use super::problem::{PROBLEM_JSON, ProblemBody};
 
 #[derive(OpenApi)]
@@ -22,8 +23,8 @@ use super::problem::{PROBLEM_JSON, ProblemBody};
         license(name = "Apache-2.0")
     ),
     servers((url = "/api/v1", description = "This server, API version 1")),
-    components(schemas(ProblemBody)),
-    modifiers(&BearerScheme),
+    components(schemas(ProblemBody, EventView)),
+    modifiers(&BearerScheme, &EventExamples),
     tags(
         (name = "tokens", description = "API tokens (Settings → API tokens)"),
         (name = "keys", description = "Pre-auth keys, with which devices join"),
@@ -35,6 +36,20 @@ use super::problem::{PROBLEM_JSON, ProblemBody};
 struct ApiDoc;
 
 struct BearerScheme;
+
+/// The event schema, documented once, with one example per event type.
+struct EventExamples;
+
+impl Modify for EventExamples {
+    fn modify(&self, openapi: &mut Doc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        if let Some(RefOr::T(utoipa::openapi::Schema::Object(schema))) =
+            components.schemas.get_mut("EventView")
+        {
+            schema.examples = event_view::examples();
+        }
+    }
+}
 
 impl Modify for BearerScheme {
     fn modify(&self, openapi: &mut Doc) {

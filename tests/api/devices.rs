@@ -262,6 +262,37 @@ async fn a_device_shows_its_peers_posture_and_recent_events_newest_first() {
     assert!(events[0]["id"].as_u64().unwrap() > events[1]["id"].as_u64().unwrap());
     assert!(events[1]["data"].get("credential_hash").is_none());
     assert!(events[0]["event_id"].is_string() && events[0]["time"].is_string());
+    // The one event view: subject, request id, the actor's display name, the org's own id.
+    assert_eq!(events[0]["subject"], json!({ "kind": "device", "id": did }));
+    assert_eq!(events[1]["actor"]["display"], "web-1");
+    assert!(events[0]["request_id"].is_string());
+    assert!(events[0]["org_id"].is_string());
+}
+
+#[tokio::test]
+async fn event_ids_are_the_organizations_own_sequence_not_a_shared_position() {
+    let app = spawn_app().await;
+    // Another organization writes a lot first: our ids must not move because of it.
+    let (_, other_token) = app.second_org("noisy").await;
+    for i in 0..30 {
+        let resp = app
+            .request_as(&other_token, Method::POST, "/api/v1/keys")
+            .json(&json!({ "description": format!("noise {i}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    let key = key_secret(&app, json!({})).await;
+    let did = id(&join(&app, &key, "seq-1", "linux").await);
+    let detail = json(app.get(&format!("/api/v1/devices/{did}")).await).await;
+    let registered = detail["recent_events"][0]["id"].as_u64().unwrap();
+    // Our org's events: org.created, the owner token, the key, key.used + device.registered
+    // — a handful, where a shared position would be past the other org's 30 writes.
+    assert!(
+        (1..=10).contains(&registered),
+        "the id counts only this org's events, got {registered}"
+    );
 }
 
 #[tokio::test]

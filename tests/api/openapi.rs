@@ -294,3 +294,49 @@ async fn list_operations_document_the_pagination_parameters() {
     assert!(create["responses"]["201"].is_object());
     assert!(create["requestBody"]["content"]["application/json"].is_object());
 }
+
+#[tokio::test]
+async fn the_event_shape_is_documented_once_with_an_example_of_every_event_type() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let schema = &doc["components"]["schemas"]["EventView"];
+    for field in [
+        "id",
+        "event_id",
+        "type",
+        "time",
+        "org_id",
+        "actor",
+        "subject",
+        "request_id",
+        "data",
+    ] {
+        assert!(
+            schema["properties"].get(field).is_some(),
+            "EventView documents {field}: {schema}"
+        );
+    }
+    let examples = schema["examples"].as_array().expect("examples");
+    let mut types: Vec<&str> = examples
+        .iter()
+        .map(|e| e["type"].as_str().expect("a type"))
+        .collect();
+    types.sort();
+    types.dedup();
+    assert_eq!(types.len(), examples.len(), "one example per type");
+    for t in [
+        "org.created",
+        "token.created",
+        "key.created",
+        "device.registered",
+        "device.removed",
+    ] {
+        assert!(types.contains(&t), "an example of {t}");
+    }
+    // Device history is served in the same shape.
+    let detail = &doc["components"]["schemas"]["DeviceDetail"];
+    assert!(
+        detail.to_string().contains("EventView"),
+        "device history uses the one event view: {detail}"
+    );
+}

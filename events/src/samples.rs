@@ -1,0 +1,168 @@
+//! A deterministic sample of every event type: the golden fixtures of the codec tests are made
+//! from them, and the OpenAPI document shows one example per event type with them. A new event
+//! type needs a sample here (the codec tests fail until it has one).
+
+use crate::Event;
+use crate::envelope::ActorKind;
+use crate::event::*;
+
+/// A fixed hash-like value, distinct per use so a swapped field shows.
+fn hash(seed: u8) -> [u8; 32] {
+    std::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add(i as u8))
+}
+
+/// A deterministic sample of every current event type, and the kind of actor that causes it
+/// (so every `ActorKind` is in some fixture). `None`: no sample yet, which fails the tests.
+pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
+    let device = || String::from("dev_01J8Z3Q4ZP6ZK7S2M5V4W3X2Y1");
+    Some(match event_type {
+        "org.created" => (
+            OrgCreated {
+                org_id: "org_01".into(),
+                name: "Acme Corp".into(),
+                plan: Plan::Business,
+                read_per_min: 1200,
+                write_per_min: 300,
+            }
+            .into(),
+            ActorKind::Console,
+        ),
+        "org.limits_set" => (
+            OrgLimitsSet {
+                org_id: "org_01".into(),
+                read_per_min: 6000,
+                write_per_min: 70_000,
+            }
+            .into(),
+            ActorKind::Console,
+        ),
+        "org.settings_changed" => (
+            OrgSettingsChanged {
+                org_id: "org_01".into(),
+                device_idle_removal_days: Some(90),
+                ephemeral_offline_secs: 1800,
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "token.created" => (
+            TokenCreated {
+                token_id: "tok_01".into(),
+                prefix: "qz_ab12cd".into(),
+                secret_hash: hash(1),
+                scopes: vec!["devices:read".into(), "devices:write".into()],
+                description: "terraform".into(),
+                expires_at: 1_800_000_000_000_000,
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "token.revoked" => (
+            TokenRevoked {
+                token_id: "tok_01".into(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "key.created" => (
+            KeyCreated {
+                key_id: "key_01".into(),
+                prefix: "qzk_9f8e".into(),
+                secret_hash: hash(2),
+                reusable: true,
+                ephemeral: false,
+                tags: vec!["tag:server".into(), "tag:prod".into()],
+                owner: Some("user_01".into()),
+                expires_at: 1_790_000_000_000_000,
+                description: "rack 4".into(),
+                max_uses: Some(25),
+            }
+            .into(),
+            ActorKind::Scim,
+        ),
+        "key.used" => (
+            KeyUsed {
+                key_id: "key_01".into(),
+                device_id: device(),
+                uses: 3,
+            }
+            .into(),
+            ActorKind::Device,
+        ),
+        "key.revoked" => (
+            KeyRevoked {
+                key_id: "key_01".into(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "device.registered" => (
+            DeviceRegistered {
+                device_id: device(),
+                key_id: "key_01".into(),
+                hostname: "web-1".into(),
+                os: "linux".into(),
+                os_version: "6.8.0".into(),
+                public_key: "nodekey:4f1c0a9e".into(),
+                ipv4: "100.64.0.7".into(),
+                ipv6: "fd7a:115c:a1e0::7".into(),
+                tags: vec!["tag:server".into()],
+                owner: None,
+                ephemeral: true,
+                credential_hash: hash(3),
+                key_expires_at: Some(1_780_000_000_000_000),
+            }
+            .into(),
+            ActorKind::Device,
+        ),
+        "device.updated" => (
+            DeviceUpdated {
+                device_id: device(),
+                hostname: Some("web-1b".into()),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "device.tagged" => (
+            DeviceTagged {
+                device_id: device(),
+                tags: vec!["tag:db".into(), "tag:eu".into()],
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "device.untagged" => (
+            DeviceUntagged {
+                device_id: device(),
+                tags: vec!["tag:eu".into()],
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "device.owner_changed" => (
+            DeviceOwnerChanged {
+                device_id: device(),
+                from: Some("user_01".into()),
+                to: None,
+            }
+            .into(),
+            ActorKind::Scim,
+        ),
+        "device.key_expired" => (
+            DeviceKeyExpired {
+                device_id: device(),
+            }
+            .into(),
+            ActorKind::System,
+        ),
+        "device.removed" => (
+            DeviceRemoved {
+                device_id: device(),
+                reason: "ephemeral_offline".into(),
+            }
+            .into(),
+            ActorKind::System,
+        ),
+        _ => return None,
+    })
+}
