@@ -44,7 +44,7 @@ const N: u64 = 1_000_000;
 const REQUEST_EVENTS: u64 = 1_000;
 const PAYLOAD_BYTES: usize = 300;
 /// Bump when the generated log changes, so a stale cache is rebuilt.
-const DATA_VERSION: &str = "replay-1m v3";
+const DATA_VERSION: &str = "replay-1m v4";
 
 fn target_dir() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -276,18 +276,28 @@ fn ensure_log(rt: &tokio::runtime::Runtime) -> u64 {
     });
     let head = log.head();
     let stats = log.stats();
+    let build = t.elapsed();
+    // As a server does at shutdown: the read models snapshot at the head, then the log closes
+    // (which also snapshots its index). The first open below is then what a restart costs.
+    rt.block_on(async {
+        let h = ProjectionHandle::<Models>::start(log.clone(), RunnerOptions::new(snapshot_dir()))
+            .await;
+        assert!(h.wait_for(head, Duration::from_secs(600)).await);
+        h.snapshot_now().await.expect("snapshot");
+        h.stop();
+    });
     log.close();
     drop(log);
-    let build = t.elapsed();
     assert_eq!(head, N);
     wait_unlocked(&data_dir());
     let disk = disk_bytes(&data_dir());
 
-    // The first open after the writer exited: sled replays its own log here.
+    // The first open after the writer exited: sled replays its own log here; the read models
+    // and the index start from their snapshots at the head.
     let (first_open, first_serving) = cold_start(rt);
     eprintln!(
         "replay: built in {:.1} s ({:.0} events/s, {} groups), {:.0} MB on disk ({:.0} B/event); \
-         first open after build: Log::open {:.0} ms, serving (no snapshot) {:.0} ms",
+         first open after build: Log::open {:.0} ms, serving (snapshot at the head) {:.0} ms",
         build.as_secs_f64(),
         N as f64 / build.as_secs_f64(),
         stats.groups,
@@ -301,7 +311,7 @@ fn ensure_log(rt: &tokio::runtime::Runtime) -> u64 {
         results_dir().join("replay_build.json"),
         format!(
             "{{\"events\":{N},\"build_s\":{:.3},\"build_events_per_s\":{:.0},\"groups\":{},\
-             \"disk_bytes\":{disk},\"first_open_ms\":{:.1},\"first_serving_no_snapshot_ms\":{:.1}}}\n",
+             \"disk_bytes\":{disk},\"first_open_ms\":{:.1},\"first_serving_ms\":{:.1}}}\n",
             build.as_secs_f64(),
             N as f64 / build.as_secs_f64(),
             stats.groups,

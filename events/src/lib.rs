@@ -30,6 +30,7 @@ pub mod event;
 pub mod index;
 mod indexer;
 pub mod log;
+mod open;
 pub mod reads;
 pub mod request;
 pub mod samples;

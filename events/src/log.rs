@@ -16,18 +16,13 @@ use tokio::sync::{broadcast, oneshot, watch};
 use crate::chain::ChainKey;
 use crate::checkpoint::{self, Checkpoint, CheckpointKey};
 use crate::codec;
-use crate::committer::{Committer, Job, Prepared, PreparedEvent, Syncer};
-use crate::envelope::{Envelope, Recorded};
+use crate::committer::{Committer, Job, Syncer};
+use crate::envelope::Recorded;
 use crate::error::{AppendError, Error};
 use crate::event::Event;
 use crate::request::{AppendRequest, Appended};
 use crate::sled_store::SledStore;
 use crate::store::LogStore;
-
-const MAX_STREAM_LEN: usize = 512;
-/// Largest record accepted. Well above a 1 MiB policy document; records sled puts in blob
-/// files are fsynced like the rest ([`crate::sled_store`]).
-pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
 
 /// Tuning of the log. The defaults suit a server; tests shrink them to provoke edge cases.
 #[derive(Debug, Clone)]
@@ -222,7 +217,7 @@ impl Log {
     /// Opens (or creates) the log in `dir`, taking an exclusive lock on the directory.
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log, Error> {
         std::fs::create_dir_all(dir)?;
-        let lock = lock_dir(dir)?;
+        let lock = crate::open::lock_dir(dir)?;
         let store = Arc::new(SledStore::open(&dir.join("log"), options.cache_capacity)?);
         Self::start(dir, lock, store, options)
     }
@@ -235,7 +230,7 @@ impl Log {
         options: LogOptions,
     ) -> Result<Log, Error> {
         std::fs::create_dir_all(dir)?;
-        let lock = lock_dir(dir)?;
+        let lock = crate::open::lock_dir(dir)?;
         Self::start(dir, lock, store, options)
     }
 
@@ -262,7 +257,7 @@ impl Log {
                 (env.mac, env.recorded_at)
             }
         };
-        let chain_key = resolve_chain_key(dir, &options, store.as_ref(), head)?;
+        let chain_key = crate::open::resolve_chain_key(dir, &options, store.as_ref(), head)?;
         let checkpoint_key = CheckpointKey::load_or_create(
             &options
                 .checkpoint_key_file
@@ -359,7 +354,7 @@ impl Log {
         if self.inner.shared.is_failed() {
             return Err(self.closed_error());
         }
-        let req = prepare(req)?;
+        let req = crate::request::prepare(req)?;
         let (reply, rx) = oneshot::channel();
         let tx = self
             .inner
@@ -471,63 +466,6 @@ impl std::ops::Deref for StoreGuard<'_> {
     }
 }
 
-/// Encodes a request in the caller's task, so the writer thread only assigns and links.
-fn prepare(req: AppendRequest) -> Result<Prepared, AppendError> {
-    if req.events.is_empty() {
-        return Err(AppendError::Invalid("no events".into()));
-    }
-    let mut events = Vec::with_capacity(req.events.len());
-    for new in req.events {
-        let stream = new.stream;
-        if stream.is_empty() || stream.len() > MAX_STREAM_LEN || stream.contains('\0') {
-            return Err(AppendError::Invalid(format!("bad stream id {stream:?}")));
-        }
-        let event = new.event;
-        let payload = event.encode_payload();
-        let tail = codec::encode_tail(
-            &stream,
-            event.event_type(),
-            event.schema_version(),
-            &req.org_id,
-            &req.actor,
-            &req.request_id,
-            &payload,
-        );
-        if tail.len() + 64 > MAX_RECORD_BYTES {
-            return Err(AppendError::Invalid(format!(
-                "an event of {} bytes is over the log's limit of {MAX_RECORD_BYTES}",
-                tail.len()
-            )));
-        }
-        let envelope = Envelope {
-            position: 0,
-            org_seq: 0,
-            revision: 0,
-            event_id: [0; 16],
-            recorded_at: 0,
-            stream,
-            event_type: event.event_type().to_owned(),
-            schema_version: event.schema_version(),
-            org_id: req.org_id.clone(),
-            actor: req.actor.clone(),
-            request_id: req.request_id.clone(),
-            payload,
-            mac: [0; 32],
-        };
-        events.push(PreparedEvent {
-            tail,
-            envelope,
-            event,
-        });
-    }
-    Ok(Prepared {
-        org_id: req.org_id,
-        expectations: req.expectations,
-        events,
-        idempotency: req.idempotency,
-    })
-}
-
 /// Starts one of the log's threads; if it dies by a panic that escaped, the log fails.
 fn spawn(
     name: &str,
@@ -545,90 +483,6 @@ fn spawn(
                 ));
             }
         })?)
-}
-
-/// The chain key: created only for an empty log; for any other, it must reproduce the MAC of
-/// the head record, or the log refuses to open — chaining new events under a different key
-/// would make all of history "fail" verification.
-fn resolve_chain_key(
-    dir: &Path,
-    options: &LogOptions,
-    store: &dyn LogStore,
-    head: u64,
-) -> Result<ChainKey, Error> {
-    let path = options
-        .chain_key_file
-        .clone()
-        .unwrap_or_else(|| dir.join("chain.key"));
-    let key = match &options.chain_key {
-        Some(k) => k.clone(),
-        None if head == 0 => ChainKey::load_or_create(&path)?,
-        None => ChainKey::load(&path).map_err(|e| Error::ChainKey {
-            path: path.display().to_string(),
-            reason: format!(
-                "{e}; this log holds {head} events, so a new key would break its chain. \
-                 Restore the key file that was used with this data directory (or pass \
-                 --chain-key-file with its location)"
-            ),
-        })?,
-    };
-    if head == 0 {
-        return Ok(key);
-    }
-    let links = |pos: u64| -> Result<bool, Error> {
-        let record = store.record(pos)?.ok_or_else(|| Error::Corrupt {
-            position: pos,
-            reason: "record missing".into(),
-        })?;
-        let env = codec::decode_record(pos, &record)?;
-        let prev = match pos {
-            1 => [0u8; 32],
-            p => match store.record(p - 1)? {
-                Some(r) => codec::decode_record(p - 1, &r)?.mac,
-                None => return Ok(false),
-            },
-        };
-        let body = codec::mac_body(&record).unwrap_or_default();
-        Ok(key.link(&prev, body) == env.mac)
-    };
-    if links(head)? {
-        return Ok(key);
-    }
-    let reason = if head > 1 && links(head - 1)? {
-        format!(
-            "the key verifies the record at position {} but not the head record at {head}: the \
-             head record was changed behind the log's back; run `quickztna audit-log verify` on \
-             a copy of the data directory",
-            head - 1
-        )
-    } else {
-        format!(
-            "the key does not reproduce the MAC of the head record (position {head}): it is not \
-             the key this log was written with. Restore the original key file (or pass \
-             --chain-key-file with its location); no new key was created"
-        )
-    };
-    Err(Error::ChainKey {
-        path: path.display().to_string(),
-        reason,
-    })
-}
-
-fn lock_dir(dir: &Path) -> Result<File, Error> {
-    let path = dir.join("LOCK");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            path: dir.display().to_string(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io(e)),
-    }
 }
 
 pub(crate) fn decode_recorded(position: u64, bytes: &[u8]) -> Result<Recorded, Error> {

@@ -1,7 +1,15 @@
 //! What callers hand the log, and what it answers.
 
-use crate::envelope::Actor;
+use crate::codec;
+use crate::committer::{Prepared, PreparedEvent};
+use crate::envelope::{Actor, Envelope};
+use crate::error::AppendError;
 use crate::event::Event;
+
+const MAX_STREAM_LEN: usize = 512;
+/// Largest record accepted. Well above a 1 MiB policy document; records sled puts in blob
+/// files are fsynced like the rest ([`crate::sled_store`]).
+pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the caller expects of a stream before its events are appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,4 +78,61 @@ pub struct Appended {
     /// True when this answers a repeat of an earlier request (same idempotency key or event
     /// ids): nothing new was written.
     pub replayed: bool,
+}
+
+/// Encodes a request in the caller's task, so the writer thread only assigns and links.
+pub(crate) fn prepare(req: AppendRequest) -> Result<Prepared, AppendError> {
+    if req.events.is_empty() {
+        return Err(AppendError::Invalid("no events".into()));
+    }
+    let mut events = Vec::with_capacity(req.events.len());
+    for new in req.events {
+        let stream = new.stream;
+        if stream.is_empty() || stream.len() > MAX_STREAM_LEN || stream.contains('\0') {
+            return Err(AppendError::Invalid(format!("bad stream id {stream:?}")));
+        }
+        let event = new.event;
+        let payload = event.encode_payload();
+        let tail = codec::encode_tail(
+            &stream,
+            event.event_type(),
+            event.schema_version(),
+            &req.org_id,
+            &req.actor,
+            &req.request_id,
+            &payload,
+        );
+        if tail.len() + 64 > MAX_RECORD_BYTES {
+            return Err(AppendError::Invalid(format!(
+                "an event of {} bytes is over the log's limit of {MAX_RECORD_BYTES}",
+                tail.len()
+            )));
+        }
+        let envelope = Envelope {
+            position: 0,
+            org_seq: 0,
+            revision: 0,
+            event_id: [0; 16],
+            recorded_at: 0,
+            stream,
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            org_id: req.org_id.clone(),
+            actor: req.actor.clone(),
+            request_id: req.request_id.clone(),
+            payload,
+            mac: [0; 32],
+        };
+        events.push(PreparedEvent {
+            tail,
+            envelope,
+            event,
+        });
+    }
+    Ok(Prepared {
+        org_id: req.org_id,
+        expectations: req.expectations,
+        events,
+        idempotency: req.idempotency,
+    })
 }
