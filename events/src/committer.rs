@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, oneshot};
 
@@ -46,6 +47,9 @@ pub(crate) struct Prepared {
     pub events: Vec<PreparedEvent>,
     pub idempotency: Option<Idempotency>,
 }
+
+/// How often the committer looks at the syncer while it gathers a group.
+const GATHER_POLL: Duration = Duration::from_micros(50);
 
 pub(crate) type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 
@@ -105,6 +109,16 @@ impl Committer {
                     Err(_) => break,
                 }
             }
+            // While the previous group is being made durable, keep gathering: this group could
+            // not be synced before that one is done anyway, and a bigger group shares one
+            // fdatasync among more appends. An idle syncer means: go now.
+            while jobs.len() < self.max_group && self.shared.in_flight.load(Ordering::Acquire) > 0 {
+                match self.rx.recv_timeout(GATHER_POLL) {
+                    Ok(job) => jobs.push(job),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
             if self.shared.is_failed() {
                 fail_all(&self.shared, jobs.drain(..).map(|j| j.reply));
                 continue;
@@ -137,7 +151,9 @@ impl Committer {
                 recorded: decided.recorded,
                 replies: replies.into_iter().zip(decided.outcomes).collect(),
             };
+            self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
             if let Err(std::sync::mpsc::SendError(staged)) = self.to_syncer.send(staged) {
+                self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                 self.shared.fail("the log's syncer thread stopped".into());
                 fail_all(&self.shared, staged.replies.into_iter().map(|(r, _)| r));
             }
@@ -354,42 +370,54 @@ pub(crate) struct Syncer {
 impl Syncer {
     pub fn run(self) {
         while let Ok(staged) = self.rx.recv() {
-            if self.shared.is_failed() {
-                fail_all(&self.shared, staged.replies.into_iter().map(|(r, _)| r));
-                continue;
-            }
-            let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.complete(staged);
+        }
+    }
+
+    /// Makes one staged group durable and answers it, or fails it and the log.
+    fn complete(&self, staged: Staged) {
+        let synced = if self.shared.is_failed() {
+            Ok(Err(crate::error::Error::Failed))
+        } else {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 if staged.wrote {
                     self.store.sync()
                 } else {
                     Ok(())
                 }
-            }));
-            let why = match synced {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(format!("making the log durable failed: {e}")),
-                Err(p) => Some(format!("the log syncer panicked: {}", panic_message(&p))),
-            };
-            if let Some(why) = why {
-                self.shared.fail(why);
-                fail_all(&self.shared, staged.replies.into_iter().map(|(r, _)| r));
-                continue;
-            }
-            if staged.wrote {
-                self.shared
-                    .events
-                    .fetch_add(staged.recorded.len() as u64, Ordering::Relaxed);
-                self.shared.groups.fetch_add(1, Ordering::Relaxed);
-                self.shared.fdatasyncs.fetch_add(1, Ordering::Relaxed);
-                self.shared.head.store(staged.head, Ordering::Release);
-                self.shared.head_tx.send_replace(staged.head);
-                let _ = self.to_indexer.send(staged.head);
-                // No receivers is fine: nobody is listening live.
-                let _ = self.live.send(staged.recorded.into());
-            }
-            for (reply, outcome) in staged.replies {
-                let _ = reply.send(outcome);
-            }
+            }))
+        };
+        // The syncer is free again before anyone hears back, so a caller's next append never
+        // finds a group "in flight" that is already answered.
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.shared.is_failed() {
+            fail_all(&self.shared, staged.replies.into_iter().map(|(r, _)| r));
+            return;
+        }
+        let why = match synced {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("making the log durable failed: {e}")),
+            Err(p) => Some(format!("the log syncer panicked: {}", panic_message(&p))),
+        };
+        if let Some(why) = why {
+            self.shared.fail(why);
+            fail_all(&self.shared, staged.replies.into_iter().map(|(r, _)| r));
+            return;
+        }
+        if staged.wrote {
+            self.shared
+                .events
+                .fetch_add(staged.recorded.len() as u64, Ordering::Relaxed);
+            self.shared.groups.fetch_add(1, Ordering::Relaxed);
+            self.shared.fdatasyncs.fetch_add(1, Ordering::Relaxed);
+            self.shared.head.store(staged.head, Ordering::Release);
+            self.shared.head_tx.send_replace(staged.head);
+            let _ = self.to_indexer.send(staged.head);
+            // No receivers is fine: nobody is listening live.
+            let _ = self.live.send(staged.recorded.into());
+        }
+        for (reply, outcome) in staged.replies {
+            let _ = reply.send(outcome);
         }
     }
 }

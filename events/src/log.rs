@@ -83,6 +83,8 @@ pub(crate) struct Shared {
     /// Positions by stream revision and by org sequence. Written only by the committer; holds
     /// staged positions past `head` too, which readers filter out.
     pub index: RwLock<crate::index::Index>,
+    /// Groups handed to the syncer and not yet answered.
+    pub in_flight: std::sync::atomic::AtomicUsize,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
     pub groups: AtomicU64,
@@ -284,6 +286,7 @@ impl Log {
             head_tx,
             live: Mutex::new(Some(live.clone())),
             index: RwLock::new(index),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             groups: AtomicU64::new(0),
