@@ -32,6 +32,7 @@ pub mod reads;
 pub mod request;
 pub mod sled_store;
 pub mod store;
+pub mod stream;
 pub mod subscription;
 pub mod verify;
 
