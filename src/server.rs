@@ -1,5 +1,5 @@
 //! The server: `run(listener, state, shutdown)` serves the API until `shutdown` resolves, then
-//! snapshots the read models and closes the log. Tests call it on a port-0 listener.
+//! lets the workers finish their steps, snapshots the read models and closes the log. Tests call it on a port-0 listener.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 use crate::bootstrap;
 use crate::config::ServeArgs;
 use crate::state::{AppState, Settings};
+use crate::workers::Workers;
+use crate::workers::sweeper::Sweeper;
 
 /// Serves `state` on `listener` until `shutdown` completes.
 pub async fn run<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
@@ -31,10 +33,10 @@ where
         })
     };
     // Offline ephemeral and idle devices are removed by the system actor.
-    let device_sweep = tokio::spawn(crate::sweeper::run(
-        state.clone(),
-        state.settings().sweep_every,
-    ));
+    let mut workers = Workers::new(state.clone());
+    workers.spawn(Sweeper {
+        every: state.settings().sweep_every,
+    });
     // Heartbeats are not events: they reach the disk every few seconds and at shutdown.
     let heartbeat_flush = {
         let state = state.clone();
@@ -53,8 +55,9 @@ where
     .with_graceful_shutdown(shutdown)
     .await;
     limiter_sweep.abort();
-    device_sweep.abort();
     heartbeat_flush.abort();
+    // Workers finish the step they are in (their appends need the log open).
+    workers.shutdown().await;
     state.shutdown().await;
     served
 }
@@ -67,10 +70,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     settings.body_limit = args.body_limit;
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {
-        let models = state.models().load();
         let created = bootstrap::create_org(
-            state.log(),
-            &models.state,
+            &state,
             "default",
             Plan::Workforce,
             Actor::system("bootstrap of an empty data directory"),

@@ -589,10 +589,8 @@ async fn the_sweeper_removes_offline_ephemeral_devices_and_idle_ones_when_the_or
     );
 
     // Idle removal is off by default; switched on, the year-old server goes.
-    let models = app.state.models().load();
     bootstrap::set_settings(
-        app.state.log(),
-        &models.state,
+        &app.state,
         &app.org_id,
         Some(90),
         1800,
