@@ -200,3 +200,101 @@ async fn wait_applied_within<E>(
 }
 
 impl<E: std::fmt::Debug> std::error::Error for ExecuteError<E> {}
+
+#[cfg(test)]
+mod tests {
+    use events::Expected;
+    use events::event::{OrgLimitsSet, Plan};
+    use events::stream::Stream;
+
+    use super::*;
+    use crate::bootstrap;
+    use crate::state::Settings;
+
+    async fn org(dir: &std::path::Path) -> (AppState, String) {
+        let state = AppState::open(Settings::new(dir)).await.expect("open");
+        let created = bootstrap::create_org(&state, "acme", Plan::Free, Actor::console("test"))
+            .await
+            .expect("org");
+        (state, created.org_id)
+    }
+
+    /// Raises the org's read limit by one, relying on its stream being at `revision`.
+    fn raise(org_id: &str, revision: u64, read_per_min: u32) -> Decision {
+        Decision::none()
+            .expect(Stream::org(org_id), Expected::Exact(revision))
+            .event(
+                Stream::org(org_id),
+                OrgLimitsSet {
+                    org_id: org_id.to_owned(),
+                    read_per_min,
+                    write_per_min: 60,
+                },
+            )
+    }
+
+    #[tokio::test]
+    async fn a_decision_that_lost_a_race_is_decided_again_on_newer_models_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, org_id) = org(dir.path()).await;
+        let mut calls = 0;
+        let outcome = execute(
+            &state,
+            Command::new(&org_id, Actor::console("test"), "req_1"),
+            |m| {
+                calls += 1;
+                let current = m.orgs.get(&org_id).unwrap().read_per_min;
+                // The first attempt saw a revision another writer has since moved past.
+                let seen = if calls == 1 { 7 } else { 0 };
+                Ok::<_, ()>(raise(&org_id, seen, current + 1))
+            },
+        )
+        .await
+        .expect("executed");
+        assert_eq!(calls, 2);
+        assert!(matches!(outcome, Outcome::Appended(a) if !a.replayed));
+        let models = state.models().load();
+        assert_eq!(
+            models.state.orgs.get(&org_id).unwrap().read_per_min,
+            bootstrap::DEFAULT_READ_PER_MIN + 1,
+            "the answer's read models include the write"
+        );
+        state.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_conflict_that_outlives_every_attempt_is_the_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, org_id) = org(dir.path()).await;
+        let mut calls = 0;
+        let result = execute(
+            &state,
+            Command::new(&org_id, Actor::console("test"), "req_1"),
+            |_| {
+                calls += 1;
+                Ok::<_, ()>(raise(&org_id, 7, 1))
+            },
+        )
+        .await;
+        assert!(matches!(
+            result,
+            Err(ExecuteError::Refused(AppendError::Conflict { .. }))
+        ));
+        assert_eq!(calls, ATTEMPTS);
+        state.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_rejection_or_an_empty_decision_appends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, org_id) = org(dir.path()).await;
+        let head = state.log().head();
+        let command = Command::new(&org_id, Actor::console("test"), "req_1");
+        let rejected = execute(&state, command.clone(), |_| Err::<Decision, _>("no")).await;
+        assert_eq!(rejected, Err(ExecuteError::Rejected("no")));
+        let unchanged = execute(&state, command, |_| Ok::<_, ()>(Decision::none())).await;
+        assert_eq!(unchanged, Ok(Outcome::Unchanged));
+        assert_eq!(state.log().head(), head);
+        state.shutdown().await;
+    }
+}
