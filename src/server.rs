@@ -12,6 +12,7 @@ use crate::bootstrap;
 use crate::config::ServeArgs;
 use crate::state::{AppState, Settings};
 use crate::workers::Workers;
+use crate::workers::housekeeping::{HeartbeatFlush, LimiterSweep};
 use crate::workers::sweeper::Sweeper;
 
 /// Serves `state` on `listener` until `shutdown` completes.
@@ -20,42 +21,22 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = crate::http::router(state.clone());
-    // Full buckets carry no information: dropping them bounds the limiter's memory to the
-    // organizations and addresses seen in the last minute or so.
-    let limiter_sweep = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                state.limiter().sweep();
-            }
-        })
-    };
-    // Offline ephemeral and idle devices are removed by the system actor.
     let mut workers = Workers::new(state.clone());
+    workers.spawn(LimiterSweep);
+    // Offline ephemeral and idle devices are removed by the system actor.
     workers.spawn(Sweeper {
         every: state.settings().sweep_every,
     });
     // Heartbeats are not events: they reach the disk every few seconds and at shutdown.
-    let heartbeat_flush = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(state.settings().heartbeat_flush_every);
-            loop {
-                tick.tick().await;
-                state.flush_heartbeats().await;
-            }
-        })
-    };
+    workers.spawn(HeartbeatFlush {
+        every: state.settings().heartbeat_flush_every,
+    });
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    limiter_sweep.abort();
-    heartbeat_flush.abort();
     // Workers finish the step they are in (their appends need the log open).
     workers.shutdown().await;
     state.shutdown().await;

@@ -8,8 +8,9 @@
 use axum::Extension;
 use axum::extract::State;
 use events::Event;
+use events::stream::Stream;
 use http::StatusCode;
-use projections::devices::{Device, device_stream};
+use projections::devices::Device;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -370,7 +371,11 @@ fn recent_events(state: &AppState, d: &Device) -> Result<Vec<DeviceEvent>, Probl
     let from = d.revision.saturating_sub(RECENT_EVENTS - 1);
     let mut out: Vec<DeviceEvent> = state
         .log()
-        .read_stream(&device_stream(&d.id), from, RECENT_EVENTS as usize)
+        .read_stream(
+            &Stream::device(&d.id).to_string(),
+            from,
+            RECENT_EVENTS as usize,
+        )
         .map_err(Problem::internal)?
         .iter()
         .map(|r| DeviceEvent {

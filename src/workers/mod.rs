@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::state::AppState;
 
 pub mod checkpoint;
+pub mod housekeeping;
 pub mod sweeper;
 
 #[cfg(test)]
