@@ -137,3 +137,53 @@ async fn shutdown_waits_for_the_step_in_flight_and_starts_no_other() {
     );
     state.shutdown().await;
 }
+
+/// Fails its first step, then remembers the positions it was given.
+struct FailsOnce {
+    failed: bool,
+    seen: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Worker for FailsOnce {
+    fn name(&self) -> &'static str {
+        "fails-once"
+    }
+
+    fn trigger(&self) -> Trigger {
+        Trigger::Events
+    }
+
+    async fn step(&mut self, _: &AppState, events: &[Arc<Recorded>]) -> Result<(), StepError> {
+        if !self.failed {
+            self.failed = true;
+            return Err("not yet".into());
+        }
+        let mut seen = self.seen.lock().unwrap();
+        seen.extend(events.iter().map(|r| r.position()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_step_is_tried_again_from_the_same_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open(dir.path()).await;
+    new_org(&state, "acme").await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = Workers::new(state.clone());
+    workers.spawn(FailsOnce {
+        failed: false,
+        seen: seen.clone(),
+    });
+    assert_eq!(
+        saw(&seen, 2).await,
+        vec![1, 2],
+        "nothing lost to the failure"
+    );
+    workers.shutdown().await;
+    assert_eq!(
+        super::checkpoint::load(&super::checkpoint_path(dir.path(), "fails-once")).unwrap(),
+        2
+    );
+    state.shutdown().await;
+}
