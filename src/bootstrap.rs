@@ -2,13 +2,17 @@
 //! data dir.
 
 use events::event::{OrgCreated, OrgLimitsSet, OrgSettingsChanged, Plan};
-use events::{Actor, AppendRequest, Expected, NewEvent};
+use events::stream::Stream;
+use events::{Actor, Expected};
 use projections::Models;
 
+use crate::domain::Decision;
 use crate::domain::ids::new_id;
 use crate::domain::scope::Scopes;
 use crate::domain::secret;
-use crate::domain::tokens::{CreateToken, decide_create, max_expiry};
+use crate::domain::tokens::{self, CreateToken, max_expiry};
+use crate::execute::{Command, ExecuteError, execute};
+use crate::state::AppState;
 
 /// The default rate limits of the seed page.
 pub const DEFAULT_READ_PER_MIN: u32 = 600;
@@ -36,7 +40,9 @@ pub enum BootstrapError {
     )]
     BadSettings,
     #[error("{0}")]
-    Append(#[from] events::AppendError),
+    Refused(String),
+    #[error("{0}")]
+    Write(String),
 }
 
 pub fn valid_org_name(name: &str) -> bool {
@@ -48,8 +54,7 @@ pub fn valid_org_name(name: &str) -> bool {
 
 /// Creates an organization and its owner token (scope `write`, 12 months) in one append.
 pub async fn create_org(
-    log: &events::Log,
-    models: &Models,
+    state: &AppState,
     name: &str,
     plan: Plan,
     actor: Actor,
@@ -57,47 +62,27 @@ pub async fn create_org(
     if !valid_org_name(name) {
         return Err(BootstrapError::BadName);
     }
-    if models.orgs.by_name(name).is_some() {
-        return Err(BootstrapError::NameTaken(name.to_owned()));
-    }
     let org_id = new_id("org");
     let token_id = new_id("tok");
     let secret = secret::generate("qz_");
     let now = events::now_micros();
-    let owner = Scopes::parse(&["write"]).expect("write is a scope");
-    let token = decide_create(
-        &owner,
-        CreateToken {
-            token_id: token_id.clone(),
-            prefix: secret.display_prefix.clone(),
-            secret_hash: secret.hash,
-            scopes: owner.clone(),
-            description: format!("owner token of {name}"),
-            // A minute short of the maximum, so the token is valid when the append lands.
-            expires_at: max_expiry(now) - 60 * 1_000_000,
-        },
-        now,
-    )
-    .map_err(|e| events::AppendError::Invalid(format!("{e:?}")))?;
-    log.append(AppendRequest {
+    let token = owner_token(&token_id, &secret, format!("owner token of {name}"), now);
+    let org = Stream::org(&org_id);
+    let created = OrgCreated {
         org_id: org_id.clone(),
-        actor,
-        request_id: new_id("req"),
-        expectations: vec![(format!("org:{org_id}"), Expected::NoStream)],
-        events: vec![
-            NewEvent::new(
-                format!("org:{org_id}"),
-                OrgCreated {
-                    org_id: org_id.clone(),
-                    name: name.to_owned(),
-                    plan,
-                    read_per_min: DEFAULT_READ_PER_MIN,
-                    write_per_min: DEFAULT_WRITE_PER_MIN,
-                },
-            ),
-            NewEvent::new(format!("token:{token_id}"), token),
-        ],
-        idempotency: None,
+        name: name.to_owned(),
+        plan,
+        read_per_min: DEFAULT_READ_PER_MIN,
+        write_per_min: DEFAULT_WRITE_PER_MIN,
+    };
+    run(state, &org_id, actor, |models| {
+        if models.orgs.by_name(name).is_some() {
+            return Err(BootstrapError::NameTaken(name.to_owned()));
+        }
+        Ok(tokens::create(&owner_scopes(), token.clone(), now)
+            .map_err(|e| BootstrapError::Refused(format!("{e:?}")))?
+            .expect(org.clone(), Expected::NoStream)
+            .event(org.clone(), created.clone()))
     })
     .await?;
     Ok(CreatedOrg {
@@ -108,36 +93,19 @@ pub async fn create_org(
 
 /// Issues another owner token for an existing organization (when the first one was lost).
 pub async fn issue_owner_token(
-    log: &events::Log,
-    models: &Models,
+    state: &AppState,
     org: &str,
     actor: Actor,
 ) -> Result<CreatedOrg, BootstrapError> {
-    let org = find_org(models, org)?.clone();
+    let org = find_org(&state.models().load().state, org)?.clone();
     let token_id = new_id("tok");
     let secret = secret::generate("qz_");
     let now = events::now_micros();
-    let owner = Scopes::parse(&["write"]).expect("write is a scope");
-    let token = decide_create(
-        &owner,
-        CreateToken {
-            token_id: token_id.clone(),
-            prefix: secret.display_prefix.clone(),
-            secret_hash: secret.hash,
-            scopes: owner.clone(),
-            description: format!("owner token of {} (issued at the console)", org.name),
-            expires_at: max_expiry(now) - 60 * 1_000_000,
-        },
-        now,
-    )
-    .map_err(|e| events::AppendError::Invalid(format!("{e:?}")))?;
-    log.append(AppendRequest {
-        org_id: org.id.clone(),
-        actor,
-        request_id: new_id("req"),
-        expectations: vec![],
-        events: vec![NewEvent::new(format!("token:{token_id}"), token)],
-        idempotency: None,
+    let description = format!("owner token of {} (issued at the console)", org.name);
+    let token = owner_token(&token_id, &secret, description, now);
+    run(state, &org.id, actor, |_| {
+        tokens::create(&owner_scopes(), token.clone(), now)
+            .map_err(|e| BootstrapError::Refused(format!("{e:?}")))
     })
     .await?;
     Ok(CreatedOrg {
@@ -148,8 +116,7 @@ pub async fn issue_owner_token(
 
 /// Changes an organization's rate limits ("contact support and we raise your limits").
 pub async fn set_limits(
-    log: &events::Log,
-    models: &Models,
+    state: &AppState,
     org: &str,
     read_per_min: u32,
     write_per_min: u32,
@@ -159,18 +126,14 @@ pub async fn set_limits(
     if !range.contains(&read_per_min) || !range.contains(&write_per_min) {
         return Err(BootstrapError::BadLimits);
     }
-    let org = find_org(models, org)?;
-    append_to_org(
-        log,
-        org,
+    change_org(state, org, actor, |org_id| {
         OrgLimitsSet {
-            org_id: org.id.clone(),
+            org_id,
             read_per_min,
             write_per_min,
         }
-        .into(),
-        actor,
-    )
+        .into()
+    })
     .await
 }
 
@@ -178,8 +141,7 @@ pub async fn set_limits(
 /// `device_idle_removal_days` (`None`: never), and ephemeral devices offline longer than
 /// `ephemeral_offline_secs`.
 pub async fn set_settings(
-    log: &events::Log,
-    models: &Models,
+    state: &AppState,
     org: &str,
     device_idle_removal_days: Option<u32>,
     ephemeral_offline_secs: u64,
@@ -190,18 +152,14 @@ pub async fn set_settings(
     {
         return Err(BootstrapError::BadSettings);
     }
-    let org = find_org(models, org)?;
-    append_to_org(
-        log,
-        org,
+    change_org(state, org, actor, |org_id| {
         OrgSettingsChanged {
-            org_id: org.id.clone(),
+            org_id,
             device_idle_removal_days,
             ephemeral_offline_secs,
         }
-        .into(),
-        actor,
-    )
+        .into()
+    })
     .await
 }
 
@@ -217,22 +175,59 @@ fn find_org<'a>(
         .ok_or_else(|| BootstrapError::NoSuchOrg(org.to_owned()))
 }
 
-/// Appends one event to an existing organization's stream; returns the organization's id.
-async fn append_to_org(
-    log: &events::Log,
-    org: &projections::orgs::Org,
-    event: events::Event,
+fn owner_scopes() -> Scopes {
+    Scopes::parse(&["write"]).expect("write is a scope")
+}
+
+/// An owner token's creation: scope `write`, a minute short of the longest expiry so that it
+/// is still valid when the append lands.
+fn owner_token(
+    token_id: &str,
+    secret: &secret::Secret,
+    description: String,
+    now: i64,
+) -> CreateToken {
+    CreateToken {
+        token_id: token_id.to_owned(),
+        prefix: secret.display_prefix.clone(),
+        secret_hash: secret.hash,
+        scopes: owner_scopes(),
+        description,
+        expires_at: max_expiry(now) - 60 * 1_000_000,
+    }
+}
+
+/// Appends `event` (built for the organization's id) to an existing organization's stream;
+/// returns the organization's id.
+async fn change_org(
+    state: &AppState,
+    org: &str,
     actor: Actor,
+    event: impl Fn(String) -> events::Event,
 ) -> Result<String, BootstrapError> {
-    let stream = format!("org:{}", org.id);
-    log.append(AppendRequest {
-        org_id: org.id.clone(),
-        actor,
-        request_id: new_id("req"),
-        expectations: vec![(stream.clone(), Expected::Exists)],
-        events: vec![NewEvent::new(stream, event)],
-        idempotency: None,
+    let org_id = find_org(&state.models().load().state, org)?.id.clone();
+    let stream = Stream::org(&org_id);
+    run(state, &org_id, actor, |_| {
+        Ok(Decision::none()
+            .expect(stream.clone(), Expected::Exists)
+            .event(stream.clone(), event(org_id.clone())))
     })
     .await?;
-    Ok(org.id.clone())
+    Ok(org_id)
+}
+
+/// Executes a decision of the console or the server itself, with a request id of its own.
+async fn run(
+    state: &AppState,
+    org_id: &str,
+    actor: Actor,
+    decide: impl FnMut(&Models) -> Result<Decision, BootstrapError>,
+) -> Result<(), BootstrapError> {
+    execute(state, Command::new(org_id, actor, new_id("req")), decide)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            ExecuteError::Rejected(e) => e,
+            other => BootstrapError::Write(other.to_string()),
+        })
 }

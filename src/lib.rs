@@ -6,9 +6,12 @@
 //! - [`server`]: `run(listener, state, shutdown)` and the `serve` command.
 //! - [`state`]: [`state::AppState`], what every handler shares: the log, read models, settings.
 //! - [`bootstrap`]: creating organizations and owner tokens (`init`, first `serve`).
-//! - [`domain`]: pure decisions — command in, events or a rejection out.
+//! - [`domain`]: pure decisions — command and read models in, a decision or a rejection out.
+//! - [`execute`]: the command executor, the only caller of `Log::append`: decide, append,
+//!   retry on a conflict, wait for the read models.
 //! - [`heartbeats`]: last-seen times and reported device state, kept outside the log.
-//! - [`sweeper`]: the background removal of offline ephemeral and idle devices.
+//! - [`workers`]: background work from a checkpoint on the log or a timer; [`sweeper`], the
+//!   removal of offline ephemeral and idle devices, is one.
 //! - [`http`]: the REST API, one module per resource, inside the request frame.
 //! - [`cli`]: the admin CLI, a client of the REST API.
 //! - [`offline`]: commands that open the data dir directly (`init`, `org`, `audit-log verify`).
@@ -19,9 +22,12 @@ pub mod bootstrap;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod execute;
 pub mod heartbeats;
 pub mod http;
 pub mod offline;
 pub mod server;
 pub mod state;
-pub mod sweeper;
+pub mod workers;
+
+pub use workers::sweeper;

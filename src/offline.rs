@@ -36,15 +36,8 @@ async fn open(data: &DataDirArgs) -> Result<AppState, String> {
 pub async fn init(args: InitArgs) -> Result<(), String> {
     let plan = Plan::parse(&args.plan).ok_or("plan must be free, business or workforce")?;
     let state = open(&args.data).await?;
-    let models = state.models().load();
-    let result = bootstrap::create_org(
-        state.log(),
-        &models.state,
-        &args.org,
-        plan,
-        Actor::console("quickztna init"),
-    )
-    .await;
+    let result =
+        bootstrap::create_org(&state, &args.org, plan, Actor::console("quickztna init")).await;
     state.shutdown().await;
     let created = result.map_err(|e| e.to_string())?;
     println!(
@@ -56,10 +49,8 @@ pub async fn init(args: InitArgs) -> Result<(), String> {
 
 pub async fn set_limits(args: SetLimitsArgs) -> Result<(), String> {
     let state = open(&args.data).await?;
-    let models = state.models().load();
     let result = bootstrap::set_limits(
-        state.log(),
-        &models.state,
+        &state,
         &args.org,
         args.read_per_min,
         args.write_per_min,
@@ -113,8 +104,7 @@ pub async fn set_settings(args: SetSettingsArgs) -> Result<(), String> {
             let idle = idle.unwrap_or(org.device_idle_removal_days);
             let ephemeral = ephemeral.unwrap_or(org.ephemeral_offline_secs);
             bootstrap::set_settings(
-                state.log(),
-                &models.state,
+                &state,
                 &org.id,
                 idle,
                 ephemeral,
@@ -140,10 +130,8 @@ pub async fn set_settings(args: SetSettingsArgs) -> Result<(), String> {
 
 pub async fn issue_token(args: IssueTokenArgs) -> Result<(), String> {
     let state = open(&args.data).await?;
-    let models = state.models().load();
     let result = bootstrap::issue_owner_token(
-        state.log(),
-        &models.state,
+        &state,
         &args.org,
         Actor::console("quickztna org issue-token"),
     )

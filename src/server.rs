@@ -1,5 +1,5 @@
 //! The server: `run(listener, state, shutdown)` serves the API until `shutdown` resolves, then
-//! snapshots the read models and closes the log. Tests call it on a port-0 listener.
+//! lets the workers finish their steps, snapshots the read models and closes the log. Tests call it on a port-0 listener.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,6 +11,9 @@ use tokio::net::TcpListener;
 use crate::bootstrap;
 use crate::config::ServeArgs;
 use crate::state::{AppState, Settings};
+use crate::workers::Workers;
+use crate::workers::housekeeping::{HeartbeatFlush, LimiterSweep};
+use crate::workers::sweeper::Sweeper;
 
 /// Serves `state` on `listener` until `shutdown` completes.
 pub async fn run<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
@@ -18,43 +21,24 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = crate::http::router(state.clone());
-    // Full buckets carry no information: dropping them bounds the limiter's memory to the
-    // organizations and addresses seen in the last minute or so.
-    let limiter_sweep = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                state.limiter().sweep();
-            }
-        })
-    };
+    let mut workers = Workers::new(state.clone());
+    workers.spawn(LimiterSweep);
     // Offline ephemeral and idle devices are removed by the system actor.
-    let device_sweep = tokio::spawn(crate::sweeper::run(
-        state.clone(),
-        state.settings().sweep_every,
-    ));
+    workers.spawn(Sweeper {
+        every: state.settings().sweep_every,
+    });
     // Heartbeats are not events: they reach the disk every few seconds and at shutdown.
-    let heartbeat_flush = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(state.settings().heartbeat_flush_every);
-            loop {
-                tick.tick().await;
-                state.flush_heartbeats().await;
-            }
-        })
-    };
+    workers.spawn(HeartbeatFlush {
+        every: state.settings().heartbeat_flush_every,
+    });
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    limiter_sweep.abort();
-    device_sweep.abort();
-    heartbeat_flush.abort();
+    // Workers finish the step they are in (their appends need the log open).
+    workers.shutdown().await;
     state.shutdown().await;
     served
 }
@@ -67,10 +51,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     settings.body_limit = args.body_limit;
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {
-        let models = state.models().load();
         let created = bootstrap::create_org(
-            state.log(),
-            &models.state,
+            &state,
             "default",
             Plan::Workforce,
             Actor::system("bootstrap of an empty data directory"),

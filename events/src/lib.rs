@@ -36,6 +36,7 @@ pub mod request;
 pub mod samples;
 pub mod sled_store;
 pub mod store;
+pub mod stream;
 pub mod subscription;
 pub mod verify;
 

@@ -11,15 +11,19 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use events::Event;
+use events::Expected;
 use events::event::{
     DeviceKeyExpired, DeviceOwnerChanged, DeviceRegistered, DeviceRemoved, DeviceTagged,
     DeviceUntagged, DeviceUpdated, KeyUsed,
 };
+use events::stream::Stream;
+use projections::Models;
 use projections::devices::Device;
 use projections::keys::Key;
 use sha2::{Digest, Sha256};
 
 use super::Rejection;
+use super::decision::Decision;
 
 /// Longest tag name after `tag:`.
 pub const MAX_TAG_NAME: usize = 63;
@@ -386,6 +390,74 @@ pub fn credential_valid(device: &Device, now: i64) -> Result<(), &'static str> {
     } else {
         Ok(())
     }
+}
+
+/// Changes a live device of `org_id` by the events `change` returns, expecting its stream
+/// unchanged since it was read; nothing to append when `change` returns none.
+pub fn change(
+    models: &Models,
+    org_id: &str,
+    id: &str,
+    change: impl FnOnce(&Device) -> Vec<Event>,
+) -> Result<Decision, Rejection> {
+    let device = live(models.devices.get(id), org_id, id)?;
+    let events = change(device);
+    if events.is_empty() {
+        return Ok(Decision::none());
+    }
+    let stream = Stream::device(id);
+    Ok(events.into_iter().fold(
+        Decision::none().expect(stream.clone(), Expected::Exact(device.revision)),
+        |d, e| d.event(stream.clone(), e),
+    ))
+}
+
+/// Removes a device of `org_id` (see [`decide_remove`]).
+pub fn remove(
+    models: &Models,
+    org_id: &str,
+    id: &str,
+    reason: &str,
+) -> Result<Decision, Rejection> {
+    let device = models.devices.get(id);
+    let Some(event) = decide_remove(device, org_id, id, reason)? else {
+        return Ok(Decision::none());
+    };
+    let stream = Stream::device(id);
+    Ok(Decision::none()
+        .expect(
+            stream.clone(),
+            Expected::Exact(device.map_or(0, |d| d.revision)),
+        )
+        .event(stream, event))
+}
+
+/// Joins a device with pre-auth key `key_id` (see [`decide_register`]). The decision expects
+/// the organization's address allocator and the key unchanged, so two registrations can take
+/// neither the same address nor the last use of a key.
+pub fn register(
+    models: &Models,
+    key_id: &str,
+    cmd: Register,
+    now: i64,
+) -> Result<Decision, RegisterRefusal> {
+    // Keys are never dropped from the read model; a missing one cannot admit anybody.
+    let key = models
+        .keys
+        .get(key_id)
+        .ok_or(RegisterRefusal::Key(KeyRefusal::Revoked))?;
+    let ipam_revision = models.devices.ipam_revision(&key.org_id);
+    let device_id = cmd.device_id.clone();
+    let (used, registered) = decide_register(key, ipam_revision, cmd, now)?;
+    let ipam = Stream::ipam(&key.org_id);
+    Ok(Decision::none()
+        .expect(
+            ipam.clone(),
+            ipam_revision.map_or(Expected::NoStream, Expected::Exact),
+        )
+        .expect(Stream::key(key_id), Expected::Exact(key.revision))
+        .event(ipam, used)
+        .event(Stream::device(device_id), registered))
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
 //! Decisions about pre-auth keys: issuing and revoking them. (Using one is a registration, see
 //! [`super::devices::decide_register`].)
 
+use events::Expected;
 use events::event::{KeyCreated, KeyRevoked};
+use events::stream::Stream;
+use projections::Models;
 use projections::keys::Keys;
 
 use super::Rejection;
+use super::decision::Decision;
 use super::devices::{Tag, check_text};
 
 /// Longest pre-auth key lifetime: 90 days.
@@ -84,6 +88,26 @@ pub fn decide_revoke(
         // Another organization's key is indistinguishable from a missing one.
         _ => Err(Rejection::NotFound(format!("no pre-auth key '{key_id}'"))),
     }
+}
+
+/// Issuing a pre-auth key: a new stream, so two requests can never both create the same one.
+pub fn create(cmd: CreateKey, now: i64) -> Result<Decision, Rejection> {
+    let stream = Stream::key(&cmd.key_id);
+    let event = decide_create(cmd, now)?;
+    Ok(Decision::none()
+        .expect(stream.clone(), Expected::NoStream)
+        .event(stream, event))
+}
+
+/// Revoking a key of `org_id`; nothing to append when it already was.
+pub fn revoke(models: &Models, org_id: &str, key_id: &str) -> Result<Decision, Rejection> {
+    let Some(event) = decide_revoke(&models.keys, org_id, key_id)? else {
+        return Ok(Decision::none());
+    };
+    let stream = Stream::key(key_id);
+    Ok(Decision::none()
+        .expect(stream.clone(), Expected::Exists)
+        .event(stream, event))
 }
 
 #[cfg(test)]

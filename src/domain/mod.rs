@@ -1,8 +1,10 @@
 //! Pure decisions and the value types they take: no I/O, no clock (time is passed in).
 //!
-//! Handlers build a command, a `decide_*` function turns it into events or a [`Rejection`], the
-//! log appends the events and the projections fold them.
+//! Handlers build a command, a decision turns it and the read models into a [`Decision`] (the
+//! streams it relies on and the events) or a [`Rejection`], the executor ([`crate::execute`])
+//! appends the events and the projections fold them.
 
+pub mod decision;
 pub mod devices;
 pub mod duration;
 pub mod ids;
@@ -10,6 +12,11 @@ pub mod keys;
 pub mod scope;
 pub mod secret;
 pub mod tokens;
+
+#[cfg(test)]
+mod testing;
+
+pub use decision::Decision;
 
 /// Why a command was refused; the HTTP edge maps each variant to one status.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,13 @@
 //! Decisions about API tokens.
 
+use events::Expected;
 use events::event::{TokenCreated, TokenRevoked};
+use events::stream::Stream;
+use projections::Models;
 use projections::tokens::Tokens;
 
 use super::Rejection;
+use super::decision::Decision;
 use super::scope::Scopes;
 
 /// Shortest token lifetime.
@@ -95,6 +99,26 @@ pub fn decide_revoke(
         // Another organization's token is indistinguishable from a missing one.
         _ => Err(Rejection::NotFound(format!("no token '{token_id}'"))),
     }
+}
+
+/// Issuing a token: a new stream, so two requests can never both create the same one.
+pub fn create(caller: &Scopes, cmd: CreateToken, now: i64) -> Result<Decision, Rejection> {
+    let stream = Stream::token(&cmd.token_id);
+    let event = decide_create(caller, cmd, now)?;
+    Ok(Decision::none()
+        .expect(stream.clone(), Expected::NoStream)
+        .event(stream, event))
+}
+
+/// Revoking a token of `org_id`; nothing to append when it already was.
+pub fn revoke(models: &Models, org_id: &str, token_id: &str) -> Result<Decision, Rejection> {
+    let Some(event) = decide_revoke(&models.tokens, org_id, token_id)? else {
+        return Ok(Decision::none());
+    };
+    let stream = Stream::token(token_id);
+    Ok(Decision::none()
+        .expect(stream.clone(), Expected::Exists)
+        .event(stream, event))
 }
 
 #[cfg(test)]

@@ -1,12 +1,10 @@
-//! The write path shared by every mutation: append the decided events, then wait until the
-//! projections have applied them, so the answer and any later GET reflect the write
-//! (read-your-writes).
+//! The HTTP edge of the write path ([`crate::execute`]): what a request asks (its principal as
+//! a [`Command`], its `Idempotency-Key`) and what a failed command answers.
 //!
-//! Fail-stop: once the log or the read models have failed, nothing is appended (decisions
-//! would be taken on state the server cannot prove) and every write answers 503 at once;
-//! `/health` says why.
+//! Fail-stop: once the log or the read models have failed, nothing is appended and every write
+//! answers 503 at once; `/health` says why.
 
-use events::{Actor, AppendError, AppendRequest, Appended, Expected, Idempotency, NewEvent};
+use events::{Actor, AppendError, Idempotency};
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
@@ -14,6 +12,7 @@ use super::auth::Principal;
 use super::problem::Problem;
 use super::request_id::RequestId;
 use crate::domain::Rejection;
+use crate::execute::{self, Command, ExecuteError};
 use crate::state::AppState;
 
 /// Longest accepted `Idempotency-Key`.
@@ -87,79 +86,49 @@ pub fn idempotency(
     }))
 }
 
-/// A mutation ready to append.
-pub struct Mutation {
-    pub expectations: Vec<(String, Expected)>,
-    pub events: Vec<NewEvent>,
-    pub idempotency: Option<Idempotency>,
-}
-
-/// Appends a mutation as `principal` and waits for the read models to include it.
-pub async fn commit(
-    state: &AppState,
-    principal: &Principal,
-    request_id: &RequestId,
-    mutation: Mutation,
-) -> Result<Appended, Problem> {
-    ensure_writable(state)?;
-    let appended = state
-        .log()
-        .append(AppendRequest {
-            org_id: principal.org_id.clone(),
-            actor: principal.actor(),
-            request_id: request_id.0.clone(),
-            expectations: mutation.expectations,
-            events: mutation.events,
-            idempotency: mutation.idempotency,
-        })
-        .await?;
-    wait_applied(state, appended.last).await?;
-    Ok(appended)
-}
-
-/// Refuses a write before anything is appended when the log or the read models have failed.
-/// Call it before every append that does not go through [`commit`].
-pub fn ensure_writable(state: &AppState) -> Result<(), Problem> {
-    // Two atomic reads on every write; the reasons are fetched only once something failed.
-    if !state.log().is_failed() && !state.models().failed() {
-        return Ok(());
-    }
-    let why = state.log().failure().or_else(|| state.models().failure());
-    tracing::error!(
-        why = why.as_deref().unwrap_or("unknown"),
-        "write refused: fail-stop"
-    );
-    Err(Problem::unavailable(
-        "the server has stopped accepting writes after an internal failure; \
-         see /api/v1/health",
-        FAILED_RETRY_AFTER,
-    ))
-}
-
-/// Waits until the read models have applied `position`; answers at once if they have failed.
-pub async fn wait_applied(state: &AppState, position: u64) -> Result<(), Problem> {
-    let timeout = state.settings().read_your_writes_timeout;
-    if state.models().wait_for(position, timeout).await {
-        return Ok(());
-    }
-    if let Some(why) = state.models().failure() {
-        tracing::error!(%why, position, "write recorded, but the read models have failed");
-        return Err(Problem::unavailable(
+/// The problem for a failed command, with the decision's rejection mapped by `rejected`.
+pub fn problem<E>(e: ExecuteError<E>, rejected: impl FnOnce(E) -> Problem) -> Problem {
+    match e {
+        ExecuteError::Rejected(r) => rejected(r),
+        ExecuteError::Refused(e) => e.into(),
+        ExecuteError::Stopped { .. } => Problem::unavailable(
+            "the server has stopped accepting writes after an internal failure; \
+             see /api/v1/health",
+            FAILED_RETRY_AFTER,
+        ),
+        ExecuteError::NotApplied { failed: Some(_) } => Problem::unavailable(
             "the write was recorded, but the server has stopped accepting writes after an \
              internal failure; see /api/v1/health",
             FAILED_RETRY_AFTER,
-        ));
+        ),
+        ExecuteError::NotApplied { failed: None } => Problem::unavailable(
+            "the write was recorded but the read models have not caught up yet",
+            1,
+        ),
     }
-    Err(Problem::unavailable(
-        "the write was recorded but the read models have not caught up yet",
-        1,
-    ))
+}
+
+impl<E: Into<Problem>> From<ExecuteError<E>> for Problem {
+    fn from(e: ExecuteError<E>) -> Problem {
+        problem(e, Into::into)
+    }
+}
+
+/// Refuses a write before anything is appended when the log or the read models have failed,
+/// for handlers that must not even start work (registration takes a per-org lock first).
+pub fn ensure_writable(state: &AppState) -> Result<(), Problem> {
+    execute::writable::<Rejection>(state).map_err(Problem::from)
 }
 
 /// A fail-stop lasts until an operator restarts the server: no point retrying every second.
 const FAILED_RETRY_AFTER: u64 = 30;
 
 impl Principal {
+    /// A command of this principal's organization, as this principal, for this request.
+    pub fn command(&self, request_id: &RequestId) -> Command {
+        Command::new(self.org_id.clone(), self.actor(), request_id.0.clone())
+    }
+
     pub fn actor(&self) -> Actor {
         Actor {
             kind: events::ActorKind::Token,

@@ -7,16 +7,16 @@
 
 use axum::Extension;
 use axum::extract::State;
-use events::{Event, Expected, NewEvent};
+use events::Event;
+use events::stream::Stream;
 use http::StatusCode;
-use projections::devices::{Device, device_stream};
+use projections::devices::Device;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Principal;
-use super::commit::{Mutation, commit};
 use super::event_view::EventView;
 use super::extract::{Json, Object, Path, Query};
 use super::filter::Term;
@@ -26,10 +26,11 @@ use super::pagination::{CursorPosition, Page};
 use super::problem::Problem;
 use super::request_id::RequestId;
 use crate::domain::devices::{
-    Hostname, Tag, Update, check_text, decide_expire_key, decide_remove, decide_tag, decide_untag,
+    self, Hostname, Tag, Update, check_text, decide_expire_key, decide_tag, decide_untag,
     decide_update, live, parse_tags,
 };
 use crate::domain::scope::{Group, Need};
+use crate::execute::execute;
 use crate::heartbeats::Seen;
 use crate::state::AppState;
 
@@ -46,8 +47,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub const ONLINE_WITHIN_MICROS: i64 = 120 * 1_000_000;
 /// Events shown in a device's detail.
 const RECENT_EVENTS: u64 = 20;
-/// Attempts at a mutation that lost a race with another request on the same device.
-const ATTEMPTS: usize = 5;
 
 /// The overlay addresses of a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -347,7 +346,11 @@ fn recent_events(state: &AppState, d: &Device) -> Result<Vec<EventView>, Problem
     let from = d.revision.saturating_sub(RECENT_EVENTS - 1);
     let mut out: Vec<EventView> = state
         .log()
-        .read_stream(&device_stream(&d.id), from, RECENT_EVENTS as usize)
+        .read_stream(
+            &Stream::device(&d.id).to_string(),
+            from,
+            RECENT_EVENTS as usize,
+        )
         .map_err(Problem::internal)?
         .iter()
         .map(|r| EventView::of(r))
@@ -407,8 +410,8 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// Runs `decide` against the device's current state and appends what it returns, expecting the
-/// device's stream unchanged; a lost race is decided again on the newer state.
+/// Changes a live device of the caller's organization by the events `decide` returns (see
+/// [`devices::change`]).
 async fn mutate(
     state: &AppState,
     principal: &Principal,
@@ -416,35 +419,10 @@ async fn mutate(
     id: &str,
     decide: impl Fn(&Device) -> Vec<Event>,
 ) -> Result<(), Problem> {
-    for attempt in 1..=ATTEMPTS {
-        let models = state.models().load();
-        let d = live(models.state.devices.get(id), &principal.org_id, id)?;
-        let events = decide(d);
-        if events.is_empty() {
-            return Ok(());
-        }
-        let stream = device_stream(id);
-        let result = commit(
-            state,
-            principal,
-            request_id,
-            Mutation {
-                expectations: vec![(stream.clone(), Expected::Exact(d.revision))],
-                events: events
-                    .into_iter()
-                    .map(|e| NewEvent::new(stream.clone(), e))
-                    .collect(),
-                idempotency: None,
-            },
-        )
-        .await;
-        match result {
-            Err(p) if p.code == "conflict" && attempt < ATTEMPTS => {
-                super::commit::wait_applied(state, state.log().head()).await?;
-            }
-            other => return other.map(|_| ()),
-        }
-    }
+    execute(state, principal.command(request_id), |m| {
+        devices::change(m, &principal.org_id, id, &decide)
+    })
+    .await?;
     Ok(())
 }
 
@@ -523,33 +501,10 @@ async fn remove_device(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Devices))?;
-    for attempt in 1..=ATTEMPTS {
-        let models = state.models().load();
-        let device = models.state.devices.get(&id);
-        let Some(event) = decide_remove(device, &principal.org_id, &id, "api")? else {
-            break;
-        };
-        let revision = device.map_or(0, |d| d.revision);
-        let stream = device_stream(&id);
-        let result = commit(
-            &state,
-            &principal,
-            &request_id,
-            Mutation {
-                expectations: vec![(stream.clone(), Expected::Exact(revision))],
-                events: vec![NewEvent::new(stream, event)],
-                idempotency: None,
-            },
-        )
-        .await;
-        match result {
-            Err(p) if p.code == "conflict" && attempt < ATTEMPTS => {
-                super::commit::wait_applied(&state, state.log().head()).await?;
-            }
-            Err(p) => return Err(p),
-            Ok(_) => break,
-        }
-    }
+    execute(&state, principal.command(&request_id), |m| {
+        devices::remove(m, &principal.org_id, &id, "api")
+    })
+    .await?;
     state.heartbeats().forget(&id);
     Ok(StatusCode::NO_CONTENT)
 }

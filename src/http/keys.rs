@@ -6,7 +6,7 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use events::{Event, Expected, NewEvent};
+use events::Event;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use projections::keys::Key;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Principal;
-use super::commit::{Mutation, commit, idempotency};
+use super::commit::idempotency;
 use super::extract::{self, Json, Object, Path, Query};
 use super::filter::{Filter, Term};
 use super::list::{ListSpec, Listing};
@@ -26,9 +26,10 @@ use super::problem::Problem;
 use super::request_id::RequestId;
 use crate::domain::devices::{Tag, parse_tags};
 use crate::domain::ids::new_id;
-use crate::domain::keys::{CreateKey, decide_create, decide_revoke};
+use crate::domain::keys::{self, CreateKey};
 use crate::domain::scope::{Group, Need};
 use crate::domain::secret;
+use crate::execute::execute;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -256,33 +257,26 @@ async fn create_key(
     let expires_at = parse_expiry(&body, now)?;
     let key_id = new_id("key");
     let secret = secret::generate("qzk_");
-    let event = decide_create(
-        CreateKey {
-            key_id: key_id.clone(),
-            prefix: secret.display_prefix.clone(),
-            secret_hash: secret.hash,
-            reusable: body.reusable,
-            ephemeral: body.ephemeral,
-            tags,
-            owner: body.owner.clone(),
-            expires_at,
-            description: body.description.clone(),
-            max_uses: body.max_uses,
-        },
-        now,
-    )?;
-    let stream = format!("key:{key_id}");
-    let appended = commit(
+    let cmd = CreateKey {
+        key_id: key_id.clone(),
+        prefix: secret.display_prefix.clone(),
+        secret_hash: secret.hash,
+        reusable: body.reusable,
+        ephemeral: body.ephemeral,
+        tags,
+        owner: body.owner.clone(),
+        expires_at,
+        description: body.description.clone(),
+        max_uses: body.max_uses,
+    };
+    let appended = execute(
         &state,
-        &principal,
-        &request_id,
-        Mutation {
-            expectations: vec![(stream.clone(), Expected::NoStream)],
-            events: vec![NewEvent::new(stream, event)],
-            idempotency: idem,
-        },
+        principal.command(&request_id).idempotent(idem),
+        |_| keys::create(cmd.clone(), now),
     )
-    .await?;
+    .await?
+    .appended()
+    .ok_or_else(|| Problem::internal("issuing a key appended nothing"))?;
     let (id, key, note) = if appended.replayed {
         let original = state
             .log()
@@ -467,20 +461,9 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Keys))?;
-    let models = state.models().load();
-    if let Some(event) = decide_revoke(&models.state.keys, &principal.org_id, &id)? {
-        let stream = format!("key:{id}");
-        commit(
-            &state,
-            &principal,
-            &request_id,
-            Mutation {
-                expectations: vec![(stream.clone(), Expected::Exists)],
-                events: vec![NewEvent::new(stream, event)],
-                idempotency: None,
-            },
-        )
-        .await?;
-    }
+    execute(&state, principal.command(&request_id), |m| {
+        keys::revoke(m, &principal.org_id, &id)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,7 +11,7 @@
 //!   tokens do not work here. Heartbeats are not events (see [`crate::heartbeats`]).
 //!
 //! Registrations of one organization are decided one at a time (each takes the next address);
-//! the appends also expect the organization's `ipam:<org>` stream and the key's stream
+//! the decision also expects the organization's address allocator and the key's stream
 //! unchanged, so a single-use key admits one device even against other writers.
 
 use std::net::SocketAddr;
@@ -21,27 +21,27 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use events::{Actor, ActorKind, AppendError, AppendRequest, Expected, NewEvent};
+use events::{Actor, ActorKind};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, StatusCode, header};
-use projections::devices::{device_stream, ipam_stream};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{default_limit, presented_secret_hash, wait_caught_up};
-use super::commit::wait_applied;
+use super::commit::problem;
 use super::devices::{DeviceView, Peer, current_view};
 use super::extract::{Json, Object};
 use super::problem::{Problem, ProblemBody};
 use super::ratelimit::Class;
 use super::request_id::RequestId;
 use crate::domain::devices::{
-    Hostname, KeyRefusal, Register, RegisterRefusal, check_text, credential_valid, decide_register,
+    self, Hostname, KeyRefusal, Register, RegisterRefusal, check_text, credential_valid,
 };
 use crate::domain::ids::new_id;
 use crate::domain::secret;
+use crate::execute::{Command, execute};
 use crate::heartbeats::Report;
 use crate::state::AppState;
 
@@ -49,8 +49,6 @@ use crate::state::AppState;
 pub const HEARTBEAT_INTERVAL_SECS: u64 = 30;
 /// Requests per minute (per class) one device may make with its node credential.
 pub const NODE_PER_MIN: u32 = 120;
-/// Attempts at a registration whose append lost a race with another writer.
-const ATTEMPTS: usize = 5;
 
 pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
     let node = OpenApiRouter::new()
@@ -248,58 +246,25 @@ async fn register(
     super::commit::ensure_writable(&state)?;
     let lock = state.registration_lock(&org_id);
     let _one_at_a_time = lock.lock().await;
-    let mut attempt = 0;
-    let appended = loop {
-        attempt += 1;
-        let models = state.models().load();
-        let key = models
-            .state
-            .keys
-            .get(&key_id)
-            .ok_or_else(|| Problem::internal("pre-auth key vanished from the read model"))?;
-        let ipam_revision = models.state.devices.ipam_revision(&org_id);
-        let (used, registered) =
-            decide_register(key, ipam_revision, cmd.clone(), events::now_micros()).map_err(
-                |why| match why {
-                    RegisterRefusal::Key(k) => key_problem(k),
-                    RegisterRefusal::AddressesExhausted => Problem::unprocessable(
-                        "the organization has used up its overlay address space",
-                    ),
-                },
-            )?;
-        let ipam = ipam_stream(&org_id);
-        let result = state
-            .log()
-            .append(AppendRequest {
-                org_id: org_id.clone(),
-                actor: Actor {
-                    kind: ActorKind::Device,
-                    id: device_id.clone(),
-                    description: hostname.as_str().to_owned(),
-                },
-                request_id: request_id.0.clone(),
-                expectations: vec![
-                    (
-                        ipam.clone(),
-                        ipam_revision.map_or(Expected::NoStream, Expected::Exact),
-                    ),
-                    (format!("key:{key_id}"), Expected::Exact(key.revision)),
-                ],
-                events: vec![
-                    NewEvent::new(ipam, used),
-                    NewEvent::new(device_stream(&device_id), registered),
-                ],
-                idempotency: None,
-            })
-            .await;
-        match result {
-            Err(AppendError::Conflict { .. }) if attempt < ATTEMPTS => {
-                wait_applied(&state, state.log().head()).await?;
-            }
-            other => break other?,
-        }
+    let actor = Actor {
+        kind: ActorKind::Device,
+        id: device_id.clone(),
+        description: hostname.as_str().to_owned(),
     };
-    wait_applied(&state, appended.last).await?;
+    execute(
+        &state,
+        Command::new(org_id, actor, request_id.0.clone()),
+        |m| devices::register(m, &key_id, cmd.clone(), events::now_micros()),
+    )
+    .await
+    .map_err(|e| {
+        problem(e, |why| match why {
+            RegisterRefusal::Key(k) => key_problem(k),
+            RegisterRefusal::AddressesExhausted => {
+                Problem::unprocessable("the organization has used up its overlay address space")
+            }
+        })
+    })?;
     let models = state.models().load();
     let device = models
         .state

@@ -3,7 +3,7 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use events::{Event, Expected, NewEvent};
+use events::Event;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use projections::tokens::Token;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Principal;
-use super::commit::{Mutation, commit, idempotency};
+use super::commit::idempotency;
 use super::extract::{self, Json, Path, Query};
 use super::list::{ListSpec, Listing};
 use super::pagination::Page;
@@ -21,7 +21,8 @@ use super::request_id::RequestId;
 use crate::domain::ids::new_id;
 use crate::domain::scope::{Group, Need, Scopes};
 use crate::domain::secret;
-use crate::domain::tokens::{CreateToken, decide_create, decide_revoke};
+use crate::domain::tokens::{self, CreateToken};
+use crate::execute::execute;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -250,29 +251,22 @@ async fn create_token(
     let expires_at = parse_expiry(&body, now)?;
     let token_id = new_id("tok");
     let secret = secret::generate("qz_");
-    let event = decide_create(
-        &principal.scopes,
-        CreateToken {
-            token_id: token_id.clone(),
-            prefix: secret.display_prefix.clone(),
-            secret_hash: secret.hash,
-            scopes,
-            description: body.description.clone(),
-            expires_at,
-        },
-        now,
-    )?;
-    let appended = commit(
+    let cmd = CreateToken {
+        token_id: token_id.clone(),
+        prefix: secret.display_prefix.clone(),
+        secret_hash: secret.hash,
+        scopes,
+        description: body.description.clone(),
+        expires_at,
+    };
+    let appended = execute(
         &state,
-        &principal,
-        &request_id,
-        Mutation {
-            expectations: vec![(format!("token:{token_id}"), Expected::NoStream)],
-            events: vec![NewEvent::new(format!("token:{token_id}"), event)],
-            idempotency: idem,
-        },
+        principal.command(&request_id).idempotent(idem),
+        |_| tokens::create(&principal.scopes, cmd.clone(), now),
     )
-    .await?;
+    .await?
+    .appended()
+    .ok_or_else(|| Problem::internal("issuing a token appended nothing"))?;
     let (id, secret_value, note, replayed) = if appended.replayed {
         let original = state
             .log()
@@ -407,19 +401,9 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Tokens))?;
-    let models = state.models().load();
-    if let Some(event) = decide_revoke(&models.state.tokens, &principal.org_id, &id)? {
-        commit(
-            &state,
-            &principal,
-            &request_id,
-            Mutation {
-                expectations: vec![(format!("token:{id}"), Expected::Exists)],
-                events: vec![NewEvent::new(format!("token:{id}"), event)],
-                idempotency: None,
-            },
-        )
-        .await?;
-    }
+    execute(&state, principal.command(&request_id), |m| {
+        tokens::revoke(m, &principal.org_id, &id)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

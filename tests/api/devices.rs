@@ -620,10 +620,8 @@ async fn the_sweeper_removes_offline_ephemeral_devices_and_idle_ones_when_the_or
     );
 
     // Idle removal is off by default; switched on, the year-old server goes.
-    let models = app.state.models().load();
     bootstrap::set_settings(
-        app.state.log(),
-        &models.state,
+        &app.state,
         &app.org_id,
         Some(90),
         1800,
@@ -653,6 +651,28 @@ async fn the_sweeper_removes_offline_ephemeral_devices_and_idle_ones_when_the_or
         vec![fresh_ci]
     );
     assert_eq!(device_count(&app), 0);
+}
+
+#[tokio::test]
+async fn the_server_sweeps_on_its_own_timer() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        settings: Some(|s| s.sweep_every = std::time::Duration::from_millis(20)),
+        ..Default::default()
+    })
+    .await;
+    let ephemeral = key_secret(&app, json!({ "ephemeral": true })).await;
+    let gone = id(&join(&app, &ephemeral, "ci", "linux").await);
+    let long_ago = events::now_micros() - 2 * 3_600_000_000;
+    app.state
+        .heartbeats()
+        .record(&gone, long_ago, Report::default());
+    for _ in 0..250 {
+        if device_count(&app) == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the sweeper worker did not remove the offline ephemeral device");
 }
 
 #[tokio::test]

@@ -72,16 +72,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().to_path_buf();
     let state = open_state(&data_dir, options.settings).await;
-    let models = state.models().load();
-    let created = bootstrap::create_org(
-        state.log(),
-        &models.state,
-        "acme",
-        options.plan,
-        Actor::console("test setup"),
-    )
-    .await
-    .expect("create org");
+    let created = bootstrap::create_org(&state, "acme", options.plan, Actor::console("test setup"))
+        .await
+        .expect("create org");
     let head = state.log().head();
     assert!(
         state
@@ -90,10 +83,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .await
     );
     if options.unlimited {
-        let models = state.models().load();
         bootstrap::set_limits(
-            state.log(),
-            &models.state,
+            &state,
             &created.org_id,
             1_000_000,
             1_000_000,
@@ -206,10 +197,8 @@ impl TestApp {
 
     /// Creates a second organization on the same server; returns (org id, owner token).
     pub async fn second_org(&self, name: &str) -> (String, String) {
-        let models = self.state.models().load();
         let created = bootstrap::create_org(
-            self.state.log(),
-            &models.state,
+            &self.state,
             name,
             Plan::Workforce,
             Actor::console("test setup"),

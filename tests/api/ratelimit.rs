@@ -256,10 +256,8 @@ async fn raising_an_organizations_limits_lets_more_writes_through_at_once() {
     let app = limited_app().await;
     write_until_refused(&app, &app.token).await;
 
-    let models = app.state.models().load();
     quickztna::bootstrap::set_limits(
-        app.state.log(),
-        &models.state,
+        &app.state,
         &app.org_id,
         1200,
         1000,
@@ -287,10 +285,8 @@ async fn raising_an_organizations_limits_lets_more_writes_through_at_once() {
 #[tokio::test]
 async fn lowering_an_organizations_limits_takes_effect_on_the_next_request() {
     let app = limited_app().await;
-    let models = app.state.models().load();
     quickztna::bootstrap::set_limits(
-        app.state.log(),
-        &models.state,
+        &app.state,
         &app.org_id,
         600,
         2,

@@ -1,0 +1,201 @@
+//! Scenarios of devices: joining, changing and removing them.
+
+use events::event::{
+    DeviceKeyExpired, DeviceRegistered, DeviceRemoved, DeviceTagged, DeviceUntagged, KeyUsed,
+};
+use events::stream::Stream;
+use events::{Event, Expected};
+
+use super::keys::created as key_created;
+use super::{NOW, ORG, given};
+use crate::domain::Rejection;
+use crate::domain::devices::{
+    self, Hostname, KeyRefusal, Register, RegisterRefusal, Tag, decide_expire_key, decide_tag,
+    decide_untag, ipv4_for, ipv6_for,
+};
+
+fn join(device_id: &str) -> Register {
+    Register {
+        device_id: device_id.into(),
+        hostname: Hostname::parse(device_id).unwrap(),
+        os: "linux".into(),
+        os_version: "6.1".into(),
+        public_key: "pk".into(),
+        credential_hash: [9; 32],
+    }
+}
+
+/// The events of `device_id` joining with `key_id` as the organization's `index`-th device.
+fn joined(key_id: &str, device_id: &str, index: u64, uses: u32) -> Vec<(Stream, Event)> {
+    vec![
+        (
+            Stream::ipam(ORG),
+            KeyUsed {
+                key_id: key_id.into(),
+                device_id: device_id.into(),
+                uses,
+            }
+            .into(),
+        ),
+        (
+            Stream::device(device_id),
+            DeviceRegistered {
+                device_id: device_id.into(),
+                key_id: key_id.into(),
+                hostname: device_id.into(),
+                os: "linux".into(),
+                os_version: "6.1".into(),
+                public_key: "pk".into(),
+                ipv4: ipv4_for(index).unwrap().to_string(),
+                ipv6: ipv6_for(ORG, index).to_string(),
+                tags: vec!["tag:ci".into()],
+                owner: None,
+                ephemeral: false,
+                credential_hash: [9; 32],
+                key_expires_at: None,
+            }
+            .into(),
+        ),
+    ]
+}
+
+fn tagged_key(id: &str, reusable: bool) -> (Stream, Event) {
+    let (stream, mut event) = key_created(id, reusable);
+    if let Event::KeyCreated(k) = &mut event {
+        k.tags = vec!["tag:ci".into()];
+    }
+    (stream, event)
+}
+
+#[test]
+fn the_second_device_takes_the_next_address_and_expects_the_allocator_where_it_was() {
+    let history = std::iter::once(tagged_key("key_1", true)).chain(joined("key_1", "web-1", 0, 1));
+    let decision = given(history)
+        .when(|m| devices::register(m, "key_1", join("web-2"), NOW))
+        .then(
+            joined("key_1", "web-2", 1, 2)
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect(),
+        );
+    assert_eq!(
+        decision.expectations,
+        vec![
+            (Stream::ipam(ORG), Expected::Exact(0)),
+            // A use is recorded on the allocator, not on the key: the key is as issued.
+            (Stream::key("key_1"), Expected::Exact(0)),
+        ]
+    );
+}
+
+#[test]
+fn a_single_use_key_admits_one_device_only() {
+    let history = std::iter::once(tagged_key("key_1", false)).chain(joined("key_1", "web-1", 0, 1));
+    given(history)
+        .when(|m| devices::register(m, "key_1", join("web-2"), NOW))
+        .then_rejected(RegisterRefusal::Key(KeyRefusal::Used));
+}
+
+fn web_1() -> Vec<(Stream, Event)> {
+    std::iter::once(tagged_key("key_1", true))
+        .chain(joined("key_1", "web-1", 0, 1))
+        .collect()
+}
+
+#[test]
+fn tagging_a_device_records_only_the_tags_it_lacks() {
+    let tags = vec!["tag:ci".to_owned(), "tag:prod".to_owned()];
+    let decision = given(web_1())
+        .when(|m| {
+            devices::change(m, ORG, "web-1", |d| {
+                decide_tag(d, &tags).map(Event::from).into_iter().collect()
+            })
+        })
+        .then(vec![
+            DeviceTagged {
+                device_id: "web-1".into(),
+                tags: vec!["tag:prod".into()],
+            }
+            .into(),
+        ]);
+    assert_eq!(
+        decision.expectations,
+        vec![(Stream::device("web-1"), Expected::Exact(0))]
+    );
+}
+
+#[test]
+fn removing_a_tag_the_device_does_not_carry_records_nothing() {
+    let tag = Tag::parse("tag:prod").unwrap();
+    given(web_1())
+        .when(|m| {
+            devices::change(m, ORG, "web-1", |d| {
+                decide_untag(d, &tag).map(Event::from).into_iter().collect()
+            })
+        })
+        .then_nothing();
+}
+
+#[test]
+fn untagging_and_expiring_a_device_record_what_changed() {
+    let tag = Tag::parse("tag:ci").unwrap();
+    given(web_1())
+        .when(|m| {
+            devices::change(m, ORG, "web-1", |d| {
+                decide_untag(d, &tag).map(Event::from).into_iter().collect()
+            })
+        })
+        .then(vec![
+            DeviceUntagged {
+                device_id: "web-1".into(),
+                tags: vec!["tag:ci".into()],
+            }
+            .into(),
+        ]);
+    given(web_1())
+        .when(|m| {
+            devices::change(m, ORG, "web-1", |d| {
+                decide_expire_key(d).map(Event::from).into_iter().collect()
+            })
+        })
+        .then(vec![
+            DeviceKeyExpired {
+                device_id: "web-1".into(),
+            }
+            .into(),
+        ]);
+}
+
+#[test]
+fn a_removed_device_cannot_be_changed_but_removing_it_again_records_nothing() {
+    let removed = DeviceRemoved {
+        device_id: "web-1".into(),
+        reason: "api".into(),
+    };
+    given(web_1())
+        .when(|m| devices::remove(m, ORG, "web-1", "api"))
+        .then(vec![removed.clone().into()]);
+    let history = || {
+        web_1()
+            .into_iter()
+            .chain([(Stream::device("web-1"), Event::from(removed.clone()))])
+    };
+    given(history())
+        .when(|m| devices::remove(m, ORG, "web-1", "api"))
+        .then_nothing();
+    given(history())
+        .when(|m| {
+            devices::change(m, ORG, "web-1", |d| {
+                decide_expire_key(d).map(Event::from).into_iter().collect()
+            })
+        })
+        .then_refused(Rejection::NotFound);
+}
+
+#[test]
+fn another_organizations_device_looks_missing() {
+    given([])
+        .and_in("org_2", web_1())
+        .when(|m| devices::remove(m, ORG, "web-1", "api"))
+        .then_refused(Rejection::NotFound);
+}
