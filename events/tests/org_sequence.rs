@@ -35,7 +35,9 @@ fn assert_org_sequences(log: &Log, orgs: &[&str]) {
     }
     for org in orgs {
         let want = expected.get(*org).cloned().unwrap_or_default();
-        let got = log.read_org(org, 1, u64::MAX, usize::MAX).expect("reads the org");
+        let got = log
+            .read_org(org, 1, u64::MAX, usize::MAX)
+            .expect("reads the org");
         assert_eq!(
             got.iter().map(|r| r.position()).collect::<Vec<_>>(),
             want,
@@ -76,9 +78,13 @@ async fn concurrent_orgs_each_get_a_gap_free_sequence_that_survives_restarts() {
         let log = log.clone();
         let org = orgs[i % orgs.len()];
         tasks.push(tokio::spawn(async move {
-            log.append(request_for(org, &format!("device:{org}-{}", i % 4), 1 + i % 3))
-                .await
-                .expect("appends")
+            log.append(request_for(
+                org,
+                &format!("device:{org}-{}", i % 4),
+                1 + i % 3,
+            ))
+            .await
+            .expect("appends")
         }));
     }
     for t in tasks {
@@ -132,7 +138,11 @@ fn a_lost_index_is_derived_again_from_the_log_at_open() {
         db.flush().expect("flushes");
     }
     let log = open(dir.path());
-    assert_eq!(log.indexed(), log.head(), "open derives the index up to the head");
+    assert_eq!(
+        log.indexed(),
+        log.head(),
+        "open derives the index up to the head"
+    );
     assert_org_sequences(&log, &["org_a", "org_b"]);
     assert_eq!(
         log.stream_revision("device:3").expect("revision"),

@@ -16,6 +16,24 @@ use crate::devices::Device;
 pub type ByCreated = (i64, String);
 /// A position in hostname order: `(hostname, id)`.
 pub type ByHostname = (String, String);
+/// A set of devices in creation order.
+pub type IdSet = imbl::OrdSet<ByCreated>;
+
+/// The entries of `set` after `after` (exclusive) in ascending order, or before it in
+/// descending order: a keyset page that skips nothing it does not return.
+pub fn seek<K: Ord + Clone>(
+    set: &imbl::OrdSet<(K, String)>,
+    after: Option<(K, String)>,
+    descending: bool,
+) -> Box<dyn Iterator<Item = &(K, String)> + '_> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    match (after, descending) {
+        (None, false) => Box::new(set.iter()),
+        (None, true) => Box::new(set.iter().rev()),
+        (Some(a), false) => Box::new(set.range((Excluded(a), Unbounded))),
+        (Some(a), true) => Box::new(set.range((Unbounded, Excluded(a))).rev()),
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgDevices {

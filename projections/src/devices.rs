@@ -105,16 +105,10 @@ impl Devices {
         after: Option<(i64, String)>,
         descending: bool,
     ) -> Box<dyn Iterator<Item = &'a Device> + 'a> {
-        use std::ops::Bound::{Excluded, Unbounded};
         let Some(set) = self.by_org.get(org_id).map(|i| &i.by_created) else {
             return Box::new(std::iter::empty());
         };
-        let entries: Box<dyn Iterator<Item = &'a (i64, String)> + 'a> = match (after, descending) {
-            (None, false) => Box::new(set.iter()),
-            (None, true) => Box::new(set.iter().rev()),
-            (Some(a), false) => Box::new(set.range((Excluded(a), Unbounded))),
-            (Some(a), true) => Box::new(set.range((Unbounded, Excluded(a))).rev()),
-        };
+        let entries = crate::device_index::seek(set, after, descending);
         Box::new(entries.filter_map(|(_, id)| self.by_id.get(id)))
     }
 
@@ -169,26 +163,26 @@ impl Projection for Devices {
                 tags.sort();
                 tags.dedup();
                 let device = Device {
-                        id: e.device_id.clone(),
-                        org_id: org_id.clone(),
-                        key_id: e.key_id.clone(),
-                        hostname: e.hostname.clone(),
-                        os: e.os.clone(),
-                        os_version: e.os_version.clone(),
-                        public_key: e.public_key.clone(),
-                        ipv4: e.ipv4.clone(),
-                        ipv6: e.ipv6.clone(),
-                        tags,
-                        owner: e.owner.clone(),
-                        ephemeral: e.ephemeral,
-                        credential_hash: e.credential_hash,
-                        key_expires_at: e.key_expires_at,
-                        key_expired: false,
-                        created_at,
-                        removed_at: None,
-                        removed_reason: None,
-                        revision: r.envelope.revision,
-                        last_seq: r.org_seq(),
+                    id: e.device_id.clone(),
+                    org_id: org_id.clone(),
+                    key_id: e.key_id.clone(),
+                    hostname: e.hostname.clone(),
+                    os: e.os.clone(),
+                    os_version: e.os_version.clone(),
+                    public_key: e.public_key.clone(),
+                    ipv4: e.ipv4.clone(),
+                    ipv6: e.ipv6.clone(),
+                    tags,
+                    owner: e.owner.clone(),
+                    ephemeral: e.ephemeral,
+                    credential_hash: e.credential_hash,
+                    key_expires_at: e.key_expires_at,
+                    key_expired: false,
+                    created_at,
+                    removed_at: None,
+                    removed_reason: None,
+                    revision: r.envelope.revision,
+                    last_seq: r.org_seq(),
                 };
                 self.by_org.entry(org_id).or_default().insert(&device);
                 self.by_id.insert(e.device_id.clone(), device);
@@ -355,7 +349,10 @@ mod tests {
         }
         let index = d.index("org_1").unwrap();
         let ids = |set: Option<&imbl::OrdSet<(i64, String)>>| -> Vec<String> {
-            set.into_iter().flatten().map(|(_, id)| id.clone()).collect()
+            set.into_iter()
+                .flatten()
+                .map(|(_, id)| id.clone())
+                .collect()
         };
         assert_eq!(ids(index.tagged("tag:c")), ["dev_a"]);
         // dev_bb was removed: it leaves every set, and empty sets leave their maps.
