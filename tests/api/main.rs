@@ -17,4 +17,5 @@ mod pagination;
 mod ratelimit;
 mod request_id;
 mod tenancy;
+mod tenancy_walk;
 mod tokens;
