@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod device_pages;
 mod devices;
 mod durability;
 mod errors;

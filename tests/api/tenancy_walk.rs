@@ -170,7 +170,10 @@ async fn walk(app: &TestApp, doc: &Value, attacker: &Tenant, victim: &Tenant) {
                 for v in [&mut a, &mut b] {
                     v.as_object_mut().unwrap().remove("request_id");
                 }
-                assert_eq!(a, b, "{method} {path}: a foreign id is told apart from none");
+                assert_eq!(
+                    a, b,
+                    "{method} {path}: a foreign id is told apart from none"
+                );
                 text = text.replace(&id, "");
             }
             for secret in victim.secrets() {
@@ -181,8 +184,15 @@ async fn walk(app: &TestApp, doc: &Value, attacker: &Tenant, victim: &Tenant) {
             }
         }
     }
-    assert!(walked >= 15, "the walk covered the API ({walked} operations)");
-    assert_eq!(victim.own_view(app).await, before, "nothing of the victim changed");
+    assert!(
+        walked >= 15,
+        "the walk covered the API ({walked} operations)"
+    );
+    assert_eq!(
+        victim.own_view(app).await,
+        before,
+        "nothing of the victim changed"
+    );
 }
 
 #[tokio::test]
