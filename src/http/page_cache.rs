@@ -142,7 +142,7 @@ mod tests {
         let body = Bytes::from(vec![b'x'; 1_000]);
         let one = cost(&key(1, "a"), &body);
         let cache = PageCache::new(3 * one);
-        for (i, q) in ["a", "b", "c", "d"].iter().enumerate() {
+        for q in ["a", "b", "c", "d"] {
             cache.put(key(1, q), body.clone(), i64::MAX);
         }
         assert!(cache.bytes() <= 3 * one);
