@@ -74,6 +74,13 @@ impl PageCache {
             return;
         }
         let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        // Two requests rendered the same page: the second replaces the first, counted once.
+        if self.entries.remove(&key).is_some()
+            && let Some(i) = order.queue.iter().position(|(k, _)| *k == key)
+            && let Some((_, old_size)) = order.queue.remove(i)
+        {
+            order.bytes -= old_size;
+        }
         while order.bytes + size > self.capacity {
             let Some((old, old_size)) = order.queue.pop_front() else {
                 break;
@@ -81,18 +88,8 @@ impl PageCache {
             order.bytes -= old_size;
             self.entries.remove(&old);
         }
-        if self
-            .entries
-            .insert(key.clone(), Entry { body, valid_until })
-            .is_some()
-        {
-            // Two requests rendered the same page; count its bytes once.
-            if let Some(i) = order.queue.iter().position(|(k, _)| *k == key)
-                && let Some((_, old_size)) = order.queue.remove(i)
-            {
-                order.bytes -= old_size;
-            }
-        }
+        self.entries
+            .insert(key.clone(), Entry { body, valid_until });
         order.queue.push_back((key, size));
         order.bytes += size;
     }
@@ -151,6 +148,7 @@ mod tests {
         assert!(cache.get(&key(1, "d"), 0).is_some());
         cache.put(key(1, "d"), body.clone(), i64::MAX);
         assert_eq!(cache.bytes(), 3 * one, "a repeated insert counts once");
+        assert!(cache.get(&key(1, "b"), 0).is_some(), "and evicts nothing");
         cache.put(key(1, "huge"), Bytes::from(vec![0; 4 * one]), i64::MAX);
         assert!(cache.get(&key(1, "huge"), 0).is_none());
     }
