@@ -94,9 +94,9 @@ fn main() {
         "--org",
         "load",
         "--read-per-min",
-        "100000000",
+        "1000000",
         "--write-per-min",
-        "100000000",
+        "1000000",
         "--data-dir",
         data_s,
     ]);

@@ -276,3 +276,88 @@ fn finish(
     .map_err(Problem::internal)?;
     Ok((Bytes::from(body), valid_until))
 }
+
+#[cfg(test)]
+mod tests {
+    use events::event::DeviceRegistered;
+    use events::{Actor, Envelope, Event, Recorded};
+    use projections::{Models, Projection};
+
+    use super::*;
+
+    fn registered(n: u64, tag: &str, os: &str) -> Recorded {
+        let id = format!("dev_{n}");
+        let event = Event::from(DeviceRegistered {
+            device_id: id.clone(),
+            key_id: "key_1".into(),
+            hostname: format!("host-{n}"),
+            os: os.into(),
+            os_version: "6.1".into(),
+            public_key: "pk".into(),
+            ipv4: "100.64.0.1".into(),
+            ipv6: "fd00::1".into(),
+            tags: vec![tag.into()],
+            owner: None,
+            ephemeral: false,
+            credential_hash: [n as u8; 32],
+            key_expires_at: None,
+        });
+        Recorded {
+            envelope: Envelope {
+                position: n,
+                org_seq: n,
+                stream: format!("device:{id}"),
+                revision: 0,
+                event_id: [n as u8; 16],
+                event_type: event.event_type().to_owned(),
+                schema_version: event.schema_version(),
+                recorded_at: n as i64,
+                org_id: "org_1".into(),
+                actor: Actor::system("test"),
+                request_id: "req".into(),
+                payload: event.encode_payload(),
+                mac: [0; 32],
+            },
+            event,
+        }
+    }
+
+    fn ids(set: Option<IdSet>) -> Option<Vec<String>> {
+        set.map(|s| s.into_iter().map(|(_, id)| id).collect())
+    }
+
+    #[test]
+    fn the_most_selective_indexed_clause_drives_the_page() {
+        let mut m = Models::default();
+        for n in 1..=20 {
+            let tag = if n == 7 { "tag:rare" } else { "tag:common" };
+            m.apply(&registered(
+                n,
+                tag,
+                if n % 2 == 0 { "linux" } else { "macos" },
+            ));
+        }
+        let org = m.org("org_1");
+        let index = org.device_index().unwrap();
+        let plan = |conds: Vec<Vec<Cond>>| ids(driver(org, index, &conds));
+        // A tag no device carries: an empty plan, whatever the fleet's size.
+        assert_eq!(plan(vec![vec![Cond::Tag("tag:x".into())]]), Some(vec![]));
+        assert_eq!(
+            plan(vec![
+                vec![Cond::Os("linux".into())],
+                vec![Cond::Tag("tag:rare".into())]
+            ]),
+            Some(vec!["dev_7".to_owned()])
+        );
+        assert_eq!(
+            plan(vec![vec![
+                Cond::Hostname("host-3".into()),
+                Cond::Tag("tag:rare".into())
+            ]]),
+            Some(vec!["dev_3".to_owned(), "dev_7".to_owned()])
+        );
+        // Last-seen times have no index here: such a clause cannot drive.
+        assert_eq!(plan(vec![vec![Cond::Before(0)]]), None);
+        assert_eq!(plan(vec![]), None);
+    }
+}
