@@ -6,7 +6,8 @@
 //!
 //! Runs the real release binary (`quickztna init`, `org set-limits`, `serve`) on a temp data dir.
 //! `cargo bench --bench http_load`; `QZ_LOAD_DEVICES` (default 10000), `QZ_LOAD_CONCURRENCY`
-//! (default 64) and `QZ_LOAD_WRK_DURATION` (default 10s) tune it. Results are printed and written
+//! (default 64), `QZ_LOAD_WRK_DURATION` (default 10s) and `QZ_LOAD_QUERY_SIZES` (fleet sizes at
+//! which a selective filter and a sort are timed; default 1000,10000) tune it. Results are printed and written
 //! to `target/http_load.txt`.
 
 use std::io::Write;
@@ -71,6 +72,15 @@ fn main() {
     let devices: usize = env_or("QZ_LOAD_DEVICES", 10_000);
     let concurrency: usize = env_or("QZ_LOAD_CONCURRENCY", 64);
     let wrk_duration: String = env_or("QZ_LOAD_WRK_DURATION", "10s".to_owned());
+    // Fleet sizes at which a selective filter and a sort are timed (`QZ_LOAD_QUERY_SIZES`,
+    // comma-separated; empty to skip).
+    let query_sizes: Vec<usize> = std::env::var("QZ_LOAD_QUERY_SIZES")
+        .unwrap_or_else(|_| "1000,10000".to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .filter(|n| *n <= devices)
+        .collect();
+    let mut query_report = String::new();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let data_s = data.to_str().expect("utf-8 path");
@@ -133,9 +143,15 @@ fn main() {
             .expect("key json");
         let auth_key = Arc::new(key["key"].as_str().expect("key").to_owned());
 
-        // Registration: `concurrency` workers share the devices to register.
+        // Registration: `concurrency` workers share the devices to register, in stages so that
+        // the index-served queries can be timed at each fleet size.
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
+        let mut latencies = Vec::new();
+        let mut failures = 0;
+        let mut stages: Vec<usize> = query_sizes.iter().copied().filter(|n| *n < devices).collect();
+        stages.push(devices);
+        for stage in stages {
         let mut workers = Vec::new();
         for _ in 0..concurrency {
             let (client, base, auth_key, next) = (client.clone(), base.clone(), auth_key.clone(), next.clone());
@@ -144,7 +160,9 @@ fn main() {
                 let mut failures = 0usize;
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= devices {
+                    if i >= stage {
+                        // Hand the number back: the next stage starts there.
+                        next.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         return (latencies, failures);
                     }
                     let t = Instant::now();
@@ -166,12 +184,14 @@ fn main() {
                 }
             }));
         }
-        let mut latencies = Vec::new();
-        let mut failures = 0;
         for w in workers {
             let (l, f) = w.await.expect("worker");
             latencies.extend(l);
             failures += f;
+        }
+        if query_sizes.contains(&stage) {
+            query_report += &selective_queries(&client, &base, &token, stage).await;
+        }
         }
         let elapsed = started.elapsed();
         latencies.sort();
@@ -182,6 +202,7 @@ fn main() {
             percentile(&latencies, 0.99).as_secs_f64() * 1e3,
             elapsed.as_secs_f64(),
         );
+        report += &query_report;
 
         // Paging: follow the cursors once, timing each page, and keep the page URLs for wrk.
         let mut pages = Vec::new();
@@ -267,6 +288,50 @@ fn main() {
     if let Ok(mut f) = std::fs::File::create(out) {
         let _ = f.write_all(report.as_bytes());
     }
+}
+
+/// The `i`th query of a kind: distinct for every `i`.
+type Query = fn(usize) -> String;
+
+/// p50/p99 of `GET /devices` with a filter that matches nothing and with `sort=hostname`, each
+/// query distinct so none is answered from the page cache: what the indexes cost at `fleet`.
+async fn selective_queries(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    fleet: usize,
+) -> String {
+    let mut out = String::new();
+    let queries: [(&str, Query); 2] = [
+        ("filter=tag:x (matches nothing)", |i| {
+            format!("limit=200&filter=tag:x{i}")
+        }),
+        ("sort=hostname (first page)", |i| {
+            format!("limit={}&sort=hostname", 101 + i % 100)
+        }),
+    ];
+    for (name, query) in queries {
+        let mut times = Vec::new();
+        for i in 0..200 {
+            let t = Instant::now();
+            let resp = client
+                .get(format!("{base}/api/v1/devices?{}", query(i)))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("query");
+            assert!(resp.status().is_success(), "{name}: {}", resp.status());
+            let _ = resp.bytes().await;
+            times.push(t.elapsed());
+        }
+        times.sort();
+        out += &format!(
+            "GET /devices?{name} at {fleet} devices: p50 {:.2} ms, p99 {:.2} ms (200 uncached queries)\n",
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            percentile(&times, 0.99).as_secs_f64() * 1e3,
+        );
+    }
+    out
 }
 
 /// A wrk script that rotates through `paths` with the bearer token.

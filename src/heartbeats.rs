@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,11 @@ pub struct Heartbeats {
     path: PathBuf,
     /// Set by every change, cleared by a flush: an idle server does not rewrite the file.
     dirty: AtomicBool,
+    /// Bumped by every change: answers that show last-seen times or posture are cached under
+    /// it. One counter for every organization, so a heartbeat anywhere invalidates every
+    /// organization's cached device pages; sound, and simple, at the cost of hit rate under
+    /// heavy heartbeat traffic.
+    generation: AtomicU64,
     /// Held while writing the file: a flush at shutdown waits for a periodic one in progress.
     flushing: Mutex<()>,
 }
@@ -75,6 +80,7 @@ impl Heartbeats {
             seen,
             path,
             dirty: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             flushing: Mutex::new(()),
         }
     }
@@ -97,6 +103,17 @@ impl Heartbeats {
             s.firewall = report.firewall;
         }
         drop(entry);
+        self.changed();
+    }
+
+    /// Changes with every heartbeat recorded or device forgotten.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        // Bumped after the map changed: a reader that sees the new generation sees the change.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.dirty.store(true, Ordering::Release);
     }
 
@@ -112,7 +129,7 @@ impl Heartbeats {
     /// Drops a removed device's entry.
     pub fn forget(&self, device_id: &str) {
         if self.seen.remove(device_id).is_some() {
-            self.dirty.store(true, Ordering::Release);
+            self.changed();
         }
     }
 
@@ -195,6 +212,7 @@ mod tests {
         );
         let s = hb.get("dev_1").unwrap();
         assert_eq!(s.last_seen, 5);
+        assert_eq!(hb.generation(), 2, "each heartbeat changes the generation");
         assert_eq!(s.os_version.as_deref(), Some("6.1"));
         assert_eq!(s.disk_encrypted, Some(true));
         assert_eq!(s.firewall, Some(false));

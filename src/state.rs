@@ -10,6 +10,7 @@ use events::{ChainKey, Log, LogOptions};
 use projections::{Models, ProjectionHandle, RunnerOptions};
 
 use crate::heartbeats::Heartbeats;
+use crate::http::page_cache::PageCache;
 use crate::http::pagination::CursorKey;
 use crate::http::ratelimit::RateLimiter;
 
@@ -49,6 +50,9 @@ impl Settings {
     }
 }
 
+/// Bytes of list answers kept in memory: 64 MB holds ~500 full pages of 200 devices.
+const PAGE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
 pub struct AppState {
@@ -61,6 +65,8 @@ struct Inner {
     limiter: RateLimiter,
     cursor_key: CursorKey,
     heartbeats: Heartbeats,
+    /// List answers as bytes, keyed by what they depend on.
+    pages: PageCache,
     /// One lock per organization: its registrations are decided one at a time, because each
     /// takes the next address (the log's expected revision of `ipam:<org>` backs this up).
     registrations: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
@@ -94,6 +100,7 @@ impl AppState {
                 limiter: RateLimiter::new(),
                 cursor_key,
                 heartbeats,
+                pages: PageCache::new(PAGE_CACHE_BYTES),
                 registrations: DashMap::new(),
                 settings,
             }),
@@ -123,6 +130,11 @@ impl AppState {
     /// Last-seen times and reported state of devices (not events; see [`Heartbeats`]).
     pub fn heartbeats(&self) -> &Heartbeats {
         &self.inner.heartbeats
+    }
+
+    /// Cached list answers (see [`PageCache`]).
+    pub fn pages(&self) -> &PageCache {
+        &self.inner.pages
     }
 
     /// The lock that serializes the registrations of `org_id`.

@@ -12,6 +12,7 @@ use events::{Event, Recorded};
 use serde::{Deserialize, Serialize};
 
 use crate::Projection;
+use crate::device_index::OrgDevices;
 
 /// The stream that sequences an organization's registrations (and so its addresses).
 pub fn ipam_stream(org_id: &str) -> String {
@@ -65,8 +66,8 @@ pub struct Devices {
     pub by_id: imbl::HashMap<String, Device>,
     /// SHA-256 of a node credential → device id.
     pub by_credential: imbl::HashMap<[u8; 32], String>,
-    /// Per organization, its live devices ordered by `(created_at, id)`: the default list order.
-    pub by_org: imbl::HashMap<String, imbl::OrdSet<(i64, String)>>,
+    /// Per organization, its live devices, indexed for every list filter and sort.
+    pub by_org: imbl::HashMap<String, OrgDevices>,
     /// Per organization, the last revision of its `ipam:<org>` stream.
     pub ipam: imbl::HashMap<String, u64>,
 }
@@ -87,8 +88,13 @@ impl Devices {
         self.by_org
             .get(org_id)
             .into_iter()
-            .flat_map(|set| set.iter())
+            .flat_map(|index| index.by_created.iter())
             .filter_map(|(_, id)| self.by_id.get(id))
+    }
+
+    /// The organization's live-device indexes (`None`: it has no live device).
+    pub fn index(&self, org_id: &str) -> Option<&OrgDevices> {
+        self.by_org.get(org_id)
     }
 
     /// The organization's live devices in `(created_at, id)` order (or reversed), starting
@@ -99,22 +105,16 @@ impl Devices {
         after: Option<(i64, String)>,
         descending: bool,
     ) -> Box<dyn Iterator<Item = &'a Device> + 'a> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let Some(set) = self.by_org.get(org_id) else {
+        let Some(set) = self.by_org.get(org_id).map(|i| &i.by_created) else {
             return Box::new(std::iter::empty());
         };
-        let entries: Box<dyn Iterator<Item = &'a (i64, String)> + 'a> = match (after, descending) {
-            (None, false) => Box::new(set.iter()),
-            (None, true) => Box::new(set.iter().rev()),
-            (Some(a), false) => Box::new(set.range((Excluded(a), Unbounded))),
-            (Some(a), true) => Box::new(set.range((Unbounded, Excluded(a))).rev()),
-        };
+        let entries = crate::device_index::seek(set, after, descending);
         Box::new(entries.filter_map(|(_, id)| self.by_id.get(id)))
     }
 
     /// How many live devices the organization has.
     pub fn count(&self, org_id: &str) -> usize {
-        self.by_org.get(org_id).map_or(0, |s| s.len())
+        self.by_org.get(org_id).map_or(0, |i| i.by_created.len())
     }
 
     /// The last revision of the organization's `ipam:<org>` stream (`None`: no registration yet).
@@ -122,21 +122,32 @@ impl Devices {
         self.ipam.get(org_id).copied()
     }
 
+    /// Applies `change` to a device, keeping its organization's indexes in step: a live device
+    /// leaves them before the change and returns after it (unless the change removed it).
     fn touch(&mut self, r: &Recorded, id: &str, change: impl FnOnce(&mut Device)) {
         let Some(d) = self.by_id.get_mut(id) else {
             return;
         };
+        let was_live = !d.is_removed();
+        if was_live && let Some(index) = self.by_org.get_mut(&d.org_id) {
+            index.remove(d);
+        }
         change(d);
         if r.envelope.stream == device_stream(id) {
             d.revision = r.envelope.revision;
         }
         d.last_seq = r.org_seq();
+        if !d.is_removed() {
+            self.by_org.entry(d.org_id.clone()).or_default().insert(d);
+        } else if was_live && self.by_org.get(&d.org_id).is_some_and(OrgDevices::is_empty) {
+            self.by_org.remove(&d.org_id);
+        }
     }
 }
 
 impl Projection for Devices {
     const NAME: &'static str = "devices";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn apply(&mut self, r: &Recorded) {
         if let Some(org) = r.envelope.stream.strip_prefix("ipam:") {
@@ -148,38 +159,33 @@ impl Projection for Devices {
                 let created_at = r.envelope.recorded_at;
                 self.by_credential
                     .insert(e.credential_hash, e.device_id.clone());
-                self.by_org
-                    .entry(org_id.clone())
-                    .or_default()
-                    .insert((created_at, e.device_id.clone()));
                 let mut tags = e.tags.clone();
                 tags.sort();
                 tags.dedup();
-                self.by_id.insert(
-                    e.device_id.clone(),
-                    Device {
-                        id: e.device_id.clone(),
-                        org_id,
-                        key_id: e.key_id.clone(),
-                        hostname: e.hostname.clone(),
-                        os: e.os.clone(),
-                        os_version: e.os_version.clone(),
-                        public_key: e.public_key.clone(),
-                        ipv4: e.ipv4.clone(),
-                        ipv6: e.ipv6.clone(),
-                        tags,
-                        owner: e.owner.clone(),
-                        ephemeral: e.ephemeral,
-                        credential_hash: e.credential_hash,
-                        key_expires_at: e.key_expires_at,
-                        key_expired: false,
-                        created_at,
-                        removed_at: None,
-                        removed_reason: None,
-                        revision: r.envelope.revision,
-                        last_seq: r.org_seq(),
-                    },
-                );
+                let device = Device {
+                    id: e.device_id.clone(),
+                    org_id: org_id.clone(),
+                    key_id: e.key_id.clone(),
+                    hostname: e.hostname.clone(),
+                    os: e.os.clone(),
+                    os_version: e.os_version.clone(),
+                    public_key: e.public_key.clone(),
+                    ipv4: e.ipv4.clone(),
+                    ipv6: e.ipv6.clone(),
+                    tags,
+                    owner: e.owner.clone(),
+                    ephemeral: e.ephemeral,
+                    credential_hash: e.credential_hash,
+                    key_expires_at: e.key_expires_at,
+                    key_expired: false,
+                    created_at,
+                    removed_at: None,
+                    removed_reason: None,
+                    revision: r.envelope.revision,
+                    last_seq: r.org_seq(),
+                };
+                self.by_org.entry(org_id).or_default().insert(&device);
+                self.by_id.insert(e.device_id.clone(), device);
             }
             Event::DeviceUpdated(e) => self.touch(r, &e.device_id, |d| {
                 if let Some(h) = &e.hostname {
@@ -196,21 +202,12 @@ impl Projection for Devices {
             }),
             Event::DeviceOwnerChanged(e) => self.touch(r, &e.device_id, |d| d.owner = e.to.clone()),
             Event::DeviceKeyExpired(e) => self.touch(r, &e.device_id, |d| d.key_expired = true),
-            Event::DeviceRemoved(e) => {
-                let mut index_entry = None;
-                self.touch(r, &e.device_id, |d| {
-                    if d.removed_at.is_none() {
-                        d.removed_at = Some(r.envelope.recorded_at);
-                        d.removed_reason = Some(e.reason.clone());
-                        index_entry = Some((d.org_id.clone(), d.created_at));
-                    }
-                });
-                if let Some((org, created_at)) = index_entry
-                    && let Some(set) = self.by_org.get_mut(&org)
-                {
-                    set.remove(&(created_at, e.device_id.clone()));
+            Event::DeviceRemoved(e) => self.touch(r, &e.device_id, |d| {
+                if d.removed_at.is_none() {
+                    d.removed_at = Some(r.envelope.recorded_at);
+                    d.removed_reason = Some(e.reason.clone());
                 }
-            }
+            }),
             _ => {}
         }
     }
@@ -342,6 +339,38 @@ mod tests {
             ["dev_1"]
         );
         assert!(ids(d.of_org_after("org_9", None, false)).is_empty());
+    }
+
+    #[test]
+    fn the_org_indexes_follow_tags_hostnames_and_removals() {
+        let mut d = Devices::default();
+        for r in history() {
+            d.apply(&r);
+        }
+        let index = d.index("org_1").unwrap();
+        let ids = |set: Option<&imbl::OrdSet<(i64, String)>>| -> Vec<String> {
+            set.into_iter()
+                .flatten()
+                .map(|(_, id)| id.clone())
+                .collect()
+        };
+        assert_eq!(ids(index.tagged("tag:c")), ["dev_a"]);
+        // dev_bb was removed: it leaves every set, and empty sets leave their maps.
+        assert_eq!(ids(index.tagged("tag:b")), ["dev_a"]);
+        assert_eq!(ids(index.with_os("LINUX")), ["dev_a"]);
+        assert!(index.hostname_is("dev_bb").next().is_none());
+        assert_eq!(index.hostname_prefix("dev_").count(), 1);
+        assert_eq!(index.by_tag.len(), 3);
+        d.apply(&recorded(
+            7,
+            "device:dev_a",
+            2,
+            DeviceRemoved {
+                device_id: "dev_a".into(),
+                reason: "api".into(),
+            },
+        ));
+        assert!(d.index("org_1").is_none(), "no live device, no index");
     }
 
     #[test]

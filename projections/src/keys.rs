@@ -64,6 +64,8 @@ pub struct Keys {
     pub by_id: imbl::HashMap<String, Key>,
     /// SHA-256 of the secret → key id: how a presented pre-auth key is found.
     pub by_hash: imbl::HashMap<[u8; 32], String>,
+    /// Per organization, its keys (revoked ones too) ordered by `(created_at, id)`.
+    pub by_org: imbl::HashMap<String, imbl::OrdSet<(i64, String)>>,
 }
 
 impl Keys {
@@ -78,13 +80,17 @@ impl Keys {
 
 impl Projection for Keys {
     const NAME: &'static str = "keys";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, r: &Recorded) {
         let own_stream = |id: &str| r.envelope.stream.strip_prefix("key:") == Some(id);
         match &r.event {
             Event::KeyCreated(e) => {
                 self.by_hash.insert(e.secret_hash, e.key_id.clone());
+                self.by_org
+                    .entry(r.envelope.org_id.clone())
+                    .or_default()
+                    .insert((r.envelope.recorded_at, e.key_id.clone()));
                 self.by_id.insert(
                     e.key_id.clone(),
                     Key {

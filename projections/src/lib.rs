@@ -8,14 +8,18 @@
 //! - [`snapshot`]: the on-disk snapshot format (postcard, versioned, checksummed, tied to one
 //!   history by the chain MAC at its position).
 //! - [`models`]: [`Models`], every read model the API serves, folded together.
-//! - [`orgs`], [`tokens`], [`keys`], [`devices`]: the read models themselves.
+//! - [`orgs`], [`tokens`], [`keys`], [`devices`]: the read models themselves;
+//!   [`device_index`]: each organization's device indexes for list filters and sorts.
+//! - [`org`]: [`OrgView`], the read models as one organization sees them: what handlers get.
 //!
 //! Invariants: a projection never appends to the log and never skips an event; live state equals
 //! a replay from scratch equals snapshot + replay.
 
+pub mod device_index;
 pub mod devices;
 pub mod keys;
 pub mod models;
+pub mod org;
 pub mod orgs;
 pub mod runner;
 pub mod snapshot;
@@ -24,6 +28,7 @@ pub mod tokens;
 use events::Recorded;
 
 pub use models::Models;
+pub use org::OrgView;
 pub use runner::{Applied, ProjectionHandle, RunnerOptions};
 
 /// A read model: state folded from events, one at a time, in log order.

@@ -19,6 +19,9 @@ pub struct Org {
     pub device_idle_removal_days: Option<u32>,
     pub ephemeral_offline_secs: u64,
     pub created_at: i64,
+    /// The organization's sequence number of its last event: its read models' version, which
+    /// changes whenever anything the organization can see does (answer caches key on it).
+    pub last_seq: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,9 +41,12 @@ impl Orgs {
 
 impl Projection for Orgs {
     const NAME: &'static str = "orgs";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, r: &Recorded) {
+        if let Some(o) = self.by_id.get_mut(&r.envelope.org_id) {
+            o.last_seq = r.org_seq();
+        }
         match &r.event {
             Event::OrgCreated(e) => {
                 self.by_id.insert(
@@ -54,6 +60,7 @@ impl Projection for Orgs {
                         device_idle_removal_days: None,
                         ephemeral_offline_secs: DEFAULT_EPHEMERAL_OFFLINE_SECS,
                         created_at: r.envelope.recorded_at,
+                        last_seq: r.org_seq(),
                     },
                 );
             }

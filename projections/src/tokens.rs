@@ -31,6 +31,8 @@ pub struct Tokens {
     pub by_id: imbl::HashMap<String, Token>,
     /// SHA-256 of the secret → token id: how a presented bearer token is found.
     pub by_hash: imbl::HashMap<[u8; 32], String>,
+    /// Per organization, its tokens (revoked ones too) ordered by `(created_at, id)`.
+    pub by_org: imbl::HashMap<String, imbl::OrdSet<(i64, String)>>,
 }
 
 impl Tokens {
@@ -45,12 +47,16 @@ impl Tokens {
 
 impl Projection for Tokens {
     const NAME: &'static str = "tokens";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, r: &Recorded) {
         match &r.event {
             Event::TokenCreated(e) => {
                 self.by_hash.insert(e.secret_hash, e.token_id.clone());
+                self.by_org
+                    .entry(r.envelope.org_id.clone())
+                    .or_default()
+                    .insert((r.envelope.recorded_at, e.token_id.clone()));
                 self.by_id.insert(
                     e.token_id.clone(),
                     Token {

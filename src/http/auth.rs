@@ -72,7 +72,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     let per_min = {
         let models = state.models().load();
-        match models.state.orgs.get(&principal.org_id) {
+        match models.state.org(&principal.org_id).settings() {
             Some(org) => match class {
                 Class::Read => org.read_per_min,
                 Class::Write => org.write_per_min,

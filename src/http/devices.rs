@@ -7,9 +7,10 @@
 
 use axum::Extension;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use events::Event;
 use events::stream::Stream;
-use http::StatusCode;
+use http::{StatusCode, header};
 use projections::devices::Device;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,17 +18,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Principal;
+use super::device_list::{self, Cond};
 use super::event_view::EventView;
 use super::extract::{Json, Object, Path, Query};
-use super::filter::Term;
 use super::keys::TagName;
 use super::list::{ListSpec, Listing};
-use super::pagination::{CursorPosition, Page};
+use super::page_cache::PageKey;
+use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
 use crate::domain::devices::{
     self, Hostname, Tag, Update, check_text, decide_expire_key, decide_tag, decide_untag,
-    decide_update, live, parse_tags,
+    decide_update, parse_tags,
 };
 use crate::domain::scope::{Group, Need};
 use crate::execute::execute;
@@ -189,73 +191,6 @@ const SPEC: ListSpec = ListSpec {
     default_sort: "created_at",
 };
 
-/// One filter term, parsed once per request.
-enum Cond {
-    Tag(String),
-    Os(String),
-    Owner(String),
-    Hostname(String),
-    HostnamePrefix(String),
-    Before(i64),
-    After(i64),
-    Ephemeral(bool),
-}
-
-impl Cond {
-    fn parse(term: &Term) -> Result<Cond, Problem> {
-        let bad = |expected: &str| {
-            Problem::invalid_argument(format!(
-                "filter '{}:{}': expected {expected}",
-                term.key, term.value
-            ))
-        };
-        let time = || {
-            term.value
-                .parse::<jiff::Timestamp>()
-                .map(|t| t.as_microsecond())
-                .map_err(|_| bad("an RFC 3339 time such as 2026-01-01T00:00:00Z"))
-        };
-        let v = term.value.as_str();
-        Ok(match term.key.as_str() {
-            "tag" => Cond::Tag(
-                Tag::parse_lenient(v)
-                    .map_err(|_| bad("a tag such as tag:production"))?
-                    .into_string(),
-            ),
-            "os" => Cond::Os(v.to_ascii_lowercase()),
-            "owner" => Cond::Owner(v.to_owned()),
-            "hostname" => match v.strip_suffix('*') {
-                Some(prefix) => Cond::HostnamePrefix(prefix.to_ascii_lowercase()),
-                None => Cond::Hostname(v.to_ascii_lowercase()),
-            },
-            "last_seen_before" => Cond::Before(time()?),
-            "last_seen_after" => Cond::After(time()?),
-            "ephemeral" => Cond::Ephemeral(match v {
-                "true" => true,
-                "false" => false,
-                _ => return Err(bad("true or false")),
-            }),
-            other => return Err(Problem::internal(format!("unhandled filter key {other}"))),
-        })
-    }
-
-    fn matches(&self, d: &Device, last_seen: i64) -> bool {
-        match self {
-            Cond::Tag(t) => d.tags.iter().any(|x| x == t),
-            Cond::Os(os) => d.os.eq_ignore_ascii_case(os),
-            Cond::Owner(o) => d
-                .owner
-                .as_deref()
-                .is_some_and(|x| x.eq_ignore_ascii_case(o)),
-            Cond::Hostname(h) => d.hostname == *h,
-            Cond::HostnamePrefix(p) => d.hostname.starts_with(p.as_str()),
-            Cond::Before(t) => last_seen < *t,
-            Cond::After(t) => last_seen > *t,
-            Cond::Ephemeral(e) => d.ephemeral == *e,
-        }
-    }
-}
-
 /// List the organization's devices.
 ///
 /// Filter with `tag:`, `os:`, `owner:`, `hostname:`, `ephemeral:`, `last_seen_before:` and
@@ -271,7 +206,7 @@ async fn list_devices(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(q): Query<DeviceListQuery>,
-) -> Result<Json<Page<DeviceView>>, Problem> {
+) -> Result<Response, Problem> {
     principal.require(Need::read(Group::Devices))?;
     let list = Listing::parse(
         &state,
@@ -290,55 +225,27 @@ async fn list_devices(
         .collect::<Result<_, _>>()?;
     let now = events::now_micros();
     let models = state.models().load();
-    let devices = &models.state.devices;
-    let heartbeats = state.heartbeats();
-    let last_seen = |d: &Device| heartbeats.last_seen(&d.id).unwrap_or(d.created_at);
-    let wanted = |d: &&Device| {
-        conds.iter().all(|clause| {
-            let seen = last_seen(d);
-            clause.iter().any(|c| c.matches(d, seen))
-        })
+    let org = models.state.org(&principal.org_id);
+    let key = PageKey {
+        org_id: principal.org_id.clone(),
+        version: org.version(),
+        heartbeats: state.heartbeats().generation(),
+        query: list.normalized(),
     };
-    let view_of = |d: &Device| view(d, heartbeats.get(&d.id), now);
-    if list.sort.field == "created_at" {
-        // The read model keeps each organization's devices in this order: seek to the cursor
-        // instead of sorting, so a page costs O(log n + limit) on a large fleet.
-        let start = match &list.after {
-            Some(pos) => Some((
-                pos.sort_key
-                    .parse::<i64>()
-                    .map_err(|_| Problem::invalid_argument("cursor is malformed"))?,
-                pos.id.clone(),
-            )),
-            None => None,
-        };
-        let mut matching = devices
-            .of_org_after(&principal.org_id, start, list.sort.descending)
-            .filter(wanted);
-        let items: Vec<&Device> = matching.by_ref().take(list.limit).collect();
-        let more = matching.next().is_some();
-        let next_cursor = match items.last() {
-            Some(last) if more => Some(list.seal(
-                &state,
-                &CursorPosition {
-                    sort_key: format!("{:020}", last.created_at.max(0)),
-                    id: last.id.clone(),
-                },
-            )),
-            _ => None,
-        };
-        return Ok(Json(Page {
-            items: items.into_iter().map(view_of).collect(),
-            next_cursor,
-        }));
-    }
-    let items: Vec<&Device> = devices.of_org(&principal.org_id).filter(wanted).collect();
-    let field = list.sort.field.as_str();
-    let sort_key = |d: &&Device| match field {
-        "hostname" => d.hostname.clone(),
-        _ => format!("{:020}", last_seen(d).max(0)),
+    let body = match state.pages().get(&key, now) {
+        Some(body) => body,
+        None => {
+            let (body, valid_until) = device_list::render(&state, org, &list, &conds, now)?;
+            state.pages().put(key, body.clone(), valid_until);
+            body
+        }
     };
-    Ok(Json(list.page(&state, items, sort_key, |d| &d.id, view_of)))
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// What a device id that is not in the organization's view answers.
+fn no_device(id: &str) -> Problem {
+    Problem::not_found(format!("no device '{id}'"))
 }
 
 /// The device's last events, newest first.
@@ -373,7 +280,11 @@ async fn get_device(
 ) -> Result<Json<DeviceDetail>, Problem> {
     principal.require(Need::read(Group::Devices))?;
     let models = state.models().load();
-    let d = live(models.state.devices.get(&id), &principal.org_id, &id)?;
+    let d = models
+        .state
+        .org(&principal.org_id)
+        .live_device(&id)
+        .ok_or_else(|| no_device(&id))?;
     Ok(Json(DeviceDetail {
         device: current_view(&state, d),
         peers: Vec::new(),
@@ -428,7 +339,11 @@ async fn mutate(
 
 fn answer(state: &AppState, principal: &Principal, id: &str) -> Result<Json<DeviceView>, Problem> {
     let models = state.models().load();
-    let d = live(models.state.devices.get(id), &principal.org_id, id)?;
+    let d = models
+        .state
+        .org(&principal.org_id)
+        .live_device(id)
+        .ok_or_else(|| no_device(id))?;
     Ok(Json(current_view(state, d)))
 }
 

@@ -297,9 +297,8 @@ async fn create_key(
     let models = state.models().load();
     let k = models
         .state
-        .keys
-        .get(&id)
-        .filter(|k| k.org_id == principal.org_id)
+        .org(&principal.org_id)
+        .key(&id)
         .ok_or_else(|| Problem::internal("created key missing from the read model"))?;
     if appended.replayed && k.revoked_at.is_some() {
         // Answering 201 would point at a key that no longer exists (GET answers 404).
@@ -392,10 +391,8 @@ async fn list_keys(
     let models = state.models().load();
     let items: Vec<&Key> = models
         .state
-        .keys
-        .by_id
-        .values()
-        .filter(|k| k.org_id == principal.org_id)
+        .org(&principal.org_id)
+        .keys()
         .filter(|k| !only_active || k.status(now) == "active")
         .filter(|k| {
             list.filter
@@ -435,11 +432,9 @@ async fn get_key(
 ) -> Result<Json<KeyView>, Problem> {
     principal.require(Need::read(Group::Keys))?;
     let models = state.models().load();
-    match models.state.keys.get(&id) {
-        Some(k) if k.org_id == principal.org_id && k.revoked_at.is_none() => {
-            Ok(Json(view(k, events::now_micros())))
-        }
-        Some(k) if k.org_id == principal.org_id => Err(Problem::not_found(format!(
+    match models.state.org(&principal.org_id).key(&id) {
+        Some(k) if k.revoked_at.is_none() => Ok(Json(view(k, events::now_micros()))),
+        Some(_) => Err(Problem::not_found(format!(
             "pre-auth key '{id}' was revoked (it is listed with ?filter=status:revoked)"
         ))),
         _ => Err(Problem::not_found(format!("no pre-auth key '{id}'"))),

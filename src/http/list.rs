@@ -30,6 +30,8 @@ pub struct Listing {
     pub after: Option<CursorPosition>,
     binding: String,
     org_id: String,
+    /// The cursor as sent, for [`Listing::normalized`].
+    cursor: Option<String>,
 }
 
 impl Listing {
@@ -68,7 +70,19 @@ impl Listing {
             after,
             binding,
             org_id: org_id.to_owned(),
+            cursor: page.cursor.clone(),
         })
+    }
+
+    /// The query in a normal form: requests that differ only in how they spell the same
+    /// filter, sort or limit get the same text (a key for cached answers).
+    pub fn normalized(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.binding,
+            self.limit,
+            self.cursor.as_deref().unwrap_or("")
+        )
     }
 
     /// The cursor that continues after `position`.

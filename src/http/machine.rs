@@ -431,8 +431,8 @@ async fn heartbeat(
     let models = state.models().load();
     let device = models
         .state
-        .devices
-        .get(&node.device_id)
+        .org(&node.org_id)
+        .device(&node.device_id)
         .ok_or_else(reauthentication_required)?;
     Ok(Json(HeartbeatResponse {
         device_id: device.id.clone(),
@@ -467,9 +467,8 @@ async fn netmap(
     let models = state.models().load();
     let device = models
         .state
-        .devices
-        .get(&node.device_id)
-        .filter(|d| d.org_id == node.org_id)
+        .org(&node.org_id)
+        .live_device(&node.device_id)
         .ok_or_else(reauthentication_required)?;
     Ok(Json(NetMap {
         device: current_view(&state, device),

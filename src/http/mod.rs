@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod commit;
+pub mod device_list;
 pub mod devices;
 pub mod event_view;
 pub mod extract;
@@ -14,6 +15,7 @@ pub mod list;
 pub mod machine;
 pub mod meta;
 pub mod openapi;
+pub mod page_cache;
 pub mod pagination;
 pub mod problem;
 pub mod ratelimit;

@@ -287,8 +287,8 @@ async fn create_token(
     let models = state.models().load();
     let token = models
         .state
-        .tokens
-        .get(&id)
+        .org(&principal.org_id)
+        .token(&id)
         .ok_or_else(|| Problem::internal("created token missing from the read model"))?;
     let mut out = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/tokens/{id}")) {
@@ -340,10 +340,8 @@ async fn list_tokens(
     let models = state.models().load();
     let items: Vec<&Token> = models
         .state
-        .tokens
-        .by_id
-        .values()
-        .filter(|t| t.org_id == principal.org_id)
+        .org(&principal.org_id)
+        .tokens()
         .filter(|t| {
             list.filter.matches(|key, value| match key {
                 "status" => status_of(t, now) == value,
@@ -381,9 +379,9 @@ async fn get_token(
 ) -> Result<Json<TokenView>, Problem> {
     principal.require(Need::read(Group::Tokens))?;
     let models = state.models().load();
-    match models.state.tokens.get(&id) {
-        Some(t) if t.org_id == principal.org_id => Ok(Json(view(t, events::now_micros()))),
-        _ => Err(Problem::not_found(format!("no token '{id}'"))),
+    match models.state.org(&principal.org_id).token(&id) {
+        Some(t) => Ok(Json(view(t, events::now_micros()))),
+        None => Err(Problem::not_found(format!("no token '{id}'"))),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod device_pages;
 mod devices;
 mod durability;
 mod errors;
@@ -17,4 +18,5 @@ mod pagination;
 mod ratelimit;
 mod request_id;
 mod tenancy;
+mod tenancy_walk;
 mod tokens;

@@ -1,0 +1,207 @@
+//! Tenant isolation, route by route: every operation in the OpenAPI document is called with one
+//! organization's credentials and the other's ids, both ways round. A route that takes an id
+//! answers 404 (or 403), never 2xx; every answer is searched for the other organization's ids,
+//! hostnames and key prefixes; and the other organization's items are unchanged afterwards.
+//! A route added later is walked without anyone remembering to add it here.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json, spawn_app};
+use crate::machine::register;
+
+/// What one organization owns, and how to act as it.
+struct Tenant {
+    token: String,
+    /// A node credential of one of its devices.
+    node: String,
+    token_id: String,
+    key_id: String,
+    key_prefix: String,
+    device_id: String,
+    hostname: String,
+    org_id: String,
+}
+
+impl Tenant {
+    async fn new(app: &TestApp, org_id: String, token: String, name: &str) -> Tenant {
+        let token_id = app
+            .create_token_as(
+                &token,
+                &json!({ "scopes": ["read"], "description": format!("{name} reader"), "expires_in": "2h" }),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let resp = app
+            .request_as(&token, Method::POST, "/api/v1/keys")
+            .json(&json!({ "reusable": true, "tags": ["tag:prod"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let key = json(resp).await;
+        let hostname = format!("{name}-secret-host");
+        let joined = register(app, key["key"].as_str().unwrap(), &hostname).await;
+        Tenant {
+            token,
+            node: joined["node_credential"].as_str().unwrap().to_owned(),
+            token_id,
+            key_id: key["id"].as_str().unwrap().to_owned(),
+            key_prefix: key["prefix"].as_str().unwrap().to_owned(),
+            device_id: joined["device"]["id"].as_str().unwrap().to_owned(),
+            hostname,
+            org_id,
+        }
+    }
+
+    /// Strings that must never appear in an answer to the other organization.
+    fn secrets(&self) -> [&str; 6] {
+        [
+            &self.token_id,
+            &self.key_id,
+            &self.key_prefix,
+            &self.device_id,
+            &self.hostname,
+            &self.org_id,
+        ]
+    }
+
+    /// This tenant's own view of its items, to compare before and after.
+    async fn own_view(&self, app: &TestApp) -> Vec<Value> {
+        let mut out = Vec::new();
+        for path in [
+            format!("/api/v1/tokens/{}", self.token_id),
+            format!("/api/v1/keys/{}", self.key_id),
+            format!("/api/v1/devices/{}", self.device_id),
+        ] {
+            let resp = app
+                .request_as(&self.token, Method::GET, &path)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            let mut body = json(resp).await;
+            // Liveness moves with the clock, not with anything another tenant did.
+            body.as_object_mut().unwrap().remove("online");
+            out.push(body);
+        }
+        out
+    }
+}
+
+/// The request body that gets an operation past validation, so that the answer is about the id.
+fn body_for(method: &str, template: &str) -> Option<Value> {
+    match (method, template) {
+        ("patch", "/devices/{id}") => Some(json!({ "hostname": "taken-over" })),
+        ("post", "/devices/{id}/tags") => Some(json!({ "tags": ["tag:pwned"] })),
+        ("post", _) | ("put", _) | ("patch", _) => Some(json!({})),
+        _ => None,
+    }
+}
+
+/// The template with the victim's ids in it; `None` when the path names no id.
+fn with_ids(template: &str, victim: &Tenant) -> Option<String> {
+    let id = if template.starts_with("/tokens/{id}") {
+        &victim.token_id
+    } else if template.starts_with("/keys/{id}") {
+        &victim.key_id
+    } else if template.starts_with("/devices/{id}") {
+        &victim.device_id
+    } else {
+        assert!(
+            !template.contains('{'),
+            "{template}: teach the tenancy walk which ids this path takes"
+        );
+        return None;
+    };
+    Some(template.replace("{id}", id).replace("{tag}", "tag:prod"))
+}
+
+async fn walk(app: &TestApp, doc: &Value, attacker: &Tenant, victim: &Tenant) {
+    let before = victim.own_view(app).await;
+    let mut walked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Ok(m) = Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                continue;
+            };
+            if op.get("responses").is_none() {
+                continue;
+            }
+            let uses_node = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("node").is_some()));
+            let credential = if uses_node {
+                &attacker.node
+            } else {
+                &attacker.token
+            };
+            let concrete = with_ids(template, victim);
+            let path = concrete.clone().unwrap_or_else(|| template.clone());
+            let mut req = app.request_as(credential, m.clone(), &format!("/api/v1{path}"));
+            if let Some(body) = body_for(method, template) {
+                req = req.json(&body);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            walked += 1;
+            let mut text = text;
+            if concrete.is_some() {
+                assert!(
+                    status == 404 || status == 403,
+                    "{method} {path} with another organization's id answered {status}: {text}"
+                );
+                // The answer may echo the id the caller sent, and nothing more: it must be
+                // the answer an id that exists nowhere gets.
+                let id = path.split('/').nth(2).unwrap().to_owned();
+                let nowhere = path.replace(&id, "nowhere_0");
+                let mut req = app.request_as(credential, m.clone(), &format!("/api/v1{nowhere}"));
+                if let Some(body) = body_for(method, template) {
+                    req = req.json(&body);
+                }
+                let other = req.send().await.unwrap();
+                assert_eq!(other.status().as_u16(), status, "{method} {nowhere}");
+                let mut a: Value = serde_json::from_str(&text.replace(&id, "X")).unwrap();
+                let mut b: Value = other.json().await.unwrap();
+                b = serde_json::from_str(&b.to_string().replace("nowhere_0", "X")).unwrap();
+                for v in [&mut a, &mut b] {
+                    v.as_object_mut().unwrap().remove("request_id");
+                }
+                assert_eq!(
+                    a, b,
+                    "{method} {path}: a foreign id is told apart from none"
+                );
+                text = text.replace(&id, "");
+            }
+            for secret in victim.secrets() {
+                assert!(
+                    !text.contains(secret),
+                    "{method} {path} ({status}) shows another organization's '{secret}': {text}"
+                );
+            }
+        }
+    }
+    assert!(
+        walked >= 15,
+        "the walk covered the API ({walked} operations)"
+    );
+    assert_eq!(
+        victim.own_view(app).await,
+        before,
+        "nothing of the victim changed"
+    );
+}
+
+#[tokio::test]
+async fn every_route_answers_404_for_another_organizations_ids_both_ways() {
+    let app = spawn_app().await;
+    let acme = Tenant::new(&app, app.org_id.clone(), app.token.clone(), "acme").await;
+    let (globex_org, globex_token) = app.second_org("globex").await;
+    let globex = Tenant::new(&app, globex_org, globex_token, "globex").await;
+    let doc = json(app.get("/api/v1/openapi.json").await).await;
+    walk(&app, &doc, &globex, &acme).await;
+    walk(&app, &doc, &acme, &globex).await;
+}
