@@ -50,22 +50,13 @@ impl ChainKey {
 
     /// Loads the key file, creating it (mode 0600) with a random key if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, Error> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    Error::Storage(format!(
-                        "chain key file {} must hold exactly 32 bytes",
-                        path.display()
-                    ))
-                })?;
-                Ok(ChainKey(arr))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match Self::load(path) {
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = ChainKey::random();
                 write_secret_file(path, &key.0)?;
                 Ok(key)
             }
-            Err(e) => Err(Error::Io(e)),
+            other => other,
         }
     }
 
