@@ -12,7 +12,17 @@ command -v st >/dev/null || python3 -m pip install --quiet --disable-pip-version
 
 DATA=$(mktemp -d)
 PORT=${PORT:-18099}
-cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null || true; rm -rf "$DATA"; }
+# Let the server finish its graceful shutdown (it writes snapshots and a signed checkpoint) before
+# removing its data dir; a shutdown that hangs is cut after 30 s.
+cleanup() {
+  if [ -n "${PID:-}" ]; then
+    kill "$PID" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+  fi
+  rm -rf "$DATA"
+}
 trap cleanup EXIT
 
 TOKEN=$("$BIN" init --org schemathesis --data-dir "$DATA" | jq -r .token)
