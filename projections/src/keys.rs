@@ -1,5 +1,7 @@
 //! Pre-auth keys: who may join the network, with which tags and owner, how often, until when.
 
+use std::sync::Arc;
+
 use events::{Event, Recorded};
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +63,10 @@ impl Key {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Keys {
-    pub by_id: imbl::HashMap<String, Key>,
+    /// Behind `Arc`: after the runner publishes a state, the next `apply` copies the nodes on
+    /// its path, and a copied node then copies pointers instead of cloning whole keys.
+    /// (`Arc<Key>` serializes as `Key`: the snapshot format is unchanged.)
+    pub by_id: imbl::HashMap<String, Arc<Key>>,
     /// SHA-256 of the secret → key id: how a presented pre-auth key is found.
     pub by_hash: imbl::HashMap<[u8; 32], String>,
     /// Per organization, its keys (revoked ones too) ordered by `(created_at, id)`.
@@ -70,11 +75,11 @@ pub struct Keys {
 
 impl Keys {
     pub fn get(&self, id: &str) -> Option<&Key> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(Arc::as_ref)
     }
 
     pub fn by_secret_hash(&self, hash: &[u8; 32]) -> Option<&Key> {
-        self.by_hash.get(hash).and_then(|id| self.by_id.get(id))
+        self.by_hash.get(hash).and_then(|id| self.get(id))
     }
 }
 
@@ -93,7 +98,7 @@ impl Projection for Keys {
                     .insert((r.envelope.recorded_at, e.key_id.clone()));
                 self.by_id.insert(
                     e.key_id.clone(),
-                    Key {
+                    Arc::new(Key {
                         id: e.key_id.clone(),
                         org_id: r.envelope.org_id.clone(),
                         prefix: e.prefix.clone(),
@@ -110,11 +115,11 @@ impl Projection for Keys {
                         last_used_at: None,
                         revoked_at: None,
                         revision: r.envelope.revision,
-                    },
+                    }),
                 );
             }
             Event::KeyUsed(e) => {
-                if let Some(k) = self.by_id.get_mut(&e.key_id) {
+                if let Some(k) = self.by_id.get_mut(&e.key_id).map(Arc::make_mut) {
                     k.uses = k.uses.max(e.uses);
                     k.last_used_at = Some(r.envelope.recorded_at);
                     if own_stream(&e.key_id) {
@@ -123,7 +128,7 @@ impl Projection for Keys {
                 }
             }
             Event::KeyRevoked(e) => {
-                if let Some(k) = self.by_id.get_mut(&e.key_id) {
+                if let Some(k) = self.by_id.get_mut(&e.key_id).map(Arc::make_mut) {
                     k.revoked_at.get_or_insert(r.envelope.recorded_at);
                     if own_stream(&e.key_id) {
                         k.revision = r.envelope.revision;
