@@ -1,5 +1,6 @@
 //! Pre-auth keys: who may join the network, with which tags and owner, how often, until when.
 
+use events::stream::Stream;
 use events::{Event, Recorded};
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +84,8 @@ impl Projection for Keys {
     const VERSION: u32 = 2;
 
     fn apply(&mut self, r: &Recorded) {
-        let own_stream = |id: &str| r.envelope.stream.strip_prefix("key:") == Some(id);
+        let own_stream =
+            |id: &str| matches!(Stream::parse(&r.envelope.stream), Ok(Stream::Key(k)) if k == id);
         match &r.event {
             Event::KeyCreated(e) => {
                 self.by_hash.insert(e.secret_hash, e.key_id.clone());
