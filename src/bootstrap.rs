@@ -7,11 +7,12 @@ use events::{Actor, Expected};
 use projections::Models;
 
 use crate::domain::Decision;
+use crate::domain::expiry::{Expiry, Lifetime};
 use crate::domain::ids::new_id;
 use crate::domain::scope::Scopes;
 use crate::domain::secret;
-use crate::domain::tokens::{self, CreateToken, max_expiry};
-use crate::execute::{Command, ExecuteError, execute};
+use crate::domain::tokens::{self, CreateToken};
+use crate::execute::{Command, ExecuteError, execute_across_orgs};
 use crate::state::AppState;
 
 /// The default rate limits of the seed page.
@@ -193,7 +194,7 @@ fn owner_token(
         secret_hash: secret.hash,
         scopes: owner_scopes(),
         description,
-        expires_at: max_expiry(now) - 60 * 1_000_000,
+        expires_at: Expiry::latest(Lifetime::Token, now) - 60 * 1_000_000,
     }
 }
 
@@ -223,7 +224,7 @@ async fn run(
     actor: Actor,
     decide: impl FnMut(&Models) -> Result<Decision, BootstrapError>,
 ) -> Result<(), BootstrapError> {
-    execute(state, Command::new(org_id, actor, new_id("req")), decide)
+    execute_across_orgs(state, Command::new(org_id, actor, new_id("req")), decide)
         .await
         .map(|_| ())
         .map_err(|e| match e {

@@ -8,21 +8,12 @@
 //! Every registration appends its `key.used` there, so the stream's revision counts
 //! registrations and the next address is a pure function of it.
 
+use events::stream::Stream;
 use events::{Event, Recorded};
 use serde::{Deserialize, Serialize};
 
 use crate::Projection;
 use crate::device_index::OrgDevices;
-
-/// The stream that sequences an organization's registrations (and so its addresses).
-pub fn ipam_stream(org_id: &str) -> String {
-    format!("ipam:{org_id}")
-}
-
-/// The stream of one device's events.
-pub fn device_stream(device_id: &str) -> String {
-    format!("device:{device_id}")
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
@@ -133,7 +124,8 @@ impl Devices {
             index.remove(d);
         }
         change(d);
-        if r.envelope.stream == device_stream(id) {
+        // Only events of the device's own stream move the revision its mutations expect.
+        if matches!(Stream::parse(&r.envelope.stream), Ok(Stream::Device(d)) if d == id) {
             d.revision = r.envelope.revision;
         }
         d.last_seq = r.org_seq();
@@ -150,8 +142,8 @@ impl Projection for Devices {
     const VERSION: u32 = 3;
 
     fn apply(&mut self, r: &Recorded) {
-        if let Some(org) = r.envelope.stream.strip_prefix("ipam:") {
-            self.ipam.insert(org.to_owned(), r.envelope.revision);
+        if let Ok(Stream::Ipam(org)) = Stream::parse(&r.envelope.stream) {
+            self.ipam.insert(org, r.envelope.revision);
         }
         match &r.event {
             Event::DeviceRegistered(e) => {
@@ -318,7 +310,7 @@ mod tests {
         for (i, id) in ["dev_1", "dev_2", "dev_3"].iter().enumerate() {
             d.apply(&recorded(
                 i as u64 + 1,
-                &device_stream(id),
+                &Stream::device(*id).to_string(),
                 0,
                 registered(id),
             ));

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use events::stream::Stream;
 use events::{Event, Recorded};
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +89,8 @@ impl Projection for Keys {
     const VERSION: u32 = 2;
 
     fn apply(&mut self, r: &Recorded) {
-        let own_stream = |id: &str| r.envelope.stream.strip_prefix("key:") == Some(id);
+        let own_stream =
+            |id: &str| matches!(Stream::parse(&r.envelope.stream), Ok(Stream::Key(k)) if k == id);
         match &r.event {
             Event::KeyCreated(e) => {
                 self.by_hash.insert(e.secret_hash, e.key_id.clone());

@@ -1,21 +1,17 @@
 //! Decisions about pre-auth keys: issuing and revoking them. (Using one is a registration, see
-//! [`super::devices::decide_register`].)
+//! [`super::registration::decide_register`].)
 
 use events::Expected;
 use events::event::{KeyCreated, KeyRevoked};
 use events::stream::Stream;
-use projections::Models;
-use projections::keys::Keys;
+use projections::OrgView;
 
 use super::Rejection;
 use super::decision::Decision;
-use super::devices::{Tag, check_text};
+use super::expiry::{Expiry, Lifetime};
+use super::tag::Tag;
+use super::text::check_text;
 
-/// Longest pre-auth key lifetime: 90 days.
-pub const MAX_LIFETIME_SECS: i64 = 90 * 86_400;
-/// A key asked to expire this little after the maximum is accepted: the client computed the
-/// time a moment before the request arrived.
-const CLOCK_SLACK_SECS: i64 = 60;
 /// Largest accepted `max_uses`.
 pub const MAX_USES: u32 = 1_000_000;
 
@@ -54,13 +50,7 @@ pub fn decide_create(cmd: CreateKey, now: i64) -> Result<KeyCreated, Rejection> 
         }
         _ => {}
     }
-    if cmd.expires_at <= now
-        || cmd.expires_at > now + (MAX_LIFETIME_SECS + CLOCK_SLACK_SECS) * 1_000_000
-    {
-        return Err(Rejection::Invalid(
-            "pre-auth key expiry must be in the future and at most 90 days from now".into(),
-        ));
-    }
+    let expires_at = Expiry::at(Lifetime::PreAuthKey, cmd.expires_at, now)?;
     Ok(KeyCreated {
         key_id: cmd.key_id,
         prefix: cmd.prefix,
@@ -69,25 +59,21 @@ pub fn decide_create(cmd: CreateKey, now: i64) -> Result<KeyCreated, Rejection> 
         ephemeral: cmd.ephemeral,
         tags: cmd.tags.into_iter().map(Tag::into_string).collect(),
         owner: cmd.owner,
-        expires_at: cmd.expires_at,
+        expires_at: expires_at.micros(),
         description: cmd.description,
         max_uses: if cmd.reusable { cmd.max_uses } else { None },
     })
 }
 
-/// Revokes a key of `org_id`; `Ok(None)` when it already was (revocation is idempotent).
-pub fn decide_revoke(
-    keys: &Keys,
-    org_id: &str,
-    key_id: &str,
-) -> Result<Option<KeyRevoked>, Rejection> {
-    match keys.get(key_id) {
-        Some(k) if k.org_id == org_id => Ok(k.revoked_at.is_none().then(|| KeyRevoked {
-            key_id: key_id.to_owned(),
-        })),
-        // Another organization's key is indistinguishable from a missing one.
-        _ => Err(Rejection::NotFound(format!("no pre-auth key '{key_id}'"))),
-    }
+/// Revokes a key of the organization; `Ok(None)` when it already was (revocation is
+/// idempotent). Another organization's key is not in the view, so it is not found either.
+pub fn decide_revoke(org: OrgView<'_>, key_id: &str) -> Result<Option<KeyRevoked>, Rejection> {
+    let key = org
+        .key(key_id)
+        .ok_or_else(|| Rejection::NotFound(format!("no pre-auth key '{key_id}'")))?;
+    Ok(key.revoked_at.is_none().then(|| KeyRevoked {
+        key_id: key_id.to_owned(),
+    }))
 }
 
 /// Issuing a pre-auth key: a new stream, so two requests can never both create the same one.
@@ -99,9 +85,9 @@ pub fn create(cmd: CreateKey, now: i64) -> Result<Decision, Rejection> {
         .event(stream, event))
 }
 
-/// Revoking a key of `org_id`; nothing to append when it already was.
-pub fn revoke(models: &Models, org_id: &str, key_id: &str) -> Result<Decision, Rejection> {
-    let Some(event) = decide_revoke(&models.keys, org_id, key_id)? else {
+/// Revoking a key of the organization; nothing to append when it already was.
+pub fn revoke(org: OrgView<'_>, key_id: &str) -> Result<Decision, Rejection> {
+    let Some(event) = decide_revoke(org, key_id)? else {
         return Ok(Decision::none());
     };
     let stream = Stream::key(key_id);

@@ -7,10 +7,16 @@
 pub mod decision;
 pub mod devices;
 pub mod duration;
+pub mod expiry;
+pub mod hostname;
 pub mod ids;
+pub mod ipam;
 pub mod keys;
+pub mod registration;
 pub mod scope;
 pub mod secret;
+pub mod tag;
+pub mod text;
 pub mod tokens;
 
 #[cfg(test)]

@@ -3,18 +3,12 @@
 use events::Expected;
 use events::event::{TokenCreated, TokenRevoked};
 use events::stream::Stream;
-use projections::Models;
-use projections::tokens::Tokens;
+use projections::OrgView;
 
 use super::Rejection;
 use super::decision::Decision;
+use super::expiry::{Expiry, Lifetime};
 use super::scope::Scopes;
-
-/// Shortest token lifetime.
-pub const MIN_LIFETIME_SECS: i64 = 3600;
-/// Tokens asked to expire this little before the minimum are accepted: the client computed the
-/// time a moment before the request arrived.
-const CLOCK_SLACK_SECS: i64 = 60;
 
 /// A request to issue a token, with its id and secret hash already generated.
 #[derive(Debug, Clone)]
@@ -26,19 +20,6 @@ pub struct CreateToken {
     pub description: String,
     /// Microseconds since the epoch.
     pub expires_at: i64,
-}
-
-/// The latest expiry allowed at `now`: twelve calendar months ahead.
-pub fn max_expiry(now: i64) -> i64 {
-    jiff::Timestamp::from_microsecond(now)
-        .ok()
-        .and_then(|t| {
-            t.to_zoned(jiff::tz::TimeZone::UTC)
-                .checked_add(jiff::Span::new().months(12))
-                .ok()
-        })
-        .map(|z| z.timestamp().as_microsecond())
-        .unwrap_or(now + 365 * 86_400 * 1_000_000)
 }
 
 pub fn validate_description(description: &str) -> Result<(), Rejection> {
@@ -70,35 +51,26 @@ pub fn decide_create(
             Scopes(caller.0.clone()).to_strings().join(" ")
         )));
     }
-    let min = now + (MIN_LIFETIME_SECS - CLOCK_SLACK_SECS) * 1_000_000;
-    if cmd.expires_at < min || cmd.expires_at > max_expiry(now) {
-        return Err(Rejection::Invalid(
-            "token expiry must be from 1 hour to 12 months from now".into(),
-        ));
-    }
+    let expires_at = Expiry::at(Lifetime::Token, cmd.expires_at, now)?;
     Ok(TokenCreated {
         token_id: cmd.token_id,
         prefix: cmd.prefix,
         secret_hash: cmd.secret_hash,
         scopes: cmd.scopes.to_strings(),
         description: cmd.description,
-        expires_at: cmd.expires_at,
+        expires_at: expires_at.micros(),
     })
 }
 
-/// Revokes a token of `org_id`; `Ok(None)` when it already was (revocation is idempotent).
-pub fn decide_revoke(
-    tokens: &Tokens,
-    org_id: &str,
-    token_id: &str,
-) -> Result<Option<TokenRevoked>, Rejection> {
-    match tokens.get(token_id) {
-        Some(t) if t.org_id == org_id => Ok(t.revoked_at.is_none().then(|| TokenRevoked {
-            token_id: token_id.to_owned(),
-        })),
-        // Another organization's token is indistinguishable from a missing one.
-        _ => Err(Rejection::NotFound(format!("no token '{token_id}'"))),
-    }
+/// Revokes a token of the organization; `Ok(None)` when it already was (revocation is
+/// idempotent). Another organization's token is not in the view, so it is not found either.
+pub fn decide_revoke(org: OrgView<'_>, token_id: &str) -> Result<Option<TokenRevoked>, Rejection> {
+    let token = org
+        .token(token_id)
+        .ok_or_else(|| Rejection::NotFound(format!("no token '{token_id}'")))?;
+    Ok(token.revoked_at.is_none().then(|| TokenRevoked {
+        token_id: token_id.to_owned(),
+    }))
 }
 
 /// Issuing a token: a new stream, so two requests can never both create the same one.
@@ -110,9 +82,9 @@ pub fn create(caller: &Scopes, cmd: CreateToken, now: i64) -> Result<Decision, R
         .event(stream, event))
 }
 
-/// Revoking a token of `org_id`; nothing to append when it already was.
-pub fn revoke(models: &Models, org_id: &str, token_id: &str) -> Result<Decision, Rejection> {
-    let Some(event) = decide_revoke(&models.tokens, org_id, token_id)? else {
+/// Revoking a token of the organization; nothing to append when it already was.
+pub fn revoke(org: OrgView<'_>, token_id: &str) -> Result<Decision, Rejection> {
+    let Some(event) = decide_revoke(org, token_id)? else {
         return Ok(Decision::none());
     };
     let stream = Stream::token(token_id);

@@ -306,7 +306,7 @@ mod tests {
             envelope: Envelope {
                 position: n,
                 org_seq: n,
-                stream: format!("device:{id}"),
+                stream: events::stream::Stream::device(id.as_str()).to_string(),
                 revision: 0,
                 event_id: [n as u8; 16],
                 event_type: event.event_type().to_owned(),

@@ -330,8 +330,8 @@ async fn mutate(
     id: &str,
     decide: impl Fn(&Device) -> Vec<Event>,
 ) -> Result<(), Problem> {
-    execute(state, principal.command(request_id), |m| {
-        devices::change(m, &principal.org_id, id, &decide)
+    execute(state, principal.command(request_id), |org| {
+        devices::change(org, id, &decide)
     })
     .await?;
     Ok(())
@@ -416,8 +416,8 @@ async fn remove_device(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Devices))?;
-    execute(&state, principal.command(&request_id), |m| {
-        devices::remove(m, &principal.org_id, &id, "api")
+    execute(&state, principal.command(&request_id), |org| {
+        devices::remove(org, &id, "api")
     })
     .await?;
     state.heartbeats().forget(&id);

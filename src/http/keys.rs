@@ -25,6 +25,7 @@ use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
 use crate::domain::devices::{Tag, parse_tags};
+use crate::domain::expiry::{Expiry, Lifetime};
 use crate::domain::ids::new_id;
 use crate::domain::keys::{self, CreateKey};
 use crate::domain::scope::{Group, Need};
@@ -219,14 +220,7 @@ fn parse_expiry(body: &CreateKeyRequest, now: i64) -> Result<i64, Problem> {
         &body.expires_at,
         DEFAULT_LIFETIME,
         now,
-        |d| {
-            if d.as_secs() > 90 * 86_400 {
-                return Err(Problem::invalid_argument(
-                    "field 'expires_in' must be at most 90 days",
-                ));
-            }
-            Ok(())
-        },
+        |d| Expiry::check_lifetime(Lifetime::PreAuthKey, d).map_err(Problem::from),
     )
 }
 
@@ -456,8 +450,8 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Keys))?;
-    execute(&state, principal.command(&request_id), |m| {
-        keys::revoke(m, &principal.org_id, &id)
+    execute(&state, principal.command(&request_id), |org| {
+        keys::revoke(org, &id)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -253,8 +253,8 @@ async fn register(
     };
     execute(
         &state,
-        Command::new(org_id, actor, request_id.0.clone()),
-        |m| devices::register(m, &key_id, cmd.clone(), events::now_micros()),
+        Command::new(org_id.clone(), actor, request_id.0.clone()),
+        |org| devices::register(org, &key_id, cmd.clone(), events::now_micros()),
     )
     .await
     .map_err(|e| {
@@ -268,8 +268,8 @@ async fn register(
     let models = state.models().load();
     let device = models
         .state
-        .devices
-        .get(&device_id)
+        .org(&org_id)
+        .device(&device_id)
         .ok_or_else(|| Problem::internal("registered device missing from the read model"))?;
     let body = RegisterResponse {
         device: current_view(&state, device),

@@ -18,6 +18,7 @@ use super::list::{ListSpec, Listing};
 use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
+use crate::domain::expiry::{Expiry, Lifetime};
 use crate::domain::ids::new_id;
 use crate::domain::scope::{Group, Need, Scopes};
 use crate::domain::secret;
@@ -211,16 +212,7 @@ fn parse_expiry(body: &CreateTokenRequest, now: i64) -> Result<i64, Problem> {
         &body.expires_at,
         DEFAULT_LIFETIME,
         now,
-        |d| {
-            // The clock slack `decide_create` allows is for absolute times a client computed a
-            // moment earlier; a relative lifetime is exact, and must be at least an hour.
-            if d.as_secs() < crate::domain::tokens::MIN_LIFETIME_SECS.unsigned_abs() {
-                return Err(Problem::invalid_argument(
-                    "token expiry must be from 1 hour to 12 months from now",
-                ));
-            }
-            Ok(())
-        },
+        |d| Expiry::check_lifetime(Lifetime::Token, d).map_err(Problem::from),
     )
 }
 
@@ -399,8 +391,8 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Tokens))?;
-    execute(&state, principal.command(&request_id), |m| {
-        tokens::revoke(m, &principal.org_id, &id)
+    execute(&state, principal.command(&request_id), |org| {
+        tokens::revoke(org, &id)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

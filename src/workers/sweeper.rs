@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::{Actor, Recorded};
-use projections::Models;
+use projections::OrgView;
 use projections::devices::Device;
 use projections::orgs::Org;
 
@@ -71,19 +71,19 @@ pub fn due(org: &Org, device: &Device, last_seen: i64, now: i64) -> Option<&'sta
     }
 }
 
-/// Removes device `id` if it is still due on `models` (it may have changed since the scan).
-pub fn decide(models: &Models, id: &str, last_seen: i64, now: i64) -> Result<Decision, Rejection> {
-    let Some(device) = models.devices.get(id).filter(|d| !d.is_removed()) else {
+/// Removes device `id` if it is still due in its organization's read models (it may have
+/// changed since the scan).
+pub fn decide(org: OrgView<'_>, id: &str, last_seen: i64, now: i64) -> Result<Decision, Rejection> {
+    let Some(device) = org.live_device(id) else {
         return Ok(Decision::none());
     };
-    let Some(reason) = models
-        .orgs
-        .get(&device.org_id)
-        .and_then(|org| due(org, device, last_seen, now))
+    let Some(reason) = org
+        .settings()
+        .and_then(|settings| due(settings, device, last_seen, now))
     else {
         return Ok(Decision::none());
     };
-    devices::remove(models, &device.org_id, id, reason)
+    devices::remove(org, id, reason)
 }
 
 /// Removes every device due for removal at `now_micros`; returns the ids removed. A device

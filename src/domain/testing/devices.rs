@@ -71,7 +71,7 @@ fn tagged_key(id: &str, reusable: bool) -> (Stream, Event) {
 fn the_second_device_takes_the_next_address_and_expects_the_allocator_where_it_was() {
     let history = std::iter::once(tagged_key("key_1", true)).chain(joined("key_1", "web-1", 0, 1));
     let decision = given(history)
-        .when(|m| devices::register(m, "key_1", join("web-2"), NOW))
+        .when(|org| devices::register(org, "key_1", join("web-2"), NOW))
         .then(
             joined("key_1", "web-2", 1, 2)
                 .into_iter()
@@ -92,7 +92,7 @@ fn the_second_device_takes_the_next_address_and_expects_the_allocator_where_it_w
 fn a_single_use_key_admits_one_device_only() {
     let history = std::iter::once(tagged_key("key_1", false)).chain(joined("key_1", "web-1", 0, 1));
     given(history)
-        .when(|m| devices::register(m, "key_1", join("web-2"), NOW))
+        .when(|org| devices::register(org, "key_1", join("web-2"), NOW))
         .then_rejected(RegisterRefusal::Key(KeyRefusal::Used));
 }
 
@@ -106,8 +106,8 @@ fn web_1() -> Vec<(Stream, Event)> {
 fn tagging_a_device_records_only_the_tags_it_lacks() {
     let tags = vec!["tag:ci".to_owned(), "tag:prod".to_owned()];
     let decision = given(web_1())
-        .when(|m| {
-            devices::change(m, ORG, "web-1", |d| {
+        .when(|org| {
+            devices::change(org, "web-1", |d| {
                 decide_tag(d, &tags).map(Event::from).into_iter().collect()
             })
         })
@@ -128,8 +128,8 @@ fn tagging_a_device_records_only_the_tags_it_lacks() {
 fn removing_a_tag_the_device_does_not_carry_records_nothing() {
     let tag = Tag::parse("tag:prod").unwrap();
     given(web_1())
-        .when(|m| {
-            devices::change(m, ORG, "web-1", |d| {
+        .when(|org| {
+            devices::change(org, "web-1", |d| {
                 decide_untag(d, &tag).map(Event::from).into_iter().collect()
             })
         })
@@ -140,8 +140,8 @@ fn removing_a_tag_the_device_does_not_carry_records_nothing() {
 fn untagging_and_expiring_a_device_record_what_changed() {
     let tag = Tag::parse("tag:ci").unwrap();
     given(web_1())
-        .when(|m| {
-            devices::change(m, ORG, "web-1", |d| {
+        .when(|org| {
+            devices::change(org, "web-1", |d| {
                 decide_untag(d, &tag).map(Event::from).into_iter().collect()
             })
         })
@@ -153,8 +153,8 @@ fn untagging_and_expiring_a_device_record_what_changed() {
             .into(),
         ]);
     given(web_1())
-        .when(|m| {
-            devices::change(m, ORG, "web-1", |d| {
+        .when(|org| {
+            devices::change(org, "web-1", |d| {
                 decide_expire_key(d).map(Event::from).into_iter().collect()
             })
         })
@@ -173,7 +173,7 @@ fn a_removed_device_cannot_be_changed_but_removing_it_again_records_nothing() {
         reason: "api".into(),
     };
     given(web_1())
-        .when(|m| devices::remove(m, ORG, "web-1", "api"))
+        .when(|org| devices::remove(org, "web-1", "api"))
         .then(vec![removed.clone().into()]);
     let history = || {
         web_1()
@@ -181,11 +181,11 @@ fn a_removed_device_cannot_be_changed_but_removing_it_again_records_nothing() {
             .chain([(Stream::device("web-1"), Event::from(removed.clone()))])
     };
     given(history())
-        .when(|m| devices::remove(m, ORG, "web-1", "api"))
+        .when(|org| devices::remove(org, "web-1", "api"))
         .then_nothing();
     given(history())
-        .when(|m| {
-            devices::change(m, ORG, "web-1", |d| {
+        .when(|org| {
+            devices::change(org, "web-1", |d| {
                 decide_expire_key(d).map(Event::from).into_iter().collect()
             })
         })
@@ -196,6 +196,26 @@ fn a_removed_device_cannot_be_changed_but_removing_it_again_records_nothing() {
 fn another_organizations_device_looks_missing() {
     given([])
         .and_in("org_2", web_1())
-        .when(|m| devices::remove(m, ORG, "web-1", "api"))
+        .when(|org| devices::remove(org, "web-1", "api"))
         .then_refused(Rejection::NotFound);
+}
+
+#[test]
+fn another_organizations_device_cannot_be_changed() {
+    given([])
+        .and_in("org_2", web_1())
+        .when(|org| {
+            devices::change(org, "web-1", |d| {
+                decide_expire_key(d).map(Event::from).into_iter().collect()
+            })
+        })
+        .then_refused(Rejection::NotFound);
+}
+
+#[test]
+fn another_organizations_key_admits_nobody() {
+    given([])
+        .and_in("org_2", [tagged_key("key_2", true)])
+        .when(|org| devices::register(org, "key_2", join("web-1"), NOW))
+        .then_rejected(RegisterRefusal::Key(KeyRefusal::Revoked));
 }

@@ -3,7 +3,7 @@
 use events::event::{KeyCreated, KeyRevoked};
 use events::stream::Stream;
 
-use super::{HOUR, NOW, ORG, given};
+use super::{HOUR, NOW, given};
 use crate::domain::Rejection;
 use crate::domain::keys::{self, CreateKey};
 
@@ -88,13 +88,13 @@ fn revoking_a_key_records_the_revocation_once() {
         key_id: "key_1".into(),
     };
     given([created("key_1", true)])
-        .when(|m| keys::revoke(m, ORG, "key_1"))
+        .when(|org| keys::revoke(org, "key_1"))
         .then(vec![revoked.clone().into()]);
     given([
         created("key_1", true),
         (Stream::key("key_1"), revoked.into()),
     ])
-    .when(|m| keys::revoke(m, ORG, "key_1"))
+    .when(|org| keys::revoke(org, "key_1"))
     .then_nothing();
 }
 
@@ -102,6 +102,6 @@ fn revoking_a_key_records_the_revocation_once() {
 fn another_organizations_key_cannot_be_revoked_and_looks_missing() {
     given([])
         .and_in("org_2", [created("key_2", true)])
-        .when(|m| keys::revoke(m, ORG, "key_2"))
+        .when(|org| keys::revoke(org, "key_2"))
         .then_refused(Rejection::NotFound);
 }

@@ -7,7 +7,7 @@ use std::fmt::Debug;
 
 use events::stream::Stream;
 use events::{Actor, Envelope, Event, Recorded};
-use projections::{Models, Projection};
+use projections::{Models, OrgView, Projection};
 
 use super::{Decision, Rejection};
 
@@ -74,10 +74,11 @@ impl Scenario {
         self
     }
 
-    /// Runs the decision on the scenario's read models.
-    pub fn when<E>(self, decide: impl FnOnce(&Models) -> Result<Decision, E>) -> Then<E> {
+    /// Runs the decision on the scenario's read models as [`ORG`] sees them, as the executor
+    /// runs it for a command of [`ORG`].
+    pub fn when<E>(self, decide: impl FnOnce(OrgView<'_>) -> Result<Decision, E>) -> Then<E> {
         Then {
-            result: decide(&self.models),
+            result: decide(self.models.org(ORG)),
         }
     }
 }

@@ -3,7 +3,7 @@
 use events::event::{TokenCreated, TokenRevoked};
 use events::stream::Stream;
 
-use super::{HOUR, NOW, ORG, given};
+use super::{HOUR, NOW, given};
 use crate::domain::Rejection;
 use crate::domain::scope::Scopes;
 use crate::domain::tokens::{self, CreateToken};
@@ -77,7 +77,7 @@ fn a_token_expiring_within_the_hour_is_invalid() {
 #[test]
 fn revoking_a_token_records_the_revocation() {
     given([created("tok_1")])
-        .when(|m| tokens::revoke(m, ORG, "tok_1"))
+        .when(|org| tokens::revoke(org, "tok_1"))
         .then(vec![
             TokenRevoked {
                 token_id: "tok_1".into(),
@@ -98,7 +98,7 @@ fn revoking_a_revoked_token_again_records_nothing() {
             .into(),
         ),
     ])
-    .when(|m| tokens::revoke(m, ORG, "tok_1"))
+    .when(|org| tokens::revoke(org, "tok_1"))
     .then_nothing();
 }
 
@@ -106,6 +106,6 @@ fn revoking_a_revoked_token_again_records_nothing() {
 fn another_organizations_token_cannot_be_revoked_and_looks_missing() {
     given([])
         .and_in("org_2", [created("tok_2")])
-        .when(|m| tokens::revoke(m, ORG, "tok_2"))
+        .when(|org| tokens::revoke(org, "tok_2"))
         .then_refused(Rejection::NotFound);
 }
