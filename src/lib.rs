@@ -14,10 +14,12 @@
 //!   removal of offline ephemeral and idle devices, is one.
 //! - [`http`]: the REST API, one module per resource, inside the request frame.
 //! - [`cli`]: the admin CLI, a client of the REST API.
+//! - [`agent`]: `quickztna up`, the device agent; [`agent::host`] reads its machine.
 //! - [`offline`]: commands that open the data dir directly (`init`, `org`, `audit-log verify`).
 //!
 //! The event log lives in the `events` crate and the read models in `projections`.
 
+pub mod agent;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;

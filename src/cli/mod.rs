@@ -6,9 +6,7 @@
 //! - [`tokens`]: `tokens create|list|revoke`.
 //! - [`devices`]: `devices list|get|remove|expire-key|tag`.
 //! - [`keys`]: `keys create|list|revoke` (pre-auth keys).
-//! - [`agent`]: `up`, the device agent.
 
-pub mod agent;
 pub mod client;
 pub mod devices;
 pub mod keys;
@@ -86,7 +84,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Up(args) => {
             let client = client::Client::resolve(&client_args)?;
-            agent::run(client.server(), args).await
+            crate::agent::run(client.server(), args).await
         }
     }
 }
