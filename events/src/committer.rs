@@ -22,11 +22,12 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::chain::ChainKey;
 use crate::codec;
-use crate::envelope::{Envelope, Recorded};
+use crate::envelope::Envelope;
 use crate::error::AppendError;
 use crate::event::Event;
 use crate::index::Index;
 use crate::log::Shared;
+use crate::recorded::Recorded;
 use crate::request::{Appended, Expected, Idempotency};
 use crate::store::{Group, IdempotencyRow, LogStore};
 

@@ -3,11 +3,7 @@
 //! Persisted with postcard (see [`crate::codec`]): fields are never reordered or removed, and no
 //! serde attribute that needs a self-describing format is used.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
-
-use crate::event::Event;
 
 /// Who caused an event. Recorded on every envelope so the audit log can answer "who did this".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,25 +199,3 @@ impl Envelope {
         crate::format_time(self.recorded_at)
     }
 }
-
-/// An envelope together with its decoded event; what readers and subscribers receive.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recorded {
-    pub envelope: Envelope,
-    pub event: Event,
-}
-
-impl Recorded {
-    /// The global position (internal; see [`Envelope::position`]).
-    pub fn position(&self) -> u64 {
-        self.envelope.position
-    }
-
-    /// The organization's own sequence number: the event's public `id`.
-    pub fn org_seq(&self) -> u64 {
-        self.envelope.org_seq
-    }
-}
-
-/// Shared, immutable recorded events: one decode feeds every subscriber.
-pub type SharedRecorded = Arc<Recorded>;

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`event`]: the catalogue of domain events (past tense, versioned) and their payload types.
-//! - [`envelope`]: the persisted envelope around every event, and the actor who caused it.
+//! - [`envelope`]: the persisted envelope around every event, and the actor who caused it;
+//!   [`recorded`]: an envelope with its decoded event, what readers get.
 //! - [`codec`]: the one place that turns envelopes and payloads into bytes and back (postcard).
 //! - [`chain`]: the HMAC chain that makes the log tamper-evident; [`checkpoint`]: signed
 //!   checkpoints that make truncation evident too.
@@ -32,6 +33,7 @@ mod indexer;
 pub mod log;
 mod open;
 pub mod reads;
+pub mod recorded;
 pub mod request;
 pub mod samples;
 pub mod sled_store;
@@ -42,10 +44,11 @@ pub mod verify;
 
 pub use chain::ChainKey;
 pub use checkpoint::{Checkpoint, CheckpointKey};
-pub use envelope::{Actor, ActorKind, Envelope, EnvelopeRef, Recorded};
+pub use envelope::{Actor, ActorKind, Envelope, EnvelopeRef};
 pub use error::{AppendError, Error};
 pub use event::Event;
 pub use log::{Log, LogOptions, LogStats};
+pub use recorded::Recorded;
 pub use request::{AppendRequest, Appended, Expected, Idempotency, NewEvent};
 pub use subscription::subscribe;
 pub use verify::{ChainReport, VerifyOptions, VerifyReport, verify_data_dir};

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::envelope::Recorded;
 use crate::error::Error;
 use crate::index::Index;
 use crate::log::{Log, decode_recorded};
+use crate::recorded::Recorded;
 use crate::store::Direction;
 
 /// Which index a keyed read goes through.

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::envelope::Recorded;
 use crate::error::Error;
 use crate::log::Log;
+use crate::recorded::Recorded;
 
 /// Events read from the log per page while catching up.
 const PAGE: usize = 512;
