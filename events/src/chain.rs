@@ -5,7 +5,6 @@
 //! only the disk cannot re-forge the chain.
 
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -53,7 +52,7 @@ impl ChainKey {
         match Self::load(path) {
             Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = ChainKey::random();
-                write_secret_file(path, &key.0)?;
+                crate::durable::replace(path, &[&key.0])?;
                 Ok(key)
             }
             other => other,
@@ -73,23 +72,4 @@ impl ChainKey {
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
         self.link(&[0u8; 32], purpose.as_bytes())
     }
-}
-
-/// Writes a file readable only by its owner, durably (write, fsync, rename, fsync dir).
-pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

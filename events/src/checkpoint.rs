@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::chain::write_secret_file;
 use crate::error::Error;
 
 const DOMAIN: &[u8] = b"quickztna-checkpoint-v1";
@@ -66,7 +65,7 @@ impl CheckpointKey {
         }
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| Error::Storage(e.to_string()))?;
-        write_secret_file(path, &secret)?;
+        crate::durable::replace(path, &[&secret])?;
         Ok(CheckpointKey::from_bytes(secret))
     }
 
@@ -136,7 +135,7 @@ fn message(position: u64, mac: &[u8; 32], time: i64) -> Vec<u8> {
 /// Writes `checkpoint` as the data dir's newest, durably, and says so in the process log.
 pub fn publish(data_dir: &Path, checkpoint: &Checkpoint) -> Result<(), Error> {
     let json = serde_json::to_vec_pretty(checkpoint).map_err(|e| Error::Storage(e.to_string()))?;
-    write_secret_file(&path_in(data_dir), &json)?;
+    crate::durable::replace(&path_in(data_dir), &[&json])?;
     tracing::info!(
         position = checkpoint.position,
         mac = %hex::encode(checkpoint.mac),

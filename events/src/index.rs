@@ -14,7 +14,6 @@
 //! the log; without a usable one the whole log is indexed (and a snapshot written).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -146,18 +145,10 @@ pub fn snapshot_path(data_dir: &Path) -> PathBuf {
     data_dir.join("index.snap")
 }
 
-/// Writes `index` with the chain MAC at its position: temporary file, fsync, rename.
+/// Writes `index` with the chain MAC at its position, durably.
 pub fn write_snapshot(data_dir: &Path, index: &Index, mac: &[u8; 32]) -> Result<(), Error> {
-    let path = snapshot_path(data_dir);
-    let tmp = path.with_extension("snap.tmp");
     let body = codec::encode(index);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(MAGIC)?;
-    f.write_all(mac)?;
-    f.write_all(&body)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(data_dir)?.sync_all()?;
+    crate::durable::replace(&snapshot_path(data_dir), &[MAGIC, mac, &body])?;
     Ok(())
 }
 
@@ -181,14 +172,7 @@ pub fn read_snapshot(data_dir: &Path, store: &dyn LogStore, head: u64) -> Option
         tracing::warn!("the index snapshot is ahead of the log; indexing the whole log");
         return None;
     }
-    let at = match index.position {
-        0 => [0u8; 32],
-        p => match store.record(p).ok().flatten() {
-            Some(r) => codec::decode_record(p, &r).ok()?.mac,
-            None => return None,
-        },
-    };
-    if at != mac {
+    if crate::store::mac_at(store, index.position).ok()? != mac {
         tracing::warn!("the index snapshot belongs to another history; indexing the whole log");
         return None;
     }

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
-use crate::codec;
 use crate::error::Error;
 use crate::index::{self, Index, SNAPSHOT_EVERY};
 use crate::log::Shared;
@@ -49,16 +48,7 @@ pub(crate) fn snapshot(
         .map_err(|_| Error::Storage("the index lock is poisoned".into()))?
         .clone();
     let durable = truncate(copy, head);
-    let mac = match head {
-        0 => [0u8; 32],
-        p => {
-            let record = store.record(p)?.ok_or_else(|| Error::Corrupt {
-                position: p,
-                reason: "record missing".into(),
-            })?;
-            codec::decode_record(p, &record)?.mac
-        }
-    };
+    let mac = crate::store::mac_at(store, head)?;
     index::write_snapshot(dir, &durable, &mac)
 }
 

@@ -5,6 +5,7 @@
 //! - [`envelope`]: the persisted envelope around every event, and the actor who caused it;
 //!   [`recorded`]: an envelope with its decoded event, what readers get.
 //! - [`codec`]: the one place that turns envelopes and payloads into bytes and back (postcard).
+//! - [`durable`]: replacing small files (keys, checkpoints, snapshots) crash-safely.
 //! - [`chain`]: the HMAC chain that makes the log tamper-evident; [`checkpoint`]: signed
 //!   checkpoints that make truncation evident too.
 //! - [`request`]: what an append asks for and what it answers.
@@ -25,6 +26,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod codec;
 mod committer;
+pub mod durable;
 pub mod envelope;
 pub mod error;
 pub mod event;

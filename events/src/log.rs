@@ -149,11 +149,7 @@ impl Handle {
         let (Some(store), false, true) = (store, self.shared.is_failed(), head > 0) else {
             return Ok(None);
         };
-        let record = store.record(head)?.ok_or_else(|| Error::Corrupt {
-            position: head,
-            reason: "record missing".into(),
-        })?;
-        let mac = codec::decode_record(head, &record)?.mac;
+        let mac = crate::store::mac_at(store.as_ref(), head)?;
         let cp = self.checkpoint_key.sign(head, mac, crate::now_micros());
         checkpoint::publish(&self.dir, &cp)?;
         Ok(Some(cp))

@@ -28,6 +28,18 @@ impl Log {
         }
     }
 
+    /// The chain MAC of the committed record at `position` (zeros for 0): what a snapshot taken
+    /// there must carry to belong to this history.
+    pub fn mac_at(&self, position: u64) -> Result<[u8; 32], Error> {
+        if position > self.head() {
+            return Err(Error::Corrupt {
+                position,
+                reason: "past the head".into(),
+            });
+        }
+        crate::store::mac_at(&*self.store()?, position)
+    }
+
     /// Up to `limit` committed events with positions `>= from`, in log order.
     pub fn read_forward(&self, from: u64, limit: usize) -> Result<Vec<Arc<Recorded>>, Error> {
         let head = self.head();

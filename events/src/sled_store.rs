@@ -22,6 +22,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::durable::sync_dir;
 use crate::error::Error;
 use crate::store::{Direction, Group, IdempotencyRow, LogStore, Recovered};
 
@@ -257,14 +258,6 @@ impl LogStore for SledStore {
     fn close(&self) -> Result<(), Error> {
         self.db.flush()?;
         Ok(())
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    match File::open(dir) {
-        Ok(d) => Ok(d.sync_all()?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -75,3 +75,16 @@ pub trait LogStore: Send + Sync + 'static {
     /// Flushes whatever the store buffers, before it is dropped.
     fn close(&self) -> Result<(), Error>;
 }
+
+/// The chain MAC of the record at `position` (all zeros before the first record): what a
+/// snapshot or checkpoint taken there carries. Decodes only the envelope, in place.
+pub fn mac_at(store: &dyn LogStore, position: u64) -> Result<[u8; 32], Error> {
+    if position == 0 {
+        return Ok([0u8; 32]);
+    }
+    let record = store.record(position)?.ok_or_else(|| Error::Corrupt {
+        position,
+        reason: "record missing".into(),
+    })?;
+    Ok(crate::codec::decode_ref(position, &record)?.mac)
+}

@@ -350,7 +350,7 @@ where
         );
         return rebuild;
     }
-    match mac_at(log, snap.position) {
+    match log.mac_at(snap.position) {
         Ok(mac) if mac == snap.mac => Applied {
             position: snap.position,
             state: snap.state,
@@ -374,19 +374,6 @@ where
     }
 }
 
-/// The chain MAC of the log's record at `position`: what a snapshot there must carry.
-fn mac_at(log: &events::Log, position: u64) -> Result<[u8; 32], events::Error> {
-    if position == 0 {
-        return Ok(snapshot::NO_MAC);
-    }
-    match log.get(position)? {
-        Some(r) => Ok(r.envelope.mac),
-        None => Err(events::Error::Storage(format!(
-            "no record at position {position}"
-        ))),
-    }
-}
-
 /// How often a projection working through a backlog publishes its progress.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// A projection at most this many events behind the head is live: it publishes every chunk.
@@ -401,7 +388,9 @@ where
     let dir = inner.options.snapshot_dir.clone();
     let log = inner.log.clone();
     tokio::task::spawn_blocking(move || {
-        let mac = mac_at(&log, current.position).map_err(std::io::Error::other)?;
+        let mac = log
+            .mac_at(current.position)
+            .map_err(std::io::Error::other)?;
         snapshot::write(
             &dir,
             P::NAME,

@@ -7,7 +7,6 @@
 //! restore of an older log, names a position that exists but holds another record. A snapshot
 //! that fails any check is ignored (the projection is rebuilt), never trusted.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -53,15 +52,7 @@ pub fn write<S: Serialize>(
     header.extend_from_slice(mac);
     let digest = checksum(&header[SUMMED], &body);
     header.extend_from_slice(&digest);
-    let path = path_for(dir, name);
-    let tmp = path.with_extension("snap.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&header)?;
-    f.write_all(&body)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    events::durable::replace(&path_for(dir, name), &[&header, &body])
 }
 
 /// Why a snapshot was not used.

@@ -140,7 +140,7 @@ fn save_state(path: &Path, state: &AgentState) -> Result<(), CliError> {
             .map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
     }
     let body = serde_json::to_vec_pretty(state).map_err(|e| CliError::new(e.to_string()))?;
-    events::chain::write_secret_file(path, &body)
+    events::durable::replace(path, &[&body])
         .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
 }
 

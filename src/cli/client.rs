@@ -59,7 +59,7 @@ pub async fn login(server: &str, token: &str) -> Result<(), CliError> {
         token: Some(token.to_owned()),
     })
     .map_err(|e| CliError::new(e.to_string()))?;
-    events::chain::write_secret_file(&path, &body)
+    events::durable::replace(&path, &[&body])
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
     eprintln!("Saved the server and token to {}", path.display());
     Ok(())

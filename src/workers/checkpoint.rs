@@ -2,8 +2,8 @@
 //! atomically (write a temporary file, fsync it, rename it over the old one, fsync the
 //! directory), so a crash leaves either the old checkpoint or the new one, never a torn one.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
 /// The position stored at `path`; 0 (the beginning of the log) when there is none yet.
@@ -29,15 +29,7 @@ pub fn store(path: &Path, position: u64) -> io::Result<()> {
         )
     })?;
     fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("checkpoint.tmp");
-    {
-        let mut file = File::create(&tmp)?;
-        writeln!(file, "{position}")?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    // The rename is durable only once the directory entry is.
-    File::open(dir)?.sync_all()
+    events::durable::replace(path, &[format!("{position}\n").as_bytes()])
 }
 
 #[cfg(test)]

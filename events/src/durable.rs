@@ -1,0 +1,44 @@
+//! Replacing a small file durably: write a temporary file, fsync it, rename it over the old one,
+//! fsync the directory. A crash leaves the old file or the new one, never a torn one. Keys,
+//! checkpoints and snapshots are all written this way, readable by the owner only.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Replaces `path` with the concatenation of `parts` (mode 0600).
+pub fn replace(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = temporary(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    for part in parts {
+        f.write_all(part)?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+/// fsyncs a directory, so the entries created or renamed in it survive a power loss. A
+/// directory that does not exist has nothing to make durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(d) => d.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `<name>.tmp` beside `path`: unique per target, so two files of one directory never share it.
+fn temporary(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
