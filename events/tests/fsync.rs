@@ -192,6 +192,11 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
     // Created since the blobs directory was last fsynced, and whether covered by a data sync.
     let mut unsynced_entries: HashMap<String, bool> = HashMap::new();
     let mut blobs_seen = 0u64;
+    // The directories sled's files were created in: their entries must be durable before the
+    // first acknowledgement (the owner token of `init`), or a power loss takes the files along.
+    let log_dir = data_dir.join("log").display().to_string();
+    let data_dir_s = data_dir.display().to_string();
+    let mut dirs_synced: HashSet<String> = HashSet::new();
     let (mut synced, mut acks) = (0u64, 0u64);
     for call in finished_calls(&trace) {
         match call.name.as_str() {
@@ -217,6 +222,11 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
             }
             "fdatasync" | "fsync" if call.result.starts_with('0') => {
                 let fd = first_number(&call.args).unwrap_or(-1);
+                if let Some(path) = fd_paths.get(&fd)
+                    && (*path == log_dir || *path == data_dir_s)
+                {
+                    dirs_synced.insert(path.clone());
+                }
                 if let Some(path) = fd_paths.get(&fd) {
                     unsynced_blobs.remove(path);
                     if path.ends_with("/log/blobs") {
@@ -235,6 +245,11 @@ fn every_acknowledged_group_was_fdatasynced_before_it_was_acknowledged() {
             }
             "write" if call.args.starts_with("1, \"ACK ") => {
                 acks += 1;
+                assert!(
+                    dirs_synced.contains(&log_dir) && dirs_synced.contains(&data_dir_s),
+                    "acknowledgement {acks} was written before the directories of sled's new \
+                     files were fsynced (synced: {dirs_synced:?})"
+                );
                 assert!(
                     synced > 0,
                     "acknowledgement {acks} was written without an fdatasync of sled's data \
