@@ -208,30 +208,19 @@ impl Projection for Devices {
 #[cfg(test)]
 mod tests {
     use events::event::{DeviceRegistered, DeviceRemoved, DeviceTagged, KeyUsed};
-    use events::{Actor, Envelope, Event, Recorded};
+    use events::{Event, Recorded};
 
     use super::*;
 
     fn recorded(position: u64, stream: &str, revision: u64, event: impl Into<Event>) -> Recorded {
-        let event = event.into();
-        Recorded {
-            envelope: Envelope {
-                position,
-                org_seq: position,
-                stream: stream.to_owned(),
-                revision,
-                event_id: [position as u8; 16],
-                event_type: event.event_type().to_owned(),
-                schema_version: event.schema_version(),
-                recorded_at: 1_000 + position as i64,
-                org_id: "org_1".into(),
-                actor: Actor::system("test"),
-                request_id: "req".into(),
-                payload: event.encode_payload(),
-                mac: [0; 32],
-            },
+        crate::testing::recorded(
+            position,
+            "org_1",
+            stream,
+            revision,
+            1_000 + position as i64,
             event,
-        }
+        )
     }
 
     fn registered(id: &str) -> DeviceRegistered {

@@ -23,6 +23,8 @@ pub mod org;
 pub mod orgs;
 pub mod runner;
 pub mod snapshot;
+#[cfg(test)]
+mod testing;
 pub mod tokens;
 
 use events::Recorded;

@@ -116,30 +116,12 @@ impl<'a> OrgView<'a> {
 #[cfg(test)]
 mod tests {
     use events::event::{KeyCreated, TokenCreated};
-    use events::{Actor, Envelope, Event, Recorded};
+    use events::{Event, Recorded};
 
     use crate::{Models, Projection};
 
     fn recorded(position: u64, org: &str, stream: &str, event: impl Into<Event>) -> Recorded {
-        let event = event.into();
-        Recorded {
-            envelope: Envelope {
-                position,
-                org_seq: position,
-                stream: stream.to_owned(),
-                revision: 0,
-                event_id: [position as u8; 16],
-                event_type: event.event_type().to_owned(),
-                schema_version: event.schema_version(),
-                recorded_at: position as i64,
-                org_id: org.into(),
-                actor: Actor::system("test"),
-                request_id: "req".into(),
-                payload: event.encode_payload(),
-                mac: [0; 32],
-            },
-            event,
-        }
+        crate::testing::recorded(position, org, stream, 0, position as i64, event)
     }
 
     fn token(id: &str) -> TokenCreated {
