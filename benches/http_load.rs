@@ -293,7 +293,7 @@ fn main() {
 /// The `i`th query of a kind: distinct for every `i`.
 type Query = fn(usize) -> String;
 
-/// p50/p99 of `GET /devices` with a filter that matches nothing and with `sort=hostname`, each
+/// p50/p99 of `GET /devices` with filters that match nothing and with sorts, each
 /// query distinct so none is answered from the page cache: what the indexes cost at `fleet`.
 async fn selective_queries(
     client: &reqwest::Client,
@@ -302,13 +302,25 @@ async fn selective_queries(
     fleet: usize,
 ) -> String {
     let mut out = String::new();
-    let queries: [(&str, Query); 2] = [
+    let queries: [(&str, Query); 4] = [
         ("filter=tag:x (matches nothing)", |i| {
             format!("limit=200&filter=tag:x{i}")
         }),
         ("sort=hostname (first page)", |i| {
             format!("limit={}&sort=hostname", 101 + i % 100)
         }),
+        ("sort=last_seen:desc (first page)", |i| {
+            format!("limit={}&sort=last_seen:desc", 101 + i % 100)
+        }),
+        (
+            "filter=last_seen_before:2001-01-01 (matches nothing)",
+            |i| {
+                format!(
+                    "limit={}&filter=last_seen_before:2001-01-01T00:00:00Z",
+                    1 + i % 200
+                )
+            },
+        ),
     ];
     for (name, query) in queries {
         let mut times = Vec::new();

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::last_seen::LastSeenIndex;
+
 /// The file's name in the data dir.
 pub const FILE_NAME: &str = "heartbeats.bin";
 /// Format of the file, its first byte.
@@ -53,6 +55,8 @@ pub struct Heartbeats {
     generation: AtomicU64,
     /// Held while writing the file: a flush at shutdown waits for a periodic one in progress.
     flushing: Mutex<()>,
+    /// Each organization's devices in last-seen order.
+    index: LastSeenIndex,
 }
 
 impl Heartbeats {
@@ -82,11 +86,13 @@ impl Heartbeats {
             dirty: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             flushing: Mutex::new(()),
+            index: LastSeenIndex::default(),
         }
     }
 
-    /// Records a heartbeat at `at_micros` (tests pass old times to age a device).
-    pub fn record(&self, device_id: &str, at_micros: i64, report: Report) {
+    /// Records a heartbeat of `org_id`'s device at `at_micros` (tests pass old times to age a
+    /// device).
+    pub fn record(&self, org_id: &str, device_id: &str, at_micros: i64, report: Report) {
         let mut entry = self.seen.entry(device_id.to_owned()).or_default();
         let s = entry.value_mut();
         s.last_seen = at_micros;
@@ -103,7 +109,14 @@ impl Heartbeats {
             s.firewall = report.firewall;
         }
         drop(entry);
+        // After the store: a device the order adds meanwhile reads the new time from it.
+        self.index.moved(org_id, device_id, at_micros);
         self.changed();
+    }
+
+    /// Each organization's devices in last-seen order.
+    pub fn last_seen_index(&self) -> &LastSeenIndex {
+        &self.index
     }
 
     /// Changes with every heartbeat recorded or device forgotten.
@@ -194,6 +207,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hb = Heartbeats::load(dir.path());
         hb.record(
+            "org_1",
             "dev_1",
             10,
             Report {
@@ -203,6 +217,7 @@ mod tests {
             },
         );
         hb.record(
+            "org_1",
             "dev_1",
             5,
             Report {
@@ -223,8 +238,8 @@ mod tests {
     fn a_flushed_store_loads_back_and_a_corrupt_file_starts_empty() {
         let dir = tempfile::tempdir().unwrap();
         let hb = Heartbeats::load(dir.path());
-        hb.record("dev_1", 42, Report::default());
-        hb.record("dev_2", 7, Report::default());
+        hb.record("org_1", "dev_1", 42, Report::default());
+        hb.record("org_1", "dev_2", 7, Report::default());
         hb.flush().unwrap();
         let again = Heartbeats::load(dir.path());
         assert_eq!(again.get("dev_1").unwrap().last_seen, 42);

@@ -27,6 +27,7 @@ pub mod domain;
 pub mod execute;
 pub mod heartbeats;
 pub mod http;
+pub mod last_seen;
 pub mod offline;
 pub mod server;
 pub mod state;

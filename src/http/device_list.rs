@@ -2,13 +2,13 @@
 //! answers cached as bytes.
 //!
 //! **Plan.** Each filter clause (an OR of terms) whose terms all have an index (`tag`, `os`,
-//! `owner`, `hostname`, `ephemeral:true`) can drive the page; the one with the fewest candidates
-//! does, and the other clauses are checked on each candidate. So a filter matching nothing costs
-//! a map lookup, and a page in the default order costs the candidates it skips plus `limit`.
-//! Without a driving clause the page walks the organization's creation or hostname order from
-//! the cursor. What is left as a sort after collecting: `sort=hostname` or `sort=last_seen`
-//! under a driving clause (O(its candidates)), and `sort=last_seen` without one (O(fleet)):
-//! last-seen times are not events, so they have no index in the read models.
+//! `owner`, `hostname`, `ephemeral:true`, `last_seen_before`/`_after`) can drive the page; the
+//! one with the fewest candidates does, and the other clauses are checked on each candidate. So
+//! a filter matching nothing costs a map lookup, and a page in the default order costs the
+//! candidates it skips plus `limit`. Without a driving clause the page walks the organization's
+//! creation, hostname or last-seen order from the cursor. `sort=last_seen` uses the last-seen
+//! order kept beside the heartbeat store ([`crate::last_seen`]); a selective driving clause is
+//! sorted instead (see [`walk_last_seen`]), as is `sort=hostname` under a driving clause.
 //!
 //! **Cache.** An answer depends on the organization's read-model version, the heartbeat store's
 //! generation, the query and the clock (a device goes offline two minutes after its last
@@ -18,6 +18,8 @@
 
 use axum::body::Bytes;
 use projections::OrgView;
+use std::ops::Bound::{self, Excluded, Unbounded};
+
 use projections::device_index::{ByCreated, IdSet, OrgDevices, seek};
 use projections::devices::Device;
 
@@ -27,6 +29,7 @@ use super::list::Listing;
 use super::pagination::{CursorPosition, Page};
 use super::problem::Problem;
 use crate::domain::devices::Tag;
+use crate::last_seen::OrgSeen;
 use crate::state::AppState;
 
 /// One filter term, parsed once per request.
@@ -95,62 +98,147 @@ impl Cond {
         }
     }
 
+    /// The last-seen interval this term selects, if it is a time term.
+    fn bounds(&self) -> Option<Interval> {
+        match self {
+            Cond::Before(t) => Some((Unbounded, Excluded(*t))),
+            Cond::After(t) => Some((Excluded(*t), Unbounded)),
+            _ => None,
+        }
+    }
+
     /// The devices satisfying this term, from an index; `None` when it has no index.
-    fn candidates<'a>(&self, org: OrgView<'a>, index: &'a OrgDevices) -> Option<Vec<ByCreated>> {
+    fn candidates<'a>(
+        &self,
+        org: OrgView<'a>,
+        index: &'a OrgDevices,
+        seen: Option<&OrgSeen>,
+    ) -> Option<Vec<ByCreated>> {
         let set = |s: Option<&'a IdSet>| -> Vec<ByCreated> {
             s.map(|s| s.iter().cloned().collect()).unwrap_or_default()
         };
-        let created = |(_, id): &(String, String)| -> Option<ByCreated> {
-            // The hostname set holds only live devices of this organization; look up the
-            // creation time to merge them into creation order.
-            org.live_device(id).map(|d| (d.created_at, id.clone()))
+        // The hostname and last-seen orders hold only live devices of this organization; look
+        // up the creation time to merge them into creation order.
+        let created = |id: &str| -> Option<ByCreated> {
+            org.live_device(id).map(|d| (d.created_at, d.id.clone()))
         };
+        if let (Some(bounds), Some(seen)) = (self.bounds(), seen) {
+            return Some(
+                seen.seek(None, bounds, false)
+                    .filter_map(|(_, id)| created(id))
+                    .collect(),
+            );
+        }
         Some(match self {
             Cond::Tag(t) => set(index.tagged(t)),
             Cond::Os(os) => set(index.with_os(os)),
             Cond::Owner(o) => set(index.owned_by(o)),
             Cond::Ephemeral(true) => index.ephemeral.iter().cloned().collect(),
-            Cond::Hostname(h) => index.hostname_is(h).filter_map(created).collect(),
-            Cond::HostnamePrefix(p) => index.hostname_prefix(p).filter_map(created).collect(),
+            Cond::Hostname(h) => index
+                .hostname_is(h)
+                .filter_map(|(_, id)| created(id))
+                .collect(),
+            Cond::HostnamePrefix(p) => index
+                .hostname_prefix(p)
+                .filter_map(|(_, id)| created(id))
+                .collect(),
             Cond::Ephemeral(false) | Cond::Before(_) | Cond::After(_) => return None,
         })
     }
 
-    /// How many devices [`Cond::candidates`] would yield, without collecting them where the
-    /// index knows its size; `None` when it has no index.
-    fn estimate(&self, index: &OrgDevices) -> Option<usize> {
+    /// How many devices [`Cond::candidates`] would yield, counting no further than `cap`
+    /// where it has to count; `None` when it has no index.
+    fn estimate(&self, index: &OrgDevices, seen: Option<&OrgSeen>, cap: usize) -> Option<usize> {
         let len = |s: Option<&IdSet>| s.map_or(0, |s| s.len());
+        if let (Some(bounds), Some(seen)) = (self.bounds(), seen) {
+            return Some(seen.count(bounds, cap));
+        }
         Some(match self {
             Cond::Tag(t) => len(index.tagged(t)),
             Cond::Os(os) => len(index.with_os(os)),
             Cond::Owner(o) => len(index.owned_by(o)),
             Cond::Ephemeral(true) => index.ephemeral.len(),
-            Cond::Hostname(h) => index.hostname_is(h).count(),
-            // Counting a prefix walks it: bounded by the fleet, and only when it is asked for.
-            Cond::HostnamePrefix(p) => index.hostname_prefix(p).count(),
+            Cond::Hostname(h) => index.hostname_is(h).take(cap).count(),
+            Cond::HostnamePrefix(p) => index.hostname_prefix(p).take(cap).count(),
             Cond::Ephemeral(false) | Cond::Before(_) | Cond::After(_) => return None,
         })
     }
 }
 
+/// A last-seen interval: `(from, to)`.
+type Interval = (Bound<i64>, Bound<i64>);
+
+/// The clause that drives a page: its devices in creation order.
+struct Driver {
+    set: IdSet,
+    /// True if the clause has a last-seen term: the last-seen order serves it as well.
+    timed: bool,
+}
+
 /// The devices of the clause with the fewest candidates, in creation order; `None` when no
 /// clause can be answered from the indexes alone.
-fn driver(org: OrgView<'_>, index: &OrgDevices, conds: &[Vec<Cond>]) -> Option<IdSet> {
-    let best = conds
-        .iter()
-        .filter_map(|clause| {
-            clause
-                .iter()
-                .map(|c| c.estimate(index))
-                .sum::<Option<usize>>()
-                .map(|n| (n, clause))
-        })
-        .min_by_key(|(n, _)| *n)?;
-    let mut union = IdSet::new();
-    for cond in best.1 {
-        union.extend(cond.candidates(org, index).unwrap_or_default());
+fn driver(
+    org: OrgView<'_>,
+    index: &OrgDevices,
+    seen: Option<&OrgSeen>,
+    conds: &[Vec<Cond>],
+) -> Option<Driver> {
+    let mut best: Option<(usize, &Vec<Cond>)> = None;
+    for clause in conds {
+        // Counting stops once a clause cannot beat the best so far.
+        let cap = best.map_or(usize::MAX, |(n, _)| n.saturating_add(1));
+        let n = clause
+            .iter()
+            .map(|c| c.estimate(index, seen, cap))
+            .sum::<Option<usize>>();
+        if let Some(n) = n
+            && best.is_none_or(|(b, _)| n < b)
+        {
+            best = Some((n, clause));
+        }
     }
-    Some(union)
+    let (_, clause) = best?;
+    let mut set = IdSet::new();
+    for cond in clause {
+        set.extend(cond.candidates(org, index, seen).unwrap_or_default());
+    }
+    Some(Driver {
+        set,
+        timed: clause.iter().any(|c| c.bounds().is_some()),
+    })
+}
+
+/// The last-seen interval every match lies in: the intersection of the clauses made of time
+/// terms alone (a clause `last_seen_after:a,last_seen_after:b` lies after the earlier one).
+fn time_bounds(conds: &[Vec<Cond>]) -> Interval {
+    let mut low: Option<i64> = None;
+    let mut high: Option<i64> = None;
+    for clause in conds {
+        let afters: Option<Vec<i64>> = clause
+            .iter()
+            .map(|c| match c {
+                Cond::After(t) => Some(*t),
+                _ => None,
+            })
+            .collect();
+        if let Some(t) = afters.and_then(|ts| ts.into_iter().min()) {
+            low = Some(low.map_or(t, |l| l.max(t)));
+        }
+        let befores: Option<Vec<i64>> = clause
+            .iter()
+            .map(|c| match c {
+                Cond::Before(t) => Some(*t),
+                _ => None,
+            })
+            .collect();
+        if let Some(t) = befores.and_then(|ts| ts.into_iter().max()) {
+            high = Some(high.map_or(t, |h| h.min(t)));
+        }
+    }
+    (
+        low.map_or(Unbounded, Excluded),
+        high.map_or(Unbounded, Excluded),
+    )
 }
 
 /// One page of the organization's devices as `application/json` bytes, and the first instant
@@ -158,6 +246,32 @@ fn driver(org: OrgView<'_>, index: &OrgDevices, conds: &[Vec<Cond>]) -> Option<I
 pub fn render(
     state: &AppState,
     org: OrgView<'_>,
+    list: &Listing,
+    conds: &[Vec<Cond>],
+    now: i64,
+) -> Result<(Bytes, i64), Problem> {
+    let Some(index) = org.device_index() else {
+        return finish(state, Vec::new(), None, now);
+    };
+    let timed =
+        list.sort.field == "last_seen" || conds.iter().flatten().any(|c| c.bounds().is_some());
+    if !timed {
+        return plan(state, org, index, None, list, conds, now);
+    }
+    let heartbeats = state.heartbeats();
+    heartbeats.last_seen_index().with(
+        org.id(),
+        &index.by_created,
+        |id| heartbeats.last_seen(id),
+        |seen| plan(state, org, index, Some(seen), list, conds, now),
+    )
+}
+
+fn plan(
+    state: &AppState,
+    org: OrgView<'_>,
+    index: &OrgDevices,
+    seen: Option<&OrgSeen>,
     list: &Listing,
     conds: &[Vec<Cond>],
     now: i64,
@@ -170,26 +284,19 @@ pub fn render(
             clause.iter().any(|c| c.matches(d, seen))
         })
     };
-    let Some(index) = org.device_index() else {
-        return finish(state, Vec::new(), None, now);
-    };
-    let driving = driver(org, index, conds);
+    let driving = driver(org, index, seen, conds);
     let descending = list.sort.descending;
+    let time_key = |t: i64| format!("{:020}", t.max(0));
     let (items, next) = match (list.sort.field.as_str(), &driving) {
         ("created_at", _) => {
             let after = match &list.after {
-                Some(pos) => Some((
-                    pos.sort_key
-                        .parse::<i64>()
-                        .map_err(|_| Problem::invalid_argument("cursor is malformed"))?,
-                    pos.id.clone(),
-                )),
+                Some(pos) => Some((parse_key(&pos.sort_key)?, pos.id.clone())),
                 None => None,
             };
-            let set = driving.as_ref().unwrap_or(&index.by_created);
+            let set = driving.as_ref().map_or(&index.by_created, |d| &d.set);
             let rows = seek(set, after, descending).filter_map(|(_, id)| org.live_device(id));
             take(rows.filter(wanted), list.limit, |d| CursorPosition {
-                sort_key: format!("{:020}", d.created_at.max(0)),
+                sort_key: time_key(d.created_at),
                 id: d.id.clone(),
             })
         }
@@ -205,11 +312,34 @@ pub fn render(
                 id: d.id.clone(),
             })
         }
+        ("last_seen", driving) if walk_last_seen(driving.as_ref(), list.limit, index) => {
+            let seen = seen.ok_or_else(|| Problem::internal("last-seen order not loaded"))?;
+            let after = match &list.after {
+                Some(pos) => Some((parse_key(&pos.sort_key)?, pos.id.clone())),
+                None => None,
+            };
+            let rows = seen
+                .seek(after, time_bounds(conds), descending)
+                .filter_map(|(t, id)| org.live_device(id).map(|d| (*t, d)));
+            // The order's time is the one the cursor must carry: a heartbeat arriving while
+            // this page is built moves the device in the order and in the store at once.
+            let mut rows = rows.filter(|(_, d)| wanted(d));
+            let items: Vec<(i64, &Device)> = rows.by_ref().take(list.limit).collect();
+            let next = match items.last() {
+                Some((t, d)) if rows.next().is_some() => Some(CursorPosition {
+                    sort_key: time_key(*t),
+                    id: d.id.clone(),
+                }),
+                _ => None,
+            };
+            (items.into_iter().map(|(_, d)| d).collect(), next)
+        }
         (field, _) => {
-            // Sorted after collecting: the driving clause's candidates, or the whole fleet for
-            // `last_seen` (see the module documentation).
+            // Sorted after collecting the driving clause's candidates: fewer than walking an
+            // order and filtering (see `walk_last_seen`).
             let rows: Vec<&Device> = match &driving {
-                Some(set) => set
+                Some(d) => d
+                    .set
                     .iter()
                     .filter_map(|(_, id)| org.live_device(id))
                     .filter(wanted)
@@ -218,7 +348,7 @@ pub fn render(
             };
             let sort_key = |d: &&Device| match field {
                 "hostname" => d.hostname.clone(),
-                _ => format!("{:020}", last_seen(d).max(0)),
+                _ => time_key(last_seen(d)),
             };
             let page = list.page(state, rows, sort_key, |d| &d.id, |d| d);
             return finish(state, page.items, page.next_cursor, now);
@@ -226,6 +356,26 @@ pub fn render(
     };
     let next_cursor = next.map(|pos| list.seal(state, &pos));
     finish(state, items, next_cursor, now)
+}
+
+/// Whether `sort=last_seen` walks the last-seen order rather than sorting the driving clause's
+/// candidates. Walking filters about `limit × fleet / candidates` devices, sorting costs the
+/// candidates: walk when that is fewer, when no clause drives, or when the driving clause is
+/// itself a last-seen interval (the walk is bounded by it).
+fn walk_last_seen(driving: Option<&Driver>, limit: usize, index: &OrgDevices) -> bool {
+    match driving {
+        None => true,
+        Some(d) if d.timed => true,
+        Some(d) => {
+            let n = d.set.len();
+            n.saturating_mul(n) > limit.saturating_mul(index.by_created.len())
+        }
+    }
+}
+
+fn parse_key(key: &str) -> Result<i64, Problem> {
+    key.parse::<i64>()
+        .map_err(|_| Problem::invalid_argument("cursor is malformed"))
 }
 
 /// Up to `limit` rows and, if more follow, the position of the last one.
@@ -322,8 +472,8 @@ mod tests {
         }
     }
 
-    fn ids(set: Option<IdSet>) -> Option<Vec<String>> {
-        set.map(|s| s.into_iter().map(|(_, id)| id).collect())
+    fn ids(driver: Option<Driver>) -> Option<Vec<String>> {
+        driver.map(|d| d.set.into_iter().map(|(_, id)| id).collect())
     }
 
     #[test]
@@ -339,7 +489,7 @@ mod tests {
         }
         let org = m.org("org_1");
         let index = org.device_index().unwrap();
-        let plan = |conds: Vec<Vec<Cond>>| ids(driver(org, index, &conds));
+        let plan = |conds: Vec<Vec<Cond>>| ids(driver(org, index, None, &conds));
         // A tag no device carries: an empty plan, whatever the fleet's size.
         assert_eq!(plan(vec![vec![Cond::Tag("tag:x".into())]]), Some(vec![]));
         assert_eq!(
@@ -356,7 +506,8 @@ mod tests {
             ]]),
             Some(vec!["dev_3".to_owned(), "dev_7".to_owned()])
         );
-        // Last-seen times have no index here: such a clause cannot drive.
+        // Without the last-seen order (no time term or sort asked for it), such a clause
+        // cannot drive.
         assert_eq!(plan(vec![vec![Cond::Before(0)]]), None);
         assert_eq!(plan(vec![]), None);
     }

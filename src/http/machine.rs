@@ -419,6 +419,7 @@ async fn heartbeat(
     let posture = body.posture.unwrap_or_default();
     let now = events::now_micros();
     state.heartbeats().record(
+        &node.org_id,
         &node.device_id,
         now,
         Report {

@@ -629,12 +629,18 @@ async fn devices_list_idle_for_selects_devices_not_seen_since() {
     let (old, _) = register(&app, &key, "old").await;
     let (recent, _) = register(&app, &key, "recent").await;
     let (never, _) = register(&app, &key, "never").await;
-    app.state
-        .heartbeats()
-        .record(&old, now_micros() - 100 * DAY_MICROS, Default::default());
-    app.state
-        .heartbeats()
-        .record(&recent, now_micros() - 10 * DAY_MICROS, Default::default());
+    app.state.heartbeats().record(
+        &app.org_id,
+        &old,
+        now_micros() - 100 * DAY_MICROS,
+        Default::default(),
+    );
+    app.state.heartbeats().record(
+        &app.org_id,
+        &recent,
+        now_micros() - 10 * DAY_MICROS,
+        Default::default(),
+    );
 
     let list = |args: &'static [&'static str]| {
         let cli = &cli;
@@ -683,17 +689,24 @@ async fn the_seeds_stale_device_pipeline_runs_verbatim() {
     let (stale_a, _) = register(&app, &key, "stale-a").await;
     let (stale_b, _) = register(&app, &key, "stale-b").await;
     let (fresh, _) = register(&app, &key, "fresh").await;
-    app.state
-        .heartbeats()
-        .record(&stale_a, now_micros() - 91 * DAY_MICROS, Default::default());
     app.state.heartbeats().record(
+        &app.org_id,
+        &stale_a,
+        now_micros() - 91 * DAY_MICROS,
+        Default::default(),
+    );
+    app.state.heartbeats().record(
+        &app.org_id,
         &stale_b,
         now_micros() - 400 * DAY_MICROS,
         Default::default(),
     );
-    app.state
-        .heartbeats()
-        .record(&fresh, now_micros() - 89 * DAY_MICROS, Default::default());
+    app.state.heartbeats().record(
+        &app.org_id,
+        &fresh,
+        now_micros() - 89 * DAY_MICROS,
+        Default::default(),
+    );
 
     let bin_dir = Path::new(BIN).parent().unwrap();
     let path = format!(

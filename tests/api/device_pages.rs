@@ -146,7 +146,7 @@ async fn a_cached_page_follows_writes_and_heartbeats() {
 
     app.state
         .heartbeats()
-        .record(&id, events::now_micros(), Report::default());
+        .record(&app.org_id, &id, events::now_micros(), Report::default());
     let seen = json(app.get(url).await).await;
     assert!(seen["items"][0]["last_seen"].is_string(), "{seen}");
     assert_eq!(seen["items"][0]["online"], true);
@@ -160,4 +160,115 @@ fn urlencoding(text: &str) -> String {
         .replace(',', "%2C")
         .replace('*', "%2A")
         .replace('@', "%40")
+}
+
+/// A filter as the API documents it.
+type Wanted = Box<dyn Fn(&Value) -> bool>;
+
+/// A device's place in last-seen order: its latest heartbeat, else its registration.
+fn seen_key(d: &Value) -> (i64, String) {
+    let field = if d["last_seen"].is_string() {
+        "last_seen"
+    } else {
+        "created_at"
+    };
+    let t: jiff::Timestamp = d[field].as_str().unwrap().parse().unwrap();
+    (t.as_microsecond(), d["id"].as_str().unwrap().to_owned())
+}
+
+/// `sort=last_seen` and the last-seen filters through the last-seen order, checked against a
+/// sort of the whole fleet, before and after devices are registered, removed and heard from.
+#[tokio::test]
+async fn last_seen_pages_equal_a_sort_of_the_whole_fleet() {
+    let app = spawn_app().await;
+    fleet(&app).await;
+    const DAY: i64 = 86_400_000_000;
+    let now = events::now_micros();
+    let ids = pages(&app, "limit=200").await;
+    for (i, id) in ids.iter().enumerate() {
+        // A third never heard from, a third at distinct times, a third tied at one time.
+        let at = match i % 3 {
+            0 => continue,
+            1 => now - i as i64 * DAY,
+            _ => now - 50 * DAY,
+        };
+        app.state
+            .heartbeats()
+            .record(&app.org_id, id, at, Report::default());
+    }
+    let cut = |days: i64| events::format_time(now - days * DAY);
+    let check = |round: &'static str| {
+        let app = &app;
+        let cut = &cut;
+        async move {
+            let (all, _) = app
+                .list_all(&app.token, "/api/v1/devices", "limit=200")
+                .await;
+            let filters: Vec<(String, Wanted)> = vec![
+                (String::new(), Box::new(|_| true)),
+                (format!("last_seen_before:{}", cut(30)), {
+                    let t = now - 30 * DAY;
+                    Box::new(move |d| seen_key(d).0 < t)
+                }),
+                (
+                    format!("last_seen_after:{},last_seen_after:{}", cut(10), cut(60)),
+                    {
+                        let t = now - 60 * DAY;
+                        Box::new(move |d| seen_key(d).0 > t)
+                    },
+                ),
+                (format!("last_seen_after:{}+tag:db", cut(40)), {
+                    let t = now - 40 * DAY;
+                    Box::new(move |d| seen_key(d).0 > t && term(d, "tag", "tag:db"))
+                }),
+                (format!("last_seen_before:{},os:macos", cut(5)), {
+                    let t = now - 5 * DAY;
+                    Box::new(move |d| seen_key(d).0 < t || term(d, "os", "macos"))
+                }),
+                ("os:linux".into(), Box::new(|d| term(d, "os", "linux"))),
+            ];
+            for (filter, wanted) in &filters {
+                let mut expected: Vec<&Value> = all.iter().filter(|d| wanted(d)).collect();
+                expected.sort_by_key(|d| seen_key(d));
+                let mut ids: Vec<String> = expected.iter().map(|d| seen_key(d).1).collect();
+                for dir in ["asc", "desc"] {
+                    if dir == "desc" {
+                        ids.reverse();
+                    }
+                    for limit in [1, 4, 200] {
+                        let query = format!(
+                            "limit={limit}&sort=last_seen:{dir}&filter={}",
+                            urlencoding(filter)
+                        );
+                        assert_eq!(pages(app, &query).await, ids, "{round}: {query}");
+                    }
+                }
+                // The same filter in creation order: a time clause can drive it.
+                let mut created: Vec<&Value> = all.iter().filter(|d| wanted(d)).collect();
+                created.sort_by_key(|d| (d["created_at"].as_str(), d["id"].as_str()));
+                let created: Vec<String> = created.iter().map(|d| seen_key(d).1).collect();
+                let query = format!("limit=3&filter={}", urlencoding(filter));
+                assert_eq!(pages(app, &query).await, created, "{round}: {query}");
+            }
+        }
+    };
+    check("heartbeats").await;
+
+    // Registrations and removals reach the order at its next use; a heartbeat moves a device.
+    let key = create_key(&app, json!({ "reusable": true, "tags": ["tag:db"] })).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for name in ["late-1", "late-2", "late-3"] {
+        let resp = register_raw(&app, &register_body(&key, name)).await;
+        assert_eq!(resp.status(), 201);
+    }
+    for id in &ids[..2] {
+        let resp = app.delete(&format!("/api/v1/devices/{id}")).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    app.state
+        .heartbeats()
+        .record(&app.org_id, &ids[3], now - 45 * DAY, Report::default());
+    check("changes").await;
 }

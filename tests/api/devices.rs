@@ -126,12 +126,15 @@ async fn last_seen_filters_use_heartbeats_or_the_registration_time() {
     let now = events::now_micros();
     // web-1 was last seen 100 days ago; web-2 just now; the others never (they count as seen
     // when they registered, i.e. now).
+    app.state.heartbeats().record(
+        &app.org_id,
+        &id(&devices[0]),
+        now - 100 * DAY,
+        Report::default(),
+    );
     app.state
         .heartbeats()
-        .record(&id(&devices[0]), now - 100 * DAY, Report::default());
-    app.state
-        .heartbeats()
-        .record(&id(&devices[1]), now, Report::default());
+        .record(&app.org_id, &id(&devices[1]), now, Report::default());
     let cutoff = events::format_time(now - 90 * DAY);
     assert_eq!(
         hostnames(&app, &format!("filter=last_seen_before:{cutoff}")).await,
@@ -594,8 +597,13 @@ async fn the_sweeper_removes_offline_ephemeral_devices_and_idle_ones_when_the_or
     let server = id(&join(&app, &normal, "server", "linux").await);
     let now = events::now_micros();
     let hb = app.state.heartbeats();
-    hb.record(&stale_ci, now - 2 * 3_600_000_000, Report::default());
-    hb.record(&server, now - 400 * DAY, Report::default());
+    hb.record(
+        &app.org_id,
+        &stale_ci,
+        now - 2 * 3_600_000_000,
+        Report::default(),
+    );
+    hb.record(&app.org_id, &server, now - 400 * DAY, Report::default());
 
     let removed = sweeper::sweep_once(&app.state, now).await.unwrap();
     assert_eq!(removed, vec![stale_ci.clone()]);
@@ -665,7 +673,7 @@ async fn the_server_sweeps_on_its_own_timer() {
     let long_ago = events::now_micros() - 2 * 3_600_000_000;
     app.state
         .heartbeats()
-        .record(&gone, long_ago, Report::default());
+        .record(&app.org_id, &gone, long_ago, Report::default());
     for _ in 0..250 {
         if device_count(&app) == 0 {
             return;
