@@ -173,7 +173,7 @@ fn main() {
                             "hostname": format!("host-{i}"),
                             "os": "linux",
                             "os_version": "6.1.0",
-                            "public_key": format!("pk{i:08}"),
+                            "public_key": public_key(i as u64),
                         }))
                         .send()
                         .await;
@@ -288,6 +288,14 @@ fn main() {
     if let Ok(mut f) = std::fs::File::create(out) {
         let _ = f.write_all(report.as_bytes());
     }
+}
+
+/// Device `n`'s public key: 32 bytes in base64, distinct for every `n`.
+fn public_key(n: u64) -> String {
+    use base64::Engine;
+    let mut raw = [7u8; 32];
+    raw[..8].copy_from_slice(&n.to_le_bytes());
+    base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
 /// The `i`th query of a kind: distinct for every `i`.

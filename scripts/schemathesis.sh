@@ -40,7 +40,7 @@ KEY=$(curl -sf -X POST "$API/keys" -H "Authorization: Bearer $TOKEN" -H 'Content
 NODE=""
 for i in 1 2 3; do
   NODE=$(curl -sf -X POST "$API/machine/register" -H 'Content-Type: application/json' \
-    -d "{\"auth_key\": \"$KEY\", \"hostname\": \"fuzz-$i\", \"os\": \"linux\", \"os_version\": \"6.1\", \"public_key\": \"pk$i\"}" \
+    -d "{\"auth_key\": \"$KEY\", \"hostname\": \"fuzz-$i\", \"os\": \"linux\", \"os_version\": \"6.1\", \"public_key\": \"$(printf %032d "$i" | base64)\"}" \
     | jq -r .node_credential)
 done
 [ -n "$NODE" ] && [ "$NODE" != null ] || { echo "could not register the seed devices"; exit 1; }

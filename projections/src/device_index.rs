@@ -46,12 +46,19 @@ pub struct OrgDevices {
     /// Keyed by the lower-cased owner: the filter is case-insensitive.
     pub by_owner: imbl::OrdMap<String, imbl::OrdSet<ByCreated>>,
     pub ephemeral: imbl::OrdSet<ByCreated>,
+    /// Which live device holds each public key: a key identifies one device in the network.
+    pub by_public_key: imbl::OrdMap<String, String>,
 }
 
 impl OrgDevices {
     /// The devices carrying `tag` (empty set if none do).
     pub fn tagged(&self, tag: &str) -> Option<&imbl::OrdSet<ByCreated>> {
         self.by_tag.get(tag)
+    }
+
+    /// The live device holding `public_key`.
+    pub fn holder_of(&self, public_key: &str) -> Option<&String> {
+        self.by_public_key.get(public_key)
     }
 
     /// The devices whose OS is `os` (case-insensitive).
@@ -133,6 +140,14 @@ impl OrgDevices {
         }
         if d.ephemeral {
             edit(&mut self.ephemeral);
+        }
+        if add {
+            self.by_public_key
+                .insert(d.public_key.clone(), d.id.clone());
+        } else if self.by_public_key.get(&d.public_key) == Some(&d.id) {
+            // Devices registered before keys had to be unique may share one: the key stays
+            // with the device that holds it.
+            self.by_public_key.remove(&d.public_key);
         }
     }
 }

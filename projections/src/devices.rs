@@ -139,7 +139,7 @@ impl Devices {
 
 impl Projection for Devices {
     const NAME: &'static str = "devices";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
 
     fn apply(&mut self, r: &Recorded) {
         if let Ok(Stream::Ipam(org)) = Stream::parse(&r.envelope.stream) {

@@ -2,14 +2,19 @@
 
 use std::time::Duration;
 
+use super::text::echo;
+
 /// Parses `<positive integer><unit>` with unit s, m, h, d or w; a bare integer is seconds.
 pub fn parse(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration '{input}': expected e.g. 30s, 15m, 12h, 90d"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!(
+            "invalid duration '{}': expected e.g. 30s, 15m, 12h, 90d",
+            echo(input)
+        )
+    })?;
     let secs_per = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -18,15 +23,16 @@ pub fn parse(input: &str) -> Result<Duration, String> {
         "w" => 7 * 86_400,
         _ => {
             return Err(format!(
-                "invalid duration '{input}': unit must be s, m, h, d or w"
+                "invalid duration '{}': unit must be s, m, h, d or w",
+                echo(input)
             ));
         }
     };
     let secs = n
         .checked_mul(secs_per)
-        .ok_or_else(|| format!("duration '{input}' is too large"))?;
+        .ok_or_else(|| format!("duration '{}' is too large", echo(input)))?;
     if secs == 0 {
-        return Err(format!("duration '{input}' must be positive"));
+        return Err(format!("duration '{}' must be positive", echo(input)));
     }
     Ok(Duration::from_secs(secs))
 }

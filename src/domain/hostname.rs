@@ -15,7 +15,7 @@ impl Hostname {
         } else {
             Err(format!(
                 "'{}' is not a valid hostname: it must match [a-z0-9-]{{1,63}}",
-                s.escape_debug()
+                super::text::echo(s)
             ))
         }
     }

@@ -12,6 +12,7 @@ pub mod hostname;
 pub mod ids;
 pub mod ipam;
 pub mod keys;
+pub mod public_key;
 pub mod registration;
 pub mod scope;
 pub mod secret;

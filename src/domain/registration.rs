@@ -8,8 +8,13 @@ use projections::OrgView;
 use projections::keys::Key;
 
 use super::decision::Decision;
+use super::devices::{credential_valid, decide_remove};
 use super::hostname::Hostname;
 use super::ipam::{ipv4_for, ipv6_for};
+use super::public_key::PublicKey;
+
+/// `reason` of a device removed because it registered again with the same public key.
+pub const REREGISTERED: &str = "reregistered";
 
 /// Devices joining with an untagged key must re-authenticate after this long (tagged devices
 /// never expire: servers should not drop off the network because nobody logged in).
@@ -48,7 +53,7 @@ pub struct Register {
     pub hostname: Hostname,
     pub os: String,
     pub os_version: String,
-    pub public_key: String,
+    pub public_key: PublicKey,
     pub credential_hash: [u8; 32],
 }
 
@@ -58,6 +63,10 @@ pub enum RegisterRefusal {
     Key(KeyRefusal),
     /// The organization has used up its address space.
     AddressesExhausted,
+    /// A live device of the organization, which can still authenticate, holds the public key.
+    PublicKeyInUse {
+        device_id: String,
+    },
 }
 
 /// Joins a device with `key`: the key's use and the device's registration, with the next
@@ -89,7 +98,7 @@ pub fn decide_register(
             hostname: cmd.hostname.into_string(),
             os: cmd.os,
             os_version: cmd.os_version,
-            public_key: cmd.public_key,
+            public_key: cmd.public_key.into_string(),
             ipv4: ipv4.to_string(),
             ipv6: ipv6.to_string(),
             tags: key.tags.clone(),
@@ -117,9 +126,33 @@ pub fn register(
         .ok_or(RegisterRefusal::Key(KeyRefusal::Revoked))?;
     let ipam_revision = org.ipam_revision();
     let device_id = cmd.device_id.clone();
+    let holder = org
+        .device_index()
+        .and_then(|index| index.holder_of(cmd.public_key.as_str()))
+        .and_then(|id| org.live_device(id));
+    // A device whose key expired registers again with its own public key: it takes the
+    // place of its old self, which could not authenticate any more, in the same append.
+    let superseded = match holder {
+        Some(d) if credential_valid(d, now).is_ok() => {
+            return Err(RegisterRefusal::PublicKeyInUse {
+                device_id: d.id.clone(),
+            });
+        }
+        Some(d) => decide_remove(d, REREGISTERED).map(|e| (d, e)),
+        None => None,
+    };
     let (used, registered) = decide_register(key, ipam_revision, cmd, now)?;
     let ipam = Stream::ipam(org.id());
-    Ok(Decision::none()
+    let decision = match superseded {
+        Some((old, removed)) => {
+            let stream = Stream::device(old.id.as_str());
+            Decision::none()
+                .expect(stream.clone(), Expected::Exact(old.revision))
+                .event(stream, removed)
+        }
+        None => Decision::none(),
+    };
+    Ok(decision
         .expect(
             ipam.clone(),
             ipam_revision.map_or(Expected::NoStream, Expected::Exact),
@@ -163,7 +196,7 @@ mod tests {
             hostname: Hostname::normalize("Web-01").unwrap(),
             os: "linux".into(),
             os_version: "6.1".into(),
-            public_key: "pk".into(),
+            public_key: PublicKey::from_bytes(&[1; 32]),
             credential_hash: [2; 32],
         }
     }

@@ -134,7 +134,13 @@ impl Scope {
                 group(g).map(|g| Scope::Group(g, access))
             }),
         };
-        parsed.ok_or_else(|| format!("unknown scope '{s}'; allowed: {}", ALL.join(", ")))
+        parsed.ok_or_else(|| {
+            format!(
+                "unknown scope '{}'; allowed: {}",
+                super::text::echo(s),
+                ALL.join(", ")
+            )
+        })
     }
 
     /// Whether this scope alone satisfies `need`.

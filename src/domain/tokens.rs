@@ -23,18 +23,7 @@ pub struct CreateToken {
 }
 
 pub fn validate_description(description: &str) -> Result<(), Rejection> {
-    let n = description.chars().count();
-    if n == 0 || n > 200 {
-        return Err(Rejection::Invalid(
-            "field 'description' must be 1 to 200 characters".into(),
-        ));
-    }
-    if description.chars().any(char::is_control) {
-        return Err(Rejection::Invalid(
-            "field 'description' must not contain control characters".into(),
-        ));
-    }
-    Ok(())
+    super::text::check_text("description", description, 1, 200)
 }
 
 /// Issues a token no more powerful than the caller's, expiring in 1 hour to 12 months.

@@ -40,6 +40,7 @@ use crate::domain::devices::{
     self, Hostname, KeyRefusal, Register, RegisterRefusal, check_text, credential_valid,
 };
 use crate::domain::ids::new_id;
+use crate::domain::public_key::PublicKey;
 use crate::domain::secret;
 use crate::execute::{Command, execute};
 use crate::heartbeats::Report;
@@ -98,11 +99,13 @@ pub struct RegisterRequest {
         example = "6.1.0"
     )]
     pub os_version: String,
-    /// The device's public (WireGuard) key (1–256 characters).
+    /// The device's public (WireGuard) key: 32 bytes in base64, as `wg pubkey` prints. Unique
+    /// among the organization's devices that can still authenticate.
     #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+        min_length = 44,
+        max_length = 44,
+        pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$",
+        example = "mGqY6tY3Xr2p0nQm1hJ2yX4i0bXyq1cVjU3X9QqgV0A="
     )]
     pub public_key: String,
 }
@@ -205,6 +208,7 @@ fn key_problem(why: KeyRefusal) -> Problem {
         (status = 201, description = "The device joined", body = RegisterResponse),
         (status = 401, description = "The pre-auth key is invalid, revoked or expired", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The pre-auth key was already used (single use) or is exhausted (max uses)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Another device of the organization that can still authenticate holds this public key", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 async fn register(
@@ -216,7 +220,7 @@ async fn register(
         .map_err(|e| Problem::invalid_argument(format!("field 'hostname': {e}")))?;
     check_text("os", &body.os, 1, 32)?;
     check_text("os_version", &body.os_version, 0, 64)?;
-    check_text("public_key", &body.public_key, 1, 256)?;
+    let public_key = PublicKey::parse(&body.public_key).map_err(Problem::invalid_argument)?;
     let invalid = || Problem::unauthorized("pre-auth key is invalid");
     if body.auth_key.is_empty() || body.auth_key.len() > 256 {
         return Err(invalid());
@@ -239,7 +243,7 @@ async fn register(
         hostname: hostname.clone(),
         os: body.os.clone(),
         os_version: body.os_version.clone(),
-        public_key: body.public_key.clone(),
+        public_key,
         credential_hash: credential.hash,
     };
 
@@ -263,6 +267,10 @@ async fn register(
             RegisterRefusal::AddressesExhausted => {
                 Problem::unprocessable("the organization has used up its overlay address space")
             }
+            RegisterRefusal::PublicKeyInUse { device_id } => Problem::conflict(format!(
+                "public key already in use by device {device_id}; each device needs its own \
+                 key (remove that device first, or expire its key)"
+            )),
         })
     })?;
     let models = state.models().load();

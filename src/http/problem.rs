@@ -19,6 +19,8 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::text::is_invisible;
+
 /// Prefix of every problem `type`; the error code is appended.
 pub const TYPE_PREFIX: &str = "https://quickztna.com/docs/api/#errors-";
 
@@ -72,6 +74,32 @@ pub struct ProblemBody {
     pub request_id: String,
 }
 
+/// Longest `detail`, in characters. Details quote the request (a field, a filter, a serde error
+/// around the offending input); a body of up to the body limit must not come back whole.
+pub const DETAIL_MAX_CHARS: usize = 512;
+
+/// `detail` without control or invisible characters (escaped, so a quoted input cannot rewrite
+/// a terminal line or hide text in a log viewer), cut to [`DETAIL_MAX_CHARS`].
+fn bounded(detail: String) -> String {
+    let clean = detail.chars().all(|c| !c.is_control() && !is_invisible(c));
+    if clean && detail.len() <= DETAIL_MAX_CHARS {
+        return detail;
+    }
+    let mut out = String::with_capacity(DETAIL_MAX_CHARS + 3);
+    for (n, c) in detail.chars().enumerate() {
+        if n >= DETAIL_MAX_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || is_invisible(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Problem {
     /// A problem of class `code`; the title comes from the class table.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
@@ -79,7 +107,7 @@ impl Problem {
             status,
             code,
             title: title_for(code, status).to_owned(),
-            detail: detail.into(),
+            detail: bounded(detail.into()),
             headers: Vec::new(),
         }
     }

@@ -184,7 +184,7 @@ async fn register(app: &TestApp, key: &str, hostname: &str) -> (String, String) 
             "hostname": hostname,
             "os": "linux",
             "os_version": "6.1.0",
-            "public_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "public_key": crate::helpers::public_key(),
         }))
         .send()
         .await

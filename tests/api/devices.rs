@@ -21,7 +21,7 @@ const DAY: i64 = 86_400_000_000;
 async fn join(app: &TestApp, key: &str, hostname: &str, os: &str) -> Value {
     let resp = register_raw(
         app,
-        &json!({ "auth_key": key, "hostname": hostname, "os": os, "os_version": "1", "public_key": "pk" }),
+        &json!({ "auth_key": key, "hostname": hostname, "os": os, "os_version": "1", "public_key": crate::helpers::public_key() }),
     )
     .await;
     let status = resp.status();

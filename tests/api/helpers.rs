@@ -16,6 +16,17 @@ use tokio::sync::oneshot;
 
 static TRACING: Once = Once::new();
 
+/// A device public key no other test device has: 32 bytes in base64, as the API requires.
+pub fn public_key() -> String {
+    use base64::Engine;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut raw = [0u8; 32];
+    raw[..8].copy_from_slice(&n.to_le_bytes());
+    raw[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
 fn init_tracing() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {

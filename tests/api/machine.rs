@@ -35,7 +35,7 @@ pub fn register_body(key: &str, hostname: &str) -> Value {
         "hostname": hostname,
         "os": "linux",
         "os_version": "6.1.0",
-        "public_key": format!("pk-{hostname}"),
+        "public_key": crate::helpers::public_key(),
     })
 }
 
@@ -530,6 +530,8 @@ async fn registration_refuses_bad_input_on_every_field_and_creates_nothing() {
         ("os_version", json!(long(65)), "os_version"),
         ("public_key", json!(""), "public_key"),
         ("public_key", json!(long(257)), "public_key"),
+        ("public_key", json!("pk"), "public_key"),
+        ("public_key", json!(long(44)), "public_key"),
         ("auth_key", json!(null), "auth_key"),
         ("extra", json!(1), "extra"),
     ];
@@ -618,7 +620,7 @@ async fn a_heartbeat_posture_must_be_an_object_not_an_array() {
         .post(app.url("/api/v1/machine/register"))
         .json(&serde_json::json!({
             "auth_key": key["key"], "hostname": "arr", "os": "linux",
-            "os_version": "6.1", "public_key": "pk"
+            "os_version": "6.1", "public_key": crate::helpers::public_key()
         }))
         .send()
         .await

@@ -13,6 +13,12 @@ use crate::domain::devices::{
     self, Hostname, KeyRefusal, Register, RegisterRefusal, Tag, decide_expire_key, decide_tag,
     decide_untag, ipv4_for, ipv6_for,
 };
+use crate::domain::public_key::PublicKey;
+
+/// Each test device's own public key.
+fn key_of(device_id: &str) -> PublicKey {
+    PublicKey::from_bytes(&crate::domain::secret::hash(device_id))
+}
 
 fn join(device_id: &str) -> Register {
     Register {
@@ -20,7 +26,7 @@ fn join(device_id: &str) -> Register {
         hostname: Hostname::parse(device_id).unwrap(),
         os: "linux".into(),
         os_version: "6.1".into(),
-        public_key: "pk".into(),
+        public_key: key_of(device_id),
         credential_hash: [9; 32],
     }
 }
@@ -45,7 +51,7 @@ fn joined(key_id: &str, device_id: &str, index: u64, uses: u32) -> Vec<(Stream, 
                 hostname: device_id.into(),
                 os: "linux".into(),
                 os_version: "6.1".into(),
-                public_key: "pk".into(),
+                public_key: key_of(device_id).into_string(),
                 ipv4: ipv4_for(index).unwrap().to_string(),
                 ipv6: ipv6_for(ORG, index).to_string(),
                 tags: vec!["tag:ci".into()],
@@ -218,4 +224,86 @@ fn another_organizations_key_admits_nobody() {
         .and_in("org_2", [tagged_key("key_2", true)])
         .when(|org| devices::register(org, "key_2", join("web-1"), NOW))
         .then_rejected(RegisterRefusal::Key(KeyRefusal::Revoked));
+}
+
+/// `web-2` joining with `web-1`'s public key.
+fn join_as_web_1() -> Register {
+    Register {
+        public_key: key_of("web-1"),
+        ..join("web-2")
+    }
+}
+
+#[test]
+fn a_public_key_held_by_a_device_that_can_authenticate_is_refused() {
+    given(web_1())
+        .when(|org| devices::register(org, "key_1", join_as_web_1(), NOW))
+        .then_rejected(RegisterRefusal::PublicKeyInUse {
+            device_id: "web-1".into(),
+        });
+}
+
+#[test]
+fn a_device_whose_key_expired_is_replaced_by_its_registration_in_the_same_append() {
+    let history = web_1().into_iter().chain(std::iter::once((
+        Stream::device("web-1"),
+        DeviceKeyExpired {
+            device_id: "web-1".into(),
+        }
+        .into(),
+    )));
+    let mut expected: Vec<Event> = vec![
+        DeviceRemoved {
+            device_id: "web-1".into(),
+            reason: "reregistered".into(),
+        }
+        .into(),
+    ];
+    expected.extend(
+        joined("key_1", "web-2", 1, 2)
+            .into_iter()
+            .map(|(_, e)| match e {
+                Event::DeviceRegistered(mut r) => {
+                    r.public_key = key_of("web-1").into_string();
+                    r.into()
+                }
+                other => other,
+            }),
+    );
+    let decision = given(history)
+        .when(|org| devices::register(org, "key_1", join_as_web_1(), NOW))
+        .then(expected);
+    assert!(
+        decision
+            .expectations
+            .contains(&(Stream::device("web-1"), Expected::Exact(1))),
+        "{:?}",
+        decision.expectations
+    );
+}
+
+#[test]
+fn a_removed_devices_public_key_is_free_again() {
+    let history = web_1().into_iter().chain(std::iter::once((
+        Stream::device("web-1"),
+        DeviceRemoved {
+            device_id: "web-1".into(),
+            reason: "api".into(),
+        }
+        .into(),
+    )));
+    given(history)
+        .when(|org| devices::register(org, "key_1", join_as_web_1(), NOW))
+        .then(
+            joined("key_1", "web-2", 1, 2)
+                .into_iter()
+                .map(|(_, e)| match e {
+                    Event::DeviceRegistered(mut r) => {
+                        r.public_key = key_of("web-1").into_string();
+                        r.into()
+                    }
+                    other => other,
+                })
+                .collect(),
+        );
 }
