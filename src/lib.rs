@@ -2,7 +2,8 @@
 //! device agent in one binary.
 //!
 //! # Layout
-//! - [`config`]: the command line (clap), every flag documented.
+//! - [`config`]: the command line's top level (clap) and the server's settings; each
+//!   subcommand's flags are defined next to the code that runs it.
 //! - [`server`]: `run(listener, state, shutdown)` and the `serve` command.
 //! - [`state`]: [`state::AppState`], what every handler shares: the log, read models, settings.
 //! - [`bootstrap`]: creating organizations and owner tokens (`init`, first `serve`).
