@@ -8,6 +8,7 @@
 //! - [`state`]: [`state::AppState`], what every handler shares: the log, read models, settings.
 //! - [`bootstrap`]: creating organizations and owner tokens (`init`, first `serve`).
 //! - [`domain`]: pure decisions — command and read models in, a decision or a rejection out.
+//! - [`mint`]: new ids and secrets, drawn at the edge and passed into commands.
 //! - [`execute`]: the command executor, the only caller of `Log::append`: decide, append,
 //!   retry on a conflict, wait for the read models.
 //! - [`heartbeats`]: last-seen times and reported device state, kept outside the log.
@@ -28,6 +29,7 @@ pub mod domain;
 pub mod execute;
 pub mod heartbeats;
 pub mod http;
+pub mod mint;
 pub mod offline;
 pub mod server;
 pub mod state;
