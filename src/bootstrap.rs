@@ -8,11 +8,11 @@ use projections::Models;
 
 use crate::domain::Decision;
 use crate::domain::expiry::{Expiry, Lifetime};
-use crate::domain::ids::new_id;
 use crate::domain::scope::Scopes;
 use crate::domain::secret;
 use crate::domain::tokens::{self, CreateToken};
 use crate::execute::{Command, ExecuteError, execute_across_orgs};
+use crate::mint;
 use crate::state::AppState;
 
 /// The default rate limits of the seed page.
@@ -63,9 +63,9 @@ pub async fn create_org(
     if !valid_org_name(name) {
         return Err(BootstrapError::BadName);
     }
-    let org_id = new_id("org");
-    let token_id = new_id("tok");
-    let secret = secret::generate("qz_");
+    let org_id = mint::id("org");
+    let token_id = mint::id("tok");
+    let secret = mint::secret("qz_");
     let now = events::now_micros();
     let token = owner_token(&token_id, &secret, format!("owner token of {name}"), now);
     let org = Stream::org(&org_id);
@@ -99,8 +99,8 @@ pub async fn issue_owner_token(
     actor: Actor,
 ) -> Result<CreatedOrg, BootstrapError> {
     let org = find_org(&state.models().load().state, org)?.clone();
-    let token_id = new_id("tok");
-    let secret = secret::generate("qz_");
+    let token_id = mint::id("tok");
+    let secret = mint::secret("qz_");
     let now = events::now_micros();
     let description = format!("owner token of {} (issued at the console)", org.name);
     let token = owner_token(&token_id, &secret, description, now);
@@ -224,7 +224,7 @@ async fn run(
     actor: Actor,
     decide: impl FnMut(&Models) -> Result<Decision, BootstrapError>,
 ) -> Result<(), BootstrapError> {
-    execute_across_orgs(state, Command::new(org_id, actor, new_id("req")), decide)
+    execute_across_orgs(state, Command::new(org_id, actor, mint::id("req")), decide)
         .await
         .map(|_| ())
         .map_err(|e| match e {

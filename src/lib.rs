@@ -2,11 +2,13 @@
 //! device agent in one binary.
 //!
 //! # Layout
-//! - [`config`]: the command line (clap), every flag documented.
+//! - [`config`]: the command line's top level (clap) and the server's settings; each
+//!   subcommand's flags are defined next to the code that runs it.
 //! - [`server`]: `run(listener, state, shutdown)` and the `serve` command.
 //! - [`state`]: [`state::AppState`], what every handler shares: the log, read models, settings.
 //! - [`bootstrap`]: creating organizations and owner tokens (`init`, first `serve`).
 //! - [`domain`]: pure decisions — command and read models in, a decision or a rejection out.
+//! - [`mint`]: new ids and secrets, drawn at the edge and passed into commands.
 //! - [`execute`]: the command executor, the only caller of `Log::append`: decide, append,
 //!   retry on a conflict, wait for the read models.
 //! - [`heartbeats`]: last-seen times and reported device state, kept outside the log.
@@ -28,6 +30,7 @@ pub mod execute;
 pub mod heartbeats;
 pub mod http;
 pub mod last_seen;
+pub mod mint;
 pub mod offline;
 pub mod server;
 pub mod state;

@@ -3,13 +3,83 @@
 
 use std::time::Duration;
 
+use clap::{Args, Subcommand};
 use events::Actor;
 use events::event::Plan;
 
 use crate::bootstrap;
-use crate::config::{DataDirArgs, InitArgs, IssueTokenArgs, SetLimitsArgs, SetSettingsArgs};
+use crate::config::DataDirArgs;
 use crate::domain::duration;
 use crate::state::{AppState, Settings};
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Organization name: 1–63 characters of a-z, 0-9 and '-'.
+    #[arg(long)]
+    pub org: String,
+    /// Plan: free, business or workforce.
+    #[arg(long, default_value = "workforce", value_parser = ["free", "business", "workforce"])]
+    pub plan: String,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Change an organization's rate limits (the "contact support" path).
+    SetLimits(SetLimitsArgs),
+    /// Change fleet hygiene settings: automatic removal of idle and of offline ephemeral devices.
+    SetSettings(SetSettingsArgs),
+    /// Issue a new owner token (scope `write`) for an organization whose token was lost.
+    IssueToken(IssueTokenArgs),
+    /// List organizations.
+    List(DataDirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetLimitsArgs {
+    /// Organization id or name.
+    #[arg(long)]
+    pub org: String,
+    #[arg(long)]
+    pub read_per_min: u32,
+    #[arg(long)]
+    pub write_per_min: u32,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetSettingsArgs {
+    /// Organization id or name.
+    #[arg(long)]
+    pub org: String,
+    /// Remove any device idle (not seen) for longer than this many days, e.g. `90d`; `off`
+    /// disables it (the default). Unchanged when not given.
+    #[arg(long)]
+    pub device_idle_removal: Option<String>,
+    /// Remove an ephemeral device after it has been offline this long, e.g. `30m` (default
+    /// 30 minutes). Unchanged when not given.
+    #[arg(long)]
+    pub ephemeral_offline: Option<String>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IssueTokenArgs {
+    /// Organization id or name.
+    #[arg(long)]
+    pub org: String,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditLogCommand {
+    /// Verify the tamper-evident chain of the whole log (offline).
+    Verify(DataDirArgs),
+}
 
 async fn open(data: &DataDirArgs) -> Result<AppState, String> {
     let mut settings = Settings::new(&data.data_dir);

@@ -14,24 +14,43 @@
 //!
 //! Status lines go to stderr.
 //!
-//! [`host`] reads what the agent reports about its machine (hostname, OS, posture signals).
+//! [`host`] reads what the agent reports about its machine (hostname, OS, posture signals);
+//! `state` keeps the agent's identity and credential between runs.
 
 pub mod host;
+mod state;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use clap::Args;
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::host::{Posture, machine_hostname, os_version};
+pub use self::state::{AgentState, default_state_file};
+use self::state::{load_state, save_state};
 use crate::cli::CliError;
-use crate::config::UpArgs;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Pre-auth key (`qzk_…`). Needed to register, and to re-register when the device's key
+    /// expires or it is removed.
+    #[arg(long, env = "QUICKZTNA_AUTH_KEY", hide_env_values = true)]
+    pub auth_key: Option<String>,
+    /// Device name (default: this machine's hostname, lowercased, [a-z0-9-]).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Where the device id and node credential are kept (mode 0600). Default
+    /// `$XDG_STATE_HOME/quickztna/agent.json` or `~/.local/state/quickztna/agent.json`.
+    #[arg(long, env = "QUICKZTNA_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Time between heartbeats (default: what the server asks for, else 30s).
+    #[arg(long, value_parser = crate::domain::duration::parse)]
+    pub interval: Option<std::time::Duration>,
+}
 
 /// Heartbeat interval when neither `--interval` nor the server says otherwise.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -57,91 +76,6 @@ pub async fn run(server: &str, args: UpArgs) -> Result<(), CliError> {
             Ok(())
         }
     }
-}
-
-/// What the agent keeps between runs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AgentState {
-    /// The device's public key (32 random bytes, base64), generated once.
-    pub public_key: String,
-    /// The server the credential belongs to.
-    #[serde(default)]
-    pub server: Option<String>,
-    #[serde(default)]
-    pub device_id: Option<String>,
-    #[serde(default)]
-    pub hostname: Option<String>,
-    #[serde(default)]
-    pub ipv4: Option<String>,
-    #[serde(default)]
-    pub node_credential: Option<String>,
-}
-
-impl AgentState {
-    fn fresh() -> Result<AgentState, CliError> {
-        let mut raw = [0u8; 32];
-        getrandom::fill(&mut raw)
-            .map_err(|e| CliError::new(format!("the OS random source failed: {e}")))?;
-        Ok(AgentState {
-            public_key: STANDARD.encode(raw),
-            ..AgentState::default()
-        })
-    }
-
-    /// The saved credential, if it was issued by `server`.
-    fn credential_for(&self, server: &str) -> Option<&str> {
-        match (&self.server, &self.node_credential) {
-            (Some(s), Some(c)) if same_server(s, server) && !c.is_empty() => Some(c),
-            _ => None,
-        }
-    }
-
-    fn forget_registration(&mut self) {
-        self.device_id = None;
-        self.ipv4 = None;
-        self.node_credential = None;
-    }
-}
-
-fn same_server(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/')
-        .eq_ignore_ascii_case(b.trim_end_matches('/'))
-}
-
-/// `$XDG_STATE_HOME/quickztna/agent.json`, or `~/.local/state/quickztna/agent.json`.
-pub fn default_state_file() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local").join("state"))
-        })?;
-    Some(base.join("quickztna").join("agent.json"))
-}
-
-fn load_state(path: &Path) -> Result<Option<AgentState>, CliError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            CliError::new(format!(
-                "{}: not a valid agent state file ({e}); remove it to register afresh",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CliError::new(format!("{}: {e}", path.display()))),
-    }
-}
-
-fn save_state(path: &Path, state: &AgentState) -> Result<(), CliError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
-    }
-    let body = serde_json::to_vec_pretty(state).map_err(|e| CliError::new(e.to_string()))?;
-    events::durable::replace(path, &[&body])
-        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
 }
 
 /// A problem the server answered with (4xx other than 429).
@@ -555,18 +489,6 @@ mod tests {
         std::fs::write(r.join("proc/net/ip_tables_names"), "").unwrap();
         std::fs::create_dir_all(r.join("sys/module/nf_tables")).unwrap();
         assert!(Posture::read(r).firewall);
-    }
-
-    #[test]
-    fn a_credential_is_reused_only_for_its_server() {
-        let state = AgentState {
-            public_key: "k".into(),
-            server: Some("http://a:8080/".into()),
-            node_credential: Some("qzn_x".into()),
-            ..AgentState::default()
-        };
-        assert_eq!(state.credential_for("http://a:8080"), Some("qzn_x"));
-        assert_eq!(state.credential_for("http://b:8080"), None);
     }
 
     #[test]

@@ -3,12 +3,68 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::CliError;
 use super::client::{Client, SavedLogin, encode, login_file};
 use super::output::{print_json, print_list};
-use crate::config::{ClientArgs, DevicesCommand, DevicesListArgs, DevicesTagCommand};
+use crate::config::ClientArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List devices (a table on a terminal, a JSON array with --json or in a pipeline).
+    List(DevicesListArgs),
+    /// Show one device as JSON, with its peers and recent audit events.
+    Get {
+        /// Device id (`dev_…`).
+        id: String,
+    },
+    /// Remove a device and revoke its node credential.
+    Remove {
+        /// Device id (`dev_…`).
+        id: String,
+    },
+    /// Expire a device's key now: its agent must re-authenticate.
+    ExpireKey {
+        /// Device id (`dev_…`).
+        id: String,
+    },
+    /// Add or remove a device's tags.
+    #[command(subcommand)]
+    Tag(DevicesTagCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesListArgs {
+    /// Filter expression, e.g. `tag:prod+os:linux` or `os:linux,windows`.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Only devices not seen for this long (30s, 15m, 12h, 90d); ANDed with --filter.
+    #[arg(long, value_parser = crate::domain::duration::parse)]
+    pub idle_for: Option<std::time::Duration>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesTagCommand {
+    /// Add a tag to a device.
+    Add {
+        /// Device id (`dev_…`).
+        id: String,
+        /// Tag, with or without the `tag:` prefix.
+        tag: String,
+    },
+    /// Remove a tag from a device.
+    Remove {
+        /// Device id (`dev_…`).
+        id: String,
+        /// Tag, with or without the `tag:` prefix.
+        tag: String,
+    },
+}
 
 /// The columns of `devices list` on a terminal (`ipv4` is `addresses.ipv4`).
 const COLUMNS: &[&str] = &["id", "hostname", "os", "ipv4", "tags", "last_seen"];

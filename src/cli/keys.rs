@@ -1,12 +1,57 @@
 //! `quickztna keys create|list|revoke`: pre-auth keys, which devices use to join.
 
+use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use super::CliError;
+use super::ListArgs;
 use super::client::{Client, encode};
 use super::devices::normalize_tag;
 use super::output::{print_json, print_list};
-use crate::config::{KeysCommand, KeysCreateArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a pre-auth key; prints it once.
+    Create(KeysCreateArgs),
+    /// List active pre-auth keys (never the keys themselves).
+    List(ListArgs),
+    /// Revoke a pre-auth key.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    /// The key can register many devices (default: one).
+    #[arg(long)]
+    pub reusable: bool,
+    /// Devices joined with it are removed automatically after going offline.
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Tag given to every device joined with it (repeatable), with or without `tag:`.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// User who owns the devices joined with it.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Lifetime, up to 90d (default 1h).
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    /// Expiry as an RFC 3339 time, instead of --expires-in.
+    #[arg(long, conflicts_with = "expires_in")]
+    pub expires_at: Option<String>,
+    /// Label shown in listings and the audit log.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Most devices it may register (reusable keys).
+    #[arg(long)]
+    pub max_uses: Option<u64>,
+    /// Print the whole JSON response.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub async fn run(client: &Client, cmd: KeysCommand) -> Result<(), CliError> {
     match cmd {

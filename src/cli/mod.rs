@@ -15,7 +15,21 @@ pub mod tokens;
 
 use std::fmt;
 
-use crate::config::{AuditLogCommand, Cli, Command, OrgCommand};
+use clap::Args;
+
+use crate::config::{Cli, Command};
+use crate::offline::{AuditLogCommand, OrgCommand};
+
+/// The flags every `list` subcommand shares.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Filter expression, e.g. `status:active`.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// A failed command: what to print, and the exit code.
 #[derive(Debug)]

@@ -1,11 +1,41 @@
 //! `quickztna tokens create|list|revoke`.
 
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::CliError;
+use super::ListArgs;
 use super::client::{Client, encode};
 use super::output::{print_json, print_list};
-use crate::config::TokensCommand;
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Issue a token; prints it once.
+    Create(TokensCreateArgs),
+    /// List tokens.
+    List(ListArgs),
+    /// Revoke a token.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokensCreateArgs {
+    /// Scope to grant (repeatable): read, write, devices:read, …
+    #[arg(long = "scope", required = true)]
+    pub scopes: Vec<String>,
+    /// Label shown in the audit log.
+    #[arg(long)]
+    pub description: String,
+    /// Lifetime: 1h to 12 months, e.g. 30d.
+    #[arg(long, default_value = "90d")]
+    pub expires_in: String,
+    /// Print the whole JSON response.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub async fn run(client: &Client, cmd: TokensCommand) -> Result<(), CliError> {
     match cmd {

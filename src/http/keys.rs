@@ -26,11 +26,10 @@ use super::problem::Problem;
 use super::request_id::RequestId;
 use crate::domain::devices::{Tag, parse_tags};
 use crate::domain::expiry::{Expiry, Lifetime};
-use crate::domain::ids::new_id;
 use crate::domain::keys::{self, CreateKey};
 use crate::domain::scope::{Group, Need};
-use crate::domain::secret;
 use crate::execute::execute;
+use crate::mint;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -249,8 +248,8 @@ async fn create_key(
     let now = events::now_micros();
     let tags = parse_tags("tags", &body.tags)?;
     let expires_at = parse_expiry(&body, now)?;
-    let key_id = new_id("key");
-    let secret = secret::generate("qzk_");
+    let key_id = mint::id("key");
+    let secret = mint::secret("qzk_");
     let cmd = CreateKey {
         key_id: key_id.clone(),
         prefix: secret.display_prefix.clone(),

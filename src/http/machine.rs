@@ -39,11 +39,11 @@ use super::request_id::RequestId;
 use crate::domain::devices::{
     self, Hostname, KeyRefusal, Register, RegisterRefusal, check_text, credential_valid,
 };
-use crate::domain::ids::new_id;
 use crate::domain::public_key::PublicKey;
 use crate::domain::secret;
 use crate::execute::{Command, execute};
 use crate::heartbeats::Report;
+use crate::mint;
 use crate::state::AppState;
 
 /// How often the agent should send a heartbeat.
@@ -236,8 +236,8 @@ async fn register(
             .ok_or_else(invalid)?;
         (key.id.clone(), key.org_id.clone())
     };
-    let device_id = new_id("dev");
-    let credential = secret::generate("qzn_");
+    let device_id = mint::id("dev");
+    let credential = mint::secret("qzn_");
     let cmd = Register {
         device_id: device_id.clone(),
         hostname: hostname.clone(),

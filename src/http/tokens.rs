@@ -19,11 +19,10 @@ use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
 use crate::domain::expiry::{Expiry, Lifetime};
-use crate::domain::ids::new_id;
 use crate::domain::scope::{Group, Need, Scopes};
-use crate::domain::secret;
 use crate::domain::tokens::{self, CreateToken};
 use crate::execute::execute;
+use crate::mint;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -241,8 +240,8 @@ async fn create_token(
     let scopes = Scopes::parse(&body.scopes)
         .map_err(|e| Problem::invalid_argument(format!("field 'scopes': {e}")))?;
     let expires_at = parse_expiry(&body, now)?;
-    let token_id = new_id("tok");
-    let secret = secret::generate("qz_");
+    let token_id = mint::id("tok");
+    let secret = mint::secret("qz_");
     let cmd = CreateToken {
         token_id: token_id.clone(),
         prefix: secret.display_prefix.clone(),

@@ -18,9 +18,9 @@ use projections::devices::Device;
 use projections::orgs::Org;
 
 use super::{StepError, Trigger, Worker};
-use crate::domain::ids::new_id;
 use crate::domain::{Decision, Rejection, devices};
 use crate::execute::{self, Command, ExecuteError, Outcome, execute};
+use crate::mint;
 use crate::state::AppState;
 
 /// Why a device was swept.
@@ -127,7 +127,7 @@ async fn remove_all(
             REASON_EPHEMERAL => "sweeper: ephemeral device offline too long",
             _ => "sweeper: device idle longer than the organization allows",
         });
-        let command = Command::new(org_id.clone(), actor, new_id("req"));
+        let command = Command::new(org_id.clone(), actor, mint::id("req"));
         async move {
             let result = execute(state, command, |m| decide(m, device_id, *last_seen, now)).await;
             (device_id, result)

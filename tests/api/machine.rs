@@ -3,8 +3,7 @@
 
 use events::event::{DeviceRegistered, KeyCreated};
 use events::{Actor, AppendRequest, Expected, NewEvent};
-use quickztna::domain::ids::new_id;
-use quickztna::domain::secret;
+use quickztna::mint;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
@@ -117,14 +116,14 @@ pub fn device_count(app: &TestApp) -> usize {
 /// Appends a `key.created` straight to the log (e.g. one that expired already); returns the
 /// key's secret.
 pub async fn append_key(app: &TestApp, expires_at: i64, reusable: bool) -> String {
-    let s = secret::generate("qzk_");
-    let key_id = new_id("key");
+    let s = mint::secret("qzk_");
+    let key_id = mint::id("key");
     app.state
         .log()
         .append(AppendRequest {
             org_id: app.org_id.clone(),
             actor: Actor::console("test"),
-            request_id: new_id("req"),
+            request_id: mint::id("req"),
             expectations: vec![(format!("key:{key_id}"), Expected::NoStream)],
             events: vec![NewEvent::new(
                 format!("key:{key_id}"),
@@ -430,14 +429,14 @@ async fn an_expired_key_makes_the_credential_ask_for_reauthentication() {
 #[tokio::test]
 async fn a_credential_past_its_key_expiry_must_reauthenticate() {
     let app = spawn_app().await;
-    let credential = secret::generate("qzn_");
-    let device_id = new_id("dev");
+    let credential = mint::secret("qzn_");
+    let device_id = mint::id("dev");
     app.state
         .log()
         .append(AppendRequest {
             org_id: app.org_id.clone(),
             actor: Actor::console("test"),
-            request_id: new_id("req"),
+            request_id: mint::id("req"),
             expectations: vec![],
             events: vec![NewEvent::new(
                 format!("device:{device_id}"),
