@@ -7,9 +7,12 @@
 //!    (`POST /machine/register`).
 //! 3. Heartbeats (`POST /machine/heartbeat`) every interval with the posture signals it can read:
 //!    OS version, a disk-encryption guess, whether a firewall is loaded, the client version.
-//! 4. A 401 (`reauthentication_required`: the device was removed or its key expired) makes it
-//!    register again with `--auth-key` as a new device; if that key no longer works it exits
-//!    non-zero with the server's reason. Connection errors, 5xx and 429 are retried with backoff.
+//! 4. A 401 (`reauthentication_required`: the device was removed or its key expired) stops it
+//!    (non-zero exit, with the server's reason and what to do). The state file remembers which
+//!    pre-auth key registered the stopped device, and a later run refuses to register with that
+//!    same key: rejoining takes a key presented anew. `--reregister` opts out: the agent then
+//!    registers again with `--auth-key` at once. Connection errors, 5xx and 429 are retried
+//!    with backoff.
 //! 5. SIGINT or SIGTERM stops it with exit code 0.
 //!
 //! Status lines go to stderr.
@@ -31,7 +34,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use self::host::{Posture, machine_hostname, os_version};
 pub use self::state::{AgentState, default_state_file};
-use self::state::{load_state, save_state};
+use self::state::{key_fingerprint, load_state, save_state};
 use crate::cli::CliError;
 
 #[derive(Debug, Args)]
@@ -50,7 +53,17 @@ pub struct UpArgs {
     /// Time between heartbeats (default: what the server asks for, else 30s).
     #[arg(long, value_parser = crate::domain::duration::parse)]
     pub interval: Option<std::time::Duration>,
+    /// Register again with `--auth-key` when the device is removed or its key expires, instead
+    /// of stopping. Off by default: removal must drop a device from the network, so rejoining
+    /// takes a key presented anew. For ephemeral autoscaling fleets whose instances carry a
+    /// reusable key.
+    #[arg(long, env = "QUICKZTNA_REREGISTER")]
+    pub reregister: bool,
 }
+
+/// What the operator does to bring a stopped device back.
+const REJOIN: &str = "to rejoin, run `quickztna up --auth-key KEY` with a pre-auth key issued \
+                      for it (or start the agent with --reregister to reuse its key)";
 
 /// Heartbeat interval when neither `--interval` nor the server says otherwise.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -136,6 +149,7 @@ struct Agent {
     state_path: PathBuf,
     state: AgentState,
     interval: Option<Duration>,
+    reregister: bool,
 }
 
 impl Agent {
@@ -167,6 +181,7 @@ impl Agent {
             state_path,
             state,
             interval: args.interval,
+            reregister: args.reregister,
         })
     }
 
@@ -179,9 +194,20 @@ impl Agent {
                 self.state_path.display()
             );
         } else {
-            self.register().await.map_err(|p| match p {
-                Some(p) => CliError::new(format!("cannot register with {}: {p}", self.server)),
-                None => no_auth_key(),
+            if let (Some(key), false) = (&self.auth_key, self.reregister)
+                && let Some(stopped) = self.state.stopped_with(key)
+            {
+                return Err(CliError::new(format!(
+                    "{}. This device was stopped then, and --auth-key is the key that had \
+                     registered it: {REJOIN}",
+                    stopped.reason
+                )));
+            }
+            let stopped = self.state.stopped.as_ref().map(|s| s.reason.clone());
+            self.register().await.map_err(|p| match (p, stopped) {
+                (Some(p), _) => CliError::new(format!("cannot register with {}: {p}", self.server)),
+                (None, Some(reason)) => CliError::new(format!("{reason}. Stopped: {REJOIN}")),
+                (None, None) => no_auth_key(),
             })?;
         }
 
@@ -226,15 +252,12 @@ impl Agent {
                     tokio::time::sleep(wait).await;
                 }
                 Err(CallError::Problem(p)) if p.status == StatusCode::UNAUTHORIZED => {
-                    eprintln!("The server requires re-authentication: {p}");
-                    self.state.forget_registration();
+                    self.state.stop(p.to_string());
                     save_state(&self.state_path, &self.state)?;
-                    if self.auth_key.is_none() {
-                        return Err(CliError::new(format!(
-                            "{p} (run `quickztna up --auth-key KEY` to register again)"
-                        )));
+                    if self.auth_key.is_none() || !self.reregister {
+                        return Err(CliError::new(format!("{p}. Stopped: {REJOIN}")));
                     }
-                    eprintln!("Registering again with the pre-auth key");
+                    eprintln!("{p}. Registering again with the pre-auth key (--reregister)");
                     self.register().await.map_err(|q| {
                         let why = q.map(|q| q.to_string()).unwrap_or_default();
                         CliError::new(format!(
@@ -319,6 +342,8 @@ impl Agent {
             .and_then(Value::as_str)
             .map(str::to_owned);
         self.state.node_credential = credential;
+        self.state.registered_with = Some(key_fingerprint(&auth_key));
+        self.state.stopped = None;
         if let Err(e) = save_state(&self.state_path, &self.state) {
             // Still usable for this run; the next run registers again.
             eprintln!("warning: {e}");

@@ -25,6 +25,27 @@ pub struct AgentState {
     pub ipv4: Option<String>,
     #[serde(default)]
     pub node_credential: Option<String>,
+    /// SHA-256 (hex) of the pre-auth key the current registration was made with.
+    #[serde(default)]
+    pub registered_with: Option<String>,
+    /// Set when the server stopped accepting the device (removed, or its key expired): the
+    /// agent does not register again with the same pre-auth key unless told to.
+    #[serde(default)]
+    pub stopped: Option<Stopped>,
+}
+
+/// Why and with which key's registration the device was stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopped {
+    /// The server's reason, as shown to the operator.
+    pub reason: String,
+    /// SHA-256 (hex) of the pre-auth key that registered the stopped device.
+    pub key: Option<String>,
+}
+
+/// How a pre-auth key is remembered in the state file: never the key itself.
+pub fn key_fingerprint(auth_key: &str) -> String {
+    hex::encode(crate::domain::secret::hash(auth_key))
 }
 
 impl AgentState {
@@ -46,10 +67,24 @@ impl AgentState {
         }
     }
 
-    pub(super) fn forget_registration(&mut self) {
+    /// The server refused the credential for `reason`: forget it, and remember which key
+    /// registered it.
+    pub(super) fn stop(&mut self, reason: String) {
         self.device_id = None;
         self.ipv4 = None;
         self.node_credential = None;
+        self.stopped = Some(Stopped {
+            reason,
+            key: self.registered_with.take(),
+        });
+    }
+
+    /// Whether registering with `auth_key` would undo a stop: it is the key that registered
+    /// the device the server stopped.
+    pub(super) fn stopped_with(&self, auth_key: &str) -> Option<&Stopped> {
+        self.stopped
+            .as_ref()
+            .filter(|s| s.key.as_deref() == Some(key_fingerprint(auth_key).as_str()))
     }
 }
 

@@ -289,14 +289,10 @@ async fn register(
     Ok(resp)
 }
 
-/// The problem for a credential that once worked but no longer does.
-pub fn reauthentication_required() -> Problem {
-    Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "reauthentication_required",
-        "re-authentication is required: run quickztna up with a valid pre-auth key",
-    )
-    .with_header(
+/// The problem for a credential that once worked but no longer does, saying why (the caller
+/// proved it holds the credential, so the reason is its own business).
+pub fn reauthentication_required(why: &str) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, "reauthentication_required", why).with_header(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(r#"Bearer realm="quickztna-node", error="invalid_token""#),
     )
@@ -317,7 +313,7 @@ fn resolve_node(state: &AppState, req: &Request) -> Result<Node, Problem> {
         })?;
     if let Err(why) = credential_valid(device, events::now_micros()) {
         tracing::info!(device_id = %device.id, why, "node credential refused");
-        return Err(reauthentication_required());
+        return Err(reauthentication_required(why));
     }
     Ok(Node {
         device_id: device.id.clone(),
@@ -442,7 +438,7 @@ async fn heartbeat(
         .state
         .org(&node.org_id)
         .device(&node.device_id)
-        .ok_or_else(reauthentication_required)?;
+        .ok_or_else(|| reauthentication_required("the device was removed"))?;
     Ok(Json(HeartbeatResponse {
         device_id: device.id.clone(),
         peer_map_version: device.last_seq,
@@ -478,7 +474,7 @@ async fn netmap(
         .state
         .org(&node.org_id)
         .live_device(&node.device_id)
-        .ok_or_else(reauthentication_required)?;
+        .ok_or_else(|| reauthentication_required("the device was removed"))?;
     Ok(Json(NetMap {
         device: current_view(&state, device),
         peers: Vec::new(),

@@ -362,7 +362,71 @@ async fn up_registers_heartbeats_reuses_its_state_and_stops_on_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_registers_again_after_removal_while_its_key_works_and_exits_when_it_does_not() {
+async fn up_stops_when_its_device_is_removed_and_rejoins_only_with_a_key_presented_anew() {
+    let app = spawn_app().await;
+    let cli = Cli::new(&app);
+    // The seed's onboarding pattern: a reusable key in every server's user-data.
+    let reusable = create_key(&app, json!({ "reusable": true })).await;
+    let up = |key: &str| {
+        cli.spawn_up(&[
+            "--auth-key",
+            key,
+            "--hostname",
+            "edge-1",
+            "--interval",
+            "1s",
+        ])
+    };
+    let agent = up(&reusable);
+    let first = eventually(20, "the first registration", || async {
+        devices(&app)
+            .await
+            .first()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    cli.ok(&["devices", "remove", &first]).await;
+    let out = finish(agent).await;
+    let (_, stderr) = texts(&out);
+    assert!(!out.status.success(), "the agent stops: {stderr}");
+    assert!(
+        stderr.contains("Re-authentication required: the device was removed. Stopped: to rejoin"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("e-authentication").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(devices(&app).await.is_empty(), "removal dropped it");
+
+    // A service manager restarting it with the same key does not undo the removal.
+    let out = finish(up(&reusable)).await;
+    let (_, stderr) = texts(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the key that had registered it"),
+        "{stderr}"
+    );
+    assert!(devices(&app).await.is_empty(), "still removed");
+
+    // A key presented anew rejoins.
+    let fresh = create_key(&app, json!({})).await;
+    let agent = up(&fresh);
+    let second = eventually(20, "a registration with the new key", || async {
+        devices(&app)
+            .await
+            .first()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    assert_ne!(second, first);
+    sigterm(&agent);
+    assert!(finish(agent).await.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_reregister_joins_again_after_removal_while_its_key_works() {
     let app = spawn_app().await;
     let cli = Cli::new(&app);
 
@@ -375,6 +439,7 @@ async fn up_registers_again_after_removal_while_its_key_works_and_exits_when_it_
         "edge-1",
         "--interval",
         "1s",
+        "--reregister",
     ]);
     let first = eventually(20, "the first registration", || async {
         devices(&app)
@@ -410,6 +475,7 @@ async fn up_registers_again_after_removal_while_its_key_works_and_exits_when_it_
     );
     let saved = std::fs::read_to_string(cli.state_file()).expect("state file");
     assert!(saved.contains(&second), "{saved}");
+    assert!(!saved.contains(&reusable), "the key itself is not kept");
 
     // A single-use key is spent by the first registration: after an expired key, the agent
     // exits non-zero with the server's reason.
@@ -422,6 +488,7 @@ async fn up_registers_again_after_removal_while_its_key_works_and_exits_when_it_
         "edge-2",
         "--interval",
         "1s",
+        "--reregister",
     ]);
     let dev = eventually(20, "the single-use registration", || async {
         devices(&app)
