@@ -61,6 +61,37 @@ pub struct Devices {
     pub by_org: imbl::HashMap<String, OrgDevices>,
     /// Per organization, the last revision of its `ipam:<org>` stream.
     pub ipam: imbl::HashMap<String, u64>,
+    /// Per organization, which overlay addresses were handed out and which were given back.
+    pub addresses: imbl::HashMap<String, Addresses>,
+}
+
+/// An organization's overlay addresses, by index (see the server's `domain::ipam`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    /// Indexes below this were handed out at least once.
+    pub fresh: u64,
+    /// Addresses of removed devices, oldest removal first: `(removed at, index)`. A
+    /// registration takes the first one once its quarantine is over.
+    pub released: imbl::Vector<(i64, u64)>,
+}
+
+impl Addresses {
+    /// The oldest released address whose device was removed at or before `cutoff`.
+    pub fn reusable(&self, cutoff: i64) -> Option<u64> {
+        self.released
+            .front()
+            .filter(|(at, _)| *at <= cutoff)
+            .map(|(_, index)| *index)
+    }
+}
+
+/// The index of an overlay IPv4 address: 100.64.0.1 is 0. The inverse of the allocator's
+/// `ipv4_for`; `None` for anything outside 100.64.0.0/10.
+pub fn address_index(ipv4: &str) -> Option<u64> {
+    let ip: std::net::Ipv4Addr = ipv4.parse().ok()?;
+    let base = u32::from(std::net::Ipv4Addr::new(100, 64, 0, 1));
+    let offset = u32::from(ip).checked_sub(base)?;
+    (offset < (1 << 22) - 2).then_some(u64::from(offset))
 }
 
 impl Devices {
@@ -113,6 +144,11 @@ impl Devices {
         self.ipam.get(org_id).copied()
     }
 
+    /// The organization's overlay addresses (`None`: it never registered a device).
+    pub fn addresses(&self, org_id: &str) -> Option<&Addresses> {
+        self.addresses.get(org_id)
+    }
+
     /// Applies `change` to a device, keeping its organization's indexes in step: a live device
     /// leaves them before the change and returns after it (unless the change removed it).
     fn touch(&mut self, r: &Recorded, id: &str, change: impl FnOnce(&mut Device)) {
@@ -139,7 +175,7 @@ impl Devices {
 
 impl Projection for Devices {
     const NAME: &'static str = "devices";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
 
     fn apply(&mut self, r: &Recorded) {
         if let Ok(Stream::Ipam(org)) = Stream::parse(&r.envelope.stream) {
@@ -176,6 +212,13 @@ impl Projection for Devices {
                     revision: r.envelope.revision,
                     last_seq: r.org_seq(),
                 };
+                if let Some(index) = address_index(&e.ipv4) {
+                    let addresses = self.addresses.entry(org_id.clone()).or_default();
+                    if addresses.released.front().is_some_and(|(_, i)| *i == index) {
+                        addresses.released.pop_front();
+                    }
+                    addresses.fresh = addresses.fresh.max(index + 1);
+                }
                 self.by_org.entry(org_id).or_default().insert(&device);
                 self.by_id.insert(e.device_id.clone(), device);
             }
@@ -194,12 +237,22 @@ impl Projection for Devices {
             }),
             Event::DeviceOwnerChanged(e) => self.touch(r, &e.device_id, |d| d.owner = e.to.clone()),
             Event::DeviceKeyExpired(e) => self.touch(r, &e.device_id, |d| d.key_expired = true),
-            Event::DeviceRemoved(e) => self.touch(r, &e.device_id, |d| {
-                if d.removed_at.is_none() {
-                    d.removed_at = Some(r.envelope.recorded_at);
-                    d.removed_reason = Some(e.reason.clone());
+            Event::DeviceRemoved(e) => {
+                let mut released = None;
+                self.touch(r, &e.device_id, |d| {
+                    if d.removed_at.is_none() {
+                        d.removed_at = Some(r.envelope.recorded_at);
+                        d.removed_reason = Some(e.reason.clone());
+                        released = address_index(&d.ipv4).map(|i| (d.org_id.clone(), i));
+                    }
+                });
+                if let Some((org_id, index)) = released {
+                    let addresses = self.addresses.entry(org_id).or_default();
+                    addresses
+                        .released
+                        .push_back((r.envelope.recorded_at, index));
                 }
-            }),
+            }
             _ => {}
         }
     }

@@ -107,6 +107,11 @@ impl<'a> OrgView<'a> {
         self.models.devices.count(self.org_id)
     }
 
+    /// The organization's overlay addresses (`None`: it never registered a device).
+    pub fn addresses(&self) -> Option<&'a crate::devices::Addresses> {
+        self.models.devices.addresses(self.org_id)
+    }
+
     /// The last revision of the organization's `ipam:<org>` stream (`None`: no registration).
     pub fn ipam_revision(&self) -> Option<u64> {
         self.models.devices.ipam_revision(self.org_id)

@@ -1,10 +1,11 @@
 //! Overlay address allocation.
 //!
-//! Overlay addresses are a pure function of the organization and of its registration count
-//! (the revision of its `ipam:<org>` stream), so the log alone decides them: IPv4 from
-//! 100.64.0.0/10 in order (100.64.0.1, 100.64.0.2, …), IPv6 in the organization's own ULA /48
-//! (`fd` + 40 bits of SHA-256 of the org id, as RFC 4193 asks) with the same index as
-//! interface id. Addresses of removed devices are not reused.
+//! Overlay addresses are a pure function of the organization and of an index the log alone
+//! decides: IPv4 from 100.64.0.0/10 in order (100.64.0.1, 100.64.0.2, …), IPv6 in the
+//! organization's own ULA /48 (`fd` + 40 bits of SHA-256 of the org id, as RFC 4193 asks) with
+//! the same index as interface id. A removed device's index is handed out again once it has
+//! rested for a quarantine (see `registration::next_address`); registrations are serialized
+//! by the `ipam:<org>` stream's expected revision.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -2,9 +2,11 @@
 //! overlay address (see [`super::ipam`]).
 
 use events::Expected;
+use events::event::Plan;
 use events::event::{DeviceRegistered, KeyUsed};
 use events::stream::Stream;
 use projections::OrgView;
+use projections::devices::Addresses;
 use projections::keys::Key;
 
 use super::decision::Decision;
@@ -57,6 +59,20 @@ pub struct Register {
     pub credential_hash: [u8; 32],
 }
 
+/// How long a removed device's overlay address rests before another device may take it: long
+/// enough for peers' caches, firewall rules and logs that name it to age out.
+pub const ADDRESS_QUARANTINE_MICROS: i64 = 30 * 86_400 * 1_000_000;
+
+/// The most live devices an organization of `plan` may have: a leaked reusable key can fill
+/// an organization up to here, not to the end of its address space.
+pub fn device_cap(plan: Plan) -> usize {
+    match plan {
+        Plan::Free => 100,
+        Plan::Business => 10_000,
+        Plan::Workforce => 1_000_000,
+    }
+}
+
 /// Why a registration was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegisterRefusal {
@@ -67,19 +83,30 @@ pub enum RegisterRefusal {
     PublicKeyInUse {
         device_id: String,
     },
+    /// The organization has as many live devices as its plan allows.
+    DeviceCap {
+        plan: Plan,
+        cap: usize,
+    },
 }
 
-/// Joins a device with `key`: the key's use and the device's registration, with the next
-/// address of the organization (`ipam_revision` is the last revision of its `ipam:<org>`
-/// stream, `None` before the first registration).
+/// The overlay address index the organization's next device takes: the oldest address given
+/// back at least [`ADDRESS_QUARANTINE_MICROS`] ago, else the first never handed out.
+pub fn next_address(addresses: Option<&Addresses>, now: i64) -> u64 {
+    let Some(a) = addresses else { return 0 };
+    a.reusable(now.saturating_sub(ADDRESS_QUARANTINE_MICROS))
+        .unwrap_or(a.fresh)
+}
+
+/// Joins a device with `key`: the key's use and the device's registration, with the overlay
+/// address of `index`.
 pub fn decide_register(
     key: &Key,
-    ipam_revision: Option<u64>,
+    index: u64,
     cmd: Register,
     now: i64,
 ) -> Result<(KeyUsed, DeviceRegistered), RegisterRefusal> {
     check_key(key, now).map_err(RegisterRefusal::Key)?;
-    let index = ipam_revision.map_or(0, |r| r + 1);
     let ipv4 = ipv4_for(index).ok_or(RegisterRefusal::AddressesExhausted)?;
     let ipv6 = ipv6_for(&key.org_id, index);
     let key_expires_at = key
@@ -141,7 +168,17 @@ pub fn register(
         Some(d) => decide_remove(d, REREGISTERED).map(|e| (d, e)),
         None => None,
     };
-    let (used, registered) = decide_register(key, ipam_revision, cmd, now)?;
+    // The replaced device's slot is free again in this same append.
+    let live = org.device_count() - usize::from(superseded.is_some());
+    let plan = org.settings().map(|o| o.plan).unwrap_or_default();
+    if live >= device_cap(plan) {
+        return Err(RegisterRefusal::DeviceCap {
+            plan,
+            cap: device_cap(plan),
+        });
+    }
+    let index = next_address(org.addresses(), now);
+    let (used, registered) = decide_register(key, index, cmd, now)?;
     let ipam = Stream::ipam(org.id());
     let decision = match superseded {
         Some((old, removed)) => {
@@ -203,7 +240,7 @@ mod tests {
 
     #[test]
     fn given_a_fresh_key_when_a_device_registers_then_it_inherits_the_keys_tags_and_owner() {
-        let (used, reg) = decide_register(&key(), None, register(), NOW).unwrap();
+        let (used, reg) = decide_register(&key(), 0, register(), NOW).unwrap();
         assert_eq!(used.uses, 1);
         assert_eq!(reg.hostname, "web-01");
         assert_eq!(reg.tags, vec!["tag:ci"]);
@@ -214,14 +251,33 @@ mod tests {
     }
 
     #[test]
-    fn addresses_follow_the_registration_count() {
-        let (_, reg) = decide_register(&key(), Some(41), register(), NOW).unwrap();
+    fn addresses_follow_the_index() {
+        let (_, reg) = decide_register(&key(), 42, register(), NOW).unwrap();
         assert_eq!(reg.ipv4, "100.64.0.43");
         assert!(reg.ipv6.starts_with("fd"), "{}", reg.ipv6);
         assert!(reg.ipv6.ends_with(":2b"), "{}", reg.ipv6);
         assert_eq!(
-            decide_register(&key(), Some(MAX_ALLOCATIONS - 1), register(), NOW).unwrap_err(),
+            decide_register(&key(), MAX_ALLOCATIONS, register(), NOW).unwrap_err(),
             RegisterRefusal::AddressesExhausted
+        );
+    }
+
+    #[test]
+    fn a_released_address_is_reused_only_after_its_quarantine_oldest_first() {
+        assert_eq!(next_address(None, NOW), 0);
+        let mut a = Addresses {
+            fresh: 10,
+            released: imbl::Vector::new(),
+        };
+        assert_eq!(next_address(Some(&a), NOW), 10);
+        a.released.push_back((NOW - ADDRESS_QUARANTINE_MICROS, 3));
+        a.released
+            .push_back((NOW - ADDRESS_QUARANTINE_MICROS - 1, 7));
+        assert_eq!(next_address(Some(&a), NOW), 3, "the oldest removal first");
+        assert_eq!(
+            next_address(Some(&a), NOW - 1),
+            10,
+            "still resting: a fresh address"
         );
     }
 
@@ -229,7 +285,7 @@ mod tests {
     fn an_untagged_device_expires_after_180_days() {
         let mut k = key();
         k.tags.clear();
-        let (_, reg) = decide_register(&k, None, register(), NOW).unwrap();
+        let (_, reg) = decide_register(&k, 0, register(), NOW).unwrap();
         assert_eq!(reg.key_expires_at, Some(NOW + NODE_KEY_LIFETIME_MICROS));
     }
 
@@ -252,13 +308,13 @@ mod tests {
             (exhausted, KeyRefusal::Exhausted),
         ] {
             assert_eq!(
-                decide_register(&k, None, register(), NOW).unwrap_err(),
+                decide_register(&k, 0, register(), NOW).unwrap_err(),
                 RegisterRefusal::Key(why)
             );
         }
         let mut reusable = key();
         reusable.reusable = true;
         reusable.uses = 100;
-        assert!(decide_register(&reusable, None, register(), NOW).is_ok());
+        assert!(decide_register(&reusable, 0, register(), NOW).is_ok());
     }
 }

@@ -267,6 +267,11 @@ async fn register(
             RegisterRefusal::AddressesExhausted => {
                 Problem::unprocessable("the organization has used up its overlay address space")
             }
+            RegisterRefusal::DeviceCap { plan, cap } => Problem::plan_required(format!(
+                "the organization has {cap} devices, the most its {} plan allows; remove \
+                 devices before registering more",
+                plan.as_str()
+            )),
             RegisterRefusal::PublicKeyInUse { device_id } => Problem::conflict(format!(
                 "public key already in use by device {device_id}; each device needs its own \
                  key (remove that device first, or expire its key)"

@@ -8,6 +8,7 @@ mod devices;
 mod durability;
 mod errors;
 mod failstop;
+mod growth;
 mod helpers;
 mod keys;
 mod machine;

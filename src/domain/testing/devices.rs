@@ -307,3 +307,55 @@ fn a_removed_devices_public_key_is_free_again() {
                 .collect(),
         );
 }
+
+#[test]
+fn a_removed_devices_address_goes_to_a_new_device_only_after_its_quarantine() {
+    use crate::domain::registration::ADDRESS_QUARANTINE_MICROS;
+    // A key that outlives the quarantine.
+    let long_key = || {
+        let (stream, mut event) = tagged_key("key_1", true);
+        if let Event::KeyCreated(k) = &mut event {
+            k.expires_at = NOW + 2 * ADDRESS_QUARANTINE_MICROS;
+        }
+        (stream, event)
+    };
+    let removed = || {
+        std::iter::once(long_key())
+            .chain(joined("key_1", "web-1", 0, 1))
+            .chain(std::iter::once((
+                Stream::device("web-1"),
+                DeviceRemoved {
+                    device_id: "web-1".into(),
+                    reason: "api".into(),
+                }
+                .into(),
+            )))
+    };
+    // Removed an hour before NOW (the harness's clock): still resting.
+    given(removed())
+        .when(|org| devices::register(org, "key_1", join("web-2"), NOW))
+        .then(
+            joined("key_1", "web-2", 1, 2)
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect(),
+        );
+    given(removed())
+        .when(|org| devices::register(org, "key_1", join("web-2"), NOW + ADDRESS_QUARANTINE_MICROS))
+        .then(
+            joined("key_1", "web-2", 0, 2)
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect(),
+        );
+    // Once taken, it is not handed out twice; the next device gets a fresh one.
+    let reused = removed().chain(joined("key_1", "web-2", 0, 2));
+    given(reused)
+        .when(|org| devices::register(org, "key_1", join("web-3"), NOW + ADDRESS_QUARANTINE_MICROS))
+        .then(
+            joined("key_1", "web-3", 1, 3)
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect(),
+        );
+}
