@@ -13,6 +13,7 @@ use crate::config::ServeArgs;
 use crate::state::{AppState, Settings};
 use crate::workers::Workers;
 use crate::workers::housekeeping::{HeartbeatFlush, LimiterSweep};
+use crate::workers::retention::Retention;
 use crate::workers::sweeper::Sweeper;
 
 /// Serves `state` on `listener` until `shutdown` completes.
@@ -26,6 +27,10 @@ where
     // Offline ephemeral and idle devices are removed by the system actor.
     workers.spawn(Sweeper {
         every: state.settings().sweep_every,
+    });
+    // Removed devices and dead credentials leave the read models after the retention window.
+    workers.spawn(Retention {
+        every: state.settings().retention_every,
     });
     // Heartbeats are not events: they reach the disk every few seconds and at shutdown.
     workers.spawn(HeartbeatFlush {

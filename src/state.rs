@@ -30,6 +30,8 @@ pub struct Settings {
     pub snapshot_every_events: u64,
     /// How often the sweeper removes offline ephemeral and idle devices.
     pub sweep_every: Duration,
+    /// How often records gone longer than the retention window leave the read models.
+    pub retention_every: Duration,
     /// How often heartbeats are written to the data dir.
     pub heartbeat_flush_every: Duration,
 }
@@ -45,6 +47,7 @@ impl Settings {
             log: LogOptions::default(),
             snapshot_every_events: 50_000,
             sweep_every: Duration::from_secs(30),
+            retention_every: Duration::from_secs(3600),
             heartbeat_flush_every: Duration::from_secs(5),
         }
     }

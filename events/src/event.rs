@@ -179,6 +179,27 @@ pub struct DeviceRemoved {
     pub reason: String,
 }
 
+/// `device.purged`: a device removed longer ago than the retention window left the read
+/// models. Its events stay in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePurged {
+    pub device_id: String,
+}
+
+/// `key.purged`: a pre-auth key revoked or expired longer ago than the retention window left
+/// the read models. Its events stay in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPurged {
+    pub key_id: String,
+}
+
+/// `token.purged`: an API token revoked or expired longer ago than the retention window left
+/// the read models. Its events stay in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPurged {
+    pub token_id: String,
+}
+
 macro_rules! catalogue {
     ($( $variant:ident($ty:ident) = $name:literal v $ver:literal ),* $(,)?) => {
         /// Every event the log can hold, in its current schema version.
@@ -241,6 +262,9 @@ catalogue! {
     DeviceOwnerChanged(DeviceOwnerChanged) = "device.owner_changed" v 1,
     DeviceKeyExpired(DeviceKeyExpired) = "device.key_expired" v 1,
     DeviceRemoved(DeviceRemoved) = "device.removed" v 1,
+    DevicePurged(DevicePurged) = "device.purged" v 1,
+    KeyPurged(KeyPurged) = "key.purged" v 1,
+    TokenPurged(TokenPurged) = "token.purged" v 1,
 }
 
 /// Older schema versions decode through frozen structs and pure upcasts here. There are none
@@ -281,6 +305,9 @@ impl Event {
             Event::DeviceOwnerChanged(e) => format!("device:{}", e.device_id),
             Event::DeviceKeyExpired(e) => format!("device:{}", e.device_id),
             Event::DeviceRemoved(e) => format!("device:{}", e.device_id),
+            Event::DevicePurged(e) => format!("device:{}", e.device_id),
+            Event::KeyPurged(e) => format!("key:{}", e.key_id),
+            Event::TokenPurged(e) => format!("token:{}", e.token_id),
         }
     }
 }

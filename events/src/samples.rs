@@ -163,6 +163,27 @@ pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
             .into(),
             ActorKind::System,
         ),
+        "device.purged" => (
+            DevicePurged {
+                device_id: device(),
+            }
+            .into(),
+            ActorKind::System,
+        ),
+        "key.purged" => (
+            KeyPurged {
+                key_id: "key_01".into(),
+            }
+            .into(),
+            ActorKind::System,
+        ),
+        "token.purged" => (
+            TokenPurged {
+                token_id: "tok_01".into(),
+            }
+            .into(),
+            ActorKind::System,
+        ),
         _ => return None,
     })
 }

@@ -63,6 +63,9 @@ pub struct Devices {
     pub ipam: imbl::HashMap<String, u64>,
     /// Per organization, which overlay addresses were handed out and which were given back.
     pub addresses: imbl::HashMap<String, Addresses>,
+    /// Per organization, its removed devices still in the read model, by `(removed_at, id)`:
+    /// what retention purges first.
+    pub removed: imbl::HashMap<String, imbl::OrdSet<(i64, String)>>,
 }
 
 /// An organization's overlay addresses, by index (see the server's `domain::ipam`).
@@ -144,6 +147,11 @@ impl Devices {
         self.ipam.get(org_id).copied()
     }
 
+    /// The organization's removed devices still in the read model, oldest removal first.
+    pub fn removed_of_org(&self, org_id: &str) -> impl Iterator<Item = &(i64, String)> + '_ {
+        self.removed.get(org_id).into_iter().flat_map(|s| s.iter())
+    }
+
     /// The organization's overlay addresses (`None`: it never registered a device).
     pub fn addresses(&self, org_id: &str) -> Option<&Addresses> {
         self.addresses.get(org_id)
@@ -175,7 +183,7 @@ impl Devices {
 
 impl Projection for Devices {
     const NAME: &'static str = "devices";
-    const VERSION: u32 = 5;
+    const VERSION: u32 = 6;
 
     fn apply(&mut self, r: &Recorded) {
         if let Ok(Stream::Ipam(org)) = Stream::parse(&r.envelope.stream) {
@@ -243,14 +251,36 @@ impl Projection for Devices {
                     if d.removed_at.is_none() {
                         d.removed_at = Some(r.envelope.recorded_at);
                         d.removed_reason = Some(e.reason.clone());
-                        released = address_index(&d.ipv4).map(|i| (d.org_id.clone(), i));
+                        released = Some((d.org_id.clone(), address_index(&d.ipv4)));
                     }
                 });
                 if let Some((org_id, index)) = released {
-                    let addresses = self.addresses.entry(org_id).or_default();
-                    addresses
-                        .released
-                        .push_back((r.envelope.recorded_at, index));
+                    self.removed
+                        .entry(org_id.clone())
+                        .or_default()
+                        .insert((r.envelope.recorded_at, e.device_id.clone()));
+                    if let Some(index) = index {
+                        let addresses = self.addresses.entry(org_id).or_default();
+                        addresses
+                            .released
+                            .push_back((r.envelope.recorded_at, index));
+                    }
+                }
+            }
+            Event::DevicePurged(e) => {
+                // Only a tombstone leaves: a live device is removed first, by its own event.
+                if let Some(d) = self.by_id.get(&e.device_id).filter(|d| d.is_removed()) {
+                    let (org_id, id, hash) = (d.org_id.clone(), d.id.clone(), d.credential_hash);
+                    if let Some(set) = self.removed.get_mut(&org_id) {
+                        set.remove(&(d.removed_at.unwrap_or_default(), id.clone()));
+                        if set.is_empty() {
+                            self.removed.remove(&org_id);
+                        }
+                    }
+                    if self.by_credential.get(&hash) == Some(&id) {
+                        self.by_credential.remove(&hash);
+                    }
+                    self.by_id.remove(&id);
                 }
             }
             _ => {}

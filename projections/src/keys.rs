@@ -120,6 +120,14 @@ impl Projection for Keys {
                     }),
                 );
             }
+            Event::KeyPurged(e) => {
+                if let Some(k) = self.by_id.remove(&e.key_id) {
+                    self.by_hash.remove(&k.secret_hash);
+                    if let Some(set) = self.by_org.get_mut(&k.org_id) {
+                        set.remove(&(k.created_at, k.id.clone()));
+                    }
+                }
+            }
             Event::KeyUsed(e) => {
                 if let Some(k) = self.by_id.get_mut(&e.key_id).map(Arc::make_mut) {
                     k.uses = k.uses.max(e.uses);

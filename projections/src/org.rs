@@ -107,6 +107,12 @@ impl<'a> OrgView<'a> {
         self.models.devices.count(self.org_id)
     }
 
+    /// The organization's removed devices still in the read model, as `(removed_at, id)`,
+    /// oldest removal first.
+    pub fn removed_devices(&self) -> impl Iterator<Item = &'a (i64, String)> + 'a {
+        self.models.devices.removed_of_org(self.org_id)
+    }
+
     /// The organization's overlay addresses (`None`: it never registered a device).
     pub fn addresses(&self) -> Option<&'a crate::devices::Addresses> {
         self.models.devices.addresses(self.org_id)

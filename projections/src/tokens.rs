@@ -78,6 +78,14 @@ impl Projection for Tokens {
                     t.revoked_at.get_or_insert(r.envelope.recorded_at);
                 }
             }
+            Event::TokenPurged(e) => {
+                if let Some(t) = self.by_id.remove(&e.token_id) {
+                    self.by_hash.remove(&t.secret_hash);
+                    if let Some(set) = self.by_org.get_mut(&t.org_id) {
+                        set.remove(&(t.created_at, t.id.clone()));
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -14,6 +14,7 @@ pub mod ipam;
 pub mod keys;
 pub mod public_key;
 pub mod registration;
+pub mod retention;
 pub mod scope;
 pub mod secret;
 pub mod tag;

@@ -3,9 +3,9 @@
 //! every run. Add events here when a model learns a new one (and regenerate the digests).
 
 use events::event::{
-    DeviceKeyExpired, DeviceOwnerChanged, DeviceRegistered, DeviceRemoved, DeviceTagged,
-    DeviceUntagged, DeviceUpdated, KeyCreated, KeyRevoked, KeyUsed, OrgCreated, OrgLimitsSet,
-    OrgSettingsChanged, Plan, TokenCreated, TokenRevoked,
+    DeviceKeyExpired, DeviceOwnerChanged, DevicePurged, DeviceRegistered, DeviceRemoved,
+    DeviceTagged, DeviceUntagged, DeviceUpdated, KeyCreated, KeyPurged, KeyRevoked, KeyUsed,
+    OrgCreated, OrgLimitsSet, OrgSettingsChanged, Plan, TokenCreated, TokenPurged, TokenRevoked,
 };
 use events::{Actor, Envelope, Event, Recorded};
 
@@ -166,6 +166,28 @@ pub fn events() -> Vec<Recorded> {
         "key:key_1",
         KeyRevoked {
             key_id: "key_1".into(),
+        },
+    );
+    // Retention: the removed device, the revoked key and the revoked token leave.
+    log.push(
+        "org_a",
+        "device:dev_2",
+        DevicePurged {
+            device_id: "dev_2".into(),
+        },
+    );
+    log.push(
+        "org_a",
+        "key:key_1",
+        KeyPurged {
+            key_id: "key_1".into(),
+        },
+    );
+    log.push(
+        "org_a",
+        "token:tok_1",
+        TokenPurged {
+            token_id: "tok_1".into(),
         },
     );
     log.events

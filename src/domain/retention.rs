@@ -1,0 +1,69 @@
+//! Retention: removed devices, and pre-auth keys and API tokens that stopped working, leave the
+//! read models once they have been gone longer than [`RETENTION_MICROS`]. Their events stay in
+//! the log (the audit trail is the log's, not the read models'); what leaves is what every
+//! request would otherwise carry in memory forever.
+
+use events::event::{DevicePurged, KeyPurged, TokenPurged};
+use events::stream::Stream;
+use projections::OrgView;
+
+use super::decision::Decision;
+
+/// How long a removed device, or a revoked or expired key or token, stays in the read models.
+pub const RETENTION_MICROS: i64 = 30 * 86_400 * 1_000_000;
+
+/// Most purges in one append: a backlog drains over several, none of them huge.
+pub const BATCH: usize = 500;
+
+/// The purges due in the organization at `now`, at most [`BATCH`]; none when nothing is due.
+/// Purging what is purged already changes nothing, so a retried or repeated decision is
+/// harmless (no expectations needed).
+pub fn purge(org: OrgView<'_>, now: i64) -> Decision {
+    let cutoff = now.saturating_sub(RETENTION_MICROS);
+    let mut decision = Decision::none();
+    let mut left = BATCH;
+    for (_, id) in org
+        .removed_devices()
+        .take_while(|(at, _)| *at <= cutoff)
+        .take(left)
+    {
+        decision = decision.event(
+            Stream::device(id.as_str()),
+            DevicePurged {
+                device_id: id.clone(),
+            },
+        );
+        left -= 1;
+    }
+    for key in org
+        .keys()
+        .filter(|k| gone_since(k.revoked_at, k.expires_at) <= cutoff)
+        .take(left)
+    {
+        decision = decision.event(
+            Stream::key(key.id.as_str()),
+            KeyPurged {
+                key_id: key.id.clone(),
+            },
+        );
+        left -= 1;
+    }
+    for token in org
+        .tokens()
+        .filter(|t| gone_since(t.revoked_at, t.expires_at) <= cutoff)
+        .take(left)
+    {
+        decision = decision.event(
+            Stream::token(token.id.as_str()),
+            TokenPurged {
+                token_id: token.id.clone(),
+            },
+        );
+    }
+    decision
+}
+
+/// When a credential stopped working: revoked, or expired, whichever came first.
+fn gone_since(revoked_at: Option<i64>, expires_at: i64) -> i64 {
+    revoked_at.map_or(expires_at, |r| r.min(expires_at))
+}
