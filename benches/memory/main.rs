@@ -14,7 +14,8 @@
 //!    `/health`, then pages through every device once (`GET /devices?limit=200`).
 //!
 //! After each step it reads `VmRSS`, `VmHWM` (the peak), `RssAnon` and `RssFile` from
-//! `/proc/<pid>/status`. `cargo bench --bench memory`; `QZ_MEM_DEVICES` (default 100000),
+//! `/proc/<pid>/status`. Then it stops the server again and opens its data dir in this process
+//! to count the live bytes of each part ([`breakdown`]). `cargo bench --bench memory`; `QZ_MEM_DEVICES` (default 100000),
 //! `QZ_MEM_EVENTS` (default 1000000; 0 skips step 2) and `QZ_MEM_CONCURRENCY` (default 64) tune
 //! it. The report is printed and written to `target/memory.txt`.
 
@@ -26,6 +27,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod breakdown;
+
+/// The server's allocator, counted: see [`breakdown`].
+#[global_allocator]
+static GLOBAL: breakdown::Counting = breakdown::Counting::new();
 
 const BIN: &str = env!("CARGO_BIN_EXE_quickztna");
 
@@ -196,7 +203,7 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     let ids = Arc::new(ids);
-    let head = rt.block_on(log_head(&client, &base, &token, &ids[0]));
+    let mut head = rt.block_on(log_head(&client, &base, &token, &ids[0]));
     report += &format!("log head: {head} events\n");
     report += &server
         .memory()
@@ -215,7 +222,7 @@ fn main() {
             concurrency,
         ));
         let elapsed = started.elapsed();
-        let head = rt.block_on(log_head(&client, &base, &token, &ids[0]));
+        head = rt.block_on(log_head(&client, &base, &token, &ids[0]));
         report += &format!(
             "{requests} PATCH /devices/{{id}} (tag changes) in {:.1} s ({:.0} req/s); log head: {head} events\n",
             elapsed.as_secs_f64(),
@@ -249,7 +256,8 @@ fn main() {
     report += &server
         .memory()
         .line("(c) after paging through every device");
-    drop(server);
+    server.stop();
+    report += &breakdown::breakdown(&data, devices, head);
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     report += &format!("load average at the end: {load}");
