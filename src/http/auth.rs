@@ -3,8 +3,12 @@
 //! Every `/api/v1` resource route runs [`authenticate`]: it finds the token by the SHA-256 of the
 //! presented secret, compares the stored hash in constant time, checks expiry and revocation,
 //! charges the organization's rate-limit bucket and hands the handler a [`Principal`]. Public
-//! routes run [`anonymous`], which charges a bucket per client address. Either way every response
-//! carries the `X-RateLimit-*` headers.
+//! routes run [`anonymous`] (or [`health`] for `/health`), which charge a bucket per client
+//! address. Either way every response carries the `X-RateLimit-*` headers.
+//!
+//! Client-address buckets are kept apart by purpose (`health`, `public`, failed `auth`, and the
+//! device API's own), so that a burst of bad tokens cannot make `/health` answer 429 to a load
+//! balancer behind the same proxy.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,11 +19,14 @@ use axum::response::{IntoResponse, Response};
 use http::header::AUTHORIZATION;
 
 use super::problem::Problem;
-use super::ratelimit::{Class, Decision};
+use super::ratelimit::{Class, client_key};
 use crate::bootstrap::{DEFAULT_READ_PER_MIN, DEFAULT_WRITE_PER_MIN};
 use crate::domain::scope::{Need, Scopes};
 use crate::domain::secret;
 use crate::state::AppState;
+
+/// The header reverse proxies append the client's address to.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -56,10 +63,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Err(problem) => {
             // Wrong tokens are charged to the client's address, so token guessing gets
             // throttled; a request with no credentials at all guesses nothing and gets its 401.
+            let bucket = client_bucket(&state, &req, "auth");
+            let limit = default_limit(class);
             let decision = if req.headers().contains_key(AUTHORIZATION) {
-                charge_anonymous(&state, &req, class)
+                state.limiter().check(&bucket, class, limit)
             } else {
-                peek_anonymous(&state, &req, class)
+                state.limiter().peek(&bucket, class, limit)
             };
             let mut resp = if decision.allowed {
                 problem.into_response()
@@ -92,9 +101,20 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     resp
 }
 
-/// Rate-limits unauthenticated routes (health, version, OpenAPI) per client address.
+/// Rate-limits unauthenticated routes (version, OpenAPI, unknown paths) per client address.
 pub async fn anonymous(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let decision = charge_anonymous(&state, &req, Class::of(req.method()));
+    per_client(&state, req, next, "public").await
+}
+
+/// Rate-limits `/health` per client address, in a bucket nothing else draws on.
+pub async fn health(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    per_client(&state, req, next, "health").await
+}
+
+async fn per_client(state: &AppState, req: Request, next: Next, purpose: &str) -> Response {
+    let class = Class::of(req.method());
+    let bucket = client_bucket(state, &req, purpose);
+    let decision = state.limiter().check(&bucket, class, default_limit(class));
     let mut resp = if decision.allowed {
         next.run(req).await
     } else {
@@ -111,26 +131,26 @@ pub(super) fn default_limit(class: Class) -> u32 {
     }
 }
 
-fn charge_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
-    state
-        .limiter()
-        .check(&anonymous_key(req), class, default_limit(class))
-}
-
-/// The anonymous bucket's state without charging it (for the rate-limit headers).
-fn peek_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
-    state
-        .limiter()
-        .peek(&anonymous_key(req), class, default_limit(class))
-}
-
-fn anonymous_key(req: &Request) -> String {
-    let addr = req
+/// The name of the client's bucket for `purpose`: its address (IPv6 by /64), or behind a
+/// trusted proxy the address the proxy forwarded (see [`super::ratelimit::TrustedProxies`]).
+pub(super) fn client_bucket(state: &AppState, req: &Request, purpose: &str) -> String {
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    format!("addr:{addr}")
+        .map(|c| c.0.ip());
+    let client = match peer {
+        Some(peer) => {
+            // A value that is not text ends the walk like any other unreadable entry.
+            let forwarded = req
+                .headers()
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("?"));
+            client_key(state.settings().trusted_proxies.client(peer, forwarded))
+        }
+        None => "unknown".into(),
+    };
+    format!("{purpose}-addr:{client}")
 }
 
 pub(super) async fn wait_caught_up(state: &AppState) -> bool {

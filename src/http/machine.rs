@@ -14,11 +14,9 @@
 //! the decision also expects the organization's address allocator and the key's stream
 //! unchanged, so a single-use key admits one device even against other writers.
 
-use std::net::SocketAddr;
-
 use axum::Extension;
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use events::{Actor, ActorKind};
@@ -29,7 +27,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{default_limit, presented_secret_hash, wait_caught_up};
+use super::auth::{client_bucket, default_limit, presented_secret_hash, wait_caught_up};
 use super::commit::problem;
 use super::devices::{DeviceView, Peer, current_view};
 use super::extract::{Json, Object};
@@ -159,7 +157,7 @@ async fn register_limit(State(state): State<AppState>, req: Request, next: Next)
             state.limiter().check(&org_id, class, per_min)
         }
         None => state.limiter().check(
-            &client_bucket("register", &req),
+            &client_bucket(&state, &req, "register"),
             class,
             default_limit(class),
         ),
@@ -171,17 +169,6 @@ async fn register_limit(State(state): State<AppState>, req: Request, next: Next)
     };
     decision.apply_headers(resp.headers_mut());
     resp
-}
-
-/// The rate-limit bucket of the client's address for `purpose` (`register`, `node`): failures
-/// on the device API are throttled apart from the admin API's.
-fn client_bucket(purpose: &str, req: &Request) -> String {
-    let addr = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    format!("{purpose}-addr:{addr}")
 }
 
 fn key_problem(why: KeyRefusal) -> Problem {
@@ -327,7 +314,7 @@ pub async fn node_auth(State(state): State<AppState>, mut req: Request, next: Ne
     let node = match resolve_node(&state, &req) {
         Ok(n) => n,
         Err(problem) => {
-            let bucket = client_bucket("node", &req);
+            let bucket = client_bucket(&state, &req, "node");
             let decision = if req.headers().contains_key(AUTHORIZATION) {
                 state.limiter().check(&bucket, class, default_limit(class))
             } else {

@@ -16,6 +16,7 @@ mod offline;
 mod openapi;
 mod pagination;
 mod ratelimit;
+mod ratelimit_clients;
 mod request_id;
 mod tenancy;
 mod tenancy_walk;
