@@ -128,15 +128,22 @@ pub enum OrgCommand {
     List(DataDirArgs),
 }
 
+/// Limits not given keep their current value.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("limits").required(true).multiple(true)))]
 pub struct SetLimitsArgs {
     /// Organization id or name.
     #[arg(long)]
     pub org: String,
-    #[arg(long)]
-    pub read_per_min: u32,
-    #[arg(long)]
-    pub write_per_min: u32,
+    /// API reads (GET) a minute, shared by the organization's tokens.
+    #[arg(long, group = "limits")]
+    pub read_per_min: Option<u32>,
+    /// API writes a minute, shared by the organization's tokens.
+    #[arg(long, group = "limits")]
+    pub write_per_min: Option<u32>,
+    /// Device registrations (`POST /machine/register`) a minute; apart from API writes.
+    #[arg(long, group = "limits")]
+    pub register_per_min: Option<u32>,
     #[command(flatten)]
     pub data: DataDirArgs,
 }

@@ -17,6 +17,7 @@ mod openapi;
 mod pagination;
 mod ratelimit;
 mod ratelimit_clients;
+mod ratelimit_machine;
 mod request_id;
 mod tenancy;
 mod tenancy_walk;
