@@ -18,6 +18,7 @@ mod pagination;
 mod ratelimit;
 mod ratelimit_clients;
 mod ratelimit_machine;
+mod ratelimit_tokens;
 mod request_id;
 mod tenancy;
 mod tenancy_walk;

@@ -5,14 +5,18 @@ use std::time::Instant;
 use dashmap::DashMap;
 
 use super::bucket::{Bucket, Clock, UNIT, ceil_secs};
+use super::shares::{Req, Shares};
 use super::{Class, Decision};
 
 /// Token buckets for every key (an organization's purpose, a client address, a device) seen
-/// recently. Shared by every request; contention is per key.
+/// recently, and the API tokens' shares of their organizations' quotas. Shared by every
+/// request; contention is per key and per organization.
 #[derive(Debug)]
 pub struct RateLimiter {
     /// One slot per class, keyed by the bucket's name (no allocation to look one up).
     buckets: DashMap<String, [Option<Bucket>; 2]>,
+    /// Organizations' API quotas, shared out among their tokens.
+    shares: Shares,
     clock: Clock,
 }
 
@@ -27,8 +31,50 @@ impl RateLimiter {
     pub fn new() -> Self {
         RateLimiter {
             buckets: DashMap::new(),
+            shares: Shares::default(),
             clock: Clock::new(),
         }
+    }
+
+    /// Charges a request of API token `token` to its share of organization `org`'s `class`
+    /// quota of `per_min` a minute (see [`super::shares`]).
+    pub fn check_token(&self, org: &str, token: &str, class: Class, per_min: u32) -> Decision {
+        self.check_token_at(org, token, class, per_min, Instant::now())
+    }
+
+    /// [`RateLimiter::check_token`] at a given instant (for tests).
+    pub fn check_token_at(
+        &self,
+        org: &str,
+        token: &str,
+        class: Class,
+        per_min: u32,
+        now: Instant,
+    ) -> Decision {
+        let req = Req {
+            org,
+            token,
+            class,
+            per_min,
+        };
+        self.shares.check(req, &self.clock, now)
+    }
+
+    /// What [`RateLimiter::check_token`] would report, without charging or counting the token
+    /// as contending.
+    pub fn peek_token(&self, org: &str, token: &str, class: Class, per_min: u32) -> Decision {
+        let req = Req {
+            org,
+            token,
+            class,
+            per_min,
+        };
+        self.shares.peek(req, &self.clock, Instant::now())
+    }
+
+    /// Gives back one charge of [`RateLimiter::check_token`]: the request bought nothing.
+    pub fn refund_token(&self, org: &str, token: &str, class: Class) {
+        self.shares.refund(org, token, class);
     }
 
     /// Takes a token from `key`'s `class` bucket, limited to `per_min` requests a minute.
@@ -82,16 +128,17 @@ impl RateLimiter {
             }
             slots.iter().any(Option::is_some)
         });
+        self.shares.sweep_at(now);
     }
 
-    /// How many keys are held.
+    /// How many keys and organizations are held.
     pub fn len(&self) -> usize {
-        self.buckets.len()
+        self.buckets.len() + self.shares.len()
     }
 
     /// Whether no bucket is held.
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        self.len() == 0
     }
 
     fn decision(&self, bucket: &Bucket, allowed: bool, now: Instant) -> Decision {

@@ -1,4 +1,5 @@
-//! Rate limits: token buckets per organization, per client address and per device.
+//! Rate limits: token buckets per organization (shared out among its API tokens, see
+//! `shares`), per organization for device registrations, per client address and per device.
 //!
 //! A bucket holds a full minute's quota (`per_min` tokens), starts full and refills continuously
 //! at `per_min / 60` tokens per second; a request costs one token. Holding a minute's quota also
@@ -13,6 +14,7 @@
 mod bucket;
 mod client;
 mod limiter;
+mod shares;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
