@@ -19,6 +19,32 @@ use crate::state::AppState;
 pub const DEFAULT_READ_PER_MIN: u32 = 600;
 pub const DEFAULT_WRITE_PER_MIN: u32 = 60;
 
+/// Device registrations a minute by plan, unless `org set-limits --register-per-min` says
+/// otherwise. A budget apart from the admins' writes, sized so that a rollout of the plan's
+/// fleets takes minutes (10,000 servers on workforce: about eight), and agents wait out
+/// `Retry-After` beyond it.
+pub fn default_register_per_min(plan: Plan) -> u32 {
+    match plan {
+        Plan::Free => 120,
+        Plan::Business => 600,
+        Plan::Workforce => 1200,
+    }
+}
+
+/// An organization's device registrations a minute: its own setting, else its plan's.
+pub fn register_per_min(org: &projections::orgs::Org) -> u32 {
+    org.register_per_min
+        .unwrap_or_else(|| default_register_per_min(org.plan))
+}
+
+/// Rate limits to set; `None` keeps the current value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub read_per_min: Option<u32>,
+    pub write_per_min: Option<u32>,
+    pub register_per_min: Option<u32>,
+}
+
 /// A new organization and the one copy of its owner token.
 pub struct CreatedOrg {
     pub org_id: String,
@@ -115,7 +141,8 @@ pub async fn issue_owner_token(
     })
 }
 
-/// Changes an organization's rate limits ("contact support and we raise your limits").
+/// Changes an organization's read and write limits ("contact support and we raise your
+/// limits"), keeping its registrations' budget.
 pub async fn set_limits(
     state: &AppState,
     org: &str,
@@ -123,19 +150,51 @@ pub async fn set_limits(
     write_per_min: u32,
     actor: Actor,
 ) -> Result<String, BootstrapError> {
+    let limits = Limits {
+        read_per_min: Some(read_per_min),
+        write_per_min: Some(write_per_min),
+        register_per_min: None,
+    };
+    change_limits(state, org, limits, actor)
+        .await
+        .map(|set| set.org_id)
+}
+
+/// Changes the limits given in `limits` and keeps the others; returns the limits now in force
+/// (`register_per_min` is `None` while the plan's default applies).
+pub async fn change_limits(
+    state: &AppState,
+    org: &str,
+    limits: Limits,
+    actor: Actor,
+) -> Result<OrgLimitsSet, BootstrapError> {
     let range = 1..=1_000_000;
-    if !range.contains(&read_per_min) || !range.contains(&write_per_min) {
+    let given = [
+        limits.read_per_min,
+        limits.write_per_min,
+        limits.register_per_min,
+    ];
+    if given.iter().flatten().any(|n| !range.contains(n)) {
         return Err(BootstrapError::BadLimits);
     }
-    change_org(state, org, actor, |org_id| {
-        OrgLimitsSet {
-            org_id,
-            read_per_min,
-            write_per_min,
-        }
-        .into()
+    let org_id = find_org(&state.models().load().state, org)?.id.clone();
+    let stream = Stream::org(&org_id);
+    let mut set = None;
+    run(state, &org_id, actor, |models| {
+        let current = find_org(models, &org_id)?;
+        let event = OrgLimitsSet {
+            org_id: org_id.clone(),
+            read_per_min: limits.read_per_min.unwrap_or(current.read_per_min),
+            write_per_min: limits.write_per_min.unwrap_or(current.write_per_min),
+            register_per_min: limits.register_per_min.or(current.register_per_min),
+        };
+        set = Some(event.clone());
+        Ok(Decision::none()
+            .expect(stream.clone(), Expected::Exists)
+            .event(stream.clone(), event))
     })
-    .await
+    .await?;
+    set.ok_or_else(|| BootstrapError::Write("the limits were not decided".into()))
 }
 
 /// Changes an organization's fleet hygiene settings: remove devices idle longer than

@@ -101,4 +101,14 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "QUICKZTNA_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// A reverse proxy (CIDR or address; repeatable) whose `X-Forwarded-For` names the client
+    /// for the per-address rate limits. None by default: the header is then ignored, because
+    /// any client can write it.
+    #[arg(
+        long = "trusted-proxy",
+        env = "QUICKZTNA_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = crate::http::ratelimit::parse_trusted_proxy
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }

@@ -243,6 +243,7 @@ mod tests {
                     org_id: org_id.to_owned(),
                     read_per_min,
                     write_per_min: 60,
+                    register_per_min: None,
                 },
             )
     }

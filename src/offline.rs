@@ -36,15 +36,22 @@ pub enum OrgCommand {
     List(DataDirArgs),
 }
 
+/// Limits not given keep their current value.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("limits").required(true).multiple(true)))]
 pub struct SetLimitsArgs {
     /// Organization id or name.
     #[arg(long)]
     pub org: String,
-    #[arg(long)]
-    pub read_per_min: u32,
-    #[arg(long)]
-    pub write_per_min: u32,
+    /// API reads (GET) a minute, shared by the organization's tokens.
+    #[arg(long, group = "limits")]
+    pub read_per_min: Option<u32>,
+    /// API writes a minute, shared by the organization's tokens.
+    #[arg(long, group = "limits")]
+    pub write_per_min: Option<u32>,
+    /// Device registrations (`POST /machine/register`) a minute; apart from API writes.
+    #[arg(long, group = "limits")]
+    pub register_per_min: Option<u32>,
     #[command(flatten)]
     pub data: DataDirArgs,
 }
@@ -117,21 +124,36 @@ pub async fn init(args: InitArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `quickztna org set-limits`: limits not given keep their current value.
 pub async fn set_limits(args: SetLimitsArgs) -> Result<(), String> {
     let state = open(&args.data).await?;
-    let result = bootstrap::set_limits(
+    let limits = bootstrap::Limits {
+        read_per_min: args.read_per_min,
+        write_per_min: args.write_per_min,
+        register_per_min: args.register_per_min,
+    };
+    let result = bootstrap::change_limits(
         &state,
         &args.org,
-        args.read_per_min,
-        args.write_per_min,
+        limits,
         Actor::console("quickztna org set-limits"),
     )
     .await;
+    let plan = result.as_ref().ok().and_then(|set| {
+        let models = state.models().load();
+        models.state.orgs.get(&set.org_id).map(|o| o.plan)
+    });
     state.shutdown().await;
-    let org_id = result.map_err(|e| e.to_string())?;
+    let set = result.map_err(|e| e.to_string())?;
+    let register = set
+        .register_per_min
+        .or_else(|| plan.map(bootstrap::default_register_per_min));
     println!(
         "{}",
-        serde_json::json!({ "org_id": org_id, "read_per_min": args.read_per_min, "write_per_min": args.write_per_min })
+        serde_json::json!({
+            "org_id": set.org_id, "read_per_min": set.read_per_min,
+            "write_per_min": set.write_per_min, "register_per_min": register,
+        })
     );
     Ok(())
 }
@@ -227,6 +249,7 @@ pub async fn list_orgs(data: DataDirArgs) -> Result<(), String> {
             serde_json::json!({
                 "id": o.id, "name": o.name, "plan": o.plan.as_str(),
                 "read_per_min": o.read_per_min, "write_per_min": o.write_per_min,
+                "register_per_min": bootstrap::register_per_min(o),
             })
         })
         .collect();

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::bootstrap;
 use crate::config::ServeArgs;
+use crate::http::ratelimit::TrustedProxies;
 use crate::state::{AppState, Settings};
 use crate::workers::Workers;
 use crate::workers::housekeeping::{HeartbeatFlush, LimiterSweep};
@@ -54,6 +55,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     settings.chain_key_file = args.data.chain_key_file.clone();
     settings.checkpoint_key_file = args.data.checkpoint_key_file.clone();
     settings.body_limit = args.body_limit;
+    settings.trusted_proxies = TrustedProxies::new(args.trusted_proxies.clone());
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {
         let created = bootstrap::create_org(

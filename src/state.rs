@@ -12,7 +12,7 @@ use projections::{Models, ProjectionHandle, RunnerOptions};
 use crate::heartbeats::Heartbeats;
 use crate::http::page_cache::PageCache;
 use crate::http::pagination::CursorKey;
-use crate::http::ratelimit::RateLimiter;
+use crate::http::ratelimit::{RateLimiter, TrustedProxies};
 
 /// Settings of a running server (from the command line and environment).
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct Settings {
     pub retention_every: Duration,
     /// How often heartbeats are written to the data dir.
     pub heartbeat_flush_every: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
@@ -49,6 +51,7 @@ impl Settings {
             sweep_every: Duration::from_secs(30),
             retention_every: Duration::from_secs(3600),
             heartbeat_flush_every: Duration::from_secs(5),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }

@@ -50,11 +50,14 @@ pub struct OrgCreated {
 }
 
 /// `org.limits_set`: the organization's rate limits were changed ("contact support").
+/// Version 2 added the device registrations' budget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgLimitsSet {
     pub org_id: String,
     pub read_per_min: u32,
     pub write_per_min: u32,
+    /// Device registrations a minute; `None`: the plan's default.
+    pub register_per_min: Option<u32>,
 }
 
 /// `org.settings_changed`: fleet hygiene settings changed.
@@ -248,7 +251,7 @@ macro_rules! catalogue {
 
 catalogue! {
     OrgCreated(OrgCreated) = "org.created" v 1,
-    OrgLimitsSet(OrgLimitsSet) = "org.limits_set" v 1,
+    OrgLimitsSet(OrgLimitsSet) = "org.limits_set" v 2,
     OrgSettingsChanged(OrgSettingsChanged) = "org.settings_changed" v 1,
     TokenCreated(TokenCreated) = "token.created" v 1,
     TokenRevoked(TokenRevoked) = "token.revoked" v 1,
@@ -267,13 +270,42 @@ catalogue! {
     TokenPurged(TokenPurged) = "token.purged" v 1,
 }
 
-/// Older schema versions decode through frozen structs and pure upcasts here. There are none
-/// yet: every type is at version 1.
-fn decode_legacy(event_type: &str, version: u16, _bytes: &[u8]) -> Result<Event, Error> {
-    Err(Error::UnknownEvent {
-        event_type: event_type.to_owned(),
-        version,
-    })
+/// Older schema versions decode through frozen structs and pure upcasts here.
+fn decode_legacy(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, Error> {
+    match (event_type, version) {
+        ("org.limits_set", 1) => {
+            codec::decode_payload::<legacy::OrgLimitsSetV1>(bytes).map(|v1| v1.upcast().into())
+        }
+        _ => Err(Error::UnknownEvent {
+            event_type: event_type.to_owned(),
+            version,
+        }),
+    }
+}
+
+/// Payloads as earlier schema versions wrote them. Frozen: the log holds them forever.
+mod legacy {
+    use serde::{Deserialize, Serialize};
+
+    /// `org.limits_set` v1: before the device registrations' budget.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrgLimitsSetV1 {
+        pub org_id: String,
+        pub read_per_min: u32,
+        pub write_per_min: u32,
+    }
+
+    impl OrgLimitsSetV1 {
+        /// Registrations kept the plan's default until a v2 event set them.
+        pub fn upcast(self) -> super::OrgLimitsSet {
+            super::OrgLimitsSet {
+                org_id: self.org_id,
+                read_per_min: self.read_per_min,
+                write_per_min: self.write_per_min,
+                register_per_min: None,
+            }
+        }
+    }
 }
 
 impl Event {

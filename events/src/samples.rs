@@ -32,6 +32,7 @@ pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
                 org_id: "org_01".into(),
                 read_per_min: 6000,
                 write_per_min: 70_000,
+                register_per_min: Some(5000),
             }
             .into(),
             ActorKind::Console,

@@ -143,6 +143,23 @@ fn every_event_type_and_version_has_a_golden_fixture_that_decodes_to_its_sample(
 }
 
 #[test]
+fn org_limits_set_v1_upcasts_to_the_plans_default_registration_budget() {
+    let bytes = read_fixture(&fixture_path("org.limits_set", 1));
+    let env = codec::decode_record(0, &bytes).expect("the v1 fixture decodes");
+    assert_eq!(env.schema_version, 1);
+    let event = Event::decode("org.limits_set", 1, &env.payload).expect("v1 upcasts");
+    assert_eq!(
+        event,
+        Event::from(OrgLimitsSet {
+            org_id: "org_01".into(),
+            read_per_min: 6000,
+            write_per_min: 70_000,
+            register_per_min: None,
+        })
+    );
+}
+
+#[test]
 fn every_format_1_fixture_still_decodes_to_its_sample_without_an_org_sequence() {
     let dir = fixtures_dir().join("format1");
     for &(event_type, version) in Event::TYPES {
@@ -363,13 +380,16 @@ fn event() -> impl Strategy<Value = Event> {
                 write_per_min,
             })
         ),
-        (text(), any::<u32>(), any::<u32>()).prop_map(|(org_id, read_per_min, write_per_min)| {
-            Event::from(OrgLimitsSet {
-                org_id,
-                read_per_min,
-                write_per_min,
-            })
-        }),
+        (text(), any::<u32>(), any::<u32>(), any::<Option<u32>>()).prop_map(
+            |(org_id, read_per_min, write_per_min, register_per_min)| {
+                Event::from(OrgLimitsSet {
+                    org_id,
+                    read_per_min,
+                    write_per_min,
+                    register_per_min,
+                })
+            }
+        ),
         (text(), any::<Option<u32>>(), any::<u64>()).prop_map(|(org_id, days, secs)| {
             Event::from(OrgSettingsChanged {
                 org_id,

@@ -16,6 +16,8 @@ pub struct Org {
     pub plan: Plan,
     pub read_per_min: u32,
     pub write_per_min: u32,
+    /// Device registrations a minute, if set apart from the plan's default.
+    pub register_per_min: Option<u32>,
     pub device_idle_removal_days: Option<u32>,
     pub ephemeral_offline_secs: u64,
     pub created_at: i64,
@@ -41,7 +43,7 @@ impl Orgs {
 
 impl Projection for Orgs {
     const NAME: &'static str = "orgs";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn apply(&mut self, r: &Recorded) {
         if let Some(o) = self.by_id.get_mut(&r.envelope.org_id) {
@@ -57,6 +59,7 @@ impl Projection for Orgs {
                         plan: e.plan,
                         read_per_min: e.read_per_min,
                         write_per_min: e.write_per_min,
+                        register_per_min: None,
                         device_idle_removal_days: None,
                         ephemeral_offline_secs: DEFAULT_EPHEMERAL_OFFLINE_SECS,
                         created_at: r.envelope.recorded_at,
@@ -68,6 +71,7 @@ impl Projection for Orgs {
                 if let Some(o) = self.by_id.get_mut(&e.org_id) {
                     o.read_per_min = e.read_per_min;
                     o.write_per_min = e.write_per_min;
+                    o.register_per_min = e.register_per_min;
                 }
             }
             Event::OrgSettingsChanged(e) => {

@@ -68,6 +68,7 @@ fn event_for(op: &Op) -> Option<(String, String, Event)> {
                 org_id: org_id(*org),
                 read_per_min: *read,
                 write_per_min: 60,
+                register_per_min: None,
             }),
         ),
         Op::Snapshot | Op::Restart => return None,

@@ -1,25 +1,37 @@
 //! Bearer-token authentication and per-organization rate limits.
 //!
 //! Every `/api/v1` resource route runs [`authenticate`]: it finds the token by the SHA-256 of the
-//! presented secret, compares the stored hash in constant time, checks expiry and revocation,
-//! charges the organization's rate-limit bucket and hands the handler a [`Principal`]. Public
-//! routes run [`anonymous`], which charges a bucket per client address. Either way every response
-//! carries the `X-RateLimit-*` headers.
+//! presented secret, compares the stored hash in constant time, checks expiry and revocation
+//! and hands the handler a [`Principal`]. The request is charged to the token's share of its
+//! organization's quota when [`Principal::require`] passes the scope check, so a 403 costs
+//! nothing and a token that may not write cannot spend the organization's writes. Public
+//! routes run [`anonymous`] (or [`health`] for `/health`), which charge a bucket per client
+//! address. Either way every response carries the `X-RateLimit-*` headers.
+//!
+//! Client-address buckets are kept apart by purpose (`health`, `public`, failed `auth`, and the
+//! device API's own), so that a burst of bad tokens cannot make `/health` answer 429 to a load
+//! balancer behind the same proxy.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http::StatusCode;
 use http::header::AUTHORIZATION;
 
 use super::problem::Problem;
-use super::ratelimit::{Class, Decision};
+use super::ratelimit::{Class, Decision, client_key};
 use crate::bootstrap::{DEFAULT_READ_PER_MIN, DEFAULT_WRITE_PER_MIN};
 use crate::domain::scope::{Need, Scopes};
 use crate::domain::secret;
 use crate::state::AppState;
+
+/// The header reverse proxies append the client's address to.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -29,37 +41,44 @@ pub struct Principal {
     /// The token's description: recorded as the actor of every event the request causes.
     pub description: String,
     pub scopes: Scopes,
+    /// The request's rate-limit charge, made by its first scope check that passes.
+    charge: Arc<Charge>,
 }
 
 impl Principal {
-    /// Refuses with 403 unless the token's scopes allow `need`.
+    /// Refuses with 403 unless the token's scopes allow `need`; then charges the request to
+    /// the token's share of its organization's quota (once per request) and refuses with 429
+    /// when that is spent. A request refused for its scope never costs anything.
     pub fn require(&self, need: Need) -> Result<(), Problem> {
-        if self.scopes.allows(need) {
-            Ok(())
-        } else {
-            Err(Problem::forbidden(format!(
+        if !self.scopes.allows(need) {
+            return Err(Problem::forbidden(format!(
                 "this token lacks the scope this endpoint needs ({need}, or read/write)"
-            )))
+            )));
         }
+        self.charge.take()
     }
 }
 
-/// Authenticates the request and charges its organization's rate limit.
+/// Authenticates the request and sees that it is charged to its token's share of the
+/// organization's quota: at the handler's scope check, or after the handler for requests that
+/// never reach one (a malformed body, a wrong method); never for a 403.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let class = Class::of(req.method());
     if !wait_caught_up(&state).await {
         return Problem::unavailable("the server is still loading its read models", 1)
             .into_response();
     }
-    let principal = match resolve(&state, &req) {
-        Ok(p) => p,
+    let caller = match resolve(&state, &req) {
+        Ok(c) => c,
         Err(problem) => {
             // Wrong tokens are charged to the client's address, so token guessing gets
             // throttled; a request with no credentials at all guesses nothing and gets its 401.
+            let bucket = client_bucket(&state, &req, "auth");
+            let limit = default_limit(class);
             let decision = if req.headers().contains_key(AUTHORIZATION) {
-                charge_anonymous(&state, &req, class)
+                state.limiter().check(&bucket, class, limit)
             } else {
-                peek_anonymous(&state, &req, class)
+                state.limiter().peek(&bucket, class, limit)
             };
             let mut resp = if decision.allowed {
                 problem.into_response()
@@ -72,7 +91,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     let per_min = {
         let models = state.models().load();
-        match models.state.org(&principal.org_id).settings() {
+        match models.state.org(&caller.org_id).settings() {
             Some(org) => match class {
                 Class::Read => org.read_per_min,
                 Class::Write => org.write_per_min,
@@ -80,21 +99,108 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             None => default_limit(class),
         }
     };
-    let decision = state.limiter().check(&principal.org_id, class, per_min);
-    if !decision.allowed {
-        let mut resp = Problem::rate_limited(decision.retry_after).into_response();
-        decision.apply_headers(resp.headers_mut());
-        return resp;
-    }
-    req.extensions_mut().insert(principal);
-    let mut resp = next.run(req).await;
+    let charge = Arc::new(Charge {
+        state: state.clone(),
+        org_id: caller.org_id.clone(),
+        token_id: caller.token_id.clone(),
+        class,
+        per_min,
+        made: Mutex::new(None),
+    });
+    req.extensions_mut().insert(Principal {
+        token_id: caller.token_id,
+        org_id: caller.org_id,
+        description: caller.description,
+        scopes: caller.scopes,
+        charge: charge.clone(),
+    });
+    let resp = next.run(req).await;
+    let (decision, refuse) = charge.settle(resp.status());
+    let mut resp = if refuse {
+        decision.problem().into_response()
+    } else {
+        resp
+    };
     decision.apply_headers(resp.headers_mut());
     resp
 }
 
-/// Rate-limits unauthenticated routes (health, version, OpenAPI) per client address.
+/// One request's charge to its token's share of the organization's quota (see
+/// [`super::ratelimit`]): made at most once, at the first scope check that passes.
+struct Charge {
+    state: AppState,
+    org_id: String,
+    token_id: String,
+    class: Class,
+    per_min: u32,
+    /// The charge once made.
+    made: Mutex<Option<Decision>>,
+}
+
+impl fmt::Debug for Charge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Charge")
+            .field("class", &self.class)
+            .field("per_min", &self.per_min)
+            .field("made", &self.made)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Charge {
+    fn take(&self) -> Result<(), Problem> {
+        let mut made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
+        let decision = *made.get_or_insert_with(|| self.check());
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(decision.problem())
+        }
+    }
+
+    /// Settles the charge once the handler answered `status`: what the rate-limit headers
+    /// report, and whether the answer must become a 429. A 403 costs nothing (a charge made
+    /// before a later scope check refused is given back); a request that never reached a
+    /// scope check is charged now, and refused if that fails.
+    fn settle(&self, status: StatusCode) -> (Decision, bool) {
+        let made = *self.made.lock().unwrap_or_else(PoisonError::into_inner);
+        let limiter = self.state.limiter();
+        let peek = || limiter.peek_token(&self.org_id, &self.token_id, self.class, self.per_min);
+        match made {
+            Some(d) if d.allowed && status == StatusCode::FORBIDDEN => {
+                limiter.refund_token(&self.org_id, &self.token_id, self.class);
+                (peek(), false)
+            }
+            Some(d) => (d, false),
+            None if status == StatusCode::FORBIDDEN => (peek(), false),
+            None => {
+                let d = self.check();
+                (d, !d.allowed)
+            }
+        }
+    }
+
+    fn check(&self) -> Decision {
+        self.state
+            .limiter()
+            .check_token(&self.org_id, &self.token_id, self.class, self.per_min)
+    }
+}
+
+/// Rate-limits unauthenticated routes (version, OpenAPI, unknown paths) per client address.
 pub async fn anonymous(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let decision = charge_anonymous(&state, &req, Class::of(req.method()));
+    per_client(&state, req, next, "public").await
+}
+
+/// Rate-limits `/health` per client address, in a bucket nothing else draws on.
+pub async fn health(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    per_client(&state, req, next, "health").await
+}
+
+async fn per_client(state: &AppState, req: Request, next: Next, purpose: &str) -> Response {
+    let class = Class::of(req.method());
+    let bucket = client_bucket(state, &req, purpose);
+    let decision = state.limiter().check(&bucket, class, default_limit(class));
     let mut resp = if decision.allowed {
         next.run(req).await
     } else {
@@ -111,26 +217,26 @@ pub(super) fn default_limit(class: Class) -> u32 {
     }
 }
 
-fn charge_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
-    state
-        .limiter()
-        .check(&anonymous_key(req), class, default_limit(class))
-}
-
-/// The anonymous bucket's state without charging it (for the rate-limit headers).
-fn peek_anonymous(state: &AppState, req: &Request, class: Class) -> Decision {
-    state
-        .limiter()
-        .peek(&anonymous_key(req), class, default_limit(class))
-}
-
-fn anonymous_key(req: &Request) -> String {
-    let addr = req
+/// The name of the client's bucket for `purpose`: its address (IPv6 by /64), or behind a
+/// trusted proxy the address the proxy forwarded (see [`super::ratelimit::TrustedProxies`]).
+pub(super) fn client_bucket(state: &AppState, req: &Request, purpose: &str) -> String {
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    format!("addr:{addr}")
+        .map(|c| c.0.ip());
+    let client = match peer {
+        Some(peer) => {
+            // A value that is not text ends the walk like any other unreadable entry.
+            let forwarded = req
+                .headers()
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("?"));
+            client_key(state.settings().trusted_proxies.client(peer, forwarded))
+        }
+        None => "unknown".into(),
+    };
+    format!("{purpose}-addr:{client}")
 }
 
 pub(super) async fn wait_caught_up(state: &AppState) -> bool {
@@ -175,7 +281,15 @@ pub(super) fn presented_secret_hash(
     Ok(secret::hash(token))
 }
 
-fn resolve(state: &AppState, req: &Request) -> Result<Principal, Problem> {
+/// Who a valid bearer token is.
+struct Caller {
+    token_id: String,
+    org_id: String,
+    description: String,
+    scopes: Scopes,
+}
+
+fn resolve(state: &AppState, req: &Request) -> Result<Caller, Problem> {
     let hash = presented_secret_hash(req, "bearer token", "token")?;
     let models = state.models().load();
     let found = models
@@ -191,7 +305,7 @@ fn resolve(state: &AppState, req: &Request) -> Result<Principal, Problem> {
         return Err(Problem::unauthorized("the bearer token has expired"));
     }
     let scopes = Scopes::parse(&found.scopes).map_err(Problem::internal)?;
-    Ok(Principal {
+    Ok(Caller {
         token_id: found.id.clone(),
         org_id: found.org_id.clone(),
         description: found.description.clone(),

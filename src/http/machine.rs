@@ -2,10 +2,10 @@
 //!
 //! - `POST /machine/register` needs no bearer: the pre-auth key in the body is the credential.
 //!   It answers the device and its node credential (`qzn_…`, shown once, stored as SHA-256).
-//!   Its rate limit is the key's organization's write quota; requests with unknown keys are
-//!   charged to the client's address (a bucket of their own, so a misconfigured fleet retrying
-//!   with a dead key does not lock the address out of the rest of the API), so key guessing is
-//!   throttled.
+//!   A registration whose key would admit a device is charged to the organization's
+//!   registrations budget (by plan, apart from the API's writes); any other is charged to the
+//!   client's address (a bucket of its own, so a misconfigured fleet retrying with a dead key
+//!   does not lock the address out of the rest of the API), so key guessing is throttled.
 //! - `POST /machine/heartbeat` and `GET /machine/netmap` need the node credential, run
 //!   [`node_auth`] and are limited per device. Node credentials work nowhere else, and API
 //!   tokens do not work here. Heartbeats are not events (see [`crate::heartbeats`]).
@@ -14,11 +14,9 @@
 //! the decision also expects the organization's address allocator and the key's stream
 //! unchanged, so a single-use key admits one device even against other writers.
 
-use std::net::SocketAddr;
-
 use axum::Extension;
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use events::{Actor, ActorKind};
@@ -29,15 +27,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{default_limit, presented_secret_hash, wait_caught_up};
+use super::auth::{client_bucket, default_limit, presented_secret_hash, wait_caught_up};
 use super::commit::problem;
 use super::devices::{DeviceView, Peer, current_view};
 use super::extract::{Json, Object};
 use super::problem::{Problem, ProblemBody};
 use super::ratelimit::Class;
 use super::request_id::RequestId;
+use crate::bootstrap::register_per_min;
 use crate::domain::devices::{
-    self, Hostname, KeyRefusal, Register, RegisterRefusal, check_text, credential_valid,
+    self, Hostname, KeyRefusal, Register, RegisterRefusal, check_key, check_text, credential_valid,
 };
 use crate::domain::public_key::PublicKey;
 use crate::domain::secret;
@@ -124,8 +123,11 @@ struct KeyOnly {
     auth_key: String,
 }
 
-/// Charges a registration to its key's organization (or, for an unknown key, to the client's
-/// address) before the handler runs. The body is buffered, read and handed on.
+/// Charges a registration whose key would admit a device to its organization's registrations
+/// budget; anything else (an unknown, revoked, expired or used-up key, a body without one) to
+/// the client's address. The budget is apart from the API's writes, so neither a fleet rollout
+/// nor a key that leaked after its revocation (the seed's onboarding pattern puts it in every
+/// server's user-data) can starve the admins. The body is buffered, read and handed on.
 async fn register_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let class = Class::of(req.method());
     if !wait_caught_up(&state).await {
@@ -142,27 +144,27 @@ async fn register_limit(State(state): State<AppState>, req: Request, next: Next)
             .into_response();
         }
     };
-    let org = serde_json::from_slice::<KeyOnly>(&bytes)
+    let now = events::now_micros();
+    let budget = serde_json::from_slice::<KeyOnly>(&bytes)
         .ok()
         .filter(|k| k.auth_key.len() <= 256)
         .and_then(|k| {
             let hash = secret::hash(&k.auth_key);
             let models = state.models().load();
-            models
+            let key = models
                 .state
                 .keys
                 .by_secret_hash(&hash)
-                .and_then(|key| models.state.orgs.get(&key.org_id))
-                .map(|org| (org.id.clone(), org.write_per_min, org.read_per_min))
+                .filter(|key| secret::equal(&key.secret_hash, &hash))?;
+            check_key(key, now).ok()?;
+            let org = models.state.orgs.get(&key.org_id)?;
+            Some((format!("register:{}", org.id), register_per_min(org)))
         });
     let req = Request::from_parts(parts, Body::from(bytes));
-    let decision = match org {
-        Some((org_id, write, read)) => {
-            let per_min = if class == Class::Write { write } else { read };
-            state.limiter().check(&org_id, class, per_min)
-        }
+    let decision = match budget {
+        Some((bucket, per_min)) => state.limiter().check(&bucket, class, per_min),
         None => state.limiter().check(
-            &client_bucket("register", &req),
+            &client_bucket(&state, &req, "register"),
             class,
             default_limit(class),
         ),
@@ -174,17 +176,6 @@ async fn register_limit(State(state): State<AppState>, req: Request, next: Next)
     };
     decision.apply_headers(resp.headers_mut());
     resp
-}
-
-/// The rate-limit bucket of the client's address for `purpose` (`register`, `node`): failures
-/// on the device API are throttled apart from the admin API's.
-fn client_bucket(purpose: &str, req: &Request) -> String {
-    let addr = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    format!("{purpose}-addr:{addr}")
 }
 
 fn key_problem(why: KeyRefusal) -> Problem {
@@ -336,7 +327,7 @@ pub async fn node_auth(State(state): State<AppState>, mut req: Request, next: Ne
     let node = match resolve_node(&state, &req) {
         Ok(n) => n,
         Err(problem) => {
-            let bucket = client_bucket("node", &req);
+            let bucket = client_bucket(&state, &req, "node");
             let decision = if req.headers().contains_key(AUTHORIZATION) {
                 state.limiter().check(&bucket, class, default_limit(class))
             } else {

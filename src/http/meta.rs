@@ -18,11 +18,16 @@ use super::problem::{PROBLEM_JSON, Problem};
 use super::request_id::RequestId;
 use crate::state::AppState;
 
+/// `/version` and `/openapi.json`.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(health))
         .routes(routes!(version))
         .routes(routes!(openapi_json))
+}
+
+/// `/health`, apart from the other public routes so that it can have a bucket of its own.
+pub fn health_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
 /// Serves the document at `/api/openapi.json` too (the seed page's canonical address).

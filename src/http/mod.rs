@@ -63,9 +63,12 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         state.clone(),
         auth::anonymous,
     ));
+    let health =
+        meta::health_routes().layer(middleware::from_fn_with_state(state.clone(), auth::health));
     // The device agent's routes bring their own authentication (pre-auth key, node credential).
     OpenApiRouter::with_openapi(openapi::base())
         .merge(protected)
         .merge(machine::routes(state))
         .merge(public)
+        .merge(health)
 }

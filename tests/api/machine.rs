@@ -595,8 +595,8 @@ async fn registrations_count_against_the_keys_organization() {
     assert!(resp.headers().contains_key("x-ratelimit-limit"));
     assert_eq!(
         resp.headers()["x-ratelimit-limit"],
-        "1000000",
-        "the organization's (lifted) write limit, not the anonymous one"
+        "1200",
+        "the organization's registrations budget (workforce), not the anonymous one"
     );
     let resp = register_raw(&app, &register_body("qzk_guess", "host")).await;
     assert_eq!(resp.headers()["x-ratelimit-limit"], "60");

@@ -83,6 +83,31 @@ async fn org_settings_limits_and_chain_verification_work_offline() {
     assert_eq!(v["device_idle_removal_days"], Value::Null);
     assert_eq!(v["ephemeral_offline_secs"], 600, "unchanged when not given");
 
+    // The devices' budget alone: the API limits stay (lifted to a million by the test setup).
+    let out = quickztna(&[
+        "org",
+        "set-limits",
+        "--org",
+        "acme",
+        "--register-per-min",
+        "5000",
+        "--data-dir",
+        &dir,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["register_per_min"], 5000);
+    assert_eq!(v["write_per_min"], 1_000_000, "unchanged when not given");
+    let out = quickztna(&["org", "list", "--data-dir", &dir]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["register_per_min"], 5000, "{list}");
+    let out = quickztna(&["org", "set-limits", "--org", "acme", "--data-dir", &dir]);
+    assert!(!out.status.success(), "at least one limit is needed");
+
     let out = quickztna(&[
         "org",
         "set-limits",

@@ -134,10 +134,23 @@ async fn every_route_in_the_source_is_documented() {
         .map(|p| format!("/api/v1{p}"))
         .collect();
     let aliases = ["/api/openapi.json"];
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
+    let mut files = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/http"
+    ))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
     let mut checked = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    for path in files {
         let source = std::fs::read_to_string(&path).unwrap();
         // Only the code before the unit tests declares the server's routes.
         let source = source.split("#[cfg(test)]").next().unwrap();

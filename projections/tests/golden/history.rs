@@ -37,6 +37,7 @@ pub fn events() -> Vec<Recorded> {
             org_id: "org_a".into(),
             read_per_min: 6_000,
             write_per_min: 600,
+            register_per_min: Some(2_000),
         },
     );
     log.push(

@@ -1,95 +1,23 @@
-//! Per-organization rate limits: a token bucket per (organization, read/write class).
-//!
-//! A bucket holds a full minute's quota (`per_min` tokens), starts full and refills continuously
-//! at `per_min / 60` tokens per second; a request costs one token. Holding a minute's quota also
-//! covers the documented burst of "up to 30 seconds at 2x sustained rate" (30 s × 2 × rate =
-//! `per_min`). Arithmetic is exact integers (token units of 1/60e9 and nanoseconds), so the
-//! limiter never admits more than `per_min + elapsed × per_min / 60` requests.
-//!
-//! Every response reports the bucket with `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
-//! `X-RateLimit-Reset` (unix seconds at which the bucket is full again); a refusal adds
-//! `Retry-After` (seconds until one token is back).
+//! [`RateLimiter`]: every bucket the server keeps, by key and class.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use dashmap::DashMap;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
-use super::problem::Problem;
+use super::bucket::{Bucket, Clock, UNIT, ceil_secs};
+use super::shares::{Req, Shares};
+use super::{Class, Decision};
 
-/// Units per token: a bucket refilling `per_min` tokens a minute gains exactly `per_min` units
-/// per nanosecond.
-const UNIT: u128 = 60_000_000_000;
-
-/// Header with the bucket's capacity (the per-minute limit).
-pub const X_RATELIMIT_LIMIT: &str = "x-ratelimit-limit";
-/// Header with the whole tokens left after this request.
-pub const X_RATELIMIT_REMAINING: &str = "x-ratelimit-remaining";
-/// Header with the unix time (seconds) at which the bucket is full again.
-pub const X_RATELIMIT_RESET: &str = "x-ratelimit-reset";
-
-/// Which quota a request draws on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Class {
-    /// GET, HEAD, OPTIONS.
-    Read,
-    /// Everything else (POST, PUT, PATCH, DELETE).
-    Write,
-}
-
-impl Class {
-    /// The class of a request method.
-    pub fn of(method: &Method) -> Class {
-        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-            Class::Read
-        } else {
-            Class::Write
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Class::Read => 0,
-            Class::Write => 1,
-        }
-    }
-}
-
-/// The outcome of one check, and what the rate-limit headers report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the request may proceed (a token was taken).
-    pub allowed: bool,
-    /// The per-minute limit (the bucket's capacity).
-    pub limit: u32,
-    /// Whole tokens left after this request.
-    pub remaining: u32,
-    /// Unix seconds at which the bucket will be full again.
-    pub reset: u64,
-    /// Seconds until a token is available (at least 1) when refused; 0 when allowed.
-    pub retry_after: u64,
-}
-
-/// Token buckets for every (organization, class) seen recently. Cheap to share (`Arc`) across
-/// requests; contention is per organization.
+/// Token buckets for every key (an organization's purpose, a client address, a device) seen
+/// recently, and the API tokens' shares of their organizations' quotas. Shared by every
+/// request; contention is per key and per organization.
 #[derive(Debug)]
 pub struct RateLimiter {
-    /// One slot per class, keyed by organization id (no allocation to look one up).
+    /// One slot per class, keyed by the bucket's name (no allocation to look one up).
     buckets: DashMap<String, [Option<Bucket>; 2]>,
-    /// A fixed instant and the wall-clock time it corresponds to, to turn instants into unix
-    /// times for `X-RateLimit-Reset`.
-    origin: Instant,
-    origin_unix: Duration,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    /// Capacity in tokens (the per-minute limit it was last checked with).
-    per_min: u32,
-    /// Tokens held, in units of 1/UNIT token.
-    units: u128,
-    /// When `units` was last brought up to date.
-    updated: Instant,
+    /// Organizations' API quotas, shared out among their tokens.
+    shares: Shares,
+    clock: Clock,
 }
 
 impl Default for RateLimiter {
@@ -103,11 +31,50 @@ impl RateLimiter {
     pub fn new() -> Self {
         RateLimiter {
             buckets: DashMap::new(),
-            origin: Instant::now(),
-            origin_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default(),
+            shares: Shares::default(),
+            clock: Clock::new(),
         }
+    }
+
+    /// Charges a request of API token `token` to its share of organization `org`'s `class`
+    /// quota of `per_min` a minute (see [`super::shares`]).
+    pub fn check_token(&self, org: &str, token: &str, class: Class, per_min: u32) -> Decision {
+        self.check_token_at(org, token, class, per_min, Instant::now())
+    }
+
+    /// [`RateLimiter::check_token`] at a given instant (for tests).
+    pub fn check_token_at(
+        &self,
+        org: &str,
+        token: &str,
+        class: Class,
+        per_min: u32,
+        now: Instant,
+    ) -> Decision {
+        let req = Req {
+            org,
+            token,
+            class,
+            per_min,
+        };
+        self.shares.check(req, &self.clock, now)
+    }
+
+    /// What [`RateLimiter::check_token`] would report, without charging or counting the token
+    /// as contending.
+    pub fn peek_token(&self, org: &str, token: &str, class: Class, per_min: u32) -> Decision {
+        let req = Req {
+            org,
+            token,
+            class,
+            per_min,
+        };
+        self.shares.peek(req, &self.clock, Instant::now())
+    }
+
+    /// Gives back one charge of [`RateLimiter::check_token`]: the request bought nothing.
+    pub fn refund_token(&self, org: &str, token: &str, class: Class) {
+        self.shares.refund(org, token, class);
     }
 
     /// Takes a token from `key`'s `class` bucket, limited to `per_min` requests a minute.
@@ -121,8 +88,7 @@ impl RateLimiter {
         match self.buckets.get_mut(key) {
             Some(mut slots) => {
                 let bucket = slots[class.index()].get_or_insert(Bucket::full(per_min, now));
-                bucket.refill(now);
-                bucket.resize(per_min);
+                bucket.update(per_min, now);
                 self.decision(bucket, true, now)
             }
             None => self.decision(&Bucket::full(per_min, now), true, now),
@@ -134,15 +100,11 @@ impl RateLimiter {
     pub fn check_at(&self, key: &str, class: Class, per_min: u32, now: Instant) -> Decision {
         let decide = |slot: &mut Option<Bucket>| {
             let bucket = slot.get_or_insert(Bucket::full(per_min, now));
-            bucket.refill(now);
-            bucket.resize(per_min);
-            let allowed = bucket.units >= UNIT;
-            if allowed {
-                bucket.units -= UNIT;
-            }
+            bucket.update(per_min, now);
+            let allowed = bucket.take();
             self.decision(bucket, allowed, now)
         };
-        // Fast path: the organization is known; only its shard is locked, without allocating.
+        // Fast path: the key is known; only its shard is locked, without allocating.
         if let Some(mut slots) = self.buckets.get_mut(key) {
             return decide(&mut slots[class.index()]);
         }
@@ -151,7 +113,7 @@ impl RateLimiter {
     }
 
     /// Forgets buckets that have refilled completely: a new bucket starts full, so this loses
-    /// nothing and bounds memory to the organizations active in the last minute or so.
+    /// nothing and bounds memory to the keys active in the last minute or so.
     pub fn sweep(&self) {
         self.sweep_at(Instant::now());
     }
@@ -166,39 +128,35 @@ impl RateLimiter {
             }
             slots.iter().any(Option::is_some)
         });
+        self.shares.sweep_at(now);
     }
 
-    /// How many (organization) entries are held.
+    /// How many keys and organizations are held.
     pub fn len(&self) -> usize {
-        self.buckets.len()
+        self.buckets.len() + self.shares.len()
     }
 
     /// Whether no bucket is held.
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        self.len() == 0
     }
 
     fn decision(&self, bucket: &Bucket, allowed: bool, now: Instant) -> Decision {
-        let rate = u128::from(bucket.per_min);
-        let capacity = rate * UNIT;
-        let now_unix_ns =
-            (self.origin_unix + now.saturating_duration_since(self.origin)).as_nanos();
-        let (reset, retry_after) = if rate == 0 {
+        let now_unix_ns = self.clock.unix_nanos(now);
+        let (reset, retry_after) = match bucket.nanos_until(bucket.capacity()) {
             // A zero limit never refills; report a minute, the period limits are expressed in.
-            let minute = 60_000_000_000;
-            (
-                ceil_secs(now_unix_ns + minute),
+            None => (
+                ceil_secs(now_unix_ns + 60_000_000_000),
                 if allowed { 0 } else { 60 },
-            )
-        } else {
-            let to_full = (capacity - bucket.units).div_ceil(rate);
-            let retry_after = if allowed {
-                0
-            } else {
-                let to_one = (UNIT - bucket.units).div_ceil(rate);
-                ceil_secs(to_one).max(1)
-            };
-            (ceil_secs(now_unix_ns + to_full), retry_after)
+            ),
+            Some(to_full) => {
+                let retry_after = if allowed {
+                    0
+                } else {
+                    ceil_secs(bucket.nanos_until(UNIT).unwrap_or(0)).max(1)
+                };
+                (ceil_secs(now_unix_ns + to_full), retry_after)
+            }
         };
         Decision {
             allowed,
@@ -210,110 +168,13 @@ impl RateLimiter {
     }
 }
 
-impl Bucket {
-    fn full(per_min: u32, now: Instant) -> Self {
-        Bucket {
-            per_min,
-            units: u128::from(per_min) * UNIT,
-            updated: now,
-        }
-    }
-
-    fn capacity(&self) -> u128 {
-        u128::from(self.per_min) * UNIT
-    }
-
-    /// Adds what `per_min` refills between the last update and `now`, up to capacity.
-    fn refill(&mut self, now: Instant) {
-        if now > self.updated {
-            let elapsed = now.duration_since(self.updated).as_nanos();
-            self.units = self
-                .units
-                .saturating_add(elapsed.saturating_mul(u128::from(self.per_min)))
-                .min(self.capacity());
-            self.updated = now;
-        }
-    }
-
-    /// Adopts a changed limit; the new refill rate applies from now on. A raised limit adds the
-    /// extra capacity as tokens (what was spent stays spent, so an organization whose limit was
-    /// just raised can continue at once); a lowered one drops tokens above the new capacity.
-    fn resize(&mut self, per_min: u32) {
-        if per_min > self.per_min {
-            self.units += u128::from(per_min - self.per_min) * UNIT;
-            self.per_min = per_min;
-        } else if per_min < self.per_min {
-            self.per_min = per_min;
-            self.units = self.units.min(self.capacity());
-        }
-    }
-
-    fn is_full_at(&self, now: Instant) -> bool {
-        let mut probe = *self;
-        probe.refill(now);
-        probe.units >= probe.capacity()
-    }
-}
-
-impl Decision {
-    /// Sets `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`, and `Retry-After`
-    /// when refused.
-    pub fn apply_headers(&self, headers: &mut HeaderMap) {
-        for (name, value) in self.headers() {
-            headers.insert(name, value);
-        }
-    }
-
-    /// The `429 rate_limited` problem for a refusal, carrying the rate-limit headers.
-    pub fn problem(&self) -> Problem {
-        self.headers().into_iter().fold(
-            Problem::rate_limited(self.retry_after.max(1)),
-            |p, (name, value)| p.with_header(name, value),
-        )
-    }
-
-    fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let mut headers = vec![
-            (
-                HeaderName::from_static(X_RATELIMIT_LIMIT),
-                HeaderValue::from(self.limit),
-            ),
-            (
-                HeaderName::from_static(X_RATELIMIT_REMAINING),
-                HeaderValue::from(self.remaining),
-            ),
-            (
-                HeaderName::from_static(X_RATELIMIT_RESET),
-                HeaderValue::from(self.reset),
-            ),
-        ];
-        if !self.allowed {
-            headers.push((header::RETRY_AFTER, HeaderValue::from(self.retry_after)));
-        }
-        headers
-    }
-}
-
-fn ceil_secs(nanos: u128) -> u64 {
-    u64::try_from(nanos.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::time::Duration;
 
     const SEC: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn methods_map_to_classes() {
-        assert_eq!(Class::of(&Method::GET), Class::Read);
-        assert_eq!(Class::of(&Method::HEAD), Class::Read);
-        assert_eq!(Class::of(&Method::OPTIONS), Class::Read);
-        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
-            assert_eq!(Class::of(&m), Class::Write);
-        }
-    }
 
     #[test]
     fn a_fresh_bucket_allows_a_full_minute_then_refuses() {
@@ -363,7 +224,7 @@ mod tests {
     fn reset_is_when_the_bucket_is_full_again() {
         let limiter = RateLimiter::new();
         let t0 = Instant::now();
-        let unix_ns = (limiter.origin_unix + t0.duration_since(limiter.origin)).as_nanos();
+        let unix_ns = limiter.clock.unix_nanos(t0);
         let full = limiter.check_at("org", Class::Read, 600, t0);
         // One token short of full refills in 0.1 s (600/min); reset rounds up to a second.
         assert_eq!(full.reset, ceil_secs(unix_ns + 100_000_000));
@@ -438,38 +299,6 @@ mod tests {
         assert_eq!(limiter.len(), 1, "idle refilled its one token in 0.1 s");
         limiter.sweep_at(t0 + 2 * SEC);
         assert!(limiter.is_empty());
-    }
-
-    #[test]
-    fn headers_report_the_decision() {
-        let mut headers = HeaderMap::new();
-        let allowed = Decision {
-            allowed: true,
-            limit: 600,
-            remaining: 587,
-            reset: 1_715_852_400,
-            retry_after: 0,
-        };
-        allowed.apply_headers(&mut headers);
-        assert_eq!(headers["x-ratelimit-limit"], "600");
-        assert_eq!(headers["x-ratelimit-remaining"], "587");
-        assert_eq!(headers["x-ratelimit-reset"], "1715852400");
-        assert!(!headers.contains_key(header::RETRY_AFTER));
-
-        let refused = Decision {
-            allowed: false,
-            remaining: 0,
-            retry_after: 3,
-            ..allowed
-        };
-        refused.apply_headers(&mut headers);
-        assert_eq!(headers[header::RETRY_AFTER], "3");
-        let problem = refused.problem();
-        assert_eq!(problem.status, http::StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(problem.code, "rate_limited");
-        let names: Vec<_> = problem.headers.iter().map(|(n, _)| n.as_str()).collect();
-        assert!(names.contains(&"x-ratelimit-limit") && names.contains(&"retry-after"));
-        assert_eq!(problem.headers.len(), 4);
     }
 
     proptest! {
