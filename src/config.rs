@@ -92,6 +92,31 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "QUICKZTNA_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// How long clients may take and how many connections they may hold (`state::ConnectionLimits`).
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Time a client has to send a request's headers, from its first byte (or from connecting);
+    /// past it the connection is closed.
+    #[arg(long, env = "QUICKZTNA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::domain::duration::parse)]
+    pub header_read_timeout: std::time::Duration,
+    /// Time a client has to send a request's body once its headers arrived; past it the
+    /// request is answered with 408.
+    #[arg(long, env = "QUICKZTNA_BODY_READ_TIMEOUT", default_value = "30s", value_parser = crate::domain::duration::parse)]
+    pub body_read_timeout: std::time::Duration,
+    /// Time a client has to read a response; past it the connection is closed.
+    #[arg(long, env = "QUICKZTNA_RESPONSE_WRITE_TIMEOUT", default_value = "30s", value_parser = crate::domain::duration::parse)]
+    pub response_write_timeout: std::time::Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    #[arg(long, env = "QUICKZTNA_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::domain::duration::parse)]
+    pub idle_timeout: std::time::Duration,
+    /// Connections served at once; past it new connections get 503 and are closed. Lowered at
+    /// start if the open-file limit cannot hold it.
+    #[arg(long, env = "QUICKZTNA_MAX_CONNECTIONS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Args)]

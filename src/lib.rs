@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: the command line (clap), every flag documented.
-//! - [`server`]: `run(listener, state, shutdown)` and the `serve` command.
+//! - [`server`]: `run(listener, state, shutdown)`, the `serve` command, and the connections:
+//!   their timeouts and cap.
 //! - [`state`]: [`state::AppState`], what every handler shares: the log, read models, settings.
 //! - [`bootstrap`]: creating organizations and owner tokens (`init`, first `serve`).
 //! - [`domain`]: pure decisions — command and read models in, a decision or a rejection out.

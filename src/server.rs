@@ -1,16 +1,24 @@
 //! The server: `run(listener, state, shutdown)` serves the API until `shutdown` resolves, then
-//! lets the workers finish their steps, snapshots the read models and closes the log. Tests call it on a port-0 listener.
+//! lets the workers finish their steps, snapshots the read models and closes the log. Tests call
+//! it on a port-0 listener.
+//!
+//! - [`accept`]: the accept loop, the connection cap, graceful draining.
+//! - [`conn`]: one connection served with hyper (HTTP/1.1).
+//! - [`watch`]: a connection's deadline (header read, idle, response write).
+
+pub mod accept;
+pub mod conn;
+pub mod watch;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use events::Actor;
 use events::event::Plan;
 use tokio::net::TcpListener;
 
 use crate::bootstrap;
-use crate::config::ServeArgs;
-use crate::state::{AppState, Settings};
+use crate::config::{ConnectionArgs, ServeArgs};
+use crate::state::{AppState, ConnectionLimits, Settings};
 use crate::workers::Workers;
 use crate::workers::housekeeping::{HeartbeatFlush, LimiterSweep};
 use crate::workers::sweeper::Sweeper;
@@ -31,16 +39,19 @@ where
     workers.spawn(HeartbeatFlush {
         every: state.settings().heartbeat_flush_every,
     });
-    let served = axum::serve(
+    let refuse = crate::http::over_capacity();
+    accept::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        refuse,
+        state.settings().connections,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await;
     // Workers finish the step they are in (their appends need the log open).
     workers.shutdown().await;
     state.shutdown().await;
-    served
+    Ok(())
 }
 
 /// `quickztna serve`.
@@ -49,6 +60,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     settings.chain_key_file = args.data.chain_key_file.clone();
     settings.checkpoint_key_file = args.data.checkpoint_key_file.clone();
     settings.body_limit = args.body_limit;
+    settings.connections = connection_limits(&args.connections);
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {
         let created = bootstrap::create_org(
@@ -75,6 +87,49 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     run(listener, state, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// File descriptors kept beside the connections: the log, snapshots, refused connections.
+const RESERVED_FILES: u64 = 1024;
+
+/// Raises this process's soft open-file limit to its hard limit (each connection holds one);
+/// returns the limit now in force.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+/// The limits from the command line, with the connection cap lowered to what the open-file
+/// limit can hold.
+fn connection_limits(args: &ConnectionArgs) -> ConnectionLimits {
+    let mut limits = ConnectionLimits {
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
+        response_write_timeout: args.response_write_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+    };
+    match raise_open_file_limit() {
+        Ok(files) => {
+            let room = if files > 2 * RESERVED_FILES {
+                files - RESERVED_FILES
+            } else {
+                files / 2
+            };
+            if u64::from(limits.max_connections) > room {
+                let lowered = u32::try_from(room).unwrap_or(u32::MAX).max(1);
+                tracing::warn!(
+                    open_file_limit = files,
+                    requested = limits.max_connections,
+                    max_connections = lowered,
+                    "the open-file limit cannot hold the connection cap; lowering the cap \
+                     (raise the hard limit, e.g. LimitNOFILE= in the systemd unit)"
+                );
+                limits.max_connections = lowered;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    limits
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -17,6 +17,7 @@ mod openapi;
 mod pagination;
 mod ratelimit;
 mod request_id;
+mod slow_clients;
 mod tenancy;
 mod tenancy_walk;
 mod tokens;
