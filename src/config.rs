@@ -34,6 +34,14 @@ pub struct ClientArgs {
     /// API token (`qz_…`).
     #[arg(long, global = true, env = "QUICKZTNA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of CA certificates to trust besides the system's, for a server whose
+    /// certificate a private CA signed (saved by `quickztna login`).
+    #[arg(long, global = true, env = "QUICKZTNA_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Send the token, or the agent's keys, over plain http:// to a host other than this
+    /// machine. It does not turn off certificate checks on https://.
+    #[arg(long, global = true)]
+    pub insecure: bool,
 }
 
 /// Where the data lives (offline commands and the server).
@@ -92,6 +100,13 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "QUICKZTNA_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. SIGHUP
+    /// reloads both files.
+    #[arg(long, env = "QUICKZTNA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "QUICKZTNA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub connections: ConnectionArgs,
 }

@@ -5,17 +5,22 @@
 //! - [`accept`]: the accept loop, the connection cap, graceful draining.
 //! - [`conn`]: one connection served with hyper (HTTP/1.1).
 //! - [`watch`]: a connection's deadline (header read, idle, response write).
+//! - [`tls`]: the certificate and key, reloaded on SIGHUP.
 
 pub mod accept;
 pub mod conn;
+pub mod tls;
 pub mod watch;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use events::Actor;
 use events::event::Plan;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
+use self::tls::Tls;
 use crate::bootstrap;
 use crate::config::{ConnectionArgs, ServeArgs};
 use crate::state::{AppState, ConnectionLimits, Settings};
@@ -23,8 +28,21 @@ use crate::workers::Workers;
 use crate::workers::housekeeping::{HeartbeatFlush, LimiterSweep};
 use crate::workers::sweeper::Sweeper;
 
-/// Serves `state` on `listener` until `shutdown` completes.
+/// Serves `state` on `listener` (plain HTTP) until `shutdown` completes.
 pub async fn run<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    run_with(listener, state, None, shutdown).await
+}
+
+/// Like [`run`], through TLS when `tls` is given.
+pub async fn run_with<F>(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<TlsAcceptor>,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -44,6 +62,7 @@ where
         listener,
         app,
         refuse,
+        tls,
         state.settings().connections,
         shutdown,
     )
@@ -56,6 +75,12 @@ where
 
 /// `quickztna serve`.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
+    // A certificate that does not load stops the server before it touches the data dir.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key).map_err(|e| e.to_string())?)),
+        _ => None,
+    };
+    reload_on_sighup(tls.clone())?;
     let mut settings = Settings::new(&args.data.data_dir);
     settings.chain_key_file = args.data.chain_key_file.clone();
     settings.checkpoint_key_file = args.data.checkpoint_key_file.clone();
@@ -80,13 +105,48 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(
         address = %args.listen,
+        tls = tls.is_some(),
         data_dir = %args.data.data_dir.display(),
         head = state.log().head(),
         "quickztna serving"
     );
-    run(listener, state, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    run_with(
+        listener,
+        state,
+        tls.map(|t| t.acceptor()),
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// On SIGHUP, reads the certificate and key again (after a renewal); a failed reload is logged
+/// and the certificate in use stays. Without TLS there is nothing to reload, and SIGHUP (a
+/// service manager's "reload") does not stop the server either.
+fn reload_on_sighup(tls: Option<Arc<Tls>>) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups =
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let Some(tls) = tls.clone() else {
+                tracing::info!("SIGHUP: nothing to reload without --tls-cert");
+                continue;
+            };
+            match tokio::task::spawn_blocking(move || tls.reload().map(|()| tls)).await {
+                Ok(Ok(tls)) => tracing::info!(
+                    cert = %tls.cert_file().display(),
+                    "reloaded the TLS certificate"
+                ),
+                Ok(Err(e)) => tracing::error!(
+                    error = %e,
+                    "could not reload the TLS certificate; still serving the previous one"
+                ),
+                Err(e) => tracing::error!(error = %e, "the TLS reload task failed"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// File descriptors kept beside the connections: the log, snapshots, refused connections.

@@ -1,5 +1,6 @@
 //! The accept loop: admits connections up to the cap, answers the ones past it with a `503`,
-//! serves each in its own task, and at shutdown stops accepting and drains.
+//! serves each in its own task (after its TLS handshake, when TLS is on), and at shutdown stops
+//! accepting and drains.
 //!
 //! At the cap a new connection is accepted, answered `503` with `Retry-After` and closed, rather
 //! than left in the kernel's backlog: a client learns at once that it should come back, and the
@@ -19,6 +20,7 @@ use hyper::body::Incoming;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use super::conn;
 use crate::state::ConnectionLimits;
@@ -29,13 +31,14 @@ const REFUSING_AT_ONCE: u32 = 256;
 /// How often "at the connection limit" may be logged.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// Serves `app` on `listener` until `shutdown` resolves, then waits for every connection to
-/// finish (idle ones close at once, requests in progress complete). `refuse` answers the
-/// connections past `limits.max_connections`.
+/// Serves `app` on `listener` (through `tls` if given) until `shutdown` resolves, then waits for
+/// every connection to finish (idle ones close at once, requests in progress complete).
+/// `refuse` answers the connections past `limits.max_connections`.
 pub async fn serve<S, B, F>(
     listener: TcpListener,
     app: S,
     refuse: S,
+    tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
     shutdown: F,
 ) where
@@ -68,9 +71,9 @@ pub async fn serve<S, B, F>(
         // Answers are written whole; Nagle would only delay the last segment.
         let _ = stream.set_nodelay(true);
         if let Ok(slot) = slots.clone().try_acquire_owned() {
-            let (app, stopping) = (app.clone(), stopping.clone());
+            let (app, tls, stopping) = (app.clone(), tls.clone(), stopping.clone());
             tokio::spawn(async move {
-                serve_one(stream, peer, app, limits, true, stopping).await;
+                serve_one(stream, peer, tls, app, limits, true, stopping).await;
                 drop(slot);
             });
         } else if let Ok(slot) = refusals.clone().try_acquire_owned() {
@@ -81,9 +84,9 @@ pub async fn serve<S, B, F>(
                 );
                 warned = Some(Instant::now());
             }
-            let (refuse, stopping) = (refuse.clone(), stopping.clone());
+            let (refuse, tls, stopping) = (refuse.clone(), tls.clone(), stopping.clone());
             tokio::spawn(async move {
-                serve_one(stream, peer, refuse, limits, false, stopping).await;
+                serve_one(stream, peer, tls, refuse, limits, false, stopping).await;
                 drop(slot);
             });
         }
@@ -96,9 +99,11 @@ pub async fn serve<S, B, F>(
     let _ = refusals.acquire_many(REFUSING_AT_ONCE).await;
 }
 
+/// Serves one connection, after its TLS handshake (given the header read timeout) if `tls`.
 async fn serve_one<S, B>(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
     app: S,
     limits: ConnectionLimits,
     keep_alive: bool,
@@ -113,7 +118,14 @@ async fn serve_one<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    conn::serve(stream, peer, app, limits, keep_alive, stopping).await;
+    let Some(tls) = tls else {
+        return conn::serve(stream, peer, app, limits, keep_alive, stopping).await;
+    };
+    match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => conn::serve(stream, peer, app, limits, keep_alive, stopping).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
 }
 
 /// A failed accept: a connection that died in the backlog is nobody's concern; anything else

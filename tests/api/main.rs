@@ -20,4 +20,5 @@ mod request_id;
 mod slow_clients;
 mod tenancy;
 mod tenancy_walk;
+mod tls;
 mod tokens;
