@@ -43,6 +43,14 @@ pub struct ClientArgs {
     /// API token (`qz_…`).
     #[arg(long, global = true, env = "QUICKZTNA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of CA certificates to trust besides the system's, for a server whose
+    /// certificate a private CA signed (saved by `quickztna login`).
+    #[arg(long, global = true, env = "QUICKZTNA_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Send the token, or the agent's keys, over plain http:// to a host other than this
+    /// machine. It does not turn off certificate checks on https://.
+    #[arg(long, global = true)]
+    pub insecure: bool,
 }
 
 /// Where the data lives (offline commands and the server).
@@ -111,4 +119,36 @@ pub struct ServeArgs {
         value_parser = crate::http::ratelimit::parse_trusted_proxy
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. SIGHUP
+    /// reloads both files.
+    #[arg(long, env = "QUICKZTNA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "QUICKZTNA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// How long clients may take and how many connections they may hold (`state::ConnectionLimits`).
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Time a client has to send a request's headers, from its first byte (or from connecting);
+    /// past it the connection is closed.
+    #[arg(long, env = "QUICKZTNA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::domain::duration::parse)]
+    pub header_read_timeout: std::time::Duration,
+    /// Time a client has to send a request's body once its headers arrived; past it the
+    /// request is answered with 408.
+    #[arg(long, env = "QUICKZTNA_BODY_READ_TIMEOUT", default_value = "30s", value_parser = crate::domain::duration::parse)]
+    pub body_read_timeout: std::time::Duration,
+    /// Time a client has to read a response; past it the connection is closed.
+    #[arg(long, env = "QUICKZTNA_RESPONSE_WRITE_TIMEOUT", default_value = "30s", value_parser = crate::domain::duration::parse)]
+    pub response_write_timeout: std::time::Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    #[arg(long, env = "QUICKZTNA_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::domain::duration::parse)]
+    pub idle_timeout: std::time::Duration,
+    /// Connections served at once; past it new connections get 503 and are closed. Lowered at
+    /// start if the open-file limit cannot hold it.
+    #[arg(long, env = "QUICKZTNA_MAX_CONNECTIONS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`config`]: the command line's top level (clap) and the server's settings; each
 //!   subcommand's flags are defined next to the code that runs it.
-//! - [`server`]: `run(listener, state, shutdown)` and the `serve` command.
+//! - [`server`]: `run(listener, state, shutdown)`, the `serve` command, and the connections:
+//!   their timeouts and cap.
 //! - [`state`]: [`state::AppState`], what every handler shares: the log, read models, settings.
 //! - [`bootstrap`]: creating organizations and owner tokens (`init`, first `serve`).
 //! - [`domain`]: pure decisions — command and read models in, a decision or a rejection out.

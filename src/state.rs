@@ -36,6 +36,41 @@ pub struct Settings {
     pub heartbeat_flush_every: Duration,
     /// Reverse proxies whose `X-Forwarded-For` names the client (none by default).
     pub trusted_proxies: TrustedProxies,
+    /// How long clients may take, and how many connections they may hold.
+    pub connections: ConnectionLimits,
+}
+
+/// What keeps slow, idle or numerous clients from holding the server's connections (and file
+/// descriptors). Enforced per connection by `server::conn`, except the body deadline, which the
+/// HTTP layer answers with a `408` problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From a request's first byte (or a new connection's accept, or its TLS handshake start)
+    /// to the end of its headers; the connection is closed past it.
+    pub header_read_timeout: Duration,
+    /// From the end of a request's headers to the end of its body; answered with `408`.
+    pub body_read_timeout: Duration,
+    /// From a response being ready to its last byte being handed to the socket; the connection
+    /// is closed past it (a client that stops reading).
+    pub response_write_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections served at once; past it a new connection gets a `503` and is closed.
+    pub max_connections: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            response_write_timeout: Duration::from_secs(30),
+            // Longer than the agent's 30 s heartbeat, so a device keeps one connection.
+            idle_timeout: Duration::from_secs(60),
+            // Two per device of a 10,000-device fleet that keeps its connections alive.
+            max_connections: 20_000,
+        }
+    }
 }
 
 impl Settings {
@@ -52,6 +87,7 @@ impl Settings {
             retention_every: Duration::from_secs(3600),
             heartbeat_flush_every: Duration::from_secs(5),
             trusted_proxies: TrustedProxies::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }

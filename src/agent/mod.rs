@@ -15,7 +15,8 @@
 //!    with backoff.
 //! 5. SIGINT or SIGTERM stops it with exit code 0.
 //!
-//! Status lines go to stderr.
+//! Status lines go to stderr. Over plain `http://` to another machine it refuses to start,
+//! unless `--insecure` ([`Connect`]): every call carries a secret.
 //!
 //! [`host`] reads what the agent reports about its machine (hostname, OS, posture signals);
 //! `state` keeps the agent's identity and credential between runs.
@@ -36,6 +37,7 @@ use self::host::{Posture, machine_hostname, os_version};
 pub use self::state::{AgentState, default_state_file};
 use self::state::{key_fingerprint, load_state, save_state};
 use crate::cli::CliError;
+use crate::cli::connect::Connect;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -71,13 +73,13 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Runs the agent until SIGINT/SIGTERM (exit 0) or a fatal problem (exit non-zero).
-pub async fn run(server: &str, args: UpArgs) -> Result<(), CliError> {
+pub async fn run(server: &str, connect: &Connect, args: UpArgs) -> Result<(), CliError> {
     // Install the handlers first, so a signal during registration is a clean stop too.
     let mut sigterm = signal(SignalKind::terminate())
         .map_err(|e| CliError::new(format!("cannot watch SIGTERM: {e}")))?;
     let mut sigint = signal(SignalKind::interrupt())
         .map_err(|e| CliError::new(format!("cannot watch SIGINT: {e}")))?;
-    let agent = Agent::new(server, args)?;
+    let agent = Agent::new(server, connect, args)?;
     tokio::select! {
         result = agent.run() => result,
         _ = sigterm.recv() => {
@@ -153,7 +155,9 @@ struct Agent {
 }
 
 impl Agent {
-    fn new(server: &str, args: UpArgs) -> Result<Agent, CliError> {
+    fn new(server: &str, connect: &Connect, args: UpArgs) -> Result<Agent, CliError> {
+        // Every call carries a secret: the pre-auth key, then the node credential.
+        connect.check(server, "the pre-auth key and node credential")?;
         let state_path = match args.state_file {
             Some(p) => p,
             None => default_state_file().ok_or_else(|| {
@@ -168,11 +172,10 @@ impl Agent {
             // Fails here, before any key is used, if the path is not writable.
             save_state(&state_path, &state)?;
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("quickztna-agent/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| CliError::new(format!("cannot build the HTTP client: {e}")))?;
+        let http = connect.http_client(
+            concat!("quickztna-agent/", env!("CARGO_PKG_VERSION")),
+            Duration::from_secs(30),
+        )?;
         Ok(Agent {
             server: server.trim_end_matches('/').to_owned(),
             http,

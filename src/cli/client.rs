@@ -3,7 +3,8 @@
 //! The server and token come from `--server`/`--token`, else `QUICKZTNA_SERVER`/
 //! `QUICKZTNA_TOKEN`, else the file `quickztna login` wrote, else `http://127.0.0.1:8080`.
 //! A 429 or 503 is retried after the server's `Retry-After`; any other problem is printed as its
-//! title and detail.
+//! title and detail. A token is never sent over plain `http://` to another machine unless
+//! `--insecure` ([`Connect`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::CliError;
+use super::connect::Connect;
 use crate::config::ClientArgs;
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -23,6 +25,9 @@ const MAX_RETRIES: u32 = 8;
 pub struct SavedLogin {
     pub server: Option<String>,
     pub token: Option<String>,
+    /// The `--ca-cert` given to `login`, if any.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `$XDG_CONFIG_HOME/quickztna/login.json`, or `~/.config/quickztna/login.json`.
@@ -41,9 +46,11 @@ fn read_login() -> SavedLogin {
         .unwrap_or_default()
 }
 
-/// `quickztna login`: checks the token against the server, then saves both (mode 0600).
-pub async fn login(server: &str, token: &str) -> Result<(), CliError> {
-    let client = Client::new(server.to_owned(), Some(token.to_owned()))?;
+/// `quickztna login`: checks the token against the server, then saves both, and the CA file
+/// if given (mode 0600).
+pub async fn login(server: &str, token: &str, connect: Connect) -> Result<(), CliError> {
+    let ca_cert = connect.ca_cert.clone();
+    let client = Client::new(server.to_owned(), Some(token.to_owned()), connect)?;
     client
         .get("/api/v1/tokens?limit=1")
         .await
@@ -57,6 +64,7 @@ pub async fn login(server: &str, token: &str) -> Result<(), CliError> {
     let body = serde_json::to_vec_pretty(&SavedLogin {
         server: Some(server.to_owned()),
         token: Some(token.to_owned()),
+        ca_cert,
     })
     .map_err(|e| CliError::new(e.to_string()))?;
     events::durable::replace(&path, &[&body])
@@ -71,23 +79,28 @@ pub struct Client {
     server: String,
     token: Option<String>,
     http: reqwest::Client,
+    connect: Connect,
 }
 
 impl Client {
-    pub fn new(server: String, token: Option<String>) -> Result<Client, CliError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("quickztna-cli/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| CliError::new(format!("cannot build the HTTP client: {e}")))?;
+    pub fn new(
+        server: String,
+        token: Option<String>,
+        connect: Connect,
+    ) -> Result<Client, CliError> {
+        let http = connect.http_client(
+            concat!("quickztna-cli/", env!("CARGO_PKG_VERSION")),
+            Duration::from_secs(60),
+        )?;
         Ok(Client {
             server: server.trim_end_matches('/').to_owned(),
             token,
             http,
+            connect,
         })
     }
 
-    /// Resolves the server and token from flags, environment and the login file.
+    /// Resolves the server, token and CA file from flags, environment and the login file.
     pub fn resolve(args: &ClientArgs) -> Result<Client, CliError> {
         let saved = read_login();
         let server = args
@@ -96,11 +109,20 @@ impl Client {
             .or(saved.server)
             .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
         let token = args.token.clone().or(saved.token);
-        Client::new(server, token)
+        let connect = Connect {
+            ca_cert: args.ca_cert.clone().or(saved.ca_cert),
+            insecure: args.insecure,
+        };
+        Client::new(server, token, connect)
     }
 
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// How this client reaches the server (the agent reuses it).
+    pub fn connect(&self) -> &Connect {
+        &self.connect
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, CliError> {
@@ -123,6 +145,9 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, CliError> {
+        if self.token.is_some() {
+            self.connect.check(&self.server, "the API token")?;
+        }
         let url = format!("{}{}", self.server, path);
         let mut attempt = 0;
         loop {

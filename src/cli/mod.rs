@@ -2,12 +2,15 @@
 //!
 //! # Layout
 //! - [`client`]: server and token resolution, requests, problems, `Retry-After`.
+//! - [`connect`]: the HTTP client's trust (`--ca-cert`) and the refusal to send secrets over
+//!   plain HTTP to another machine (`--insecure`).
 //! - [`output`]: tables on a terminal, JSON with `--json`.
 //! - [`tokens`]: `tokens create|list|revoke`.
 //! - [`devices`]: `devices list|get|remove|expire-key|tag`.
 //! - [`keys`]: `keys create|list|revoke` (pre-auth keys).
 
 pub mod client;
+pub mod connect;
 pub mod devices;
 pub mod keys;
 pub mod output;
@@ -82,7 +85,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
                     "usage: quickztna login --server URL --token TOKEN",
                 ));
             };
-            client::login(server, token).await
+            let connect = connect::Connect {
+                ca_cert: client_args.ca_cert.clone(),
+                insecure: client_args.insecure,
+            };
+            client::login(server, token, connect).await
         }
         Command::Tokens(cmd) => {
             let client = client::Client::resolve(&client_args)?;
@@ -98,7 +105,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Up(args) => {
             let client = client::Client::resolve(&client_args)?;
-            crate::agent::run(client.server(), args).await
+            crate::agent::run(client.server(), client.connect(), args).await
         }
     }
 }

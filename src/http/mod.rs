@@ -1,10 +1,12 @@
 //! The HTTP API: one router per resource, merged under `/api/v1`, inside the request frame.
 //!
 //! Layers, outermost first: request context (request id, tracing span, problem rendering) →
-//! body limit → authentication and rate limits (for `/api/v1` resources) → the handler.
+//! body deadline → body limit → authentication and rate limits (for `/api/v1` resources) → the
+//! handler.
 
 pub mod auth;
 pub mod commit;
+pub mod deadline;
 pub mod device_list;
 pub mod devices;
 pub mod event_view;
@@ -45,9 +47,28 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", router)
         .merge(outside)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            deadline::body_deadline,
+        ))
         .layer(middleware::from_fn(request_id::request_context))
         .with_state(state)
 }
+
+/// What a connection past the server's cap gets, whatever it asks: `503` with `Retry-After`.
+pub fn over_capacity() -> Router {
+    Router::new()
+        .fallback(|| async {
+            problem::Problem::unavailable(
+                "the server is at its connection limit; retry shortly",
+                OVER_CAPACITY_RETRY_SECS,
+            )
+        })
+        .layer(middleware::from_fn(request_id::request_context))
+}
+
+/// When a client refused at the connection cap should come back.
+const OVER_CAPACITY_RETRY_SECS: u64 = 5;
 
 /// Every `/api/v1` route, with its OpenAPI description.
 pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {

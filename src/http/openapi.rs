@@ -120,6 +120,10 @@ fn decorate(op: &mut Operation) {
         problems.push(("404", "No such resource in this organization"));
     }
     if mutating_body {
+        problems.push((
+            "408",
+            "The body did not arrive within the body read timeout",
+        ));
         problems.push(("409", "Conflicts with the resource's current state"));
         problems.push(("413", "Request body too large"));
         problems.push(("415", "Content-Type must be application/json"));

@@ -394,7 +394,10 @@ async fn a_removed_devices_credential_must_reauthenticate() {
         "reauthentication_required",
     )
     .await;
-    assert_eq!(problem["detail"], "the device was removed", "says why, once");
+    assert_eq!(
+        problem["detail"], "the device was removed",
+        "says why, once"
+    );
     assert_problem(
         netmap(&app, credential).await,
         401,
