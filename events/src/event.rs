@@ -2,8 +2,9 @@
 //!
 //! Each event is named in the past tense, has a stable `type` string and a schema version, and
 //! carries the data its readers need. Payload structs are persisted with postcard: never reorder
-//! or remove their fields; add a new schema version (a new struct) and an upcast in
-//! [`decode_legacy`] instead. Every `(type, version)` has a golden fixture in `tests/fixtures`.
+//! or remove their fields; add a new schema version instead: freeze the old struct in
+//! [`crate::legacy`] with a pure upcast to the current one. Every `(type, version)`, old ones
+//! included, has a golden fixture in `tests/fixtures`.
 
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +77,11 @@ pub struct TokenCreated {
     pub secret_hash: [u8; 32],
     pub scopes: Vec<String>,
     pub description: String,
-    /// Microseconds since the epoch.
+    /// Microseconds since the epoch; never after the parent's.
     pub expires_at: i64,
+    /// The token that issued it, whose revocation revokes it too (`None`: issued at the
+    /// console; a version 1 record does not say).
+    pub parent_token_id: Option<String>,
 }
 
 /// `token.revoked`: an API token stopped working.
@@ -229,7 +233,7 @@ catalogue! {
     OrgCreated(OrgCreated) = "org.created" v 1,
     OrgLimitsSet(OrgLimitsSet) = "org.limits_set" v 1,
     OrgSettingsChanged(OrgSettingsChanged) = "org.settings_changed" v 1,
-    TokenCreated(TokenCreated) = "token.created" v 1,
+    TokenCreated(TokenCreated) = "token.created" v 2,
     TokenRevoked(TokenRevoked) = "token.revoked" v 1,
     KeyCreated(KeyCreated) = "key.created" v 1,
     KeyUsed(KeyUsed) = "key.used" v 1,
@@ -243,13 +247,10 @@ catalogue! {
     DeviceRemoved(DeviceRemoved) = "device.removed" v 1,
 }
 
-/// Older schema versions decode through frozen structs and pure upcasts here. There are none
-/// yet: every type is at version 1.
-fn decode_legacy(event_type: &str, version: u16, _bytes: &[u8]) -> Result<Event, Error> {
-    Err(Error::UnknownEvent {
-        event_type: event_type.to_owned(),
-        version,
-    })
+/// Older schema versions decode through the frozen structs and pure upcasts of
+/// [`crate::legacy`].
+fn decode_legacy(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, Error> {
+    crate::legacy::decode(event_type, version, bytes)
 }
 
 impl Event {

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Principal;
-use super::commit::idempotency;
+use super::commit::{idempotency, problem};
 use super::extract::{self, Json, Path, Query};
 use super::list::{ListSpec, Listing};
 use super::pagination::Page;
@@ -22,7 +22,7 @@ use crate::domain::expiry::{Expiry, Lifetime};
 use crate::domain::ids::new_id;
 use crate::domain::scope::{Group, Need, Scopes};
 use crate::domain::secret;
-use crate::domain::tokens::{self, CreateToken};
+use crate::domain::tokens::{self, Caller, CreateToken, Issuer, TokenRejection};
 use crate::execute::execute;
 use crate::state::AppState;
 
@@ -53,7 +53,9 @@ pub struct CreateTokenRequest {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
     )]
     pub description: String,
-    /// Lifetime from now: `3600s`, `12h`, `90d`… (1 hour to 12 months). Default 90 days.
+    /// Lifetime from now: `3600s`, `12h`, `90d`… (1 hour to 12 months, and never past the
+    /// expiry of the token that issues it). Default 90 days, or until the issuing token
+    /// expires if that comes first.
     #[serde(default)]
     #[schema(example = "90d", pattern = "^[0-9]{1,12}[smhdw]?$")]
     pub expires_in: Option<String>,
@@ -118,6 +120,9 @@ pub struct TokenView {
     pub created_at: String,
     /// Who created it (a token's description, or the console).
     pub created_by: String,
+    /// The token that issued it (`null`: the console did). Revoking a token revokes the
+    /// tokens it issued, and none expires after its parent.
+    pub parent_id: Option<String>,
     pub revoked_at: Option<String>,
     /// `active`, `expired` or `revoked`.
     pub status: String,
@@ -136,6 +141,7 @@ pub struct CreatedToken {
     pub expires_at: String,
     pub created_at: String,
     pub created_by: String,
+    pub parent_id: Option<String>,
     pub revoked_at: Option<String>,
     pub status: String,
     /// Set when the secret is not shown, saying why.
@@ -185,6 +191,7 @@ fn view(t: &Token, now: i64) -> TokenView {
         expires_at: events::format_time(t.expires_at),
         created_at: events::format_time(t.created_at),
         created_by: t.created_by.clone(),
+        parent_id: t.parent.clone(),
         revoked_at: t.revoked_at.map(events::format_time),
         status: status_of(t, now).to_owned(),
     }
@@ -200,6 +207,7 @@ fn created(v: TokenView, token: Option<String>, note: Option<String>) -> Created
         expires_at: v.expires_at,
         created_at: v.created_at,
         created_by: v.created_by,
+        parent_id: v.parent_id,
         revoked_at: v.revoked_at,
         status: v.status,
         note,
@@ -250,13 +258,19 @@ async fn create_token(
         scopes,
         description: body.description.clone(),
         expires_at,
+        expires_by_default: body.expires_in.is_none() && body.expires_at.is_none(),
     };
+    let issuer = Issuer::Token(Caller {
+        token_id: &principal.token_id,
+        scopes: &principal.scopes,
+    });
     let appended = execute(
         &state,
         principal.command(&request_id).idempotent(idem),
-        |_| tokens::create(&principal.scopes, cmd.clone(), now),
+        |org| tokens::create(org, issuer, cmd.clone(), now),
     )
-    .await?
+    .await
+    .map_err(|e| problem(e, rejected))?
     .appended()
     .ok_or_else(|| Problem::internal("issuing a token appended nothing"))?;
     let (id, secret_value, note, replayed) = if appended.replayed {
@@ -377,7 +391,10 @@ async fn get_token(
     }
 }
 
-/// Revoke an API token. Immediate; repeating it answers 204 again.
+/// Revoke an API token, and every token it issued (and theirs), in one step.
+///
+/// Immediate; repeating it answers 204 again (and revokes any token issued by it that is still
+/// active).
 #[utoipa::path(
     delete, path = "/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
@@ -391,9 +408,28 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Tokens))?;
+    let caller = Caller {
+        token_id: &principal.token_id,
+        scopes: &principal.scopes,
+    };
+    let now = events::now_micros();
     execute(&state, principal.command(&request_id), |org| {
-        tokens::revoke(org, &id)
+        tokens::revoke(org, caller, &id, now)
     })
-    .await?;
+    .await
+    .map_err(|e| problem(e, rejected))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The problem answering a refused token command.
+fn rejected(why: TokenRejection) -> Problem {
+    let detail = why.to_string();
+    match why {
+        TokenRejection::Invalid(_) | TokenRejection::OutlivesIssuer { .. } => {
+            Problem::invalid_argument(detail)
+        }
+        TokenRejection::ScopesNotHeld { .. } => Problem::forbidden(detail),
+        TokenRejection::IssuerInactive => Problem::unauthorized(detail),
+        TokenRejection::NotFound(_) => Problem::not_found(detail),
+    }
 }

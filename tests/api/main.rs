@@ -19,4 +19,5 @@ mod ratelimit;
 mod request_id;
 mod tenancy;
 mod tenancy_walk;
+mod token_lineage;
 mod tokens;

@@ -59,6 +59,7 @@ pub fn events() -> Vec<Recorded> {
                 scopes: vec!["read".into(), "devices:write".into()],
                 description: format!("token {n}"),
                 expires_at: EPOCH + 3_600_000_000,
+                parent_token_id: None,
             },
         );
     }
@@ -166,6 +167,20 @@ pub fn events() -> Vec<Recorded> {
         "key:key_1",
         KeyRevoked {
             key_id: "key_1".into(),
+        },
+    );
+    // Appended last, so the histories the other models fold are as they were.
+    log.push(
+        "org_b",
+        "token:tok_3",
+        TokenCreated {
+            token_id: "tok_3".into(),
+            prefix: "qz_333".into(),
+            secret_hash: [3; 32],
+            scopes: vec!["devices:write".into()],
+            description: "token 3, issued by token 2".into(),
+            expires_at: EPOCH + 1_800_000_000,
+            parent_token_id: Some("tok_2".into()),
         },
     );
     log.events
