@@ -2,7 +2,10 @@
 //!
 //! A token is issued by the console (an owner token) or by another token, its parent. A token
 //! never grants a scope it does not hold, and never outlives its parent. Revoking a token
-//! revokes every token it issued, and theirs, in the same append.
+//! revokes every token it issued, and theirs, in the same append. A token may revoke only
+//! itself, tokens it issued, and tokens whose scopes it holds; and no revocation may leave an
+//! organization without an active owner-scoped (`write`) token, which would lock it out of
+//! its own API.
 
 use std::collections::HashMap;
 
@@ -73,6 +76,26 @@ pub enum TokenRejection {
     /// No such token in the organization (404).
     #[error("no token '{0}'")]
     NotFound(String),
+    /// The caller may not revoke this token (403): it is not the caller, the caller did not
+    /// issue it, and it holds scopes the caller lacks.
+    #[error(
+        "a token may revoke only itself, the tokens it issued and tokens whose scopes it \
+         holds: '{token_id}' holds {}, which this token lacks",
+        missing.join(" ")
+    )]
+    NotCovered {
+        token_id: String,
+        missing: Vec<String>,
+    },
+    /// The revocation would leave the organization without an active owner-scoped token
+    /// (409): the request is allowed, but the organization's state forbids it until another
+    /// owner-scoped token exists.
+    #[error(
+        "revoking '{token_id}' would leave the organization without an active owner token \
+         (scope write) and lock it out: issue another token with scope write first, or one at \
+         the console with `quickztna org issue-token`"
+    )]
+    LastOwnerToken { token_id: String },
 }
 
 /// The shared validations (description, expiry bounds) refuse with [`Rejection::Invalid`].
@@ -161,17 +184,45 @@ pub fn create(
 /// Revoking a token of the organization, and with it every active token it issued, and
 /// theirs: one append, all or none. Idempotent: nothing to append when all of them already
 /// were. Another organization's token is not in the view, so it is not found either.
+///
+/// The caller may revoke itself, the tokens it issued, and tokens whose scopes it holds. When
+/// the revocation takes owner-scoped tokens, at least one must remain active, and the
+/// decision expects the remaining ones unchanged: two revocations racing for the last two
+/// cannot both succeed.
 pub fn revoke(
     org: OrgView<'_>,
-    _caller: Caller<'_>,
+    caller: Caller<'_>,
     token_id: &str,
     now: i64,
 ) -> Result<Decision, TokenRejection> {
     let target = org
         .token(token_id)
         .ok_or_else(|| TokenRejection::NotFound(token_id.to_owned()))?;
+    let missing = scopes_lacking(caller.scopes, target);
+    let own = target.id == caller.token_id || target.parent.as_deref() == Some(caller.token_id);
+    if !own && !missing.is_empty() {
+        return Err(TokenRejection::NotCovered {
+            token_id: token_id.to_owned(),
+            missing,
+        });
+    }
     let revoked = revocation_set(org, target, now);
     let mut decision = Decision::none();
+    if revoked.iter().any(|t| is_owner(t) && t.is_active(now)) {
+        let remaining: Vec<&Token> = org
+            .tokens()
+            .filter(|t| is_owner(t) && t.is_active(now))
+            .filter(|t| !revoked.iter().any(|r| r.id == t.id))
+            .collect();
+        if remaining.is_empty() {
+            return Err(TokenRejection::LastOwnerToken {
+                token_id: token_id.to_owned(),
+            });
+        }
+        for t in remaining {
+            decision = decision.expect(Stream::token(&t.id), Expected::Exact(t.revision));
+        }
+    }
     for t in revoked {
         let stream = Stream::token(&t.id);
         decision = decision
@@ -184,6 +235,21 @@ pub fn revoke(
             );
     }
     Ok(decision)
+}
+
+/// An owner-scoped token: one with `write`, which allows everything, including issuing tokens.
+fn is_owner(token: &Token) -> bool {
+    token.scopes.iter().any(|s| s == "write")
+}
+
+/// The scopes of `target` that `caller` does not hold (all of them if they do not parse).
+fn scopes_lacking(caller: &Scopes, target: &Token) -> Vec<String> {
+    target
+        .scopes
+        .iter()
+        .filter(|s| Scopes::parse(std::slice::from_ref(s)).map_or(true, |one| !caller.covers(&one)))
+        .cloned()
+        .collect()
 }
 
 /// What revoking `target` revokes: itself unless it already was, then its descendants that

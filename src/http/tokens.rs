@@ -16,7 +16,7 @@ use super::commit::{idempotency, problem};
 use super::extract::{self, Json, Path, Query};
 use super::list::{ListSpec, Listing};
 use super::pagination::Page;
-use super::problem::Problem;
+use super::problem::{Problem, ProblemBody};
 use super::request_id::RequestId;
 use crate::domain::expiry::{Expiry, Lifetime};
 use crate::domain::ids::new_id;
@@ -394,11 +394,17 @@ async fn get_token(
 /// Revoke an API token, and every token it issued (and theirs), in one step.
 ///
 /// Immediate; repeating it answers 204 again (and revokes any token issued by it that is still
-/// active).
+/// active). A token may revoke itself, the tokens it issued and tokens whose scopes it holds
+/// (403 otherwise); the organization's last active token with scope `write` cannot be revoked
+/// (409), so the organization cannot be locked out of its own API.
 #[utoipa::path(
     delete, path = "/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
-    responses((status = 204, description = "Revoked (or already revoked)")),
+    responses(
+        (status = 204, description = "Revoked (or already revoked)"),
+        (status = 403, description = "The token is not this one, was not issued by it, and holds scopes this one lacks", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "It is the organization's last active owner token (scope `write`), or it issued that one", body = ProblemBody, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 async fn revoke_token(
@@ -428,8 +434,13 @@ fn rejected(why: TokenRejection) -> Problem {
         TokenRejection::Invalid(_) | TokenRejection::OutlivesIssuer { .. } => {
             Problem::invalid_argument(detail)
         }
-        TokenRejection::ScopesNotHeld { .. } => Problem::forbidden(detail),
+        TokenRejection::ScopesNotHeld { .. } | TokenRejection::NotCovered { .. } => {
+            Problem::forbidden(detail)
+        }
         TokenRejection::IssuerInactive => Problem::unauthorized(detail),
         TokenRejection::NotFound(_) => Problem::not_found(detail),
+        // Allowed, but not while this is the last way into the organization: resolvable by
+        // issuing another owner token first, which is what 409 says.
+        TokenRejection::LastOwnerToken { .. } => Problem::conflict(detail),
     }
 }

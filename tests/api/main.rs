@@ -20,4 +20,5 @@ mod request_id;
 mod tenancy;
 mod tenancy_walk;
 mod token_lineage;
+mod token_revocation;
 mod tokens;

@@ -213,6 +213,8 @@ fn revoking_a_token_revokes_what_it_issued_and_theirs_in_one_decision() {
     assert_eq!(
         decision.expectations,
         vec![
+            // tok_a has scope write: the owner token that remains must stay as seen.
+            (Stream::token("tok_owner"), Expected::Exact(0)),
             (Stream::token("tok_a"), Expected::Exact(0)),
             (Stream::token("tok_b"), Expected::Exact(0)),
             (Stream::token("tok_c"), Expected::Exact(0)),
@@ -249,4 +251,104 @@ fn another_organizations_token_cannot_be_revoked_and_looks_missing() {
         .and_in("org_2", [created("tok_2")])
         .when(|org| tokens::revoke(org, by("tok_owner", &scopes), "tok_2", NOW))
         .then_rejected(TokenRejection::NotFound("tok_2".into()));
+}
+
+#[test]
+fn a_token_cannot_revoke_a_token_holding_scopes_it_lacks() {
+    let manager = Scopes::parse(&["read", "tokens:write"]).unwrap();
+    given([
+        created("tok_owner"),
+        issued("tok_m", &["read", "tokens:write"], Some("tok_owner")),
+    ])
+    .when(|org| tokens::revoke(org, by("tok_m", &manager), "tok_owner", NOW))
+    .then_rejected(TokenRejection::NotCovered {
+        token_id: "tok_owner".into(),
+        missing: vec!["write".into()],
+    });
+}
+
+#[test]
+fn a_token_may_revoke_what_it_covers_what_it_issued_and_itself() {
+    let manager = Scopes::parse(&["devices:read", "tokens:write"]).unwrap();
+    let history = || {
+        given([
+            created("tok_owner"),
+            issued(
+                "tok_m",
+                &["devices:read", "tokens:write"],
+                Some("tok_owner"),
+            ),
+            issued("tok_peer", &["devices:read"], Some("tok_owner")),
+            issued("tok_child", &["devices:read"], Some("tok_m")),
+        ])
+    };
+    history()
+        .when(|org| tokens::revoke(org, by("tok_m", &manager), "tok_peer", NOW))
+        .then(vec![revoked("tok_peer")]);
+    history()
+        .when(|org| tokens::revoke(org, by("tok_m", &manager), "tok_child", NOW))
+        .then(vec![revoked("tok_child")]);
+    history()
+        .when(|org| tokens::revoke(org, by("tok_m", &manager), "tok_m", NOW))
+        .then(vec![revoked("tok_m"), revoked("tok_child")]);
+}
+
+#[test]
+fn the_last_owner_token_cannot_be_revoked() {
+    let scopes = write();
+    given([
+        created("tok_owner"),
+        issued("tok_r", &["read"], Some("tok_owner")),
+    ])
+    .when(|org| tokens::revoke(org, by("tok_owner", &scopes), "tok_owner", NOW))
+    .then_rejected(TokenRejection::LastOwnerToken {
+        token_id: "tok_owner".into(),
+    });
+}
+
+#[test]
+fn nor_the_owner_token_that_issued_every_other_owner_token() {
+    let scopes = write();
+    given([
+        created("tok_owner"),
+        issued("tok_w", &["write"], Some("tok_owner")),
+    ])
+    .when(|org| tokens::revoke(org, by("tok_w", &scopes), "tok_owner", NOW))
+    .then_rejected(TokenRejection::LastOwnerToken {
+        token_id: "tok_owner".into(),
+    });
+}
+
+#[test]
+fn an_owner_token_may_go_while_another_remains_which_must_stay_as_seen() {
+    let scopes = write();
+    let decision = given([created("tok_owner"), created("tok_console")])
+        .when(|org| tokens::revoke(org, by("tok_owner", &scopes), "tok_owner", NOW))
+        .then(vec![revoked("tok_owner")]);
+    assert_eq!(
+        decision.expectations,
+        vec![
+            (Stream::token("tok_console"), Expected::Exact(0)),
+            (Stream::token("tok_owner"), Expected::Exact(0)),
+        ]
+    );
+}
+
+#[test]
+fn an_expired_owner_token_neither_counts_nor_blocks() {
+    let scopes = write();
+    given([
+        created("tok_owner"),
+        issued_until("tok_old", &["write"], None, NOW - 1),
+    ])
+    .when(|org| tokens::revoke(org, by("tok_owner", &scopes), "tok_owner", NOW))
+    .then_rejected(TokenRejection::LastOwnerToken {
+        token_id: "tok_owner".into(),
+    });
+    given([
+        created("tok_owner"),
+        issued_until("tok_old", &["write"], None, NOW - 1),
+    ])
+    .when(|org| tokens::revoke(org, by("tok_owner", &scopes), "tok_old", NOW))
+    .then(vec![revoked("tok_old")]);
 }
