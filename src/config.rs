@@ -82,6 +82,26 @@ pub enum Command {
     Up(UpArgs),
 }
 
+impl Command {
+    /// The data directory of a command that opens one: the server and the offline commands.
+    pub fn data_dir(&self) -> Option<&DataDirArgs> {
+        match self {
+            Command::Serve(a) => Some(&a.data),
+            Command::Init(a) => Some(&a.data),
+            Command::Org(OrgCommand::SetLimits(a)) => Some(&a.data),
+            Command::Org(OrgCommand::SetSettings(a)) => Some(&a.data),
+            Command::Org(OrgCommand::IssueToken(a)) => Some(&a.data),
+            Command::Org(OrgCommand::List(a)) => Some(a),
+            Command::AuditLog(AuditLogCommand::Verify(a)) => Some(a),
+            Command::Login
+            | Command::Tokens(_)
+            | Command::Devices(_)
+            | Command::Keys(_)
+            | Command::Up(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]

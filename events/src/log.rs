@@ -214,9 +214,13 @@ impl std::fmt::Debug for Log {
 impl Log {
     /// Opens (or creates) the log in `dir`, taking an exclusive lock on the directory.
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log, Error> {
-        std::fs::create_dir_all(dir)?;
+        crate::durable::create_private_dir_all(dir)?;
         let lock = crate::open::lock_dir(dir)?;
-        let store = Arc::new(SledStore::open(&dir.join("log"), options.cache_capacity)?);
+        // sled creates its files with the process's umask; a private directory around them
+        // keeps them the owner's even when that umask is lax.
+        let sled_dir = dir.join("log");
+        crate::durable::create_private_dir_all(&sled_dir)?;
+        let store = Arc::new(SledStore::open(&sled_dir, options.cache_capacity)?);
         Self::start(dir, lock, store, options)
     }
 
@@ -227,7 +231,7 @@ impl Log {
         store: Arc<dyn LogStore>,
         options: LogOptions,
     ) -> Result<Log, Error> {
-        std::fs::create_dir_all(dir)?;
+        crate::durable::create_private_dir_all(dir)?;
         let lock = crate::open::lock_dir(dir)?;
         Self::start(dir, lock, store, options)
     }

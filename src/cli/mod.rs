@@ -52,6 +52,11 @@ impl From<String> for CliError {
 /// Runs one command.
 pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let client_args = cli.client;
+    if let Some(data) = cli.command.data_dir() {
+        // Before anything touches the data directory: what is created in it is the owner's.
+        crate::private_files::restrict_umask();
+        crate::private_files::check_data_dir(&data.data_dir);
+    }
     match cli.command {
         Command::Serve(args) => Ok(crate::server::serve(args).await?),
         Command::Init(args) => Ok(crate::offline::init(args).await?),

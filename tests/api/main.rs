@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod failstop;
 mod helpers;
+mod host_secrets;
 mod keys;
 mod machine;
 mod meta;
