@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "QUICKZTNA_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// On an empty data directory, write the new owner token to this file (created, mode
+    /// 0600; never an existing file) instead of printing it: for service managers whose
+    /// journal keeps stdout. Unused once the data directory has organizations.
+    #[arg(long, env = "QUICKZTNA_OWNER_TOKEN_FILE")]
+    pub owner_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

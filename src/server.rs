@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use events::Actor;
 use events::event::Plan;
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::bootstrap;
 use crate::config::ServeArgs;
+use crate::private_files::SecretFile;
 use crate::state::{AppState, Settings};
 use crate::workers::Workers;
 use crate::workers::housekeeping::{HeartbeatFlush, LimiterSweep};
@@ -51,17 +53,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     settings.body_limit = args.body_limit;
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {
-        let created = bootstrap::create_org(
-            &state,
-            "default",
-            Plan::Workforce,
-            Actor::system("bootstrap of an empty data directory"),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        println!("Created organization 'default' ({}).", created.org_id);
-        println!("Its owner token is shown only this once; store it now:");
-        println!("{}", created.token);
+        bootstrap_default_org(&state, args.owner_token_file.as_deref()).await?;
     }
     let listener = TcpListener::bind(args.listen)
         .await
@@ -75,6 +67,58 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     run(listener, state, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Creates the organization `default` of an empty data directory, and hands its owner token
+/// over once: on stdout, or in a new 0600 file (created first, so an unwritable path fails
+/// before a token exists that nobody would see).
+async fn bootstrap_default_org(state: &AppState, token_file: Option<&Path>) -> Result<(), String> {
+    let file = token_file
+        .map(|path| {
+            SecretFile::create_new(path).map_err(|e| {
+                format!(
+                    "--owner-token-file {}: {e} (it must be a new file: an owner token never \
+                     replaces one)",
+                    path.display()
+                )
+            })
+        })
+        .transpose()?;
+    let created = bootstrap::create_org(
+        state,
+        "default",
+        Plan::Workforce,
+        Actor::system("bootstrap of an empty data directory"),
+    )
+    .await;
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(f) = file {
+                f.abandon();
+            }
+            return Err(e.to_string());
+        }
+    };
+    println!("Created organization 'default' ({}).", created.org_id);
+    match file {
+        Some(f) => {
+            let path = f.path().display().to_string();
+            f.write(format!("{}\n", created.token).as_bytes())
+                .map_err(|e| {
+                    format!(
+                        "writing the owner token to {path}: {e}; issue another with \
+                         `quickztna org issue-token --org default` while the server is stopped"
+                    )
+                })?;
+            println!("Its owner token was written to {path} (mode 0600); it is not shown.");
+        }
+        None => {
+            println!("Its owner token is shown only this once; store it now:");
+            println!("{}", created.token);
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -24,6 +24,7 @@ fn quickztna(args: &[&str]) -> Command {
         .env_remove("QUICKZTNA_LISTEN")
         .env_remove("QUICKZTNA_TOKEN")
         .env_remove("QUICKZTNA_AUTH_KEY")
+        .env_remove("QUICKZTNA_OWNER_TOKEN_FILE")
         .env("QUICKZTNA_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -257,4 +258,68 @@ async fn a_data_directory_open_to_others_is_reported() {
         .filter(|(p, _)| p != &data)
         .collect();
     assert_eq!(inside, Vec::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_token_goes_to_a_new_owner_only_file_instead_of_stdout() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let file = root.path().join("owner.token");
+    let file_arg = file.to_str().unwrap();
+    let served = serve(&data, &["--owner-token-file", file_arg]).await;
+    let printed = served.stdout.join("\n");
+    assert!(
+        !printed.contains("qz_"),
+        "the token is not printed: {printed}"
+    );
+    assert!(
+        printed.contains(file_arg),
+        "stdout says where it went: {printed}"
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(token.starts_with("qz_"), "{token}");
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/tokens", served.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the token in the file works");
+    served.stop().await;
+
+    // A restart with the same flag (as a unit file has it) starts, and leaves the file alone.
+    let served = serve(&data, &["--owner-token-file", file_arg]).await;
+    assert!(served.stdout.iter().all(|l| !l.contains("owner token")));
+    served.stop().await;
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+}
+
+#[tokio::test]
+async fn an_existing_owner_token_file_is_never_overwritten() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let file = root.path().join("owner.token");
+    std::fs::write(&file, "someone else's\n").unwrap();
+    let out = quickztna(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--owner-token-file",
+        file.to_str().unwrap(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--owner-token-file") && stderr.contains("new file"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("qz_"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "someone else's\n");
 }
