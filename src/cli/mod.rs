@@ -15,6 +15,9 @@ pub mod tokens;
 
 use std::fmt;
 
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+
 use crate::config::{AuditLogCommand, Cli, Command, OrgCommand};
 
 /// A failed command: what to print, and the exit code.
@@ -47,6 +50,32 @@ impl From<String> for CliError {
     fn from(message: String) -> Self {
         CliError::new(message)
     }
+}
+
+/// What to warn about secrets passed as command-line arguments: other users of the machine
+/// see them in the process list, and shells keep them in their history. The environment
+/// variables carry the same values out of sight.
+pub fn secrets_on_argv(matches: &ArgMatches) -> Vec<String> {
+    let on_argv = |m: &ArgMatches, id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+    let mut warnings = Vec::new();
+    if on_argv(matches, "token") {
+        warnings.push(
+            "--token on the command line is visible to other users of this machine in the \
+             process list and stays in your shell history; set QUICKZTNA_TOKEN instead \
+             (`quickztna login` saves it for later commands)"
+                .to_owned(),
+        );
+    }
+    if let Some(("up", up)) = matches.subcommand()
+        && on_argv(up, "auth_key")
+    {
+        warnings.push(
+            "--auth-key on the command line is visible to other users of this machine in the \
+             process list and stays in your shell history; set QUICKZTNA_AUTH_KEY instead"
+                .to_owned(),
+        );
+    }
+    warnings
 }
 
 /// Runs one command.

@@ -323,3 +323,67 @@ async fn an_existing_owner_token_file_is_never_overwritten() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("qz_"));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "someone else's\n");
 }
+
+#[tokio::test]
+async fn secrets_given_on_the_command_line_draw_a_warning_pointing_at_the_environment() {
+    let unreachable = "http://127.0.0.1:1";
+    let stderr = |out: std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    for args in [
+        vec![
+            "--token",
+            "qz_on-argv",
+            "tokens",
+            "list",
+            "--server",
+            unreachable,
+        ],
+        vec![
+            "tokens",
+            "list",
+            "--server",
+            unreachable,
+            "--token=qz_on-argv",
+        ],
+    ] {
+        let err = stderr(quickztna(&args).output().await.unwrap());
+        assert!(
+            err.contains("warning: --token") && err.contains("QUICKZTNA_TOKEN"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("qz_on-argv"),
+            "the warning does not repeat it"
+        );
+    }
+    let err = stderr(
+        quickztna(&["tokens", "list", "--server", unreachable])
+            .env("QUICKZTNA_TOKEN", "qz_in-env")
+            .output()
+            .await
+            .unwrap(),
+    );
+    assert!(!err.contains("warning"), "{err}");
+
+    // The agent, stopped early by a state file it cannot write.
+    let up = [
+        "up",
+        "--server",
+        unreachable,
+        "--state-file",
+        "/dev/null/agent.json",
+    ];
+    let on_argv = [&up[..], &["--auth-key", "qzk_on-argv"]].concat();
+    let err = stderr(quickztna(&on_argv).output().await.unwrap());
+    assert!(
+        err.contains("warning: --auth-key") && err.contains("QUICKZTNA_AUTH_KEY"),
+        "{err}"
+    );
+    let err = stderr(
+        quickztna(&up)
+            .env("QUICKZTNA_AUTH_KEY", "qzk_in-env")
+            .output()
+            .await
+            .unwrap(),
+    );
+    assert!(!err.contains("warning"), "{err}");
+}
