@@ -342,4 +342,13 @@ pub struct UpArgs {
     /// Time between heartbeats (default: what the server asks for, else 30s).
     #[arg(long, value_parser = crate::domain::duration::parse)]
     pub interval: Option<std::time::Duration>,
+    /// Exchange the node credential for a new one once it is this old (`30d`, `12h`, …), or
+    /// `off`. Checked after each heartbeat.
+    #[arg(
+        long,
+        env = "QUICKZTNA_ROTATE_CREDENTIAL_EVERY",
+        value_parser = crate::agent::rotate::parse_every,
+        default_value = crate::agent::rotate::DEFAULT_EVERY
+    )]
+    pub rotate_credential_every: crate::agent::rotate::RotateEvery,
 }

@@ -183,6 +183,15 @@ pub struct DeviceRemoved {
     pub reason: String,
 }
 
+/// `device.credential_rotated`: the device exchanged its node credential for a new one; the old
+/// one stopped working. Only the SHA-256 of the new secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCredentialRotated {
+    pub device_id: String,
+    /// SHA-256 of the device's new node credential.
+    pub credential_hash: [u8; 32],
+}
+
 macro_rules! catalogue {
     ($( $variant:ident($ty:ident) = $name:literal v $ver:literal ),* $(,)?) => {
         /// Every event the log can hold, in its current schema version.
@@ -245,6 +254,7 @@ catalogue! {
     DeviceOwnerChanged(DeviceOwnerChanged) = "device.owner_changed" v 1,
     DeviceKeyExpired(DeviceKeyExpired) = "device.key_expired" v 1,
     DeviceRemoved(DeviceRemoved) = "device.removed" v 1,
+    DeviceCredentialRotated(DeviceCredentialRotated) = "device.credential_rotated" v 1,
 }
 
 /// Older schema versions decode through the frozen structs and pure upcasts of
@@ -282,6 +292,7 @@ impl Event {
             Event::DeviceOwnerChanged(e) => format!("device:{}", e.device_id),
             Event::DeviceKeyExpired(e) => format!("device:{}", e.device_id),
             Event::DeviceRemoved(e) => format!("device:{}", e.device_id),
+            Event::DeviceCredentialRotated(e) => format!("device:{}", e.device_id),
         }
     }
 }

@@ -166,6 +166,14 @@ pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
             .into(),
             ActorKind::System,
         ),
+        "device.credential_rotated" => (
+            DeviceCredentialRotated {
+                device_id: device(),
+                credential_hash: hash(4),
+            }
+            .into(),
+            ActorKind::Device,
+        ),
         _ => return None,
     })
 }

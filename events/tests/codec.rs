@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use events::codec::{self, FORMAT_V1, FORMAT_V2, MAC_LEN};
 use events::event::{
-    DeviceKeyExpired, DeviceOwnerChanged, DeviceRegistered, DeviceRemoved, DeviceTagged,
-    DeviceUntagged, DeviceUpdated, KeyCreated, KeyRevoked, KeyUsed, OrgCreated, OrgLimitsSet,
-    OrgSettingsChanged, Plan, TokenCreated, TokenRevoked,
+    DeviceCredentialRotated, DeviceKeyExpired, DeviceOwnerChanged, DeviceRegistered, DeviceRemoved,
+    DeviceTagged, DeviceUntagged, DeviceUpdated, KeyCreated, KeyRevoked, KeyUsed, OrgCreated,
+    OrgLimitsSet, OrgSettingsChanged, Plan, TokenCreated, TokenRevoked,
 };
 use events::samples::{legacy_sample, sample};
 use events::{Actor, ActorKind, ChainKey, Envelope, Error, Event};
@@ -573,6 +573,12 @@ fn event() -> impl Strategy<Value = Event> {
         text().prop_map(|device_id| Event::from(DeviceKeyExpired { device_id })),
         (text(), text())
             .prop_map(|(device_id, reason)| Event::from(DeviceRemoved { device_id, reason })),
+        (text(), any::<[u8; 32]>()).prop_map(|(device_id, credential_hash)| Event::from(
+            DeviceCredentialRotated {
+                device_id,
+                credential_hash
+            }
+        )),
     ]
 }
 

@@ -14,9 +14,11 @@
 //!
 //! Status lines go to stderr.
 //!
-//! [`host`] reads what the agent reports about its machine (hostname, OS, posture signals).
+//! [`host`] reads what the agent reports about its machine (hostname, OS, posture signals);
+//! [`rotate`] exchanges the node credential for a new one when it gets old.
 
 pub mod host;
+pub mod rotate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -46,7 +48,8 @@ pub async fn run(server: &str, args: UpArgs) -> Result<(), CliError> {
     let mut sigint = signal(SignalKind::interrupt())
         .map_err(|e| CliError::new(format!("cannot watch SIGINT: {e}")))?;
     let agent = Agent::new(server, args)?;
-    tokio::select! {
+    let rotating = agent.rotating.clone();
+    let result = tokio::select! {
         result = agent.run() => result,
         _ = sigterm.recv() => {
             eprintln!("Received SIGTERM; stopping");
@@ -56,7 +59,10 @@ pub async fn run(server: &str, args: UpArgs) -> Result<(), CliError> {
             eprintln!("Received SIGINT; stopping");
             Ok(())
         }
-    }
+    };
+    // A credential the server may have rotated already must reach the state file first.
+    let _finished = rotating.lock().await;
+    result
 }
 
 /// What the agent keeps between runs.
@@ -75,6 +81,9 @@ pub struct AgentState {
     pub ipv4: Option<String>,
     #[serde(default)]
     pub node_credential: Option<String>,
+    /// When the server issued `node_credential` (Unix seconds), so it is rotated in time.
+    #[serde(default)]
+    pub credential_issued_at: Option<i64>,
 }
 
 impl AgentState {
@@ -100,6 +109,7 @@ impl AgentState {
         self.device_id = None;
         self.ipv4 = None;
         self.node_credential = None;
+        self.credential_issued_at = None;
     }
 }
 
@@ -202,6 +212,9 @@ struct Agent {
     state_path: PathBuf,
     state: AgentState,
     interval: Option<Duration>,
+    rotate_every: rotate::RotateEvery,
+    /// Held by a credential rotation until its outcome is saved (see [`rotate`]).
+    rotating: rotate::InFlight,
 }
 
 impl Agent {
@@ -212,10 +225,14 @@ impl Agent {
                 CliError::new("cannot find a state directory: set HOME or pass --state-file")
             })?,
         };
-        let (state, existed) = match load_state(&state_path)? {
+        let (mut state, existed) = match load_state(&state_path)? {
             Some(s) if !s.public_key.is_empty() => (s, true),
             _ => (AgentState::fresh()?, false),
         };
+        if state.node_credential.is_some() && state.credential_issued_at.is_none() {
+            // Saved before credentials were dated: the rotation period starts now.
+            state.credential_issued_at = Some(rotate::now_secs());
+        }
         if !existed {
             // Fails here, before any key is used, if the path is not writable.
             save_state(&state_path, &state)?;
@@ -233,6 +250,8 @@ impl Agent {
             state_path,
             state,
             interval: args.interval,
+            rotate_every: args.rotate_credential_every,
+            rotating: rotate::InFlight::default(),
         })
     }
 
@@ -289,6 +308,9 @@ impl Agent {
                     }
                     healthy = true;
                     ever_connected = true;
+                    if self.rotation_due() {
+                        self.rotate_credential().await;
+                    }
                     tokio::time::sleep(wait).await;
                 }
                 Err(CallError::Problem(p)) if p.status == StatusCode::UNAUTHORIZED => {
@@ -385,6 +407,7 @@ impl Agent {
             .and_then(Value::as_str)
             .map(str::to_owned);
         self.state.node_credential = credential;
+        self.state.credential_issued_at = Some(rotate::now_secs());
         if let Err(e) = save_state(&self.state_path, &self.state) {
             // Still usable for this run; the next run registers again.
             eprintln!("warning: {e}");
@@ -422,49 +445,60 @@ impl Agent {
         bearer: Option<&str>,
         body: &Value,
     ) -> Result<Value, CallError> {
-        let mut req = self.http.post(format!("{}{path}", self.server)).json(body);
-        if let Some(b) = bearer {
-            req = req.bearer_auth(b);
-        }
-        let resp = req.send().await.map_err(|e| CallError::Transient {
-            message: format!("cannot reach {}: {}", self.server, root_cause(&e)),
-            retry_after: None,
-        })?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.clamp(1, 300)));
-        let bytes = resp.bytes().await.map_err(|e| CallError::Transient {
-            message: format!("reading the answer: {e}"),
-            retry_after: None,
-        })?;
-        if status.is_success() {
-            return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-        }
-        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-        let field = |k: &str| {
-            parsed
-                .as_ref()
-                .and_then(|v| v.get(k))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let problem = Problem {
-            status,
-            title: field("title").unwrap_or_else(|| format!("The server answered {status}")),
-            detail: field("detail"),
-        };
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Err(CallError::Transient {
-                message: problem.to_string(),
-                retry_after,
-            });
-        }
-        Err(CallError::Problem(problem))
+        call(&self.http, &self.server, path, bearer, body).await
     }
+}
+
+/// POSTs `body` to `server` + `path`; the answer's JSON, or why not.
+async fn call(
+    http: &reqwest::Client,
+    server: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &Value,
+) -> Result<Value, CallError> {
+    let mut req = http.post(format!("{server}{path}")).json(body);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let resp = req.send().await.map_err(|e| CallError::Transient {
+        message: format!("cannot reach {server}: {}", root_cause(&e)),
+        retry_after: None,
+    })?;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.clamp(1, 300)));
+    let bytes = resp.bytes().await.map_err(|e| CallError::Transient {
+        message: format!("reading the answer: {e}"),
+        retry_after: None,
+    })?;
+    if status.is_success() {
+        return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+    }
+    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let field = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let problem = Problem {
+        status,
+        title: field("title").unwrap_or_else(|| format!("The server answered {status}")),
+        detail: field("detail"),
+    };
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Err(CallError::Transient {
+            message: problem.to_string(),
+            retry_after,
+        });
+    }
+    Err(CallError::Problem(problem))
 }
 
 /// The innermost error's message ("Connection refused (os error 111)"), which says more than

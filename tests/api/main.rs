@@ -13,6 +13,7 @@ mod host_secrets;
 mod keys;
 mod machine;
 mod meta;
+mod node_credential;
 mod offline;
 mod openapi;
 mod pagination;

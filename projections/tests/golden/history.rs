@@ -3,9 +3,9 @@
 //! every run. Add events here when a model learns a new one (and regenerate the digests).
 
 use events::event::{
-    DeviceKeyExpired, DeviceOwnerChanged, DeviceRegistered, DeviceRemoved, DeviceTagged,
-    DeviceUntagged, DeviceUpdated, KeyCreated, KeyRevoked, KeyUsed, OrgCreated, OrgLimitsSet,
-    OrgSettingsChanged, Plan, TokenCreated, TokenRevoked,
+    DeviceCredentialRotated, DeviceKeyExpired, DeviceOwnerChanged, DeviceRegistered, DeviceRemoved,
+    DeviceTagged, DeviceUntagged, DeviceUpdated, KeyCreated, KeyRevoked, KeyUsed, OrgCreated,
+    OrgLimitsSet, OrgSettingsChanged, Plan, TokenCreated, TokenRevoked,
 };
 use events::{Actor, Envelope, Event, Recorded};
 
@@ -169,7 +169,8 @@ pub fn events() -> Vec<Recorded> {
             key_id: "key_1".into(),
         },
     );
-    // Appended last, so the histories the other models fold are as they were.
+    // Events of newer schema versions and types come last, so the histories the other models
+    // fold stay as they were.
     log.push(
         "org_b",
         "token:tok_3",
@@ -181,6 +182,14 @@ pub fn events() -> Vec<Recorded> {
             description: "token 3, issued by token 2".into(),
             expires_at: EPOCH + 1_800_000_000,
             parent_token_id: Some("tok_2".into()),
+        },
+    );
+    log.push(
+        "org_a",
+        dev_1,
+        DeviceCredentialRotated {
+            device_id: id(),
+            credential_hash: [23; 32],
         },
     );
     log.events
