@@ -7,7 +7,7 @@
 //! organization without an active owner-scoped (`write`) token, which would lock it out of
 //! its own API.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use events::Expected;
 use events::event::{TokenCreated, TokenRevoked};
@@ -268,14 +268,14 @@ fn revocation_set<'a>(org: OrgView<'a>, target: &'a Token, now: i64) -> Vec<&'a 
         out.push(target);
     }
     let mut queue = vec![target];
-    let mut seen = 0usize;
+    // Parents exist before their children, so there is no cycle; this only guards a corrupt
+    // model against looping.
+    let mut visited = HashSet::from([target.id.as_str()]);
     while let Some(t) = queue.pop() {
-        seen += 1;
-        if seen > children.len() + 1 {
-            // Parents exist before their children, so this cannot loop; guard a corrupt model.
-            break;
-        }
         for &child in children.get(t.id.as_str()).into_iter().flatten() {
+            if !visited.insert(child.id.as_str()) {
+                continue;
+            }
             if child.is_active(now) {
                 out.push(child);
             }

@@ -223,6 +223,39 @@ fn revoking_a_token_revokes_what_it_issued_and_theirs_in_one_decision() {
 }
 
 #[test]
+fn revoking_a_token_revokes_a_whole_wide_tree() {
+    let scopes = write();
+    let mut history = vec![created("tok_owner"), created("tok_a")];
+    for i in 0..5 {
+        history.push(issued(&format!("tok_c{i}"), &["read"], Some("tok_a")));
+        history.push(issued(
+            &format!("tok_g{i}"),
+            &["read"],
+            Some(&format!("tok_c{i}")),
+        ));
+    }
+    let decision = given(history)
+        .when(|org| tokens::revoke(org, by("tok_owner", &scopes), "tok_a", NOW))
+        .then_ok();
+    let mut revoked: Vec<String> = decision
+        .into_events()
+        .into_iter()
+        .map(|e| match e {
+            events::Event::TokenRevoked(r) => r.token_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(revoked[0], "tok_a", "the token itself first");
+    revoked.sort();
+    let mut expected: Vec<String> = (0..5)
+        .flat_map(|i| [format!("tok_c{i}"), format!("tok_g{i}")])
+        .chain(["tok_a".to_owned()])
+        .collect();
+    expected.sort();
+    assert_eq!(revoked, expected);
+}
+
+#[test]
 fn revoking_a_revoked_token_again_revokes_what_escaped_it() {
     let scopes = write();
     given([
