@@ -50,6 +50,14 @@ impl Tokens {
         self.by_hash.get(hash).and_then(|id| self.by_id.get(id))
     }
 
+    /// When `token` stopped working by revocation: its own, or else its nearest revoked
+    /// ancestor's (see [`Tokens::revoked_ancestor`]).
+    pub fn effective_revoked_at(&self, token: &Token) -> Option<i64> {
+        token
+            .revoked_at
+            .or_else(|| self.revoked_ancestor(token).and_then(|a| a.revoked_at))
+    }
+
     /// The nearest revoked token among `token`'s ancestors, if any. Revoking a token records
     /// the revocation of its descendants in the same append; this also catches a child minted
     /// concurrently with its parent's revocation, which that append could not see.

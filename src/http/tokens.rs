@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use events::Event;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use projections::tokens::Token;
+use projections::tokens::{Token, Tokens};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -172,8 +172,9 @@ const SPEC: ListSpec = ListSpec {
     default_sort: "created_at",
 };
 
-fn status_of(t: &Token, now: i64) -> &'static str {
-    if t.revoked_at.is_some() {
+/// A token whose ancestor was revoked is refused as revoked, so it is shown as revoked too.
+fn status_of(tokens: &Tokens, t: &Token, now: i64) -> &'static str {
+    if tokens.effective_revoked_at(t).is_some() {
         "revoked"
     } else if t.expires_at <= now {
         "expired"
@@ -182,7 +183,7 @@ fn status_of(t: &Token, now: i64) -> &'static str {
     }
 }
 
-fn view(t: &Token, now: i64) -> TokenView {
+fn view(tokens: &Tokens, t: &Token, now: i64) -> TokenView {
     TokenView {
         id: t.id.clone(),
         prefix: t.prefix.clone(),
@@ -192,8 +193,8 @@ fn view(t: &Token, now: i64) -> TokenView {
         created_at: events::format_time(t.created_at),
         created_by: t.created_by.clone(),
         parent_id: t.parent.clone(),
-        revoked_at: t.revoked_at.map(events::format_time),
-        status: status_of(t, now).to_owned(),
+        revoked_at: tokens.effective_revoked_at(t).map(events::format_time),
+        status: status_of(tokens, t, now).to_owned(),
     }
 }
 
@@ -307,7 +308,11 @@ async fn create_token(
     Ok((
         StatusCode::CREATED,
         out,
-        Json(created(view(token, now), secret_value, note)),
+        Json(created(
+            view(&models.state.tokens, token, now),
+            secret_value,
+            note,
+        )),
     ))
 }
 
@@ -350,7 +355,7 @@ async fn list_tokens(
         .tokens()
         .filter(|t| {
             list.filter.matches(|key, value| match key {
-                "status" => status_of(t, now) == value,
+                "status" => status_of(&models.state.tokens, t, now) == value,
                 "scope" => t.scopes.iter().any(|s| s == value),
                 _ => false,
             })
@@ -367,7 +372,7 @@ async fn list_tokens(
         items,
         sort_key,
         |t| &t.id,
-        |t| view(t, now),
+        |t| view(&models.state.tokens, t, now),
     )))
 }
 
@@ -386,7 +391,7 @@ async fn get_token(
     principal.require(Need::read(Group::Tokens))?;
     let models = state.models().load();
     match models.state.org(&principal.org_id).token(&id) {
-        Some(t) => Ok(Json(view(t, events::now_micros()))),
+        Some(t) => Ok(Json(view(&models.state.tokens, t, events::now_micros()))),
         None => Err(Problem::not_found(format!("no token '{id}'"))),
     }
 }

@@ -1,7 +1,8 @@
 //! A token and the tokens it issues: none outlives its parent, each records its parent, and
 //! revoking a token revokes what it issued, and theirs, in one append.
 
-use events::Event;
+use events::event::{TokenCreated, TokenRevoked};
+use events::{Actor, ActorKind, AppendRequest, Event, NewEvent};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -177,4 +178,82 @@ async fn revoking_a_token_revokes_what_it_minted_and_theirs_in_one_append() {
         .await;
     assert_eq!(resp.status(), 204);
     assert_eq!(app.state.log().head(), head + 3);
+}
+
+/// Appends straight to the log what an older server recorded: a token issued by `parent`
+/// with no parent named (a v1 record names none; its actor is the parent), or a revocation
+/// without the tokens it issued.
+async fn append_as_before(app: &TestApp, parent: &Value, event: Event) {
+    app.state
+        .log()
+        .append(AppendRequest {
+            org_id: app.org_id.clone(),
+            actor: Actor {
+                kind: ActorKind::Token,
+                id: parent["id"].as_str().unwrap().to_owned(),
+                description: "an older server".into(),
+            },
+            request_id: "req-before-parents".into(),
+            expectations: vec![],
+            events: vec![NewEvent::new(event.subject(), event)],
+            idempotency: None,
+        })
+        .await
+        .expect("append");
+    app.wait_caught_up().await;
+}
+
+#[tokio::test]
+async fn tokens_issued_before_parents_were_recorded_fall_with_their_issuer() {
+    let app = spawn_app().await;
+    let parent = mint(&app, &app.token, &["read", "tokens:write"], "3h").await;
+    let secret = "qz_issued-before-parents-were-recorded-000000";
+    let child_id = "tok_01jbeforeparents0000000000";
+    append_as_before(
+        &app,
+        &parent,
+        TokenCreated {
+            token_id: child_id.into(),
+            prefix: secret[..9].to_owned(),
+            secret_hash: quickztna::domain::secret::hash(secret),
+            scopes: vec!["read".into()],
+            description: "old child".into(),
+            expires_at: events::now_micros() + 3_600_000_000,
+            parent_token_id: None,
+        }
+        .into(),
+    )
+    .await;
+    let view = json(app.get(&format!("/api/v1/tokens/{child_id}")).await).await;
+    assert_eq!(view["parent_id"], parent["id"], "the actor was its parent");
+    assert_eq!(status_with(&app, secret).await, 200);
+
+    // The parent's revocation as an older server recorded it: the child's was not.
+    append_as_before(
+        &app,
+        &parent,
+        TokenRevoked {
+            token_id: parent["id"].as_str().unwrap().into(),
+        }
+        .into(),
+    )
+    .await;
+    assert_eq!(status_with(&app, secret).await, 401, "refused all the same");
+    let view = json(app.get(&format!("/api/v1/tokens/{child_id}")).await).await;
+    assert_eq!(view["status"], "revoked", "and shown so: {view}");
+
+    // Revoking the parent again records the child's revocation.
+    let head = app.state.log().head();
+    let resp = app
+        .delete(&format!(
+            "/api/v1/tokens/{}",
+            parent["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(resp.status(), 204);
+    let appended = app.state.log().read_forward(head + 1, 10).unwrap();
+    assert!(
+        matches!(&appended[..], [r] if matches!(&r.event, Event::TokenRevoked(e) if e.token_id == child_id)),
+        "{appended:?}"
+    );
 }
