@@ -214,13 +214,10 @@ impl std::fmt::Debug for Log {
 impl Log {
     /// Opens (or creates) the log in `dir`, taking an exclusive lock on the directory.
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log, Error> {
-        crate::durable::create_private_dir_all(dir)?;
+        // sled's files get the process's umask: a private `log/` (and `dir`) keeps them ours.
+        crate::durable::create_private_dir_all(&dir.join("log"))?;
         let lock = crate::open::lock_dir(dir)?;
-        // sled creates its files with the process's umask; a private directory around them
-        // keeps them the owner's even when that umask is lax.
-        let sled_dir = dir.join("log");
-        crate::durable::create_private_dir_all(&sled_dir)?;
-        let store = Arc::new(SledStore::open(&sled_dir, options.cache_capacity)?);
+        let store = Arc::new(SledStore::open(&dir.join("log"), options.cache_capacity)?);
         Self::start(dir, lock, store, options)
     }
 
