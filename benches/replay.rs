@@ -113,6 +113,7 @@ fn event_at(i: u64) -> NewEvent {
                     scopes: vec!["devices:read".into(), "devices:write".into()],
                     description: format!("automation token {i} for the bench fleet"),
                     expires_at: 4_102_444_800_000_000,
+                    parent_token_id: None,
                 },
             )
         }

@@ -10,7 +10,7 @@ use crate::domain::Decision;
 use crate::domain::expiry::{Expiry, Lifetime};
 use crate::domain::scope::Scopes;
 use crate::domain::secret;
-use crate::domain::tokens::{self, CreateToken};
+use crate::domain::tokens::{self, CreateToken, Issuer};
 use crate::execute::{Command, ExecuteError, execute_across_orgs};
 use crate::mint;
 use crate::state::AppState;
@@ -106,10 +106,12 @@ pub async fn create_org(
         if models.orgs.by_name(name).is_some() {
             return Err(BootstrapError::NameTaken(name.to_owned()));
         }
-        Ok(tokens::create(&owner_scopes(), token.clone(), now)
-            .map_err(|e| BootstrapError::Refused(format!("{e:?}")))?
-            .expect(org.clone(), Expected::NoStream)
-            .event(org.clone(), created.clone()))
+        Ok(
+            tokens::create(models.org(&org_id), Issuer::Console, token.clone(), now)
+                .map_err(|e| BootstrapError::Refused(e.to_string()))?
+                .expect(org.clone(), Expected::NoStream)
+                .event(org.clone(), created.clone()),
+        )
     })
     .await?;
     Ok(CreatedOrg {
@@ -130,9 +132,9 @@ pub async fn issue_owner_token(
     let now = events::now_micros();
     let description = format!("owner token of {} (issued at the console)", org.name);
     let token = owner_token(&token_id, &secret, description, now);
-    run(state, &org.id, actor, |_| {
-        tokens::create(&owner_scopes(), token.clone(), now)
-            .map_err(|e| BootstrapError::Refused(format!("{e:?}")))
+    run(state, &org.id, actor, |models| {
+        tokens::create(models.org(&org.id), Issuer::Console, token.clone(), now)
+            .map_err(|e| BootstrapError::Refused(e.to_string()))
     })
     .await?;
     Ok(CreatedOrg {
@@ -254,6 +256,7 @@ fn owner_token(
         scopes: owner_scopes(),
         description,
         expires_at: Expiry::latest(Lifetime::Token, now) - 60 * 1_000_000,
+        expires_by_default: false,
     }
 }
 

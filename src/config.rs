@@ -99,6 +99,27 @@ pub enum Command {
     Up(UpArgs),
 }
 
+impl Command {
+    /// The data directory of a command that opens one: the server and the offline commands.
+    pub fn data_dir(&self) -> Option<&DataDirArgs> {
+        use crate::offline::{AuditLogCommand, OrgCommand};
+        match self {
+            Command::Serve(a) => Some(&a.data),
+            Command::Init(a) => Some(&a.data),
+            Command::Org(OrgCommand::SetLimits(a)) => Some(&a.data),
+            Command::Org(OrgCommand::SetSettings(a)) => Some(&a.data),
+            Command::Org(OrgCommand::IssueToken(a)) => Some(&a.data),
+            Command::Org(OrgCommand::List(a)) => Some(a),
+            Command::AuditLog(AuditLogCommand::Verify(a)) => Some(a),
+            Command::Login
+            | Command::Tokens(_)
+            | Command::Devices(_)
+            | Command::Keys(_)
+            | Command::Up(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -126,6 +147,11 @@ pub struct ServeArgs {
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
     #[arg(long, env = "QUICKZTNA_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// On an empty data directory, write the new owner token to this file (created, mode
+    /// 0600; never an existing file) instead of printing it: for service managers whose
+    /// journal keeps stdout. Unused once the data directory has organizations.
+    #[arg(long, env = "QUICKZTNA_OWNER_TOKEN_FILE")]
+    pub owner_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub connections: ConnectionArgs,
 }

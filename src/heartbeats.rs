@@ -6,7 +6,6 @@
 //! A crash loses at most the last few seconds of last-seen times, which the next heartbeat
 //! restores; nothing else depends on them being durable.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -187,15 +186,8 @@ fn decode(bytes: &[u8]) -> Result<Vec<(String, Seen)>, String> {
 fn write_atomically(path: &Path, entries: &[(String, Seen)]) -> std::io::Result<()> {
     let mut bytes = vec![FORMAT];
     bytes.extend_from_slice(&events::codec::encode(&entries));
-    let tmp = path.with_extension("bin.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    // Owner-only, like every file of the data directory: it tells who is online, from where.
+    events::durable::replace(path, &[&bytes])
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! - [`cli`]: the admin CLI, a client of the REST API.
 //! - [`agent`]: `quickztna up`, the device agent; [`agent::host`] reads its machine.
 //! - [`offline`]: commands that open the data dir directly (`init`, `org`, `audit-log verify`).
+//! - [`private_files`]: owner-only files on the host (the umask, the data directory's mode).
 //!
 //! The event log lives in the `events` crate and the read models in `projections`.
 
@@ -33,6 +34,7 @@ pub mod http;
 pub mod last_seen;
 pub mod mint;
 pub mod offline;
+pub mod private_files;
 pub mod server;
 pub mod state;
 pub mod workers;

@@ -7,11 +7,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use quickztna::config::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    for warning in quickztna::cli::secrets_on_argv(&matches) {
+        eprintln!("warning: {warning}");
+    }
     init_tracing(cli.is_server());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

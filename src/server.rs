@@ -13,6 +13,7 @@ pub mod tls;
 pub mod watch;
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 
 use events::Actor;
@@ -24,6 +25,7 @@ use self::tls::Tls;
 use crate::bootstrap;
 use crate::config::{ConnectionArgs, ServeArgs};
 use crate::http::ratelimit::TrustedProxies;
+use crate::private_files::SecretFile;
 use crate::state::{AppState, ConnectionLimits, Settings};
 use crate::workers::Workers;
 use crate::workers::housekeeping::{HeartbeatFlush, LimiterSweep};
@@ -95,17 +97,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     settings.connections = connection_limits(&args.connections);
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {
-        let created = bootstrap::create_org(
-            &state,
-            "default",
-            Plan::Workforce,
-            Actor::system("bootstrap of an empty data directory"),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        println!("Created organization 'default' ({}).", created.org_id);
-        println!("Its owner token is shown only this once; store it now:");
-        println!("{}", created.token);
+        bootstrap_default_org(&state, args.owner_token_file.as_deref()).await?;
     }
     let listener = TcpListener::bind(args.listen)
         .await
@@ -197,6 +189,58 @@ fn connection_limits(args: &ConnectionArgs) -> ConnectionLimits {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
     limits
+}
+
+/// Creates the organization `default` of an empty data directory, and hands its owner token
+/// over once: on stdout, or in a new 0600 file (created first, so an unwritable path fails
+/// before a token exists that nobody would see).
+async fn bootstrap_default_org(state: &AppState, token_file: Option<&Path>) -> Result<(), String> {
+    let file = token_file
+        .map(|path| {
+            SecretFile::create_new(path).map_err(|e| {
+                format!(
+                    "--owner-token-file {}: {e} (it must be a new file: an owner token never \
+                     replaces one)",
+                    path.display()
+                )
+            })
+        })
+        .transpose()?;
+    let created = bootstrap::create_org(
+        state,
+        "default",
+        Plan::Workforce,
+        Actor::system("bootstrap of an empty data directory"),
+    )
+    .await;
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(f) = file {
+                f.abandon();
+            }
+            return Err(e.to_string());
+        }
+    };
+    println!("Created organization 'default' ({}).", created.org_id);
+    match file {
+        Some(f) => {
+            let path = f.path().display().to_string();
+            f.write(format!("{}\n", created.token).as_bytes())
+                .map_err(|e| {
+                    format!(
+                        "writing the owner token to {path}: {e}; issue another with \
+                         `quickztna org issue-token --org default` while the server is stopped"
+                    )
+                })?;
+            println!("Its owner token was written to {path} (mode 0600); it is not shown.");
+        }
+        None => {
+            println!("Its owner token is shown only this once; store it now:");
+            println!("{}", created.token);
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,6 +1,7 @@
 //! Replacing a small file durably: write a temporary file, fsync it, rename it over the old one,
 //! fsync the directory. A crash leaves the old file or the new one, never a torn one. Keys,
-//! checkpoints and snapshots are all written this way, readable by the owner only.
+//! checkpoints and snapshots are all written this way, readable by the owner only, in
+//! directories only the owner can enter ([`create_private_dir_all`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,16 @@ pub fn replace(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
         _ => sync_dir(Path::new(".")),
     }
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (before the umask): the data directory
+/// and everything in it hold secrets' hashes, keys and the whole audit trail.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// fsyncs a directory, so the entries created or renamed in it survive a power loss. A

@@ -2,8 +2,9 @@
 //!
 //! Each event is named in the past tense, has a stable `type` string and a schema version, and
 //! carries the data its readers need. Payload structs are persisted with postcard: never reorder
-//! or remove their fields; add a new schema version (a new struct) and an upcast in
-//! [`decode_legacy`] instead. Every `(type, version)` has a golden fixture in `tests/fixtures`.
+//! or remove their fields; add a new schema version instead: freeze the old struct in
+//! [`crate::legacy`] with a pure upcast to the current one. Every `(type, version)`, old ones
+//! included, has a golden fixture in `tests/fixtures`.
 
 use serde::{Deserialize, Serialize};
 
@@ -79,8 +80,11 @@ pub struct TokenCreated {
     pub secret_hash: [u8; 32],
     pub scopes: Vec<String>,
     pub description: String,
-    /// Microseconds since the epoch.
+    /// Microseconds since the epoch; never after the parent's.
     pub expires_at: i64,
+    /// The token that issued it, whose revocation revokes it too (`None`: issued at the
+    /// console; a version 1 record does not say).
+    pub parent_token_id: Option<String>,
 }
 
 /// `token.revoked`: an API token stopped working.
@@ -203,6 +207,15 @@ pub struct TokenPurged {
     pub token_id: String,
 }
 
+/// `device.credential_rotated`: the device exchanged its node credential for a new one; the old
+/// one stopped working. Only the SHA-256 of the new secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCredentialRotated {
+    pub device_id: String,
+    /// SHA-256 of the device's new node credential.
+    pub credential_hash: [u8; 32],
+}
+
 macro_rules! catalogue {
     ($( $variant:ident($ty:ident) = $name:literal v $ver:literal ),* $(,)?) => {
         /// Every event the log can hold, in its current schema version.
@@ -253,7 +266,7 @@ catalogue! {
     OrgCreated(OrgCreated) = "org.created" v 1,
     OrgLimitsSet(OrgLimitsSet) = "org.limits_set" v 2,
     OrgSettingsChanged(OrgSettingsChanged) = "org.settings_changed" v 1,
-    TokenCreated(TokenCreated) = "token.created" v 1,
+    TokenCreated(TokenCreated) = "token.created" v 2,
     TokenRevoked(TokenRevoked) = "token.revoked" v 1,
     KeyCreated(KeyCreated) = "key.created" v 1,
     KeyUsed(KeyUsed) = "key.used" v 1,
@@ -268,44 +281,13 @@ catalogue! {
     DevicePurged(DevicePurged) = "device.purged" v 1,
     KeyPurged(KeyPurged) = "key.purged" v 1,
     TokenPurged(TokenPurged) = "token.purged" v 1,
+    DeviceCredentialRotated(DeviceCredentialRotated) = "device.credential_rotated" v 1,
 }
 
-/// Older schema versions decode through frozen structs and pure upcasts here.
+/// Older schema versions decode through the frozen structs and pure upcasts of
+/// [`crate::legacy`].
 fn decode_legacy(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, Error> {
-    match (event_type, version) {
-        ("org.limits_set", 1) => {
-            codec::decode_payload::<legacy::OrgLimitsSetV1>(bytes).map(|v1| v1.upcast().into())
-        }
-        _ => Err(Error::UnknownEvent {
-            event_type: event_type.to_owned(),
-            version,
-        }),
-    }
-}
-
-/// Payloads as earlier schema versions wrote them. Frozen: the log holds them forever.
-mod legacy {
-    use serde::{Deserialize, Serialize};
-
-    /// `org.limits_set` v1: before the device registrations' budget.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    pub struct OrgLimitsSetV1 {
-        pub org_id: String,
-        pub read_per_min: u32,
-        pub write_per_min: u32,
-    }
-
-    impl OrgLimitsSetV1 {
-        /// Registrations kept the plan's default until a v2 event set them.
-        pub fn upcast(self) -> super::OrgLimitsSet {
-            super::OrgLimitsSet {
-                org_id: self.org_id,
-                read_per_min: self.read_per_min,
-                write_per_min: self.write_per_min,
-                register_per_min: None,
-            }
-        }
-    }
+    crate::legacy::decode(event_type, version, bytes)
 }
 
 impl Event {
@@ -340,6 +322,7 @@ impl Event {
             Event::DevicePurged(e) => format!("device:{}", e.device_id),
             Event::KeyPurged(e) => format!("key:{}", e.key_id),
             Event::TokenPurged(e) => format!("token:{}", e.token_id),
+            Event::DeviceCredentialRotated(e) => format!("device:{}", e.device_id),
         }
     }
 }

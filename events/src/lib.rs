@@ -1,7 +1,8 @@
 //! The QuickZTNA event log: the only source of truth.
 //!
 //! # Layout
-//! - [`event`]: the catalogue of domain events (past tense, versioned) and their payload types.
+//! - [`event`]: the catalogue of domain events (past tense, versioned) and their payload types;
+//!   [`legacy`]: their older schema versions, frozen, with upcasts.
 //! - [`envelope`]: the persisted envelope around every event, and the actor who caused it;
 //!   [`recorded`]: an envelope with its decoded event, what readers get.
 //! - [`codec`]: the one place that turns envelopes and payloads into bytes and back (postcard).
@@ -32,6 +33,7 @@ pub mod error;
 pub mod event;
 pub mod index;
 mod indexer;
+pub mod legacy;
 pub mod log;
 mod open;
 pub mod reads;

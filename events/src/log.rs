@@ -214,7 +214,8 @@ impl std::fmt::Debug for Log {
 impl Log {
     /// Opens (or creates) the log in `dir`, taking an exclusive lock on the directory.
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log, Error> {
-        std::fs::create_dir_all(dir)?;
+        // sled's files get the process's umask: a private `log/` (and `dir`) keeps them ours.
+        crate::durable::create_private_dir_all(&dir.join("log"))?;
         let lock = crate::open::lock_dir(dir)?;
         let store = Arc::new(SledStore::open(&dir.join("log"), options.cache_capacity)?);
         Self::start(dir, lock, store, options)
@@ -227,7 +228,7 @@ impl Log {
         store: Arc<dyn LogStore>,
         options: LogOptions,
     ) -> Result<Log, Error> {
-        std::fs::create_dir_all(dir)?;
+        crate::durable::create_private_dir_all(dir)?;
         let lock = crate::open::lock_dir(dir)?;
         Self::start(dir, lock, store, options)
     }

@@ -77,12 +77,14 @@ pub(crate) fn resolve_chain_key(
 }
 
 pub(crate) fn lock_dir(dir: &Path) -> Result<File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),

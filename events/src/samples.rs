@@ -3,8 +3,10 @@
 //! type needs a sample here (the codec tests fail until it has one).
 
 use crate::Event;
+use crate::codec;
 use crate::envelope::ActorKind;
 use crate::event::*;
+use crate::legacy::{OrgLimitsSetV1, TokenCreatedV1};
 
 /// A fixed hash-like value, distinct per use so a swapped field shows.
 fn hash(seed: u8) -> [u8; 32] {
@@ -54,6 +56,7 @@ pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
                 scopes: vec!["devices:read".into(), "devices:write".into()],
                 description: "terraform".into(),
                 expires_at: 1_800_000_000_000_000,
+                parent_token_id: Some("tok_00".into()),
             }
             .into(),
             ActorKind::Token,
@@ -185,6 +188,45 @@ pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
             .into(),
             ActorKind::System,
         ),
+        "device.credential_rotated" => (
+            DeviceCredentialRotated {
+                device_id: device(),
+                credential_hash: hash(4),
+            }
+            .into(),
+            ActorKind::Device,
+        ),
+        _ => return None,
+    })
+}
+
+/// A deterministic sample of an older schema version of an event (one of
+/// [`crate::legacy::VERSIONS`]): its payload bytes as that version wrote them, what it upcasts
+/// to, and the kind of actor that caused it. The golden fixture of that version was made from
+/// it, so it must never change.
+pub fn legacy_sample(event_type: &str, version: u16) -> Option<(Vec<u8>, Event, ActorKind)> {
+    Some(match (event_type, version) {
+        ("token.created", 1) => {
+            let v1 = TokenCreatedV1 {
+                token_id: "tok_01".into(),
+                prefix: "qz_ab12cd".into(),
+                secret_hash: hash(1),
+                scopes: vec!["devices:read".into(), "devices:write".into()],
+                description: "terraform".into(),
+                expires_at: 1_800_000_000_000_000,
+            };
+            let payload = codec::encode_payload(&v1);
+            (payload, TokenCreated::from(v1).into(), ActorKind::Token)
+        }
+        ("org.limits_set", 1) => {
+            let v1 = OrgLimitsSetV1 {
+                org_id: "org_01".into(),
+                read_per_min: 6000,
+                write_per_min: 70_000,
+            };
+            let payload = codec::encode_payload(&v1);
+            (payload, OrgLimitsSet::from(v1).into(), ActorKind::Console)
+        }
         _ => return None,
     })
 }

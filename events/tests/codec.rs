@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use events::codec::{self, FORMAT_V1, FORMAT_V2, MAC_LEN};
 use events::event::{
-    DeviceKeyExpired, DeviceOwnerChanged, DeviceRegistered, DeviceRemoved, DeviceTagged,
-    DeviceUntagged, DeviceUpdated, KeyCreated, KeyRevoked, KeyUsed, OrgCreated, OrgLimitsSet,
-    OrgSettingsChanged, Plan, TokenCreated, TokenRevoked,
+    DeviceCredentialRotated, DeviceKeyExpired, DeviceOwnerChanged, DeviceRegistered, DeviceRemoved,
+    DeviceTagged, DeviceUntagged, DeviceUpdated, KeyCreated, KeyRevoked, KeyUsed, OrgCreated,
+    OrgLimitsSet, OrgSettingsChanged, Plan, TokenCreated, TokenRevoked,
 };
-use events::samples::sample;
+use events::samples::{legacy_sample, sample};
 use events::{Actor, ActorKind, ChainKey, Envelope, Error, Event};
 use proptest::prelude::*;
 
@@ -36,14 +36,31 @@ fn fixture_key() -> ChainKey {
 /// The envelope a fixture holds: fixed fields around the sample, chained from the zero MAC
 /// with [`fixture_key`].
 fn sample_envelope(event: &Event, actor: ActorKind) -> Envelope {
+    fixture_envelope(
+        event.event_type(),
+        event.schema_version(),
+        event.encode_payload(),
+        event.subject(),
+        actor,
+    )
+}
+
+/// The envelope of a fixture holding `payload`, a `(event_type, version)` record.
+fn fixture_envelope(
+    event_type: &str,
+    version: u16,
+    payload: Vec<u8>,
+    stream: String,
+    actor: ActorKind,
+) -> Envelope {
     let mut env = Envelope {
         position: 4242,
         org_seq: 99,
-        stream: event.subject(),
+        stream,
         revision: 17,
         event_id: *b"\x01\x93\x5e\x6b\x0c\x1dQZTNA-fixt",
-        event_type: event.event_type().into(),
-        schema_version: event.schema_version(),
+        event_type: event_type.into(),
+        schema_version: version,
         recorded_at: 1_764_000_000_123_456,
         org_id: "org_01".into(),
         actor: Actor {
@@ -52,7 +69,7 @@ fn sample_envelope(event: &Event, actor: ActorKind) -> Envelope {
             description: "golden fixture".into(),
         },
         request_id: "req_01J8Z3Q4ZP".into(),
-        payload: event.encode_payload(),
+        payload,
         mac: [0; 32],
     };
     let record = codec::encode_record(&env);
@@ -194,6 +211,68 @@ fn every_format_1_fixture_still_decodes_to_its_sample_without_an_org_sequence() 
             "a borrowed decode of format 1 must refuse, not misread"
         );
     }
+}
+
+#[test]
+fn every_older_schema_version_keeps_its_fixture_and_upcasts_to_the_current_event() {
+    for &(event_type, version) in events::legacy::VERSIONS {
+        let current = Event::TYPES
+            .iter()
+            .find(|(t, _)| *t == event_type)
+            .map(|(_, v)| *v);
+        assert!(
+            current.is_some_and(|c| c > version),
+            "{event_type} v{version} is listed as old but the catalogue is at {current:?}"
+        );
+        let (payload, upcast, actor) = legacy_sample(event_type, version)
+            .unwrap_or_else(|| panic!("no legacy sample of {event_type} v{version}"));
+        let expected = fixture_envelope(event_type, version, payload, upcast.subject(), actor);
+        let path = fixture_path(event_type, version);
+        let bytes = read_fixture(&path);
+        let decoded = codec::decode_record(0, &bytes)
+            .unwrap_or_else(|e| panic!("{} no longer decodes: {e}", path.display()));
+        assert_eq!(
+            decoded,
+            expected,
+            "{} decodes to another envelope",
+            path.display()
+        );
+        assert_eq!(
+            codec::encode_record(&expected),
+            bytes,
+            "{event_type} v{version}'s sample no longer encodes to its golden bytes"
+        );
+        let event = Event::decode(event_type, version, &decoded.payload)
+            .unwrap_or_else(|e| panic!("the payload of {} no longer decodes: {e}", path.display()));
+        assert_eq!(event, upcast, "{} upcasts to another event", path.display());
+        assert_eq!(event.schema_version(), current.unwrap_or_default());
+
+        let format1 = fixtures_dir()
+            .join("format1")
+            .join(format!("{event_type}.v{version}.hex"));
+        if format1.exists() {
+            let decoded = codec::decode_record(0, &read_fixture(&format1))
+                .unwrap_or_else(|e| panic!("{} no longer decodes: {e}", format1.display()));
+            assert_eq!(decoded.org_seq, 0);
+            assert_eq!(decoded.payload, expected.payload, "{}", format1.display());
+            let event = Event::decode(event_type, version, &decoded.payload).expect("upcasts");
+            assert_eq!(event, upcast, "{}", format1.display());
+        }
+    }
+}
+
+#[test]
+fn a_version_1_token_record_upcasts_with_no_parent() {
+    let (payload, _, _) = legacy_sample("token.created", 1).expect("a v1 sample");
+    match Event::decode("token.created", 1, &payload).expect("decodes") {
+        Event::TokenCreated(e) => {
+            assert_eq!(e.parent_token_id, None);
+            assert_eq!(e.token_id, "tok_01");
+        }
+        other => panic!("decoded as {other:?}"),
+    }
+    // The version picks the struct: a v1 payload is too short for a v2 one.
+    assert!(Event::decode("token.created", 2, &payload).is_err());
 }
 
 #[test]
@@ -403,10 +482,11 @@ fn event() -> impl Strategy<Value = Event> {
             any::<[u8; 32]>(),
             texts(),
             text(),
-            any::<i64>()
+            any::<i64>(),
+            any::<Option<String>>()
         )
             .prop_map(
-                |(token_id, prefix, secret_hash, scopes, description, expires_at)| {
+                |(token_id, prefix, secret_hash, scopes, description, expires_at, parent)| {
                     Event::from(TokenCreated {
                         token_id,
                         prefix,
@@ -414,6 +494,7 @@ fn event() -> impl Strategy<Value = Event> {
                         scopes,
                         description,
                         expires_at,
+                        parent_token_id: parent,
                     })
                 }
             ),
@@ -513,6 +594,12 @@ fn event() -> impl Strategy<Value = Event> {
         text().prop_map(|device_id| Event::from(DeviceKeyExpired { device_id })),
         (text(), text())
             .prop_map(|(device_id, reason)| Event::from(DeviceRemoved { device_id, reason })),
+        (text(), any::<[u8; 32]>()).prop_map(|(device_id, credential_hash)| Event::from(
+            DeviceCredentialRotated {
+                device_id,
+                credential_hash
+            }
+        )),
     ]
 }
 

@@ -183,7 +183,7 @@ impl Devices {
 
 impl Projection for Devices {
     const NAME: &'static str = "devices";
-    const VERSION: u32 = 6;
+    const VERSION: u32 = 7;
 
     fn apply(&mut self, r: &Recorded) {
         if let Ok(Stream::Ipam(org)) = Stream::parse(&r.envelope.stream) {
@@ -245,6 +245,17 @@ impl Projection for Devices {
             }),
             Event::DeviceOwnerChanged(e) => self.touch(r, &e.device_id, |d| d.owner = e.to.clone()),
             Event::DeviceKeyExpired(e) => self.touch(r, &e.device_id, |d| d.key_expired = true),
+            Event::DeviceCredentialRotated(e) => {
+                // The old credential stops working with this event: it no longer finds the
+                // device at all (it was replaced, not revoked with the device).
+                let Some(old) = self.by_id.get(&e.device_id).map(|d| d.credential_hash) else {
+                    return;
+                };
+                self.by_credential.remove(&old);
+                self.by_credential
+                    .insert(e.credential_hash, e.device_id.clone());
+                self.touch(r, &e.device_id, |d| d.credential_hash = e.credential_hash);
+            }
             Event::DeviceRemoved(e) => {
                 let mut released = None;
                 self.touch(r, &e.device_id, |d| {
@@ -290,7 +301,9 @@ impl Projection for Devices {
 
 #[cfg(test)]
 mod tests {
-    use events::event::{DeviceRegistered, DeviceRemoved, DeviceTagged, KeyUsed};
+    use events::event::{
+        DeviceCredentialRotated, DeviceRegistered, DeviceRemoved, DeviceTagged, KeyUsed,
+    };
     use events::{Event, Recorded};
 
     use super::*;
@@ -374,6 +387,27 @@ mod tests {
         let live: Vec<&str> = d.of_org("org_1").map(|d| d.id.as_str()).collect();
         assert_eq!(live, vec!["dev_a"]);
         assert_eq!(d.count("org_1"), 1);
+    }
+
+    #[test]
+    fn a_rotated_credential_finds_the_device_and_the_old_one_nothing() {
+        let mut d = Devices::default();
+        for r in history() {
+            d.apply(&r);
+        }
+        d.apply(&recorded(
+            7,
+            "device:dev_a",
+            2,
+            DeviceCredentialRotated {
+                device_id: "dev_a".into(),
+                credential_hash: [42; 32],
+            },
+        ));
+        assert!(d.by_credential_hash(&[5; 32]).is_none(), "the old one");
+        let a = d.by_credential_hash(&[42; 32]).unwrap();
+        assert_eq!((a.id.as_str(), a.credential_hash), ("dev_a", [42; 32]));
+        assert_eq!((a.revision, a.last_seq), (2, 7));
     }
 
     #[test]

@@ -143,6 +143,7 @@ mod tests {
             scopes: vec!["read".into()],
             description: String::new(),
             expires_at: 10,
+            parent_token_id: None,
         }
     }
 

@@ -43,7 +43,7 @@ pub fn write<S: Serialize>(
     mac: &[u8; 32],
     state: &S,
 ) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    events::durable::create_private_dir_all(dir)?;
     let body = events::codec::encode(state);
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);

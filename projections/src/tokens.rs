@@ -1,6 +1,6 @@
 //! API tokens: who may call the API, with which scopes, until when.
 
-use events::{Event, Recorded};
+use events::{ActorKind, Event, Recorded};
 use serde::{Deserialize, Serialize};
 
 use crate::Projection;
@@ -17,7 +17,13 @@ pub struct Token {
     pub created_at: i64,
     /// The description of whoever created it (a token, or the console for owner tokens).
     pub created_by: String,
+    /// The token that issued it (`None`: the console did). Revoking a token revokes its
+    /// descendants, and none outlives its parent.
+    pub parent: Option<String>,
     pub revoked_at: Option<i64>,
+    /// Last revision of the token's stream: decisions that rely on the token staying as they
+    /// saw it (a parent minting, an owner token remaining) expect it unchanged.
+    pub revision: u64,
 }
 
 impl Token {
@@ -43,15 +49,45 @@ impl Tokens {
     pub fn by_secret_hash(&self, hash: &[u8; 32]) -> Option<&Token> {
         self.by_hash.get(hash).and_then(|id| self.by_id.get(id))
     }
+
+    /// When `token` stopped working by revocation: its own, or else its nearest revoked
+    /// ancestor's (see [`Tokens::revoked_ancestor`]).
+    pub fn effective_revoked_at(&self, token: &Token) -> Option<i64> {
+        token
+            .revoked_at
+            .or_else(|| self.revoked_ancestor(token).and_then(|a| a.revoked_at))
+    }
+
+    /// The nearest revoked token among `token`'s ancestors, if any. Revoking a token records
+    /// the revocation of its descendants in the same append; this also catches a child minted
+    /// concurrently with its parent's revocation, which that append could not see.
+    pub fn revoked_ancestor(&self, token: &Token) -> Option<&Token> {
+        let mut next = token.parent.as_deref();
+        // A parent exists before its child, so the chain has no cycle; the bound only guards
+        // against a corrupted model.
+        for _ in 0..self.by_id.len() {
+            let parent = self.by_id.get(next?)?;
+            if parent.revoked_at.is_some() {
+                return Some(parent);
+            }
+            next = parent.parent.as_deref();
+        }
+        None
+    }
 }
 
 impl Projection for Tokens {
     const NAME: &'static str = "tokens";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn apply(&mut self, r: &Recorded) {
         match &r.event {
             Event::TokenCreated(e) => {
+                // Version 1 records do not name the parent; the token that issued one is its
+                // actor.
+                let parent = e.parent_token_id.clone().or_else(|| {
+                    (r.envelope.actor.kind == ActorKind::Token).then(|| r.envelope.actor.id.clone())
+                });
                 self.by_hash.insert(e.secret_hash, e.token_id.clone());
                 self.by_org
                     .entry(r.envelope.org_id.clone())
@@ -69,13 +105,16 @@ impl Projection for Tokens {
                         expires_at: e.expires_at,
                         created_at: r.envelope.recorded_at,
                         created_by: r.envelope.actor.description.clone(),
+                        parent,
                         revoked_at: None,
+                        revision: r.envelope.revision,
                     },
                 );
             }
             Event::TokenRevoked(e) => {
                 if let Some(t) = self.by_id.get_mut(&e.token_id) {
                     t.revoked_at.get_or_insert(r.envelope.recorded_at);
+                    t.revision = r.envelope.revision;
                 }
             }
             Event::TokenPurged(e) => {

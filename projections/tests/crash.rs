@@ -34,6 +34,7 @@ fn token_event(n: u64) -> Event {
         scopes: vec!["read".into()],
         description: format!("token {n}"),
         expires_at: 4_000_000_000_000_000,
+        parent_token_id: None,
     })
 }
 

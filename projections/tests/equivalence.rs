@@ -52,6 +52,7 @@ fn event_for(op: &Op) -> Option<(String, String, Event)> {
                 scopes: vec!["read".into()],
                 description: format!("token {token}"),
                 expires_at: 4_000_000_000_000_000,
+                parent_token_id: None,
             }),
         ),
         Op::RevokeToken(token) => (

@@ -19,9 +19,11 @@
 //! unless `--insecure` ([`Connect`]): every call carries a secret.
 //!
 //! [`host`] reads what the agent reports about its machine (hostname, OS, posture signals);
-//! `state` keeps the agent's identity and credential between runs.
+//! `state` keeps the agent's identity and credential between runs; [`rotate`] exchanges the
+//! node credential for a new one when it gets old.
 
 pub mod host;
+pub mod rotate;
 mod state;
 
 use std::fmt;
@@ -61,6 +63,15 @@ pub struct UpArgs {
     /// reusable key.
     #[arg(long, env = "QUICKZTNA_REREGISTER")]
     pub reregister: bool,
+    /// Exchange the node credential for a new one once it is this old (`30d`, `12h`, …), or
+    /// `off`. Checked after each heartbeat.
+    #[arg(
+        long,
+        env = "QUICKZTNA_ROTATE_CREDENTIAL_EVERY",
+        value_parser = crate::agent::rotate::parse_every,
+        default_value = crate::agent::rotate::DEFAULT_EVERY
+    )]
+    pub rotate_credential_every: crate::agent::rotate::RotateEvery,
 }
 
 /// What the operator does to bring a stopped device back.
@@ -80,7 +91,8 @@ pub async fn run(server: &str, connect: &Connect, args: UpArgs) -> Result<(), Cl
     let mut sigint = signal(SignalKind::interrupt())
         .map_err(|e| CliError::new(format!("cannot watch SIGINT: {e}")))?;
     let agent = Agent::new(server, connect, args)?;
-    tokio::select! {
+    let rotating = agent.rotating.clone();
+    let result = tokio::select! {
         result = agent.run() => result,
         _ = sigterm.recv() => {
             eprintln!("Received SIGTERM; stopping");
@@ -90,7 +102,10 @@ pub async fn run(server: &str, connect: &Connect, args: UpArgs) -> Result<(), Cl
             eprintln!("Received SIGINT; stopping");
             Ok(())
         }
-    }
+    };
+    // A credential the server may have rotated already must reach the state file first.
+    let _finished = rotating.lock().await;
+    result
 }
 
 /// A problem the server answered with (4xx other than 429).
@@ -152,6 +167,9 @@ struct Agent {
     state: AgentState,
     interval: Option<Duration>,
     reregister: bool,
+    rotate_every: rotate::RotateEvery,
+    /// Held by a credential rotation until its outcome is saved (see [`rotate`]).
+    rotating: rotate::InFlight,
 }
 
 impl Agent {
@@ -164,10 +182,14 @@ impl Agent {
                 CliError::new("cannot find a state directory: set HOME or pass --state-file")
             })?,
         };
-        let (state, existed) = match load_state(&state_path)? {
+        let (mut state, existed) = match load_state(&state_path)? {
             Some(s) if !s.public_key.is_empty() => (s, true),
             _ => (AgentState::fresh()?, false),
         };
+        if state.node_credential.is_some() && state.credential_issued_at.is_none() {
+            // Saved before credentials were dated: the rotation period starts now.
+            state.credential_issued_at = Some(rotate::now_secs());
+        }
         if !existed {
             // Fails here, before any key is used, if the path is not writable.
             save_state(&state_path, &state)?;
@@ -185,6 +207,8 @@ impl Agent {
             state,
             interval: args.interval,
             reregister: args.reregister,
+            rotate_every: args.rotate_credential_every,
+            rotating: rotate::InFlight::default(),
         })
     }
 
@@ -252,6 +276,9 @@ impl Agent {
                     }
                     healthy = true;
                     ever_connected = true;
+                    if self.rotation_due() {
+                        self.rotate_credential().await;
+                    }
                     tokio::time::sleep(wait).await;
                 }
                 Err(CallError::Problem(p)) if p.status == StatusCode::UNAUTHORIZED => {
@@ -345,6 +372,7 @@ impl Agent {
             .and_then(Value::as_str)
             .map(str::to_owned);
         self.state.node_credential = credential;
+        self.state.credential_issued_at = Some(rotate::now_secs());
         self.state.registered_with = Some(key_fingerprint(&auth_key));
         self.state.stopped = None;
         if let Err(e) = save_state(&self.state_path, &self.state) {
@@ -384,49 +412,60 @@ impl Agent {
         bearer: Option<&str>,
         body: &Value,
     ) -> Result<Value, CallError> {
-        let mut req = self.http.post(format!("{}{path}", self.server)).json(body);
-        if let Some(b) = bearer {
-            req = req.bearer_auth(b);
-        }
-        let resp = req.send().await.map_err(|e| CallError::Transient {
-            message: format!("cannot reach {}: {}", self.server, root_cause(&e)),
-            retry_after: None,
-        })?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.clamp(1, 300)));
-        let bytes = resp.bytes().await.map_err(|e| CallError::Transient {
-            message: format!("reading the answer: {e}"),
-            retry_after: None,
-        })?;
-        if status.is_success() {
-            return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-        }
-        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-        let field = |k: &str| {
-            parsed
-                .as_ref()
-                .and_then(|v| v.get(k))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let problem = Problem {
-            status,
-            title: field("title").unwrap_or_else(|| format!("The server answered {status}")),
-            detail: field("detail"),
-        };
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Err(CallError::Transient {
-                message: problem.to_string(),
-                retry_after,
-            });
-        }
-        Err(CallError::Problem(problem))
+        call(&self.http, &self.server, path, bearer, body).await
     }
+}
+
+/// POSTs `body` to `server` + `path`; the answer's JSON, or why not.
+async fn call(
+    http: &reqwest::Client,
+    server: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &Value,
+) -> Result<Value, CallError> {
+    let mut req = http.post(format!("{server}{path}")).json(body);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let resp = req.send().await.map_err(|e| CallError::Transient {
+        message: format!("cannot reach {server}: {}", root_cause(&e)),
+        retry_after: None,
+    })?;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.clamp(1, 300)));
+    let bytes = resp.bytes().await.map_err(|e| CallError::Transient {
+        message: format!("reading the answer: {e}"),
+        retry_after: None,
+    })?;
+    if status.is_success() {
+        return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+    }
+    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let field = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let problem = Problem {
+        status,
+        title: field("title").unwrap_or_else(|| format!("The server answered {status}")),
+        detail: field("detail"),
+    };
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Err(CallError::Transient {
+            message: problem.to_string(),
+            retry_after,
+        });
+    }
+    Err(CallError::Problem(problem))
 }
 
 /// The innermost error's message ("Connection refused (os error 111)"), which says more than

@@ -25,6 +25,9 @@ pub struct AgentState {
     pub ipv4: Option<String>,
     #[serde(default)]
     pub node_credential: Option<String>,
+    /// When the server issued `node_credential` (Unix seconds), so it is rotated in time.
+    #[serde(default)]
+    pub credential_issued_at: Option<i64>,
     /// SHA-256 (hex) of the pre-auth key the current registration was made with.
     #[serde(default)]
     pub registered_with: Option<String>,
@@ -73,6 +76,7 @@ impl AgentState {
         self.device_id = None;
         self.ipv4 = None;
         self.node_credential = None;
+        self.credential_issued_at = None;
         self.stopped = Some(Stopped {
             reason,
             key: self.registered_with.take(),

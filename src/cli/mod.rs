@@ -18,7 +18,8 @@ pub mod tokens;
 
 use std::fmt;
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
 
 use crate::config::{Cli, Command};
 use crate::offline::{AuditLogCommand, OrgCommand};
@@ -66,9 +67,40 @@ impl From<String> for CliError {
     }
 }
 
+/// What to warn about secrets passed as command-line arguments: other users of the machine
+/// see them in the process list, and shells keep them in their history. The environment
+/// variables carry the same values out of sight.
+pub fn secrets_on_argv(matches: &ArgMatches) -> Vec<String> {
+    let on_argv = |m: &ArgMatches, id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+    let mut warnings = Vec::new();
+    if on_argv(matches, "token") {
+        warnings.push(
+            "--token on the command line is visible to other users of this machine in the \
+             process list and stays in your shell history; set QUICKZTNA_TOKEN instead \
+             (`quickztna login` saves it for later commands)"
+                .to_owned(),
+        );
+    }
+    if let Some(("up", up)) = matches.subcommand()
+        && on_argv(up, "auth_key")
+    {
+        warnings.push(
+            "--auth-key on the command line is visible to other users of this machine in the \
+             process list and stays in your shell history; set QUICKZTNA_AUTH_KEY instead"
+                .to_owned(),
+        );
+    }
+    warnings
+}
+
 /// Runs one command.
 pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let client_args = cli.client;
+    if let Some(data) = cli.command.data_dir() {
+        // Before anything touches the data directory: what is created in it is the owner's.
+        crate::private_files::restrict_umask();
+        crate::private_files::check_data_dir(&data.data_dir);
+    }
     match cli.command {
         Command::Serve(args) => Ok(crate::server::serve(args).await?),
         Command::Init(args) => Ok(crate::offline::init(args).await?),

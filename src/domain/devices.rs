@@ -5,8 +5,8 @@
 use events::Event;
 use events::Expected;
 use events::event::{
-    DeviceKeyExpired, DeviceOwnerChanged, DeviceRemoved, DeviceTagged, DeviceUntagged,
-    DeviceUpdated,
+    DeviceCredentialRotated, DeviceKeyExpired, DeviceOwnerChanged, DeviceRemoved, DeviceTagged,
+    DeviceUntagged, DeviceUpdated,
 };
 use events::stream::Stream;
 use projections::OrgView;
@@ -163,6 +163,27 @@ pub fn change(
         Decision::none().expect(stream.clone(), Expected::Exact(device.revision)),
         |d, e| d.event(stream.clone(), e),
     ))
+}
+
+/// Replaces a live device's node credential with the one hashed to `credential_hash` (made by
+/// the caller): the old one stops working with this event. Refused, like the credential
+/// itself, once the device was removed or its key expired.
+pub fn rotate_credential(
+    org: OrgView<'_>,
+    id: &str,
+    credential_hash: [u8; 32],
+    now: i64,
+) -> Result<Decision, Rejection> {
+    credential_valid(live(org, id)?, now).map_err(|why| Rejection::Forbidden(why.into()))?;
+    change(org, id, |_| {
+        vec![
+            DeviceCredentialRotated {
+                device_id: id.to_owned(),
+                credential_hash,
+            }
+            .into(),
+        ]
+    })
 }
 
 /// Removes a device of the organization (see [`decide_remove`]); 404 for ids that never

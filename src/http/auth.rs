@@ -298,7 +298,7 @@ fn resolve(state: &AppState, req: &Request) -> Result<Caller, Problem> {
         .by_secret_hash(&hash)
         .filter(|t| secret::equal(&t.secret_hash, &hash))
         .ok_or_else(|| Problem::unauthorized("the bearer token is invalid"))?;
-    if found.revoked_at.is_some() {
+    if found.revoked_at.is_some() || models.state.tokens.revoked_ancestor(found).is_some() {
         return Err(Problem::unauthorized("the bearer token was revoked"));
     }
     if found.expires_at <= events::now_micros() {

@@ -74,6 +74,8 @@ pub struct CreateKeyRequest {
     #[schema(value_type = Vec<TagName>, max_items = 64, example = json!(["tag:production"]))]
     pub tags: Vec<String>,
     /// The user who owns the devices joining with it (an email or user id, 1–254 characters).
+    /// Needs a token that may also write users (`users:write` or `write`), as reassigning a
+    /// device's owner does.
     #[serde(default)]
     #[schema(
         min_length = 1,
@@ -265,7 +267,7 @@ async fn create_key(
     let appended = execute(
         &state,
         principal.command(&request_id).idempotent(idem),
-        |_| keys::create(cmd.clone(), now),
+        |_| keys::create(&principal.scopes, cmd.clone(), now),
     )
     .await?
     .appended()

@@ -7,8 +7,9 @@
 //!   client's address (a bucket of its own, so a misconfigured fleet retrying with a dead key
 //!   does not lock the address out of the rest of the API), so key guessing is throttled.
 //! - `POST /machine/heartbeat` and `GET /machine/netmap` need the node credential, run
-//!   [`node_auth`] and are limited per device. Node credentials work nowhere else, and API
-//!   tokens do not work here. Heartbeats are not events (see [`crate::heartbeats`]).
+//!   [`node_auth`] and are limited per device (so does `POST /machine/rotate`, in
+//!   [`super::node_credential`]). Node credentials work nowhere else, and API tokens do not
+//!   work here. Heartbeats are not events (see [`crate::heartbeats`]).
 //!
 //! Registrations of one organization are decided one at a time (each takes the next address);
 //! the decision also expects the organization's address allocator and the key's stream

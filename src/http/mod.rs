@@ -16,6 +16,7 @@ pub mod keys;
 pub mod list;
 pub mod machine;
 pub mod meta;
+pub mod node_credential;
 pub mod openapi;
 pub mod page_cache;
 pub mod pagination;
@@ -89,7 +90,8 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
     // The device agent's routes bring their own authentication (pre-auth key, node credential).
     OpenApiRouter::with_openapi(openapi::base())
         .merge(protected)
-        .merge(machine::routes(state))
+        .merge(machine::routes(state.clone()))
+        .merge(node_credential::routes(state))
         .merge(public)
         .merge(health)
 }

@@ -29,7 +29,7 @@ use super::problem::{PROBLEM_JSON, ProblemBody};
         (name = "tokens", description = "API tokens (Settings → API tokens)"),
         (name = "keys", description = "Pre-auth keys, with which devices join"),
         (name = "devices", description = "The organization's devices"),
-        (name = "machine", description = "The device agent's API (`quickztna up`): register with a pre-auth key, then heartbeat and fetch the netmap with the node credential"),
+        (name = "machine", description = "The device agent's API (`quickztna up`): register with a pre-auth key, then heartbeat, fetch the netmap and rotate the node credential with it"),
         (name = "meta", description = "Health, version and this document; unauthenticated"),
     )
 )]

@@ -5,22 +5,22 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use events::Event;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use projections::tokens::Token;
+use projections::tokens::{Token, Tokens};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Principal;
-use super::commit::idempotency;
+use super::commit::{idempotency, problem};
 use super::extract::{self, Json, Path, Query};
 use super::list::{ListSpec, Listing};
 use super::pagination::Page;
-use super::problem::Problem;
+use super::problem::{Problem, ProblemBody};
 use super::request_id::RequestId;
 use crate::domain::expiry::{Expiry, Lifetime};
 use crate::domain::scope::{Group, Need, Scopes};
-use crate::domain::tokens::{self, CreateToken};
+use crate::domain::tokens::{self, Caller, CreateToken, Issuer, TokenRejection};
 use crate::execute::execute;
 use crate::mint;
 use crate::state::AppState;
@@ -52,7 +52,9 @@ pub struct CreateTokenRequest {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
     )]
     pub description: String,
-    /// Lifetime from now: `3600s`, `12h`, `90d`… (1 hour to 12 months). Default 90 days.
+    /// Lifetime from now: `3600s`, `12h`, `90d`… (1 hour to 12 months, and never past the
+    /// expiry of the token that issues it). Default 90 days, or until the issuing token
+    /// expires if that comes first.
     #[serde(default)]
     #[schema(example = "90d", pattern = "^[0-9]{1,12}[smhdw]?$")]
     pub expires_in: Option<String>,
@@ -117,6 +119,9 @@ pub struct TokenView {
     pub created_at: String,
     /// Who created it (a token's description, or the console).
     pub created_by: String,
+    /// The token that issued it (`null`: the console did). Revoking a token revokes the
+    /// tokens it issued, and none expires after its parent.
+    pub parent_id: Option<String>,
     pub revoked_at: Option<String>,
     /// `active`, `expired` or `revoked`.
     pub status: String,
@@ -135,6 +140,7 @@ pub struct CreatedToken {
     pub expires_at: String,
     pub created_at: String,
     pub created_by: String,
+    pub parent_id: Option<String>,
     pub revoked_at: Option<String>,
     pub status: String,
     /// Set when the secret is not shown, saying why.
@@ -165,8 +171,9 @@ const SPEC: ListSpec = ListSpec {
     default_sort: "created_at",
 };
 
-fn status_of(t: &Token, now: i64) -> &'static str {
-    if t.revoked_at.is_some() {
+/// A token whose ancestor was revoked is refused as revoked, so it is shown as revoked too.
+fn status_of(tokens: &Tokens, t: &Token, now: i64) -> &'static str {
+    if tokens.effective_revoked_at(t).is_some() {
         "revoked"
     } else if t.expires_at <= now {
         "expired"
@@ -175,7 +182,7 @@ fn status_of(t: &Token, now: i64) -> &'static str {
     }
 }
 
-fn view(t: &Token, now: i64) -> TokenView {
+fn view(tokens: &Tokens, t: &Token, now: i64) -> TokenView {
     TokenView {
         id: t.id.clone(),
         prefix: t.prefix.clone(),
@@ -184,8 +191,9 @@ fn view(t: &Token, now: i64) -> TokenView {
         expires_at: events::format_time(t.expires_at),
         created_at: events::format_time(t.created_at),
         created_by: t.created_by.clone(),
-        revoked_at: t.revoked_at.map(events::format_time),
-        status: status_of(t, now).to_owned(),
+        parent_id: t.parent.clone(),
+        revoked_at: tokens.effective_revoked_at(t).map(events::format_time),
+        status: status_of(tokens, t, now).to_owned(),
     }
 }
 
@@ -199,6 +207,7 @@ fn created(v: TokenView, token: Option<String>, note: Option<String>) -> Created
         expires_at: v.expires_at,
         created_at: v.created_at,
         created_by: v.created_by,
+        parent_id: v.parent_id,
         revoked_at: v.revoked_at,
         status: v.status,
         note,
@@ -249,13 +258,19 @@ async fn create_token(
         scopes,
         description: body.description.clone(),
         expires_at,
+        expires_by_default: body.expires_in.is_none() && body.expires_at.is_none(),
     };
+    let issuer = Issuer::Token(Caller {
+        token_id: &principal.token_id,
+        scopes: &principal.scopes,
+    });
     let appended = execute(
         &state,
         principal.command(&request_id).idempotent(idem),
-        |_| tokens::create(&principal.scopes, cmd.clone(), now),
+        |org| tokens::create(org, issuer, cmd.clone(), now),
     )
-    .await?
+    .await
+    .map_err(|e| problem(e, rejected))?
     .appended()
     .ok_or_else(|| Problem::internal("issuing a token appended nothing"))?;
     let (id, secret_value, note, replayed) = if appended.replayed {
@@ -292,7 +307,11 @@ async fn create_token(
     Ok((
         StatusCode::CREATED,
         out,
-        Json(created(view(token, now), secret_value, note)),
+        Json(created(
+            view(&models.state.tokens, token, now),
+            secret_value,
+            note,
+        )),
     ))
 }
 
@@ -335,7 +354,7 @@ async fn list_tokens(
         .tokens()
         .filter(|t| {
             list.filter.matches(|key, value| match key {
-                "status" => status_of(t, now) == value,
+                "status" => status_of(&models.state.tokens, t, now) == value,
                 "scope" => t.scopes.iter().any(|s| s == value),
                 _ => false,
             })
@@ -352,7 +371,7 @@ async fn list_tokens(
         items,
         sort_key,
         |t| &t.id,
-        |t| view(t, now),
+        |t| view(&models.state.tokens, t, now),
     )))
 }
 
@@ -371,16 +390,25 @@ async fn get_token(
     principal.require(Need::read(Group::Tokens))?;
     let models = state.models().load();
     match models.state.org(&principal.org_id).token(&id) {
-        Some(t) => Ok(Json(view(t, events::now_micros()))),
+        Some(t) => Ok(Json(view(&models.state.tokens, t, events::now_micros()))),
         None => Err(Problem::not_found(format!("no token '{id}'"))),
     }
 }
 
-/// Revoke an API token. Immediate; repeating it answers 204 again.
+/// Revoke an API token, and every token it issued (and theirs), in one step.
+///
+/// Immediate; repeating it answers 204 again (and revokes any token issued by it that is still
+/// active). A token may revoke itself, the tokens it issued and tokens whose scopes it holds
+/// (403 otherwise); the organization's last active token with scope `write` cannot be revoked
+/// (409), so the organization cannot be locked out of its own API.
 #[utoipa::path(
     delete, path = "/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
-    responses((status = 204, description = "Revoked (or already revoked)")),
+    responses(
+        (status = 204, description = "Revoked (or already revoked)"),
+        (status = 403, description = "The token is not this one, was not issued by it, and holds scopes this one lacks", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "It is the organization's last active owner token (scope `write`), or it issued that one", body = ProblemBody, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 async fn revoke_token(
@@ -390,9 +418,33 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Tokens))?;
+    let caller = Caller {
+        token_id: &principal.token_id,
+        scopes: &principal.scopes,
+    };
+    let now = events::now_micros();
     execute(&state, principal.command(&request_id), |org| {
-        tokens::revoke(org, &id)
+        tokens::revoke(org, caller, &id, now)
     })
-    .await?;
+    .await
+    .map_err(|e| problem(e, rejected))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The problem answering a refused token command.
+fn rejected(why: TokenRejection) -> Problem {
+    let detail = why.to_string();
+    match why {
+        TokenRejection::Invalid(_) | TokenRejection::OutlivesIssuer { .. } => {
+            Problem::invalid_argument(detail)
+        }
+        TokenRejection::ScopesNotHeld { .. } | TokenRejection::NotCovered { .. } => {
+            Problem::forbidden(detail)
+        }
+        TokenRejection::IssuerInactive => Problem::unauthorized(detail),
+        TokenRejection::NotFound(_) => Problem::not_found(detail),
+        // Allowed, but not while this is the last way into the organization: resolvable by
+        // issuing another owner token first, which is what 409 says.
+        TokenRejection::LastOwnerToken { .. } => Problem::conflict(detail),
+    }
 }

@@ -28,7 +28,7 @@ pub fn store(path: &Path, position: u64) -> io::Result<()> {
             "checkpoint path has no directory",
         )
     })?;
-    fs::create_dir_all(dir)?;
+    events::durable::create_private_dir_all(dir)?;
     events::durable::replace(path, &[format!("{position}\n").as_bytes()])
 }
 

@@ -318,6 +318,43 @@ async fn key_scopes_are_enforced() {
 }
 
 #[tokio::test]
+async fn setting_a_keys_owner_needs_users_write_as_on_a_device() {
+    let app = spawn_app().await;
+    let keys_only = app.token_with(&["keys:write"]).await;
+    let keys_and_users = app.token_with(&["keys:write", "users:write"]).await;
+    let head = app.state.log().head();
+    let resp = app
+        .request_as(&keys_only, Method::POST, "/api/v1/keys")
+        .json(&json!({ "owner": "ceo@example.com", "tags": ["tag:prod"] }))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(resp, 403, "permission_denied").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("users:write"),
+        "{body}"
+    );
+    assert_eq!(app.state.log().head(), head, "nothing was written");
+
+    // Without an owner the same token issues keys; with users:write, keys with an owner.
+    let resp = app
+        .request_as(&keys_only, Method::POST, "/api/v1/keys")
+        .json(&json!({ "tags": ["tag:prod"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = app
+        .request_as(&keys_and_users, Method::POST, "/api/v1/keys")
+        .json(&json!({ "owner": "ceo@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(json(resp).await["owner"], "ceo@example.com");
+}
+
+#[tokio::test]
 async fn another_organizations_keys_are_invisible() {
     let app = spawn_app().await;
     let (_, other) = app.second_org("globex").await;

@@ -129,7 +129,7 @@ async fn the_events_a_request_causes_record_its_id_and_the_token_as_actor() {
         .request_as(creator_secret, Method::POST, "/api/v1/tokens")
         .header("x-request-id", "req-create-0001")
         .json(
-            &json!({ "scopes": ["read"], "description": "made by terraform", "expires_in": "2h" }),
+            &json!({ "scopes": ["read"], "description": "made by terraform", "expires_in": "1h" }),
         )
         .send()
         .await

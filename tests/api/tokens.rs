@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{assert_problem, header, json, spawn_app};
 
-const TOKEN_FIELDS: [&str; 9] = [
+const TOKEN_FIELDS: [&str; 10] = [
     "id",
     "prefix",
     "scopes",
@@ -13,6 +13,7 @@ const TOKEN_FIELDS: [&str; 9] = [
     "expires_at",
     "created_at",
     "created_by",
+    "parent_id",
     "revoked_at",
     "status",
 ];
@@ -143,7 +144,7 @@ async fn created_by_is_the_description_of_the_creating_token() {
     let created = app
         .create_token_as(
             manager["token"].as_str().unwrap(),
-            &json!({ "scopes": ["devices:read"], "description": "made by the bot", "expires_in": "2h" }),
+            &json!({ "scopes": ["devices:read"], "description": "made by the bot", "expires_in": "1h" }),
         )
         .await;
     assert_eq!(created["created_by"], "okta provisioning bot");

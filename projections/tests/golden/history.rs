@@ -3,9 +3,10 @@
 //! every run. Add events here when a model learns a new one (and regenerate the digests).
 
 use events::event::{
-    DeviceKeyExpired, DeviceOwnerChanged, DevicePurged, DeviceRegistered, DeviceRemoved,
-    DeviceTagged, DeviceUntagged, DeviceUpdated, KeyCreated, KeyPurged, KeyRevoked, KeyUsed,
-    OrgCreated, OrgLimitsSet, OrgSettingsChanged, Plan, TokenCreated, TokenPurged, TokenRevoked,
+    DeviceCredentialRotated, DeviceKeyExpired, DeviceOwnerChanged, DevicePurged, DeviceRegistered,
+    DeviceRemoved, DeviceTagged, DeviceUntagged, DeviceUpdated, KeyCreated, KeyPurged, KeyRevoked,
+    KeyUsed, OrgCreated, OrgLimitsSet, OrgSettingsChanged, Plan, TokenCreated, TokenPurged,
+    TokenRevoked,
 };
 use events::{Actor, Envelope, Event, Recorded};
 
@@ -60,6 +61,7 @@ pub fn events() -> Vec<Recorded> {
                 scopes: vec!["read".into(), "devices:write".into()],
                 description: format!("token {n}"),
                 expires_at: EPOCH + 3_600_000_000,
+                parent_token_id: None,
             },
         );
     }
@@ -189,6 +191,29 @@ pub fn events() -> Vec<Recorded> {
         "token:tok_1",
         TokenPurged {
             token_id: "tok_1".into(),
+        },
+    );
+    // Events of newer schema versions and types come last, so the histories the other models
+    // fold stay as they were.
+    log.push(
+        "org_b",
+        "token:tok_3",
+        TokenCreated {
+            token_id: "tok_3".into(),
+            prefix: "qz_333".into(),
+            secret_hash: [3; 32],
+            scopes: vec!["devices:write".into()],
+            description: "token 3, issued by token 2".into(),
+            expires_at: EPOCH + 1_800_000_000,
+            parent_token_id: Some("tok_2".into()),
+        },
+    );
+    log.push(
+        "org_a",
+        dev_1,
+        DeviceCredentialRotated {
+            device_id: id(),
+            credential_hash: [23; 32],
         },
     );
     log.events

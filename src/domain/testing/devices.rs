@@ -1,7 +1,8 @@
 //! Scenarios of devices: joining, changing and removing them.
 
 use events::event::{
-    DeviceKeyExpired, DeviceRegistered, DeviceRemoved, DeviceTagged, DeviceUntagged, KeyUsed,
+    DeviceCredentialRotated, DeviceKeyExpired, DeviceRegistered, DeviceRemoved, DeviceTagged,
+    DeviceUntagged, KeyUsed,
 };
 use events::stream::Stream;
 use events::{Event, Expected};
@@ -358,4 +359,34 @@ fn a_removed_devices_address_goes_to_a_new_device_only_after_its_quarantine() {
                 .map(|(_, e)| e)
                 .collect(),
         );
+}
+
+#[test]
+fn rotating_a_credential_records_the_new_hash_expecting_the_device_unchanged() {
+    let decision = given(web_1())
+        .when(|org| devices::rotate_credential(org, "web-1", [7; 32], NOW))
+        .then(vec![
+            DeviceCredentialRotated {
+                device_id: "web-1".into(),
+                credential_hash: [7; 32],
+            }
+            .into(),
+        ]);
+    assert_eq!(
+        decision.expectations,
+        vec![(Stream::device("web-1"), Expected::Exact(0))]
+    );
+}
+
+#[test]
+fn a_device_whose_key_was_expired_cannot_rotate_its_credential() {
+    let expired = (
+        Stream::device("web-1"),
+        Event::from(DeviceKeyExpired {
+            device_id: "web-1".into(),
+        }),
+    );
+    given(web_1().into_iter().chain([expired]))
+        .when(|org| devices::rotate_credential(org, "web-1", [7; 32], NOW))
+        .then_refused(Rejection::Forbidden);
 }

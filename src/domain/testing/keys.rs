@@ -6,6 +6,7 @@ use events::stream::Stream;
 use super::{HOUR, NOW, given};
 use crate::domain::Rejection;
 use crate::domain::keys::{self, CreateKey};
+use crate::domain::scope::Scopes;
 
 pub fn created(id: &str, reusable: bool) -> (Stream, events::Event) {
     (
@@ -26,6 +27,10 @@ pub fn created(id: &str, reusable: bool) -> (Stream, events::Event) {
     )
 }
 
+fn write() -> Scopes {
+    Scopes::parse(&["write"]).unwrap()
+}
+
 fn create(expires_at: i64) -> CreateKey {
     CreateKey {
         key_id: "key_new".into(),
@@ -44,7 +49,7 @@ fn create(expires_at: i64) -> CreateKey {
 #[test]
 fn issuing_a_key_records_it_on_a_new_stream() {
     let decision = given([])
-        .when(|_| keys::create(create(NOW + HOUR), NOW))
+        .when(|_| keys::create(&write(), create(NOW + HOUR), NOW))
         .then(vec![
             KeyCreated {
                 key_id: "key_new".into(),
@@ -69,7 +74,7 @@ fn issuing_a_key_records_it_on_a_new_stream() {
 #[test]
 fn a_key_living_longer_than_90_days_is_invalid() {
     given([])
-        .when(|_| keys::create(create(NOW + 91 * 24 * HOUR), NOW))
+        .when(|_| keys::create(&write(), create(NOW + 91 * 24 * HOUR), NOW))
         .then_refused(Rejection::Invalid);
 }
 
@@ -78,7 +83,7 @@ fn a_single_use_key_with_several_uses_is_invalid() {
     let mut cmd = create(NOW + HOUR);
     cmd.max_uses = Some(3);
     given([])
-        .when(|_| keys::create(cmd, NOW))
+        .when(|_| keys::create(&write(), cmd, NOW))
         .then_refused(Rejection::Invalid);
 }
 
@@ -104,4 +109,14 @@ fn another_organizations_key_cannot_be_revoked_and_looks_missing() {
         .and_in("org_2", [created("key_2", true)])
         .when(|org| keys::revoke(org, "key_2"))
         .then_refused(Rejection::NotFound);
+}
+
+#[test]
+fn a_key_with_an_owner_needs_a_caller_that_may_write_users() {
+    let mut cmd = create(NOW + HOUR);
+    cmd.owner = Some("alice@example.com".into());
+    let caller = Scopes::parse(&["keys:write"]).unwrap();
+    given([])
+        .when(|_| keys::create(&caller, cmd, NOW))
+        .then_refused(Rejection::Forbidden);
 }

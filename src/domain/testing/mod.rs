@@ -101,6 +101,15 @@ impl<E: Debug> Then<E> {
         decision
     }
 
+    /// The decision is accepted; returns it for checks beyond its events.
+    #[track_caller]
+    pub fn then_ok(self) -> Decision {
+        match self.result {
+            Ok(d) => d,
+            Err(e) => panic!("expected a decision, the command was rejected: {e:?}"),
+        }
+    }
+
     /// The decision appends nothing: the state already is what the command asks.
     #[track_caller]
     pub fn then_nothing(self) {
