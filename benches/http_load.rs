@@ -97,6 +97,8 @@ fn main() {
         "1000000",
         "--write-per-min",
         "1000000",
+        "--register-per-min",
+        "1000000",
         "--data-dir",
         data_s,
     ]);
