@@ -23,7 +23,7 @@ fn remaining(resp: &Response) -> u32 {
 
 async fn create_token(app: &TestApp, token: &str, i: usize) -> Response {
     app.request_as(token, Method::POST, "/api/v1/tokens")
-        .json(&serde_json::json!({ "scopes": ["read"], "description": format!("t{i}"), "expires_in": "2h" }))
+        .json(&serde_json::json!({ "scopes": ["read"], "description": format!("t{i}"), "expires_in": "1h" }))
         .send()
         .await
         .expect("POST /tokens")
