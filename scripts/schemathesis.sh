@@ -45,19 +45,35 @@ for i in 1 2 3; do
 done
 [ -n "$NODE" ] && [ "$NODE" != null ] || { echo "could not register the seed devices"; exit 1; }
 SCHEMA="$API/openapi.json"
+# Hypothesis can hit a CPython bug while describing a lambda ("SystemError: AST constructor
+# recursion depth mismatch"): an error of the fuzzer, not a finding about the API. A run that
+# fails with it, and only then, is repeated once.
+st_run() {
+  local out
+  out=$(mktemp)
+  if st run "$@" 2>&1 | tee "$out"; then rm -f "$out"; return 0; fi
+  if grep -q 'AST constructor recursion depth mismatch' "$out"; then
+    rm -f "$out"
+    echo "schemathesis hit the CPython AST bug in hypothesis; running it again"
+    st run "$@"
+    return
+  fi
+  rm -f "$out"
+  return 1
+}
 # positive_data_acceptance is left out: token expiry (1 h to 12 months from *now*) and the filter
 # grammar are semantic rules JSON Schema cannot express, so "schema-valid" is not "valid" there.
 CHECKS=(--checks all --exclude-checks positive_data_acceptance)
 # The device agent's routes, with the credential they take. They run first: the admin runs
 # below remove devices, this one's included.
-st run "$SCHEMA" -H "Authorization: Bearer $NODE" "${CHECKS[@]}" \
+st_run "$SCHEMA" -H "Authorization: Bearer $NODE" "${CHECKS[@]}" \
   --include-path-regex '^/machine/(heartbeat|netmap)$' --max-time 30
 # The stateful phase would revoke the very token it authenticates with (GET /tokens lists it,
 # DELETE /tokens/{id} revokes it), turning the rest of the run into 401s: revocation is fuzzed
 # without links instead.
-st run "$SCHEMA" -H "Authorization: Bearer $TOKEN" "${CHECKS[@]}" \
+st_run "$SCHEMA" -H "Authorization: Bearer $TOKEN" "${CHECKS[@]}" \
   --exclude-name 'DELETE /tokens/{id}' --max-time "${ST_MAX_TIME:-120}" --workers 2
-st run "$SCHEMA" -H "Authorization: Bearer $TOKEN" "${CHECKS[@]}" \
+st_run "$SCHEMA" -H "Authorization: Bearer $TOKEN" "${CHECKS[@]}" \
   --include-name 'DELETE /tokens/{id}' --phases examples,coverage,fuzzing --max-time 30
 
 if grep -q 'panicked' "$DATA/server.log"; then

@@ -213,25 +213,23 @@ fn driver(
 fn time_bounds(conds: &[Vec<Cond>]) -> Interval {
     let mut low: Option<i64> = None;
     let mut high: Option<i64> = None;
+    // The clause's times if every term is of one kind, as `pick` reads it.
+    let only = |clause: &[Cond], pick: fn(&Cond) -> Option<i64>| -> Option<Vec<i64>> {
+        clause.iter().map(pick).collect()
+    };
     for clause in conds {
-        let afters: Option<Vec<i64>> = clause
-            .iter()
-            .map(|c| match c {
-                Cond::After(t) => Some(*t),
-                _ => None,
-            })
-            .collect();
-        if let Some(t) = afters.and_then(|ts| ts.into_iter().min()) {
+        let after = |c: &Cond| match c {
+            Cond::After(t) => Some(*t),
+            _ => None,
+        };
+        let before = |c: &Cond| match c {
+            Cond::Before(t) => Some(*t),
+            _ => None,
+        };
+        if let Some(t) = only(clause, after).and_then(|ts| ts.into_iter().min()) {
             low = Some(low.map_or(t, |l| l.max(t)));
         }
-        let befores: Option<Vec<i64>> = clause
-            .iter()
-            .map(|c| match c {
-                Cond::Before(t) => Some(*t),
-                _ => None,
-            })
-            .collect();
-        if let Some(t) = befores.and_then(|ts| ts.into_iter().max()) {
+        if let Some(t) = only(clause, before).and_then(|ts| ts.into_iter().max()) {
             high = Some(high.map_or(t, |h| h.min(t)));
         }
     }
