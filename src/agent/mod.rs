@@ -22,11 +22,11 @@
 //! `state` keeps the agent's identity and credential between runs; [`rotate`] exchanges the
 //! node credential for a new one when it gets old.
 
+mod call;
 pub mod host;
 pub mod rotate;
 mod state;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 
+use self::call::{Backoff, CallError, Problem, call};
 use self::host::{Posture, machine_hostname, os_version};
 pub use self::state::{AgentState, default_state_file};
 use self::state::{key_fingerprint, load_state, save_state};
@@ -80,8 +81,6 @@ const REJOIN: &str = "to rejoin, run `quickztna up --auth-key KEY` with a pre-au
 
 /// Heartbeat interval when neither `--interval` nor the server says otherwise.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
-/// Longest wait between retries of a failing call.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Runs the agent until SIGINT/SIGTERM (exit 0) or a fatal problem (exit non-zero).
 pub async fn run(server: &str, connect: &Connect, args: UpArgs) -> Result<(), CliError> {
@@ -106,56 +105,6 @@ pub async fn run(server: &str, connect: &Connect, args: UpArgs) -> Result<(), Cl
     // A credential the server may have rotated already must reach the state file first.
     let _finished = rotating.lock().await;
     result
-}
-
-/// A problem the server answered with (4xx other than 429).
-#[derive(Debug, Clone)]
-struct Problem {
-    status: StatusCode,
-    title: String,
-    detail: Option<String>,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.detail {
-            Some(d) => write!(f, "{}: {d}", self.title),
-            None => f.write_str(&self.title),
-        }
-    }
-}
-
-/// Why a call failed.
-#[derive(Debug)]
-enum CallError {
-    /// The server refused the request; retrying the same request will not help.
-    Problem(Problem),
-    /// Unreachable, timed out, 5xx or 429: worth retrying.
-    Transient {
-        message: String,
-        retry_after: Option<Duration>,
-    },
-}
-
-/// Doubling waits with some jitter, capped at [`MAX_BACKOFF`].
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let base = Duration::from_secs(1 << self.failures.min(6)).min(MAX_BACKOFF);
-        self.failures = self.failures.saturating_add(1);
-        let mut r = [0u8; 1];
-        let _ = getrandom::fill(&mut r);
-        // 80% to 120% of the base.
-        base.mul_f64(0.8 + 0.4 * f64::from(r[0]) / 255.0)
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
-    }
 }
 
 struct Agent {
@@ -416,72 +365,6 @@ impl Agent {
     }
 }
 
-/// POSTs `body` to `server` + `path`; the answer's JSON, or why not.
-async fn call(
-    http: &reqwest::Client,
-    server: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: &Value,
-) -> Result<Value, CallError> {
-    let mut req = http.post(format!("{server}{path}")).json(body);
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b);
-    }
-    let resp = req.send().await.map_err(|e| CallError::Transient {
-        message: format!("cannot reach {server}: {}", root_cause(&e)),
-        retry_after: None,
-    })?;
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.clamp(1, 300)));
-    let bytes = resp.bytes().await.map_err(|e| CallError::Transient {
-        message: format!("reading the answer: {e}"),
-        retry_after: None,
-    })?;
-    if status.is_success() {
-        return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-    }
-    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-    let field = |k: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let problem = Problem {
-        status,
-        title: field("title").unwrap_or_else(|| format!("The server answered {status}")),
-        detail: field("detail"),
-    };
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        return Err(CallError::Transient {
-            message: problem.to_string(),
-            retry_after,
-        });
-    }
-    Err(CallError::Problem(problem))
-}
-
-/// The innermost error's message ("Connection refused (os error 111)"), which says more than
-/// reqwest's "error sending request for url (…)".
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = e;
-    while let Some(source) = inner.source() {
-        inner = source;
-    }
-    if inner.to_string() == e.to_string() {
-        e.to_string()
-    } else {
-        format!("{inner}")
-    }
-}
-
 fn no_auth_key() -> CliError {
     CliError::new(
         "this device is not registered yet: pass --auth-key KEY (or set QUICKZTNA_AUTH_KEY); \
@@ -492,7 +375,6 @@ fn no_auth_key() -> CliError {
 #[cfg(test)]
 mod tests {
     use super::host::*;
-    use super::*;
 
     #[test]
     fn hostnames_become_device_names() {
@@ -556,15 +438,5 @@ mod tests {
         std::fs::write(r.join("proc/net/ip_tables_names"), "").unwrap();
         std::fs::create_dir_all(r.join("sys/module/nf_tables")).unwrap();
         assert!(Posture::read(r).firewall);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let mut b = Backoff::default();
-        let waits: Vec<Duration> = (0..10).map(|_| b.next()).collect();
-        assert!(waits[0] <= Duration::from_millis(1200));
-        assert!(waits[9] >= Duration::from_secs(48) && waits[9] <= Duration::from_secs(72));
-        b.reset();
-        assert!(b.next() <= Duration::from_millis(1200));
     }
 }
