@@ -24,14 +24,14 @@ use crate::request::{AppendRequest, Appended};
 use crate::sled_store::SledStore;
 use crate::store::LogStore;
 
-/// sled's page cache by default: 64 MiB.
+/// sled's page cache by default: 32 MiB.
 ///
 /// The cache holds what was written as well as what was read, so it fills up with the tail of
 /// the log while a server writes: at sled's 512 MiB it was half of the resident size after a
 /// million events (BENCHMARKS.md, "Memory"). Little needs it: requests find a stream's events
 /// through the in-memory index and read only those, replay reads the log once in order, and
 /// what falls out of the cache is still in the kernel's page cache.
-pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
 
 /// Tuning of the log. The defaults suit a server; tests shrink them to provoke edge cases.
 #[derive(Debug, Clone)]
