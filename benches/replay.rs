@@ -63,8 +63,8 @@ fn results_dir() -> PathBuf {
     target_dir().join("bench-results")
 }
 
-/// The log's default options (fixed chain key). `QZ_CACHE_MB` overrides sled's page cache, for
-/// experiments only: the figures in BENCHMARKS.md use the default.
+/// The log's default options (fixed chain key). `QZ_CACHE_MB` overrides sled's page cache: the
+/// figures in BENCHMARKS.md were measured at 512, the default of the time.
 fn options() -> LogOptions {
     let mut o = LogOptions {
         chain_key: Some(ChainKey::from_bytes([9u8; 32])),

@@ -154,6 +154,11 @@ pub struct ServeArgs {
     pub owner_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    /// The event log's page cache, in MiB: recently written and read records kept in memory.
+    /// Requests rarely read the log, so a small cache costs little; a larger one trades memory
+    /// for fewer reads from the kernel's cache.
+    #[arg(long, env = "QUICKZTNA_LOG_CACHE_MB", default_value_t = events::DEFAULT_CACHE_CAPACITY >> 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_cache_mb: u64,
 }
 
 /// How long clients may take and how many connections they may hold (`state::ConnectionLimits`).
@@ -177,4 +182,29 @@ pub struct ConnectionArgs {
     /// start if the open-file limit cannot hold it.
     #[arg(long, env = "QUICKZTNA_MAX_CONNECTIONS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn log_cache_mb(args: &[&str]) -> Result<u64, clap::Error> {
+        let cli = Cli::try_parse_from([&["quickztna", "serve"], args].concat())?;
+        match cli.command {
+            Command::Serve(s) => Ok(s.log_cache_mb),
+            _ => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn the_log_cache_defaults_to_the_logs_own_default_and_cannot_be_zero() {
+        assert_eq!(
+            log_cache_mb(&[]).unwrap() << 20,
+            events::DEFAULT_CACHE_CAPACITY
+        );
+        assert_eq!(log_cache_mb(&["--log-cache-mb", "256"]).unwrap(), 256);
+        assert!(log_cache_mb(&["--log-cache-mb", "0"]).is_err());
+    }
 }

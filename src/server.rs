@@ -95,6 +95,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     settings.body_limit = args.body_limit;
     settings.trusted_proxies = TrustedProxies::new(args.trusted_proxies.clone());
     settings.connections = connection_limits(&args.connections);
+    settings.log.cache_capacity = args.log_cache_mb << 20;
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {
         bootstrap_default_org(&state, args.owner_token_file.as_deref()).await?;

@@ -5,6 +5,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use events::{Log, LogOptions};
@@ -126,7 +127,14 @@ pub fn breakdown(data: &Path, devices: usize, events: u64) -> String {
         .devices
         .by_id
         .iter()
-        .map(|(id, d)| size_of::<(String, Device)>() + id.capacity() + device_heap(d))
+        // The map's slot (an id and a pointer), the `Arc`'s two counters and the device.
+        .map(|(id, d)| {
+            size_of::<(String, Arc<Device>)>()
+                + 2 * size_of::<usize>()
+                + size_of::<Device>()
+                + id.capacity()
+                + device_heap(d)
+        })
         .sum();
     lines.add(
         &format!(

@@ -176,6 +176,8 @@ fn main() {
         "1000000",
         "--write-per-min",
         "1000000",
+        "--register-per-min",
+        "1000000",
         "--data-dir",
         data_s,
     ]);
@@ -327,7 +329,7 @@ async fn register(
                             "hostname": format!("host-{i}"),
                             "os": "linux",
                             "os_version": "6.1.0",
-                            "public_key": format!("pk{i:08}"),
+                            "public_key": public_key(i as u64),
                         })),
                 )
                 .await;
@@ -486,4 +488,13 @@ fn sizes(data: &Path) -> String {
         mb(du(&data.join("index.snap"))),
         mb(du(&data.join("heartbeats.bin"))),
     )
+}
+
+/// Device `n`'s public key: 32 bytes in base64 (what registration accepts), distinct for every
+/// `n`, as in `http_load`.
+fn public_key(n: u64) -> String {
+    use base64::Engine;
+    let mut raw = [7u8; 32];
+    raw[..8].copy_from_slice(&n.to_le_bytes());
+    base64::engine::general_purpose::STANDARD.encode(raw)
 }

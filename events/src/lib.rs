@@ -51,7 +51,7 @@ pub use checkpoint::{Checkpoint, CheckpointKey};
 pub use envelope::{Actor, ActorKind, Envelope, EnvelopeRef};
 pub use error::{AppendError, Error};
 pub use event::Event;
-pub use log::{Log, LogOptions, LogStats};
+pub use log::{DEFAULT_CACHE_CAPACITY, Log, LogOptions, LogStats};
 pub use recorded::Recorded;
 pub use request::{AppendRequest, Appended, Expected, Idempotency, NewEvent};
 pub use subscription::subscribe;

@@ -24,6 +24,15 @@ use crate::request::{AppendRequest, Appended};
 use crate::sled_store::SledStore;
 use crate::store::LogStore;
 
+/// sled's page cache by default: 32 MiB.
+///
+/// The cache holds what was written as well as what was read, so it fills up with the tail of
+/// the log while a server writes: at sled's 512 MiB it was half of the resident size after a
+/// million events (BENCHMARKS.md, "Memory"). Little needs it: requests find a stream's events
+/// through the in-memory index and read only those, replay reads the log once in order, and
+/// what falls out of the cache is still in the kernel's page cache.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+
 /// Tuning of the log. The defaults suit a server; tests shrink them to provoke edge cases.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
@@ -33,7 +42,7 @@ pub struct LogOptions {
     pub max_group: usize,
     /// Groups kept for live subscribers; a subscriber further behind reads the log instead.
     pub broadcast_capacity: usize,
-    /// sled's page cache, in bytes.
+    /// sled's page cache, in bytes ([`DEFAULT_CACHE_CAPACITY`] by default).
     pub cache_capacity: u64,
     /// The chain key itself (tests); otherwise it is read from `chain_key_file`.
     pub chain_key: Option<ChainKey>,
@@ -51,7 +60,7 @@ impl Default for LogOptions {
             queue_capacity: 8192,
             max_group: 1024,
             broadcast_capacity: 1024,
-            cache_capacity: 512 * 1024 * 1024,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
             chain_key: None,
             chain_key_file: None,
             checkpoint_key_file: None,

@@ -8,6 +8,8 @@
 //! Every registration appends its `key.used` there, so the stream's revision counts
 //! registrations and the next address is a pure function of it.
 
+use std::sync::Arc;
+
 use events::stream::Stream;
 use events::{Event, Recorded};
 use serde::{Deserialize, Serialize};
@@ -54,9 +56,19 @@ impl Device {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Devices {
     /// Every device ever registered, removed ones included (tombstones).
-    pub by_id: imbl::HashMap<String, Device>,
+    ///
+    /// Behind `Arc` for memory more than for clone cost: imbl allocates every HAMT node at its
+    /// full width, each slot as large as the value, so inline ~400-byte devices made the
+    /// structure cost 2.3× the devices themselves (BENCHMARKS.md, "Memory"). With a pointer
+    /// per slot it is a small fraction. (`Arc<Device>` serializes as `Device`: the snapshot
+    /// format is unchanged.)
+    pub by_id: imbl::HashMap<String, Arc<Device>>,
     /// SHA-256 of a node credential → device id.
-    pub by_credential: imbl::HashMap<[u8; 32], String>,
+    ///
+    /// Ordered rather than hashed for memory: imbl's HAMT nodes are allocated at full width,
+    /// and with random keys the leaves stay sparse (335 B per device at 100,000 devices, against
+    /// about a third of that in B-tree leaves). Both serialize as a map: snapshots are unchanged.
+    pub by_credential: imbl::OrdMap<[u8; 32], String>,
     /// Per organization, its live devices, indexed for every list filter and sort.
     pub by_org: imbl::HashMap<String, OrgDevices>,
     /// Per organization, the last revision of its `ipam:<org>` stream.
@@ -99,13 +111,11 @@ pub fn address_index(ipv4: &str) -> Option<u64> {
 
 impl Devices {
     pub fn get(&self, id: &str) -> Option<&Device> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(Arc::as_ref)
     }
 
     pub fn by_credential_hash(&self, hash: &[u8; 32]) -> Option<&Device> {
-        self.by_credential
-            .get(hash)
-            .and_then(|id| self.by_id.get(id))
+        self.by_credential.get(hash).and_then(|id| self.get(id))
     }
 
     /// The organization's live devices, ordered by `(created_at, id)`.
@@ -114,7 +124,7 @@ impl Devices {
             .get(org_id)
             .into_iter()
             .flat_map(|index| index.by_created.iter())
-            .filter_map(|(_, id)| self.by_id.get(id))
+            .filter_map(|(_, id)| self.get(id))
     }
 
     /// The organization's live-device indexes (`None`: it has no live device).
@@ -134,7 +144,7 @@ impl Devices {
             return Box::new(std::iter::empty());
         };
         let entries = crate::device_index::seek(set, after, descending);
-        Box::new(entries.filter_map(|(_, id)| self.by_id.get(id)))
+        Box::new(entries.filter_map(|(_, id)| self.get(id)))
     }
 
     /// How many live devices the organization has.
@@ -160,7 +170,7 @@ impl Devices {
     /// Applies `change` to a device, keeping its organization's indexes in step: a live device
     /// leaves them before the change and returns after it (unless the change removed it).
     fn touch(&mut self, r: &Recorded, id: &str, change: impl FnOnce(&mut Device)) {
-        let Some(d) = self.by_id.get_mut(id) else {
+        let Some(d) = self.by_id.get_mut(id).map(Arc::make_mut) else {
             return;
         };
         let was_live = !d.is_removed();
@@ -228,7 +238,7 @@ impl Projection for Devices {
                     addresses.fresh = addresses.fresh.max(index + 1);
                 }
                 self.by_org.entry(org_id).or_default().insert(&device);
-                self.by_id.insert(e.device_id.clone(), device);
+                self.by_id.insert(e.device_id.clone(), Arc::new(device));
             }
             Event::DeviceUpdated(e) => self.touch(r, &e.device_id, |d| {
                 if let Some(h) = &e.hostname {
