@@ -18,34 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_quickztna");
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run quickztna");
-    assert!(
-        out.status.success(),
-        "quickztna {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{BIN, env_or, free_port, public_key, run};
 
 struct Server(Child);
 
@@ -290,14 +265,6 @@ fn main() {
     if let Ok(mut f) = std::fs::File::create(out) {
         let _ = f.write_all(report.as_bytes());
     }
-}
-
-/// Device `n`'s public key: 32 bytes in base64, distinct for every `n`.
-fn public_key(n: u64) -> String {
-    use base64::Engine;
-    let mut raw = [7u8; 32];
-    raw[..8].copy_from_slice(&n.to_le_bytes());
-    base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
 /// The `i`th query of a kind: distinct for every `i`.

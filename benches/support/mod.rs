@@ -1,0 +1,43 @@
+//! What the benches that drive the real binary share: running it, a free port, settings from
+//! the environment, and device public keys the server accepts.
+
+use std::process::Command;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_quickztna");
+
+/// `name` from the environment, parsed, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Runs `quickztna args…`, which must succeed; returns its stdout.
+pub fn run(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run quickztna");
+    assert!(
+        out.status.success(),
+        "quickztna {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Device `n`'s public key: 32 bytes in base64, distinct for every `n`.
+pub fn public_key(n: u64) -> String {
+    use base64::Engine;
+    let mut raw = [7u8; 32];
+    raw[..8].copy_from_slice(&n.to_le_bytes());
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
