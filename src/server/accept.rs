@@ -7,16 +7,13 @@
 //! backlog does not fill with connections nobody will read. Those answers have their own small
 //! budget; past it a connection is closed unanswered.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use http_body::Body;
-use hyper::body::Incoming;
+use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -34,22 +31,14 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Serves `app` on `listener` (through `tls` if given) until `shutdown` resolves, then waits for
 /// every connection to finish (idle ones close at once, requests in progress complete).
 /// `refuse` answers the connections past `limits.max_connections`.
-pub async fn serve<S, B, F>(
+pub async fn serve<F>(
     listener: TcpListener,
-    app: S,
-    refuse: S,
+    app: Router,
+    refuse: Router,
     tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
     shutdown: F,
 ) where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     F: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
@@ -100,24 +89,15 @@ pub async fn serve<S, B, F>(
 }
 
 /// Serves one connection, after its TLS handshake (given the header read timeout) if `tls`.
-async fn serve_one<S, B>(
+async fn serve_one(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
-    app: S,
+    app: Router,
     limits: ConnectionLimits,
     keep_alive: bool,
     stopping: watch::Receiver<bool>,
-) where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let Some(tls) = tls else {
         return conn::serve(stream, peer, app, limits, keep_alive, stopping).await;
     };

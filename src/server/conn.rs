@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::Router;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -26,23 +27,15 @@ use crate::state::ConnectionLimits;
 /// Serves HTTP/1.1 on `io` until the client leaves, a deadline passes, or `stop` turns true
 /// (then the request in progress finishes and the connection closes). `keep_alive: false`
 /// closes it after one response.
-pub async fn serve<IO, S, B>(
+pub async fn serve<IO>(
     io: IO,
     peer: SocketAddr,
-    app: S,
+    app: Router,
     limits: ConnectionLimits,
     keep_alive: bool,
     mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let watch = Arc::new(Watch::new(limits));
     let io = TokioIo::new(Watched::new(io, watch.clone()));
@@ -81,22 +74,14 @@ pub async fn serve<IO, S, B>(
 /// The router, seen from one connection: tells the watch when a request starts and when its
 /// response is done, and gives handlers the peer's address.
 #[derive(Clone)]
-struct Service<S> {
-    app: S,
+struct Service {
+    app: Router,
     peer: SocketAddr,
     watch: Arc<Watch>,
 }
 
-impl<S, B> hyper::service::Service<Request<Incoming>> for Service<S>
-where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Body + Unpin + Send + 'static,
-{
-    type Response = Response<Tracked<B>>;
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<Tracked<axum::body::Body>>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
