@@ -3,6 +3,7 @@
 //! the log (the audit trail is the log's, not the read models'); what leaves is what every
 //! request would otherwise carry in memory forever.
 
+use events::Event;
 use events::event::{DevicePurged, KeyPurged, TokenPurged};
 use events::stream::Stream;
 use projections::OrgView;
@@ -20,47 +21,41 @@ pub const BATCH: usize = 500;
 /// harmless (no expectations needed).
 pub fn purge(org: OrgView<'_>, now: i64) -> Decision {
     let cutoff = now.saturating_sub(RETENTION_MICROS);
-    let mut decision = Decision::none();
-    let mut left = BATCH;
-    for (_, id) in org
+    let devices = org
         .removed_devices()
         .take_while(|(at, _)| *at <= cutoff)
-        .take(left)
-    {
-        decision = decision.event(
-            Stream::device(id.as_str()),
-            DevicePurged {
+        .map(|(_, id)| {
+            let purged = DevicePurged {
                 device_id: id.clone(),
-            },
-        );
-        left -= 1;
-    }
-    for key in org
+            };
+            (Stream::device(id.as_str()), Event::from(purged))
+        });
+    let keys = org
         .keys()
         .filter(|k| gone_since(k.revoked_at, k.expires_at) <= cutoff)
-        .take(left)
-    {
-        decision = decision.event(
-            Stream::key(key.id.as_str()),
-            KeyPurged {
-                key_id: key.id.clone(),
-            },
-        );
-        left -= 1;
-    }
-    for token in org
+        .map(|k| {
+            let purged = KeyPurged {
+                key_id: k.id.clone(),
+            };
+            (Stream::key(k.id.as_str()), Event::from(purged))
+        });
+    let tokens = org
         .tokens()
         .filter(|t| gone_since(t.revoked_at, t.expires_at) <= cutoff)
-        .take(left)
-    {
-        decision = decision.event(
-            Stream::token(token.id.as_str()),
-            TokenPurged {
-                token_id: token.id.clone(),
-            },
-        );
-    }
-    decision
+        .map(|t| {
+            let purged = TokenPurged {
+                token_id: t.id.clone(),
+            };
+            (Stream::token(t.id.as_str()), Event::from(purged))
+        });
+    // Lazily: the scan stops at the batch's last purge.
+    devices
+        .chain(keys)
+        .chain(tokens)
+        .take(BATCH)
+        .fold(Decision::none(), |d, (stream, event)| {
+            d.event(stream, event)
+        })
 }
 
 /// When a credential stopped working: revoked, or expired, whichever came first.
