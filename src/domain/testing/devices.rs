@@ -79,12 +79,7 @@ fn the_second_device_takes_the_next_address_and_expects_the_allocator_where_it_w
     let history = std::iter::once(tagged_key("key_1", true)).chain(joined("key_1", "web-1", 0, 1));
     let decision = given(history)
         .when(|org| devices::register(org, "key_1", join("web-2"), NOW))
-        .then(
-            joined("key_1", "web-2", 1, 2)
-                .into_iter()
-                .map(|(_, e)| e)
-                .collect(),
-        );
+        .then(events(joined("key_1", "web-2", 1, 2)));
     assert_eq!(
         decision.expectations,
         vec![
@@ -227,6 +222,22 @@ fn another_organizations_key_admits_nobody() {
         .then_rejected(RegisterRefusal::Key(KeyRefusal::Revoked));
 }
 
+/// The events of a history, without their streams.
+fn events(history: Vec<(Stream, Event)>) -> Vec<Event> {
+    history.into_iter().map(|(_, e)| e).collect()
+}
+
+/// What `web-2` joining as the organization's second device with `web-1`'s key records.
+fn web_2_joined_with_web_1s_key() -> Vec<Event> {
+    let mut joined = events(joined("key_1", "web-2", 1, 2));
+    for e in &mut joined {
+        if let Event::DeviceRegistered(r) = e {
+            r.public_key = key_of("web-1").into_string();
+        }
+    }
+    joined
+}
+
 /// `web-2` joining with `web-1`'s public key.
 fn join_as_web_1() -> Register {
     Register {
@@ -260,17 +271,7 @@ fn a_device_whose_key_expired_is_replaced_by_its_registration_in_the_same_append
         }
         .into(),
     ];
-    expected.extend(
-        joined("key_1", "web-2", 1, 2)
-            .into_iter()
-            .map(|(_, e)| match e {
-                Event::DeviceRegistered(mut r) => {
-                    r.public_key = key_of("web-1").into_string();
-                    r.into()
-                }
-                other => other,
-            }),
-    );
+    expected.extend(web_2_joined_with_web_1s_key());
     let decision = given(history)
         .when(|org| devices::register(org, "key_1", join_as_web_1(), NOW))
         .then(expected);
@@ -295,18 +296,7 @@ fn a_removed_devices_public_key_is_free_again() {
     )));
     given(history)
         .when(|org| devices::register(org, "key_1", join_as_web_1(), NOW))
-        .then(
-            joined("key_1", "web-2", 1, 2)
-                .into_iter()
-                .map(|(_, e)| match e {
-                    Event::DeviceRegistered(mut r) => {
-                        r.public_key = key_of("web-1").into_string();
-                        r.into()
-                    }
-                    other => other,
-                })
-                .collect(),
-        );
+        .then(web_2_joined_with_web_1s_key());
 }
 
 #[test]
@@ -335,30 +325,15 @@ fn a_removed_devices_address_goes_to_a_new_device_only_after_its_quarantine() {
     // Removed an hour before NOW (the harness's clock): still resting.
     given(removed())
         .when(|org| devices::register(org, "key_1", join("web-2"), NOW))
-        .then(
-            joined("key_1", "web-2", 1, 2)
-                .into_iter()
-                .map(|(_, e)| e)
-                .collect(),
-        );
+        .then(events(joined("key_1", "web-2", 1, 2)));
     given(removed())
         .when(|org| devices::register(org, "key_1", join("web-2"), NOW + ADDRESS_QUARANTINE_MICROS))
-        .then(
-            joined("key_1", "web-2", 0, 2)
-                .into_iter()
-                .map(|(_, e)| e)
-                .collect(),
-        );
+        .then(events(joined("key_1", "web-2", 0, 2)));
     // Once taken, it is not handed out twice; the next device gets a fresh one.
     let reused = removed().chain(joined("key_1", "web-2", 0, 2));
     given(reused)
         .when(|org| devices::register(org, "key_1", join("web-3"), NOW + ADDRESS_QUARANTINE_MICROS))
-        .then(
-            joined("key_1", "web-3", 1, 3)
-                .into_iter()
-                .map(|(_, e)| e)
-                .collect(),
-        );
+        .then(events(joined("key_1", "web-3", 1, 3)));
 }
 
 #[test]
