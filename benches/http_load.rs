@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{BIN, env_or, free_port, public_key, run};
+use support::{BIN, env_or, free_port, public_key, unlimited_org};
 
 struct Server(Child);
 
@@ -60,23 +60,7 @@ fn main() {
     let data = dir.path().join("data");
     let data_s = data.to_str().expect("utf-8 path");
 
-    let init: Value = serde_json::from_str(&run(&["init", "--org", "load", "--data-dir", data_s]))
-        .expect("init prints JSON");
-    let token = init["token"].as_str().expect("token").to_owned();
-    run(&[
-        "org",
-        "set-limits",
-        "--org",
-        "load",
-        "--read-per-min",
-        "1000000",
-        "--write-per-min",
-        "1000000",
-        "--register-per-min",
-        "1000000",
-        "--data-dir",
-        data_s,
-    ]);
+    let token = unlimited_org("load", data_s);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let _server = Server(

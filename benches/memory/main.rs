@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 #[path = "../support/mod.rs"]
 mod support;
-use support::{BIN, env_or, free_port, public_key, run};
+use support::{BIN, env_or, free_port, public_key, unlimited_org};
 
 mod breakdown;
 
@@ -139,23 +139,7 @@ fn main() {
     let data = dir.path().join("data");
     let data_s = data.to_str().expect("utf-8 path");
 
-    let init: Value = serde_json::from_str(&run(&["init", "--org", "mem", "--data-dir", data_s]))
-        .expect("init prints JSON");
-    let token = init["token"].as_str().expect("token").to_owned();
-    run(&[
-        "org",
-        "set-limits",
-        "--org",
-        "mem",
-        "--read-per-min",
-        "1000000",
-        "--write-per-min",
-        "1000000",
-        "--register-per-min",
-        "1000000",
-        "--data-dir",
-        data_s,
-    ]);
+    let token = unlimited_org("mem", data_s);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,7 +21,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Runs `quickztna args…`, which must succeed; returns its stdout.
-pub fn run(args: &[&str]) -> String {
+fn run(args: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(args)
         .output()
@@ -40,4 +40,19 @@ pub fn public_key(n: u64) -> String {
     let mut raw = [7u8; 32];
     raw[..8].copy_from_slice(&n.to_le_bytes());
     base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// Creates organization `name` in the stopped data dir `data` with every rate limit lifted (a
+/// bench is the only client); returns its owner token.
+pub fn unlimited_org(name: &str, data: &str) -> String {
+    let init: serde_json::Value =
+        serde_json::from_str(&run(&["init", "--org", name, "--data-dir", data]))
+            .expect("init prints JSON");
+    let limits = ["--read-per-min", "--write-per-min", "--register-per-min"];
+    let mut args = vec!["org", "set-limits", "--org", name, "--data-dir", data];
+    for flag in limits {
+        args.extend([flag, "1000000"]);
+    }
+    run(&args);
+    init["token"].as_str().expect("token").to_owned()
 }
