@@ -133,10 +133,13 @@ pub fn decide_remove(device: &Device, reason: &str) -> Option<DeviceRemoved> {
     })
 }
 
+/// Why a removed device's credential stopped working.
+pub const REMOVED: &str = "the device was removed";
+
 /// Whether a device's credential still works at `now`; `Err` says why it does not.
 pub fn credential_valid(device: &Device, now: i64) -> Result<(), &'static str> {
     if device.is_removed() {
-        Err("the device was removed")
+        Err(REMOVED)
     } else if device.key_expired {
         Err("the device's key was expired by an administrator")
     } else if device.key_expires_at.is_some_and(|t| t <= now) {

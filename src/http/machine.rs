@@ -435,7 +435,7 @@ async fn heartbeat(
         .state
         .org(&node.org_id)
         .device(&node.device_id)
-        .ok_or_else(|| reauthentication_required("the device was removed"))?;
+        .ok_or_else(|| reauthentication_required(devices::REMOVED))?;
     Ok(Json(HeartbeatResponse {
         device_id: device.id.clone(),
         peer_map_version: device.last_seq,
@@ -471,7 +471,7 @@ async fn netmap(
         .state
         .org(&node.org_id)
         .live_device(&node.device_id)
-        .ok_or_else(|| reauthentication_required("the device was removed"))?;
+        .ok_or_else(|| reauthentication_required(devices::REMOVED))?;
     Ok(Json(NetMap {
         device: current_view(&state, device),
         peers: Vec::new(),

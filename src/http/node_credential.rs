@@ -66,7 +66,7 @@ async fn rotate(
             .org(&node.org_id)
             .live_device(&node.device_id)
             .map(|d| d.hostname.clone())
-            .ok_or_else(|| reauthentication_required("the device was removed"))?
+            .ok_or_else(|| reauthentication_required(devices::REMOVED))?
     };
     let credential = mint::secret("qzn_");
     let actor = Actor {
