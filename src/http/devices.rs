@@ -2,8 +2,9 @@
 //! re-authentication, remove.
 //!
 //! Devices are created only by joining with a pre-auth key (`POST /machine/register`). A removed
-//! device stays in the read model as a tombstone: GET and list answer as if it never existed
-//! (404), a repeated DELETE answers 204 again.
+//! device stays in the read model as a tombstone for the retention window (30 days): GET and
+//! list answer as if it never existed (404), a repeated DELETE answers 204 again. Once retention
+//! purges it, it is unknown like any other id.
 
 use axum::Extension;
 use axum::extract::State;
@@ -401,8 +402,8 @@ async fn patch_device(
 
 /// Remove a device: it leaves the network and its credential stops working at once.
 ///
-/// Idempotent: repeating it for a device that existed answers 204 again; ids that never existed
-/// in this organization answer 404.
+/// Idempotent: repeating it for a device removed within the last 30 days answers 204 again;
+/// ids that never existed in this organization, or that retention purged, answer 404.
 #[utoipa::path(
     delete, path = "/devices/{id}", tag = "devices",
     params(("id" = String, Path, description = "Device id (`dev_…`)")),

@@ -128,6 +128,13 @@ async fn what_is_gone_longer_than_the_retention_window_leaves_the_read_models() 
         app.get(&format!("/api/v1/devices/{kept}")).await.status(),
         200
     );
+    // Within the window a repeated DELETE answered 204; a purged id is unknown.
+    assert_eq!(
+        app.delete(&format!("/api/v1/devices/{gone}"))
+            .await
+            .status(),
+        404
+    );
 
     // The purges are events: a replay of the log agrees with the running read models.
     let replayed: projections::Models = projections::replay(app.state.log()).unwrap().0;
