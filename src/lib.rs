@@ -24,6 +24,7 @@
 //! The event log lives in the `events` crate and the read models in `projections`.
 
 pub mod agent;
+pub mod audit;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;

@@ -26,6 +26,10 @@ pub struct EventView {
     /// The event's own fields. Hashes of secrets are never included.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
+    /// The event's link in its organization's audit chain: present in the audit log when asked
+    /// for with `chain=true`, and in exports (see the README's "Verifying an export").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::audit::chain::ChainLink>,
 }
 
 /// Who caused an event.
@@ -69,6 +73,7 @@ impl EventView {
             },
             request_id: env.request_id.clone(),
             data: r.event.data_json(),
+            chain: None,
         }
     }
 }

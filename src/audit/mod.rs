@@ -1,0 +1,6 @@
+//! The audit log's readers: the per-organization hash chain that makes exports verifiable
+//! offline ([`chain`]), and the `event_type` filter the audit log, the SSE stream and webhooks
+//! share ([`types`]).
+
+pub mod chain;
+pub mod types;
