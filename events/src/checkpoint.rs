@@ -73,6 +73,12 @@ impl CheckpointKey {
         self.0.verifying_key().to_bytes()
     }
 
+    /// Signs `message`: for the other signed statements of this module's family
+    /// ([`crate::org_checkpoint`]), each with its own domain prefix.
+    pub(crate) fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+
     /// Signs the log's state at `position`.
     pub fn sign(&self, position: u64, mac: [u8; 32], time: i64) -> Checkpoint {
         let signature = self.0.sign(&message(position, &mac, time)).to_bytes();

@@ -8,7 +8,8 @@
 //! - [`codec`]: the one place that turns envelopes and payloads into bytes and back (postcard).
 //! - [`durable`]: replacing small files (keys, checkpoints, snapshots) crash-safely.
 //! - [`chain`]: the HMAC chain that makes the log tamper-evident; [`checkpoint`]: signed
-//!   checkpoints that make truncation evident too.
+//!   checkpoints that make truncation evident too; [`org_checkpoint`]: the same key's signature
+//!   on one organization's audit chain head, for exports.
 //! - [`request`]: what an append asks for and what it answers.
 //! - [`log`]: the handle — open, append, close; [`reads`]: reads by position, stream and org.
 //! - [`committer`]: the backend-neutral group committer (one thread stages, one syncs).
@@ -36,6 +37,7 @@ mod indexer;
 pub mod legacy;
 pub mod log;
 mod open;
+pub mod org_checkpoint;
 pub mod reads;
 pub mod recorded;
 pub mod request;
@@ -52,6 +54,7 @@ pub use envelope::{Actor, ActorKind, Envelope, EnvelopeRef};
 pub use error::{AppendError, Error};
 pub use event::Event;
 pub use log::{DEFAULT_CACHE_CAPACITY, Log, LogOptions, LogStats};
+pub use org_checkpoint::OrgCheckpoint;
 pub use recorded::Recorded;
 pub use request::{AppendRequest, Appended, Expected, Idempotency, NewEvent};
 pub use subscription::subscribe;

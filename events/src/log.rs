@@ -445,6 +445,10 @@ impl Log {
         &self.inner.chain_key
     }
 
+    pub(crate) fn checkpoint_key(&self) -> &CheckpointKey {
+        &self.inner.checkpoint_key
+    }
+
     pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
     }
