@@ -1,6 +1,6 @@
 //! The command line's top level: the subcommands, how CLI commands reach the server, the data
 //! dir, and the server's settings. Each other subcommand's flags live next to the code that runs
-//! it (`cli::tokens`, `cli::devices`, `cli::keys`, `agent`, `offline`). Every flag that a
+//! it (`cli::tokens`, `cli::devices`, `cli::keys`, `cli::audit`, `agent`, `offline`). Every flag that a
 //! deployment sets also reads an environment variable.
 
 use std::net::SocketAddr;
@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::agent::UpArgs;
+use crate::cli::audit::AuditLogCommand;
 use crate::cli::devices::DevicesCommand;
 use crate::cli::keys::KeysCommand;
 use crate::cli::tokens::TokensCommand;
-use crate::offline::{AuditLogCommand, InitArgs, OrgCommand};
+use crate::offline::{InitArgs, OrgCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,7 +103,7 @@ pub enum Command {
 impl Command {
     /// The data directory of a command that opens one: the server and the offline commands.
     pub fn data_dir(&self) -> Option<&DataDirArgs> {
-        use crate::offline::{AuditLogCommand, OrgCommand};
+        use crate::offline::OrgCommand;
         match self {
             Command::Serve(a) => Some(&a.data),
             Command::Init(a) => Some(&a.data),
@@ -110,8 +111,9 @@ impl Command {
             Command::Org(OrgCommand::SetSettings(a)) => Some(&a.data),
             Command::Org(OrgCommand::IssueToken(a)) => Some(&a.data),
             Command::Org(OrgCommand::List(a)) => Some(a),
-            Command::AuditLog(AuditLogCommand::Verify(a)) => Some(a),
+            Command::AuditLog(AuditLogCommand::Verify(a)) => a.data_dir(),
             Command::Login
+            | Command::AuditLog(_)
             | Command::Tokens(_)
             | Command::Devices(_)
             | Command::Keys(_)

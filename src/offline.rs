@@ -82,12 +82,6 @@ pub struct IssueTokenArgs {
     pub data: DataDirArgs,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum AuditLogCommand {
-    /// Verify the tamper-evident chain of the whole log (offline).
-    Verify(DataDirArgs),
-}
-
 async fn open(data: &DataDirArgs) -> Result<AppState, String> {
     let mut settings = Settings::new(&data.data_dir);
     settings.chain_key_file = data.chain_key_file.clone();

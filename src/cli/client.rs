@@ -145,8 +145,33 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, CliError> {
+        let bytes = self
+            .request(method, path, body)
+            .await
+            .map_err(Failure::into_error)?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CliError::new(format!("the server sent invalid JSON: {e}")))
+    }
+
+    /// GETs `path` and returns the body's bytes, telling a request that never got a whole
+    /// answer (worth retrying: `audit-log export` resumes) from one the server refused.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, Failure> {
+        self.request(Method::GET, path, None).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, Failure> {
         if self.token.is_some() {
-            self.connect.check(&self.server, "the API token")?;
+            self.connect
+                .check(&self.server, "the API token")
+                .map_err(Failure::Refused)?;
         }
         let url = format!("{}{}", self.server, path);
         let mut attempt = 0;
@@ -161,7 +186,7 @@ impl Client {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| CliError::new(format!("cannot reach {}: {e}", self.server)))?;
+                .map_err(|e| Failure::Transport(format!("cannot reach {}: {e}", self.server)))?;
             let status = resp.status();
             if (status == StatusCode::TOO_MANY_REQUESTS
                 || status == StatusCode::SERVICE_UNAVAILABLE)
@@ -181,15 +206,11 @@ impl Client {
             let bytes = resp
                 .bytes()
                 .await
-                .map_err(|e| CliError::new(format!("reading the response: {e}")))?;
+                .map_err(|e| Failure::Transport(format!("reading the response: {e}")))?;
             if status.is_success() {
-                if bytes.is_empty() {
-                    return Ok(Value::Null);
-                }
-                return serde_json::from_slice(&bytes)
-                    .map_err(|e| CliError::new(format!("the server sent invalid JSON: {e}")));
+                return Ok(bytes.to_vec());
             }
-            return Err(problem_error(status, &bytes));
+            return Err(Failure::Answered(status, problem_error(status, &bytes)));
         }
     }
 
@@ -210,6 +231,26 @@ impl Client {
                 Some(c) => cursor = Some(c.to_owned()),
                 None => return Ok(items),
             }
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// No whole answer: the connection failed or dropped, or timed out.
+    Transport(String),
+    /// The server answered with this status and problem.
+    Answered(StatusCode, CliError),
+    /// Refused before sending (a token over plain HTTP to another machine).
+    Refused(CliError),
+}
+
+impl Failure {
+    pub fn into_error(self) -> CliError {
+        match self {
+            Failure::Transport(message) => CliError::new(message),
+            Failure::Answered(_, e) | Failure::Refused(e) => e,
         }
     }
 }

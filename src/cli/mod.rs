@@ -8,7 +8,9 @@
 //! - [`tokens`]: `tokens create|list|revoke`.
 //! - [`devices`]: `devices list|get|remove|expire-key|tag`.
 //! - [`keys`]: `keys create|list|revoke` (pre-auth keys).
+//! - [`audit`]: `audit-log list|export`, and `audit-log verify --export` (offline).
 
+pub mod audit;
 pub mod client;
 pub mod connect;
 pub mod devices;
@@ -22,7 +24,8 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 
 use crate::config::{Cli, Command};
-use crate::offline::{AuditLogCommand, OrgCommand};
+use crate::offline::OrgCommand;
+use audit::AuditLogCommand;
 
 /// The flags every `list` subcommand shares.
 #[derive(Debug, Args)]
@@ -110,7 +113,19 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Org(OrgCommand::IssueToken(args)) => Ok(crate::offline::issue_token(args).await?),
         Command::Org(OrgCommand::List(args)) => Ok(crate::offline::list_orgs(args).await?),
-        Command::AuditLog(AuditLogCommand::Verify(args)) => Ok(crate::offline::verify(args).await?),
+        Command::AuditLog(AuditLogCommand::Verify(args)) => match args.export {
+            // An auditor's check: a file, no server, no data dir.
+            Some(file) => {
+                tokio::task::spawn_blocking(move || audit::verify::run(&file, args.public_key))
+                    .await
+                    .map_err(|e| CliError::new(e.to_string()))?
+            }
+            None => Ok(crate::offline::verify(args.data).await?),
+        },
+        Command::AuditLog(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            audit::run(&client, cmd).await
+        }
         Command::Login => {
             let (Some(server), Some(token)) = (&client_args.server, &client_args.token) else {
                 return Err(CliError::new(
