@@ -5,6 +5,7 @@
 //! handler.
 
 pub mod audit_log;
+pub mod audit_verify;
 pub mod auth;
 pub mod commit;
 pub mod deadline;
@@ -79,6 +80,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(keys::routes())
         .merge(devices::routes())
         .merge(audit_log::routes())
+        .merge(audit_verify::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

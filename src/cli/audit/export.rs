@@ -40,7 +40,11 @@ const MAX_RESUMES: u32 = 24;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub async fn run(client: &Client, args: ExportArgs) -> Result<(), CliError> {
-    let until = args.until.unwrap_or_else(jiff::Timestamp::now);
+    // The log's clock counts microseconds.
+    let until = args.until.unwrap_or_else(|| {
+        jiff::Timestamp::from_microsecond(jiff::Timestamp::now().as_microsecond())
+            .expect("now is a valid time")
+    });
     if until <= args.since {
         return Err(CliError::new("--until must be after --since"));
     }

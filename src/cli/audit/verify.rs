@@ -191,7 +191,12 @@ impl Check {
         };
         match &self.last {
             Some((last, ..)) if id != last + 1 => {
-                return self.fail(if id > last + 1 {
+                return self.fail(if id == last + 2 {
+                    format!(
+                        "event {id} follows event {last}: event {} is missing",
+                        last + 1
+                    )
+                } else if id > last + 2 {
                     format!(
                         "event {id} follows event {last}: events {} to {} are missing",
                         last + 1,
