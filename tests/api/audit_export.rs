@@ -646,7 +646,7 @@ async fn an_export_resumes_after_a_dropped_connection_and_a_server_restart() {
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("resumed.jsonl");
-    let export = quickztna(&proxy.address, &app.token, home.path())
+    let mut export = quickztna(&proxy.address, &app.token, home.path())
         .args([
             "audit-log",
             "export",
@@ -664,6 +664,7 @@ async fn an_export_resumes_after_a_dropped_connection_and_a_server_restart() {
 
     // Past the cut, and a few more pages: restart the server under the export's feet.
     wait_until(|| proxy.delivered.load(Ordering::Relaxed) > 1_500_000).await;
+    assert!(export.try_wait().unwrap().is_none(), "restarted mid-export");
     let app = app.restart().await;
     proxy.retarget(&app.address);
 
@@ -672,6 +673,8 @@ async fn an_export_resumes_after_a_dropped_connection_and_a_server_restart() {
         .expect("the export finishes")
         .unwrap();
     assert_ok(&out, "the resumed export");
+    let stderr = texts(&out).1;
+    assert!(stderr.contains("retrying the same page"), "{stderr}");
     assert!(
         proxy.delivered.load(Ordering::Relaxed) > expected.len() as u64 * 100,
         "the export went through the proxy"
