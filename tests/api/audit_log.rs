@@ -242,8 +242,8 @@ async fn one_event_by_event_id_or_id_with_its_chain_link() {
     assert_problem(app.get("/api/v1/audit-log/999999").await, 404, "not_found").await;
     assert_problem(
         app.get("/api/v1/audit-log/not-an-id").await,
-        400,
-        "invalid_argument",
+        404,
+        "not_found",
     )
     .await;
 }
