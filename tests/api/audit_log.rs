@@ -356,3 +356,21 @@ async fn scopes_and_bad_input_are_refused_precisely() {
         assert_problem(resp, 400, "invalid_argument").await;
     }
 }
+
+#[tokio::test]
+async fn the_audit_chains_equal_a_replay_of_the_log() {
+    let app = spawn_app().await;
+    history(&app).await;
+    let head = app.state.log().head();
+    assert!(
+        app.state
+            .chains()
+            .wait_for(head, std::time::Duration::from_secs(10))
+            .await
+    );
+    let live = app.state.chains().load();
+    let (replayed, position) =
+        projections::replay::<quickztna::audit::digests::AuditChains>(app.state.log()).unwrap();
+    assert_eq!(position, live.position);
+    assert_eq!(replayed, live.state);
+}
