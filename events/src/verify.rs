@@ -96,6 +96,7 @@ impl Log {
         let mut streams: HashMap<String, u64> = HashMap::new();
         let mut orgs: HashMap<String, u64> = HashMap::new();
         let mut rows = Vec::new();
+        let mut rebuilt = crate::index::Index::default();
         let mut expected = 1u64;
         store.scan(1, head.max(1), Direction::Forward, &mut |pos, bytes| {
             if pos != expected {
@@ -122,6 +123,13 @@ impl Log {
                         ));
                     }
                     *seq = env.org_seq;
+                    rebuilt.push(crate::index::Entry {
+                        stream: env.stream,
+                        org: env.org_id,
+                        event_type: env.event_type,
+                        actor: env.actor.id,
+                        position: pos,
+                    });
                     rows.push((
                         env.stream.to_owned(),
                         env.revision,
@@ -166,6 +174,19 @@ impl Log {
         };
         if visible(&index.streams) != records || visible(&index.orgs) != records {
             problems.push("the index holds positions the log does not".into());
+        }
+        // The audit postings (by type and actor) hold exactly what a fresh fold of the log does.
+        let mut postings = index.postings.clone();
+        for p in postings.values_mut() {
+            for list in p.types.values_mut().chain(p.actors.values_mut()) {
+                list.retain(|pos| *pos <= head);
+            }
+            p.types.retain(|_, v| !v.is_empty());
+            p.actors.retain(|_, v| !v.is_empty());
+        }
+        postings.retain(|_, p| !p.types.is_empty() || !p.actors.is_empty());
+        if postings != rebuilt.postings {
+            problems.push("the type and actor postings disagree with the log".into());
         }
         Ok(problems)
     }

@@ -2,6 +2,7 @@
 //! folder, HTTP from the outside. One binary; one module per resource.
 
 mod audit_export;
+mod audit_log;
 mod auth;
 mod cli;
 mod device_pages;
