@@ -10,7 +10,7 @@
 //! 3. the raw scan: `Log::scan_raw` over every record of the stopped server's log, the floor
 //!    any reader of the log pays.
 //!
-//! Prints one table; `QZ_EXPORT_RUNS` (default 3) repeats each measurement and reports the
+//! Prints one table and the export's peak resident memory (GNU `time`); `QZ_EXPORT_RUNS` (default 3) repeats each measurement and reports the
 //! median and range.
 
 use std::process::{Child, Command, Stdio};
@@ -21,6 +21,7 @@ use events::{Actor, AppendRequest, Log, LogOptions, NewEvent};
 use serde_json::Value;
 
 #[path = "support/mod.rs"]
+#[allow(dead_code)] // the device keys are for other benches
 mod support;
 use support::{BIN, env_or, free_port, unlimited_org};
 
@@ -79,20 +80,38 @@ fn main() {
     let mut exported = 0;
     let mut gz_bytes = 0;
     let mut plain_bytes = 0;
+    let mut peak_kib = 0u64;
     for run in 0..runs {
         for (name, times) in [("a.jsonl.gz", &mut gz), ("a.jsonl", &mut plain)] {
             let file = out.join(format!("{run}-{name}"));
             let started = Instant::now();
-            let status = Command::new(BIN)
-                .args(["audit-log", "export", "--since", SINCE, "--output"])
+            // GNU time reports the export's peak resident memory (KiB) on its last line.
+            let out = Command::new("/usr/bin/time")
+                .args([
+                    "-f",
+                    "%M",
+                    BIN,
+                    "audit-log",
+                    "export",
+                    "--since",
+                    SINCE,
+                    "--output",
+                ])
                 .arg(&file)
                 .env("QUICKZTNA_SERVER", &base)
                 .env("QUICKZTNA_TOKEN", &token)
                 .stdin(Stdio::null())
-                .status()
+                .output()
                 .expect("export");
             times.push(started.elapsed());
-            assert!(status.success(), "export failed");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "export failed: {stderr}");
+            let kib: u64 = stderr
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(kib);
             let size = std::fs::metadata(&file).unwrap().len();
             if name.ends_with(".gz") {
                 gz_bytes = size;
@@ -176,6 +195,10 @@ fn main() {
         plain_bytes as f64 / exported as f64,
         gz_bytes,
         plain_bytes as f64 / gz_bytes.max(1) as f64
+    );
+    println!(
+        "peak resident memory of `audit-log export`: {:.1} MiB",
+        peak_kib as f64 / 1024.0
     );
 }
 

@@ -69,7 +69,8 @@ pub async fn run(client: &Client, args: ExportArgs) -> Result<(), CliError> {
         Some(t) => base.push_str(&format!("&event_type={}", encode(t))),
     }
     let progress = progress_bar();
-    let mut out = Output::create(&args.output, jsonl)?;
+    let mut writer = Writer::new(Output::create(&args.output)?);
+    let mut format = Format { jsonl, written: 0 };
     let mut header = Header {
         org_id: None,
         since: args.since.to_string(),
@@ -84,24 +85,26 @@ pub async fn run(client: &Client, args: ExportArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::new(format!("fetching a page: {e}")))??;
         let page: Page<'_> = serde_json::from_slice(&bytes)
             .map_err(|e| CliError::new(format!("the server sent an invalid page: {e}")))?;
-        // The next page downloads while this one is written.
+        // The next page downloads while this one is checked, formatted and written.
         if let Some(cursor) = &page.next_cursor {
             next = Some(spawn_fetch(
                 client,
                 format!("{base}&cursor={}", encode(cursor)),
             ));
         }
+        let mut chunk = Vec::with_capacity(bytes.len());
         for raw in page.items {
             let event: EventHead = serde_json::from_str(raw.get())
                 .map_err(|e| CliError::new(format!("the server sent an invalid event: {e}")))?;
             run.check(&event, chained)?;
             if header.org_id.is_none() {
                 header.org_id = Some(event.org_id.clone());
-                out.start(&header)?;
+                format.start(&header, &mut chunk);
             }
-            out.event(raw.get())?;
+            format.event(raw.get(), &mut chunk);
             progress.set_message(event.time);
         }
+        writer.write(chunk).await?;
         progress.set_position(run.count);
     }
 
@@ -111,12 +114,19 @@ pub async fn run(client: &Client, args: ExportArgs) -> Result<(), CliError> {
         }
         _ => None,
     };
+    let mut chunk = Vec::new();
     if header.org_id.is_none() {
         // Nothing in the window: the header still says whose log it is.
         header.org_id = Some(whose_log(client).await?);
-        out.start(&header)?;
+        format.start(&header, &mut chunk);
     }
-    out.finish(&header, checkpoint.as_ref(), &args.output)?;
+    format.end(&header, checkpoint.as_ref(), &mut chunk);
+    writer.write(chunk).await?;
+    let out = writer.into_output().await?;
+    let path = args.output.clone();
+    tokio::task::spawn_blocking(move || out.finish(&path))
+        .await
+        .map_err(|e| CliError::new(e.to_string()))??;
     progress.finish_and_clear();
     if std::io::stderr().is_terminal() {
         let ids = match (run.first, &run.last) {
@@ -287,9 +297,6 @@ fn is_gzip_name(path: &Path) -> bool {
 struct Output {
     tmp: tempfile::NamedTempFile,
     sink: Sink,
-    jsonl: bool,
-    /// Events written so far (json needs a comma before all but the first).
-    written: u64,
 }
 
 enum Sink {
@@ -298,7 +305,7 @@ enum Sink {
 }
 
 impl Output {
-    fn create(path: &Path, jsonl: bool) -> Result<Output, CliError> {
+    fn create(path: &Path) -> Result<Output, CliError> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -316,12 +323,7 @@ impl Output {
         } else {
             Sink::Plain(buffered)
         };
-        Ok(Output {
-            tmp,
-            sink,
-            jsonl,
-            written: 0,
-        })
+        Ok(Output { tmp, sink })
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), CliError> {
@@ -332,51 +334,8 @@ impl Output {
         result.map_err(|e| io_error(self.tmp.path(), e))
     }
 
-    /// The json format's opening, once the organization is known.
-    fn start(&mut self, header: &Header) -> Result<(), CliError> {
-        if self.jsonl {
-            return Ok(());
-        }
-        let mut head = serde_json::to_string(header).expect("a header serializes");
-        head.pop(); // the closing brace: `items` and `checkpoint` follow
-        self.write(head.as_bytes())?;
-        self.write(b",\"items\":[\n")
-    }
-
-    fn event(&mut self, raw: &str) -> Result<(), CliError> {
-        if !self.jsonl && self.written > 0 {
-            self.write(b",\n")?;
-        }
-        if raw.contains('\n') {
-            // Only a server that pretty-printed would send this; a line must stay one event.
-            let value: serde_json::Value = serde_json::from_str(raw).expect("already parsed");
-            self.write(value.to_string().as_bytes())?;
-        } else {
-            self.write(raw.as_bytes())?;
-        }
-        if self.jsonl {
-            self.write(b"\n")?;
-        }
-        self.written += 1;
-        Ok(())
-    }
-
-    /// Writes the end, flushes, syncs, and renames the file into place.
-    fn finish(
-        mut self,
-        header: &Header,
-        checkpoint: Option<&OrgCheckpoint>,
-        path: &Path,
-    ) -> Result<(), CliError> {
-        let checkpoint = serde_json::to_string(&checkpoint).expect("a checkpoint serializes");
-        if self.jsonl {
-            let mut trailer = serde_json::to_string(header).expect("a header serializes");
-            trailer.pop();
-            self.write(format!("{trailer},\"checkpoint\":{checkpoint}}}\n").as_bytes())?;
-        } else {
-            let sep = if self.written > 0 { "\n" } else { "" };
-            self.write(format!("{sep}],\"checkpoint\":{checkpoint}}}\n").as_bytes())?;
-        }
+    /// Flushes, syncs, and renames the file into place.
+    fn finish(self, path: &Path) -> Result<(), CliError> {
         let tmp_path = self.tmp.path().to_path_buf();
         let buffered = match self.sink {
             Sink::Plain(w) => Ok(w),
@@ -394,6 +353,98 @@ impl Output {
             let _ = events::durable::sync_dir(dir);
         }
         Ok(())
+    }
+}
+
+/// Writes on a blocking thread, one page behind: compressing page N overlaps with fetching
+/// and checking page N + 1, and at most one page waits in memory.
+struct Writer {
+    out: Option<Output>,
+    pending: Option<tokio::task::JoinHandle<(Output, Result<(), CliError>)>>,
+}
+
+impl Writer {
+    fn new(out: Output) -> Writer {
+        Writer {
+            out: Some(out),
+            pending: None,
+        }
+    }
+
+    async fn settle(&mut self) -> Result<(), CliError> {
+        if let Some(pending) = self.pending.take() {
+            let (out, result) = pending
+                .await
+                .map_err(|e| CliError::new(format!("writing the export: {e}")))?;
+            self.out = Some(out);
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, chunk: Vec<u8>) -> Result<(), CliError> {
+        self.settle().await?;
+        let mut out = self.out.take().expect("settled");
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            let result = out.write(&chunk);
+            (out, result)
+        }));
+        Ok(())
+    }
+
+    async fn into_output(mut self) -> Result<Output, CliError> {
+        self.settle().await?;
+        Ok(self.out.take().expect("settled"))
+    }
+}
+
+/// The bytes of each format.
+struct Format {
+    jsonl: bool,
+    /// Events formatted so far (json needs a comma before all but the first).
+    written: u64,
+}
+
+impl Format {
+    /// The json format's opening, once the organization is known.
+    fn start(&self, header: &Header, out: &mut Vec<u8>) {
+        if self.jsonl {
+            return;
+        }
+        let head = serde_json::to_string(header).expect("a header serializes");
+        // Without the closing brace: `items` and `checkpoint` follow.
+        out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        out.extend_from_slice(b",\"items\":[\n");
+    }
+
+    fn event(&mut self, raw: &str, out: &mut Vec<u8>) {
+        if !self.jsonl && self.written > 0 {
+            out.extend_from_slice(b",\n");
+        }
+        if raw.contains('\n') {
+            // Only a server that pretty-printed would send this; a line must stay one event.
+            let value: serde_json::Value = serde_json::from_str(raw).expect("already parsed");
+            out.extend_from_slice(value.to_string().as_bytes());
+        } else {
+            out.extend_from_slice(raw.as_bytes());
+        }
+        if self.jsonl {
+            out.push(b'\n');
+        }
+        self.written += 1;
+    }
+
+    /// jsonl's trailer line, or the end of the json object.
+    fn end(&self, header: &Header, checkpoint: Option<&OrgCheckpoint>, out: &mut Vec<u8>) {
+        let checkpoint = serde_json::to_string(&checkpoint).expect("a checkpoint serializes");
+        if self.jsonl {
+            let trailer = serde_json::to_string(header).expect("a header serializes");
+            out.extend_from_slice(&trailer.as_bytes()[..trailer.len() - 1]);
+            out.extend_from_slice(format!(",\"checkpoint\":{checkpoint}}}\n").as_bytes());
+        } else {
+            let sep = if self.written > 0 { "\n" } else { "" };
+            out.extend_from_slice(format!("{sep}],\"checkpoint\":{checkpoint}}}\n").as_bytes());
+        }
     }
 }
 
