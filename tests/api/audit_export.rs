@@ -1,28 +1,25 @@
-//! Exporting the audit log and verifying it: `audit-log export|list|verify --export` run as the
-//! real binary against a real server, `GET /audit-log/checkpoint` and `GET /audit-log/verify`,
-//! tampering (with an export, and with the log on disk) and tenant isolation.
+//! Exporting the audit log and verifying it offline: `audit-log export|list|verify --export`
+//! run as the real binary against a real server, every format, and every kind of tampering with
+//! an export. The helpers here serve `audit_export_scale` and `audit_verify` too.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use events::event::OrgLimitsSet;
-use events::{Actor, AppendRequest, NewEvent, OrgCheckpoint};
-use reqwest::Method;
+use events::{Actor, AppendRequest, NewEvent};
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::helpers::{TestApp, assert_problem, json, spawn_app};
+use crate::helpers::{TestApp, json, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_quickztna");
-const SINCE: &str = "2000-01-01T00:00:00Z";
+pub(crate) const SINCE: &str = "2000-01-01T00:00:00Z";
 
 /// Appends `n` events (an organization's limits set again) straight into the log, a thousand
 /// per request: the fastest way to a long audit log.
-pub async fn append_limit_changes(app: &TestApp, n: u64) {
+pub(crate) async fn append_limit_changes(app: &TestApp, n: u64) {
     let mut done = 0;
     while done < n {
         let k = (n - done).min(1000);
@@ -63,7 +60,7 @@ pub async fn append_limit_changes(app: &TestApp, n: u64) {
 }
 
 /// The binary, pointed at `server` with `token`, in a private home.
-fn quickztna(server: &str, token: &str, home: &Path) -> Command {
+pub(crate) fn quickztna(server: &str, token: &str, home: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env("QUICKZTNA_SERVER", server)
         .env("QUICKZTNA_TOKEN", token)
@@ -77,7 +74,7 @@ fn quickztna(server: &str, token: &str, home: &Path) -> Command {
     cmd
 }
 
-async fn run(server: &str, token: &str, home: &Path, args: &[&str]) -> Output {
+pub(crate) async fn run(server: &str, token: &str, home: &Path, args: &[&str]) -> Output {
     quickztna(server, token, home)
         .args(args)
         .output()
@@ -85,14 +82,14 @@ async fn run(server: &str, token: &str, home: &Path, args: &[&str]) -> Output {
         .expect("runs quickztna")
 }
 
-fn texts(out: &Output) -> (String, String) {
+pub(crate) fn texts(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
-fn assert_ok(out: &Output, what: &str) -> String {
+pub(crate) fn assert_ok(out: &Output, what: &str) -> String {
     let (stdout, stderr) = texts(out);
     assert!(
         out.status.success(),
@@ -103,7 +100,7 @@ fn assert_ok(out: &Output, what: &str) -> String {
 
 /// Runs `audit-log verify --export FILE` with no server and no data dir (both unset, and the
 /// working directory a fresh one).
-async fn verify(file: &Path, extra: &[&str]) -> Output {
+pub(crate) async fn verify(file: &Path, extra: &[&str]) -> Output {
     let cwd = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args(["audit-log", "verify", "--export"])
@@ -142,7 +139,7 @@ async fn assert_caught(file: &Path, needle: &str, what: &str) {
 
 /// The export's lines, decompressed when it ends in `.gz` (with `MultiGzDecoder`, as readers of
 /// appended gzip must).
-fn lines_of(path: &Path) -> Vec<String> {
+pub(crate) fn lines_of(path: &Path) -> Vec<String> {
     let file = std::fs::File::open(path).expect("opens the export");
     let reader: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
@@ -153,7 +150,7 @@ fn lines_of(path: &Path) -> Vec<String> {
 }
 
 /// The events of an export in either format, and its checkpoint.
-fn events_of(path: &Path) -> (Vec<Value>, Value) {
+pub(crate) fn events_of(path: &Path) -> (Vec<Value>, Value) {
     let lines = lines_of(path);
     let name = path.to_string_lossy();
     if name.contains(".jsonl") {
@@ -174,7 +171,7 @@ fn events_of(path: &Path) -> (Vec<Value>, Value) {
 }
 
 /// Every event the audit log serves oldest first with chain links, page by page.
-async fn walk(app: &TestApp, until: &str) -> Vec<Value> {
+pub(crate) async fn walk(app: &TestApp, until: &str) -> Vec<Value> {
     let query = format!(
         "sort=time:asc&limit=200&chain=true&since={SINCE}&until={}",
         enc(until)
@@ -188,7 +185,7 @@ fn enc(v: &str) -> String {
     v.replace(':', "%3A").replace('+', "%2B")
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     // A moment after the last event: the log's clock never goes back.
     std::thread::sleep(Duration::from_millis(5));
     events::format_time(events::now_micros())
@@ -519,366 +516,4 @@ async fn audit_log_list_prints_the_filtered_events_newest_first() {
         4,
         "the four tokens the owner made"
     );
-}
-
-#[tokio::test]
-async fn an_export_of_100000_events_equals_the_pages_it_walked() {
-    let app = spawn_app().await;
-    append_limit_changes(&app, 100_000).await;
-    let until = now_rfc3339();
-    let home = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("big.jsonl.gz");
-    let out = run(
-        &app.address,
-        &app.token,
-        home.path(),
-        &[
-            "audit-log",
-            "export",
-            "--since",
-            SINCE,
-            "--until",
-            &until,
-            "--format",
-            "jsonl",
-            "--output",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert_ok(&out, "export");
-    let served = walk(&app, &until).await;
-    assert!(served.len() > 100_000);
-    let lines = lines_of(&file);
-    assert_eq!(
-        lines.len(),
-        served.len() + 1,
-        "every event, then the trailer"
-    );
-    for (line, event) in lines.iter().zip(&served) {
-        assert_eq!(&serde_json::from_str::<Value>(line).unwrap(), event);
-    }
-    assert_ok(&verify(&file, &[]).await, "verify");
-}
-
-/// A TCP proxy in front of the server: it can cut the first connection once after `cut_after`
-/// bytes towards the client, and follows the server to a new address after a restart.
-struct Proxy {
-    address: String,
-    upstream: Arc<std::sync::Mutex<String>>,
-    delivered: Arc<AtomicU64>,
-}
-
-impl Proxy {
-    async fn start(upstream: &str, cut_after: u64) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
-        let upstream = Arc::new(std::sync::Mutex::new(
-            upstream.trim_start_matches("http://").to_owned(),
-        ));
-        let delivered = Arc::new(AtomicU64::new(0));
-        let cut = Arc::new(AtomicBool::new(false));
-        let (up, d) = (upstream.clone(), delivered.clone());
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let target = up.lock().unwrap().clone();
-                let (d, cut) = (d.clone(), cut.clone());
-                tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
-                        return; // the server is restarting: the client sees the connection drop
-                    };
-                    pipe(client, server, d, cut, cut_after).await;
-                });
-            }
-        });
-        Proxy {
-            address,
-            upstream,
-            delivered,
-        }
-    }
-
-    fn retarget(&self, upstream: &str) {
-        *self.upstream.lock().unwrap() = upstream.trim_start_matches("http://").to_owned();
-    }
-}
-
-async fn pipe(
-    client: tokio::net::TcpStream,
-    server: tokio::net::TcpStream,
-    delivered: Arc<AtomicU64>,
-    cut: Arc<AtomicBool>,
-    cut_after: u64,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut cr, mut cw) = client.into_split();
-    let (mut sr, mut sw) = server.into_split();
-    let up = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-    });
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match sr.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let total = delivered.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        if total > cut_after && !cut.swap(true, Ordering::Relaxed) {
-            // Half a response, then the connection is gone.
-            let _ = cw.write_all(&buf[..n / 2]).await;
-            break;
-        }
-        if cw.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    up.abort();
-}
-
-#[tokio::test]
-async fn an_export_resumes_after_a_dropped_connection_and_a_server_restart() {
-    let app = spawn_app().await;
-    append_limit_changes(&app, 20_000).await;
-    let until = now_rfc3339();
-    let expected = walk(&app, &until).await;
-    let proxy = Proxy::start(&app.address, 300_000).await;
-    let home = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("resumed.jsonl");
-    let mut export = quickztna(&proxy.address, &app.token, home.path())
-        .args([
-            "audit-log",
-            "export",
-            "--since",
-            SINCE,
-            "--until",
-            &until,
-            "--output",
-            file.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    // Past the cut, and a few more pages: restart the server under the export's feet.
-    wait_until(|| proxy.delivered.load(Ordering::Relaxed) > 1_500_000).await;
-    assert!(export.try_wait().unwrap().is_none(), "restarted mid-export");
-    let app = app.restart().await;
-    proxy.retarget(&app.address);
-
-    let out = tokio::time::timeout(Duration::from_secs(300), export.wait_with_output())
-        .await
-        .expect("the export finishes")
-        .unwrap();
-    assert_ok(&out, "the resumed export");
-    let stderr = texts(&out).1;
-    assert!(stderr.contains("retrying the same page"), "{stderr}");
-    assert!(
-        proxy.delivered.load(Ordering::Relaxed) > expected.len() as u64 * 100,
-        "the export went through the proxy"
-    );
-    let (events, _) = events_of(&file);
-    assert_eq!(
-        events.len(),
-        expected.len(),
-        "no page lost or written twice"
-    );
-    assert!(events == expected, "the same events as the pages served");
-    assert_ok(&verify(&file, &[]).await, "verify");
-    drop(app);
-}
-
-async fn wait_until(mut done: impl FnMut() -> bool) {
-    for _ in 0..6000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out");
-}
-
-/// Flips one byte of the first stored record that contains `needle`, behind the stopped
-/// server's back; returns nothing the server could use to notice.
-fn tamper_record(data_dir: &Path, needle: &[u8]) {
-    let db = sled::open(data_dir.join("log")).expect("sled opens");
-    let tree = db.open_tree("log").expect("the log tree");
-    let (key, mut record) = tree
-        .iter()
-        .map(|kv| kv.expect("reads"))
-        .find(|(_, v)| v.windows(needle.len()).any(|w| w == needle))
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .expect("a record with the needle");
-    let at = record
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .unwrap();
-    record[at] ^= 0x01; // 't' becomes 'u': still a valid string
-    tree.insert(key, record).expect("writes");
-    db.flush().expect("flushes");
-}
-
-#[tokio::test]
-async fn the_verify_route_passes_on_an_honest_log_and_names_an_event_changed_on_disk() {
-    let app = spawn_app().await;
-    let (_, other_token) = app.second_org("globex").await;
-    let tampered = app.create_token(&["read"], "tamper-target").await;
-    for n in 0..3 {
-        app.create_token(&["read"], &format!("after {n}")).await;
-    }
-    let tampered_event = json(
-        app.get("/api/v1/audit-log?event_type=token.created&limit=50")
-            .await,
-    )
-    .await["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["data"]["token_id"] == tampered["id"])
-        .unwrap()["id"]
-        .as_u64()
-        .unwrap();
-    let last = json(app.get("/api/v1/audit-log?limit=1").await).await["items"][0]["id"]
-        .as_u64()
-        .unwrap();
-
-    let report = json(app.get("/api/v1/audit-log/verify").await).await;
-    assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["first_failure"], Value::Null);
-    assert_eq!(
-        report["events_checked"], last,
-        "every event of ours, none of theirs"
-    );
-    let cp: OrgCheckpoint = serde_json::from_value(report["checkpoint"].clone()).unwrap();
-    assert_eq!((cp.org_id.as_str(), cp.id), (app.org_id.as_str(), last));
-    assert_eq!(cp.verify(None), Ok(()));
-
-    let mut app = app;
-    app.stop().await;
-    tamper_record(app.data_dir(), b"tamper-target");
-    let app = app.restart().await;
-
-    let report = json(app.get("/api/v1/audit-log/verify").await).await;
-    assert_eq!(report["ok"], false, "{report}");
-    assert_eq!(report["first_failure"]["id"], tampered_event, "{report}");
-    assert!(
-        report["first_failure"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("event {tampered_event} was changed")),
-        "{report}"
-    );
-    // Another organization learns that the log is broken, not where in ours.
-    let theirs = json(
-        app.request_as(&other_token, Method::GET, "/api/v1/audit-log/verify")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(theirs["ok"], false, "{theirs}");
-    assert_eq!(theirs["first_failure"]["id"], Value::Null, "{theirs}");
-    assert!(!theirs.to_string().contains(&app.org_id), "{theirs}");
-}
-
-#[tokio::test]
-async fn the_checkpoint_route_signs_an_events_chain_hash_and_checks_its_input() {
-    let app = spawn_app().await;
-    app.create_token(&["read"], "one more").await;
-    let latest = json(app.get("/api/v1/audit-log?limit=1").await).await["items"][0].clone();
-    let cp = json(app.get("/api/v1/audit-log/checkpoint").await).await;
-    assert_eq!(cp["id"], latest["id"]);
-    assert_eq!(cp["org_id"], app.org_id.as_str());
-    let event = json(app.get("/api/v1/audit-log/2").await).await;
-    let cp2 = json(app.get("/api/v1/audit-log/checkpoint?id=2").await).await;
-    assert_eq!(cp2["hash"], event["chain"]["hash"]);
-    let parsed: OrgCheckpoint = serde_json::from_value(cp2.clone()).unwrap();
-    assert_eq!(parsed.verify(None), Ok(()));
-    assert_eq!(cp2["public_key"], cp["public_key"], "one key signs");
-
-    for bad in ["id=0", "id=x", "id=-1", "other=1"] {
-        assert_problem(
-            app.get(&format!("/api/v1/audit-log/checkpoint?{bad}"))
-                .await,
-            400,
-            "invalid_argument",
-        )
-        .await;
-    }
-    assert_problem(
-        app.get("/api/v1/audit-log/checkpoint?id=1000000").await,
-        404,
-        "not_found",
-    )
-    .await;
-    let devices_only = app.token_with(&["devices:read"]).await;
-    for path in ["/api/v1/audit-log/checkpoint", "/api/v1/audit-log/verify"] {
-        let resp = app
-            .request_as(&devices_only, Method::GET, path)
-            .send()
-            .await
-            .unwrap();
-        assert_problem(resp, 403, "permission_denied").await;
-    }
-    let auditor = app.token_with(&["audit:read"]).await;
-    let resp = app
-        .request_as(&auditor, Method::GET, "/api/v1/audit-log/checkpoint?id=1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-}
-
-#[tokio::test]
-async fn another_organizations_token_gets_neither_our_checkpoints_nor_our_counts() {
-    let app = spawn_app().await;
-    let (other_org, other_token) = app.second_org("globex").await;
-    append_limit_changes(&app, 50).await;
-    let ours = json(app.get("/api/v1/audit-log/checkpoint").await).await;
-    let our_last = ours["id"].as_u64().unwrap();
-
-    let get = |path: String| app.request_as(&other_token, Method::GET, &path).send();
-    // Our latest id is past theirs: no checkpoint of it for them.
-    let resp = get(format!("/api/v1/audit-log/checkpoint?id={our_last}"))
-        .await
-        .unwrap();
-    let problem = assert_problem(resp, 404, "not_found").await;
-    assert!(!problem.to_string().contains(&app.org_id));
-    let theirs = json(get("/api/v1/audit-log/checkpoint".into()).await.unwrap()).await;
-    assert_eq!(theirs["org_id"], other_org.as_str());
-    assert!(theirs["id"].as_u64().unwrap() < our_last);
-    assert_ne!(theirs["hash"], ours["hash"]);
-
-    let report = json(get("/api/v1/audit-log/verify".into()).await.unwrap()).await;
-    assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(
-        report["events_checked"], theirs["id"],
-        "their own count only"
-    );
-    assert!(!report.to_string().contains(&app.org_id), "{report}");
-
-    // Their export holds their events only, and verifies.
-    let home = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("theirs.jsonl");
-    let out = run(
-        &app.address,
-        &other_token,
-        home.path(),
-        &[
-            "audit-log",
-            "export",
-            "--since",
-            SINCE,
-            "--output",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert_ok(&out, "their export");
-    let (events, _) = events_of(&file);
-    assert!(events.iter().all(|e| e["org_id"] == other_org.as_str()));
-    assert_ok(&verify(&file, &[]).await, "their export verifies");
 }

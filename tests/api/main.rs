@@ -2,7 +2,9 @@
 //! folder, HTTP from the outside. One binary; one module per resource.
 
 mod audit_export;
+mod audit_export_scale;
 mod audit_log;
+mod audit_verify;
 mod auth;
 mod cli;
 mod device_pages;
