@@ -264,6 +264,20 @@ mod tests {
         assert!(err.to_string().contains("RFC 3339"), "{err}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_checkpoint_round_trips_through_json_and_still_verifies(
+            org in "org_[0-9a-z]{1,26}", id in 1u64.., hash in proptest::array::uniform32(0u8..),
+            time in 0i64..4_102_444_800_000_000, seed in 0u8..,
+        ) {
+            let cp = key(seed).sign_org(&org, id, hash, time);
+            let back: OrgCheckpoint =
+                serde_json::from_str(&serde_json::to_string(&cp).unwrap()).unwrap();
+            proptest::prop_assert_eq!(&back, &cp);
+            proptest::prop_assert_eq!(back.verify(Some(key(seed).public_key())), Ok(()));
+        }
+    }
+
     #[test]
     fn the_log_signs_with_its_checkpoint_key() {
         let dir = tempfile::tempdir().unwrap();
