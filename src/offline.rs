@@ -294,8 +294,9 @@ pub async fn list_orgs(data: DataDirArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `quickztna audit-log verify`: checks the chain from the first record to the last, and the
-/// log against its newest signed checkpoint; fails naming the first bad position. Opens only
+/// `quickztna audit-log verify`: checks the chain from the first record (or the signed anchor
+/// of a prefix dropped by retention) to the last, and the log against its newest signed
+/// checkpoint; fails naming the first bad position. Opens only
 /// the log, on a copy, so it writes nothing into the data dir, needs no lock and works on a
 /// copy of a live server's data dir.
 pub async fn verify(data: DataDirArgs) -> Result<(), String> {
@@ -323,14 +324,25 @@ pub async fn verify(data: DataDirArgs) -> Result<(), String> {
                 "authenticated": report.checkpoint_authenticated,
             })),
             "checkpoint_problem": report.checkpoint_problem,
+            "first_position": chain.first,
+            "anchor": report.anchor.as_ref().map(|a| serde_json::json!({
+                "position": a.position,
+                "time": events::format_time(a.time),
+                "public_key": hex::encode(a.public_key),
+            })),
+            "anchor_problem": report.anchor_problem,
         })
     );
-    match (chain.first_bad, &report.checkpoint_problem) {
-        (Some(p), _) => Err(format!(
+    match (
+        chain.first_bad,
+        &report.checkpoint_problem,
+        &report.anchor_problem,
+    ) {
+        (Some(p), _, _) => Err(format!(
             "the chain breaks at position {p}: {}",
             chain.reason.as_deref().unwrap_or("")
         )),
-        (None, Some(problem)) => Err(problem.clone()),
-        (None, None) => Ok(()),
+        (None, Some(problem), _) | (None, None, Some(problem)) => Err(problem.clone()),
+        (None, None, None) => Ok(()),
     }
 }

@@ -92,7 +92,8 @@ impl Index {
 
     /// The last sequence number of `org` (0 before its first event).
     pub fn org_seq(&self, org: &str) -> u64 {
-        self.org_base.get(org).copied().unwrap_or(0) + self.orgs.get(org).map_or(0, |v| v.len() as u64)
+        self.org_base.get(org).copied().unwrap_or(0)
+            + self.orgs.get(org).map_or(0, |v| v.len() as u64)
     }
 
     /// Records one event. Events arrive in position order.
@@ -112,7 +113,15 @@ impl Index {
         limit: usize,
     ) -> Vec<u64> {
         let first = self.stream_first(stream);
-        Self::range(self.streams.get(stream), first, from, to, head, direction, limit)
+        Self::range(
+            self.streams.get(stream),
+            first,
+            from,
+            to,
+            head,
+            direction,
+            limit,
+        )
     }
 
     /// Positions of organization sequence numbers `from..=to` (see [`Index::range`]).

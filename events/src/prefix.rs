@@ -83,6 +83,14 @@ impl Log {
         self.shared().first()
     }
 
+    /// Writes the index snapshot as of the durable head now (also done every
+    /// [`crate::index::SNAPSHOT_EVERY`] events and at close); returns its position.
+    pub fn snapshot_index(&self) -> Result<u64, Error> {
+        let head = self.head();
+        crate::indexer::snapshot(self.shared(), &*self.store()?, self.dir(), head)?;
+        Ok(head)
+    }
+
     /// The anchor of the dropped prefix, if any.
     pub fn anchor(&self) -> Result<Option<Anchor>, Error> {
         read_anchor(&*self.store()?)
@@ -92,11 +100,7 @@ impl Log {
     /// retention. The records stay until the prefix is dropped. Returns how many left.
     pub fn purge_org_index(&self, org: &str, keep_from: u64) -> Result<u64, Error> {
         // One purge or drop at a time: the front of a list changes only under this lock.
-        let _one = self
-            .shared()
-            .dropping
-            .lock()
-            .map_err(|_| Error::Closed)?;
+        let _one = self.shared().dropping.lock().map_err(|_| Error::Closed)?;
         let store = self.store()?;
         // Read the streams of the entries to drop without blocking the committer, then drop
         // them under the write lock.
@@ -121,7 +125,10 @@ impl Log {
                 position: *pos,
                 reason: "record missing".into(),
             })?;
-            streams.insert(*pos, crate::codec::decode_ref(*pos, &bytes)?.stream.to_owned());
+            streams.insert(
+                *pos,
+                crate::codec::decode_ref(*pos, &bytes)?.stream.to_owned(),
+            );
         }
         let mut index = self.shared().index.write().map_err(|_| Error::Closed)?;
         let keep_from = index.org_first(org) + doomed.len() as u64;
@@ -138,11 +145,7 @@ impl Log {
     /// there is nothing new to drop. The caller answers for what still needs those records:
     /// read-model snapshots, worker checkpoints, retention.
     pub fn drop_prefix(&self, position: u64) -> Result<bool, Error> {
-        let _one = self
-            .shared()
-            .dropping
-            .lock()
-            .map_err(|_| Error::Closed)?;
+        let _one = self.shared().dropping.lock().map_err(|_| Error::Closed)?;
         let position = position.min(self.head().saturating_sub(1));
         if position < self.first_position() {
             return Ok(false);
@@ -171,12 +174,7 @@ impl Log {
         drop(store);
         // The index snapshot carries the new bases; a failure here is repaired from the anchor.
         let head = self.head();
-        if let Err(e) = crate::indexer::snapshot(
-            self.shared(),
-            &*self.store()?,
-            self.dir(),
-            head,
-        ) {
+        if let Err(e) = crate::indexer::snapshot(self.shared(), &*self.store()?, self.dir(), head) {
             tracing::warn!(error = %e, "could not write the index snapshot after a prefix drop");
         }
         Ok(true)

@@ -110,8 +110,12 @@ impl Log {
         visit: &mut dyn FnMut(u64, &[u8]) -> bool,
     ) -> Result<(), Error> {
         let to = to.min(self.head());
-        self.store()?
-            .scan(from.max(self.first_position()), to, Direction::Forward, visit)
+        self.store()?.scan(
+            from.max(self.first_position()),
+            to,
+            Direction::Forward,
+            visit,
+        )
     }
 
     /// Events of one stream from revision `from_revision`, in order.

@@ -282,7 +282,11 @@ impl LogStore for SledStore {
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0;
-            for item in self.log.range(pos_key(1)..=pos_key(position)).take(DROP_BATCH) {
+            for item in self
+                .log
+                .range(pos_key(1)..=pos_key(position))
+                .take(DROP_BATCH)
+            {
                 let (k, _) = item?;
                 batch.remove(k);
                 n += 1;

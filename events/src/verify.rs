@@ -46,38 +46,43 @@ fn walk(
         .as_ref()
         .filter(|a| Some(a.position()) == wanted)
         .map(|a| a.checkpoint.mac);
-    store.scan(first, head.max(first), Direction::Forward, &mut |pos, bytes| {
-        if pos != expected {
-            bad = Some((expected, "record missing".into()));
-            return false;
-        }
-        let env = match codec::decode_record(pos, bytes) {
-            Ok(env) => env,
-            Err(e) => {
-                bad = Some((pos, format!("record does not decode: {e}")));
+    store.scan(
+        first,
+        head.max(first),
+        Direction::Forward,
+        &mut |pos, bytes| {
+            if pos != expected {
+                bad = Some((expected, "record missing".into()));
                 return false;
             }
-        };
-        let body = codec::mac_body(bytes).unwrap_or_default();
-        if env.position != pos {
-            bad = Some((
-                pos,
-                format!("record says it is at position {}", env.position),
-            ));
-            return false;
-        }
-        if key.link(&prev, body) != env.mac {
-            bad = Some((pos, "MAC does not verify".into()));
-            return false;
-        }
-        if Some(pos) == wanted {
-            wanted_mac = Some(env.mac);
-        }
-        prev = env.mac;
-        verified += 1;
-        expected += 1;
-        true
-    })?;
+            let env = match codec::decode_record(pos, bytes) {
+                Ok(env) => env,
+                Err(e) => {
+                    bad = Some((pos, format!("record does not decode: {e}")));
+                    return false;
+                }
+            };
+            let body = codec::mac_body(bytes).unwrap_or_default();
+            if env.position != pos {
+                bad = Some((
+                    pos,
+                    format!("record says it is at position {}", env.position),
+                ));
+                return false;
+            }
+            if key.link(&prev, body) != env.mac {
+                bad = Some((pos, "MAC does not verify".into()));
+                return false;
+            }
+            if Some(pos) == wanted {
+                wanted_mac = Some(env.mac);
+            }
+            prev = env.mac;
+            verified += 1;
+            expected += 1;
+            true
+        },
+    )?;
     if bad.is_none() && head >= first && verified != head + 1 - first {
         bad = Some((expected, "record missing".into()));
     }
@@ -109,48 +114,55 @@ impl Log {
         let mut orgs: HashMap<String, u64> = HashMap::new();
         let mut rows = Vec::new();
         let mut expected = first;
-        store.scan(first, head.max(first), Direction::Forward, &mut |pos, bytes| {
-            if pos != expected {
-                problems.push(format!("gap: expected position {expected}, found {pos}"));
-            }
-            expected = pos + 1;
-            match codec::decode_ref(pos, bytes) {
-                Ok(env) => {
-                    // After a dropped prefix, a list's first record may have any number.
-                    let next = *streams
-                        .entry(env.stream.to_owned())
-                        .or_insert(if first > 1 { env.revision } else { 0 });
-                    if env.revision != next {
-                        problems.push(format!(
-                            "stream {} revision {} at {pos}, expected {next}",
-                            env.stream, env.revision
-                        ));
-                    }
-                    streams.insert(env.stream.to_owned(), env.revision + 1);
-                    let seq = *orgs
-                        .entry(env.org_id.to_owned())
-                        .or_insert(if first > 1 { env.org_seq - 1 } else { 0 });
-                    if env.org_seq != seq + 1 {
-                        problems.push(format!(
-                            "org {} sequence {} at {pos}, expected {}",
-                            env.org_id,
-                            env.org_seq,
-                            seq + 1
-                        ));
-                    }
-                    orgs.insert(env.org_id.to_owned(), env.org_seq);
-                    rows.push((
-                        env.stream.to_owned(),
-                        env.revision,
-                        env.org_id.to_owned(),
-                        env.org_seq,
-                        pos,
-                    ));
+        store.scan(
+            first,
+            head.max(first),
+            Direction::Forward,
+            &mut |pos, bytes| {
+                if pos != expected {
+                    problems.push(format!("gap: expected position {expected}, found {pos}"));
                 }
-                Err(e) => problems.push(e.to_string()),
-            }
-            true
-        })?;
+                expected = pos + 1;
+                match codec::decode_ref(pos, bytes) {
+                    Ok(env) => {
+                        // After a dropped prefix, a list's first record may have any number.
+                        let next = *streams
+                            .entry(env.stream.to_owned())
+                            .or_insert(if first > 1 { env.revision } else { 0 });
+                        if env.revision != next {
+                            problems.push(format!(
+                                "stream {} revision {} at {pos}, expected {next}",
+                                env.stream, env.revision
+                            ));
+                        }
+                        streams.insert(env.stream.to_owned(), env.revision + 1);
+                        let seq = *orgs.entry(env.org_id.to_owned()).or_insert(if first > 1 {
+                            env.org_seq - 1
+                        } else {
+                            0
+                        });
+                        if env.org_seq != seq + 1 {
+                            problems.push(format!(
+                                "org {} sequence {} at {pos}, expected {}",
+                                env.org_id,
+                                env.org_seq,
+                                seq + 1
+                            ));
+                        }
+                        orgs.insert(env.org_id.to_owned(), env.org_seq);
+                        rows.push((
+                            env.stream.to_owned(),
+                            env.revision,
+                            env.org_id.to_owned(),
+                            env.org_seq,
+                            pos,
+                        ));
+                    }
+                    Err(e) => problems.push(e.to_string()),
+                }
+                true
+            },
+        )?;
         if head >= first && expected != head + 1 {
             problems.push(format!("head {head} but the log ends at {}", expected - 1));
         }
@@ -168,7 +180,10 @@ impl Log {
             let base = index.stream_base.get(&stream).copied().unwrap_or(0);
             if rev >= base {
                 stream_entries += 1;
-                let s = index.streams.get(&stream).and_then(|v| v.get((rev - base) as usize));
+                let s = index
+                    .streams
+                    .get(&stream)
+                    .and_then(|v| v.get((rev - base) as usize));
                 if s != Some(&pos) {
                     problems.push(format!("stream index does not point at {pos}"));
                 }

@@ -109,7 +109,11 @@ fn check(log: &Log, model: &Model) {
             .collect();
         assert_eq!(got, model.stream(s), "{s}");
         let rev = model.records.iter().filter(|r| r.3 == s).count() as u64;
-        assert_eq!(log.stream_revision(s).expect("revision"), rev.checked_sub(1), "{s}");
+        assert_eq!(
+            log.stream_revision(s).expect("revision"),
+            rev.checked_sub(1),
+            "{s}"
+        );
     }
     let forward: Vec<u64> = log
         .read_forward(1, usize::MAX)
@@ -117,7 +121,10 @@ fn check(log: &Log, model: &Model) {
         .iter()
         .map(|r| r.position())
         .collect();
-    assert_eq!(forward, ((model.dropped + 1)..=log.head()).collect::<Vec<_>>());
+    assert_eq!(
+        forward,
+        ((model.dropped + 1)..=log.head()).collect::<Vec<_>>()
+    );
     assert!(log.get(model.dropped).expect("gets").is_none() || model.dropped == 0);
 }
 
@@ -135,7 +142,13 @@ fn a_dropped_prefix_leaves_a_signed_anchor_the_chain_and_the_index_go_on_from() 
     let dir = tempfile::tempdir().expect("temp dir");
     let mut model = Model::default();
     let log = open(dir.path());
-    for (stream, n) in [("dev_1", 3), ("dev_3", 2), ("dev_4", 2), ("dev_1", 1), ("dev_2", 2)] {
+    for (stream, n) in [
+        ("dev_1", 3),
+        ("dev_3", 2),
+        ("dev_4", 2),
+        ("dev_1", 1),
+        ("dev_2", 2),
+    ] {
         append(&log, org_of(stream), stream, n);
         model.append(org_of(stream), stream, n);
     }
@@ -149,12 +162,18 @@ fn a_dropped_prefix_leaves_a_signed_anchor_the_chain_and_the_index_go_on_from() 
     // Nothing new to drop, and never the head.
     assert!(!log.drop_prefix(4).expect("no-op"));
     let head = log.head();
-    assert!(log.drop_prefix(head + 10).expect("drops up to the head's predecessor"));
+    assert!(
+        log.drop_prefix(head + 10)
+            .expect("drops up to the head's predecessor")
+    );
     model.dropped = head - 1;
     check(&log, &model);
     let anchor = log.anchor().expect("reads").expect("anchored");
     assert_eq!(anchor.position(), head - 1);
-    assert_eq!(log.mac_at(head - 1).expect("the anchor's MAC"), anchor.checkpoint.mac);
+    assert_eq!(
+        log.mac_at(head - 1).expect("the anchor's MAC"),
+        anchor.checkpoint.mac
+    );
     assert!(log.mac_at(head - 2).is_err());
     // Revisions and sequences go on where they were.
     log.append_blocking({

@@ -5,8 +5,8 @@
 use events::event::{
     DeviceCredentialRotated, DeviceKeyExpired, DeviceOwnerChanged, DevicePurged, DeviceRegistered,
     DeviceRemoved, DeviceTagged, DeviceUntagged, DeviceUpdated, KeyCreated, KeyPurged, KeyRevoked,
-    KeyUsed, OrgCreated, OrgLimitsSet, OrgRetentionSet, OrgSettingsChanged, Plan, TokenCreated, TokenPurged,
-    TokenRevoked,
+    KeyUsed, OrgCreated, OrgLimitsSet, OrgRetentionSet, OrgSettingsChanged, Plan, TokenCreated,
+    TokenPurged, TokenRevoked,
 };
 use events::{Actor, Envelope, Event, Recorded};
 
