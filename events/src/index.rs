@@ -24,9 +24,10 @@ use crate::store::{Direction, LogStore};
 
 /// Events between two periodic snapshots of the index.
 pub const SNAPSHOT_EVERY: u64 = 100_000;
-/// `001` snapshots had no bases and kept the position in the body: they are ignored once, and
-/// the index is rebuilt (from the prefix anchor, if the log's prefix was dropped).
-const MAGIC: &[u8; 8] = b"QZIDX002";
+// 002: per-organization postings by event type and actor. 003: list bases (retention), and
+// the position in the header. An older snapshot is ignored once and the index rebuilt (from
+// the prefix anchor, if the log's prefix was dropped).
+const MAGIC: &[u8; 8] = b"QZIDX003";
 
 /// Positions by stream revision and by organization sequence.
 ///
@@ -40,6 +41,8 @@ pub struct Index {
     pub streams: HashMap<String, Vec<u64>>,
     /// `orgs[o][n - 1 - base]` is the position of sequence number `n` of organization `o`.
     pub orgs: HashMap<String, Vec<u64>>,
+    /// Each organization's positions by event type and by actor: the audit log's filters.
+    pub postings: HashMap<String, OrgPostings>,
     /// Every position up to here is indexed.
     pub position: u64,
     /// Entries dropped from the front of a stream's list; absent: none.
@@ -56,12 +59,43 @@ pub struct Bases {
     pub orgs: HashMap<String, u64>,
 }
 
+/// One organization's positions by event type and by actor id, ascending.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgPostings {
+    pub types: HashMap<String, Vec<u64>>,
+    pub actors: HashMap<String, Vec<u64>>,
+}
+
+impl OrgPostings {
+    /// Drops every position at or below `position` (retention).
+    fn drop_through(&mut self, position: u64) {
+        for lists in [&mut self.types, &mut self.actors] {
+            for list in lists.values_mut() {
+                let n = list.partition_point(|p| *p <= position);
+                list.drain(..n);
+            }
+            lists.retain(|_, v| !v.is_empty());
+        }
+    }
+}
+
+/// What the index records of one event.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub stream: &'a str,
+    pub org: &'a str,
+    pub event_type: &'a str,
+    pub actor: &'a str,
+    pub position: u64,
+}
+
 impl Index {
     /// An index of nothing past `position`, whose lists start at `bases`.
     pub fn from_bases(bases: Bases, position: u64) -> Index {
         Index {
             streams: HashMap::new(),
             orgs: HashMap::new(),
+            postings: HashMap::new(),
             position,
             stream_base: bases.streams,
             org_base: bases.orgs,
@@ -97,10 +131,40 @@ impl Index {
     }
 
     /// Records one event. Events arrive in position order.
-    pub fn push(&mut self, stream: &str, org: &str, position: u64) {
-        push_to(&mut self.streams, stream, position);
-        push_to(&mut self.orgs, org, position);
-        self.position = position;
+    pub fn push(&mut self, e: Entry<'_>) {
+        push_to(&mut self.streams, e.stream, e.position);
+        push_to(&mut self.orgs, e.org, e.position);
+        let postings = match self.postings.get_mut(e.org) {
+            Some(p) => p,
+            None => self.postings.entry(e.org.to_owned()).or_default(),
+        };
+        push_to(&mut postings.types, e.event_type, e.position);
+        push_to(&mut postings.actors, e.actor, e.position);
+        self.position = e.position;
+    }
+
+    /// Every position list, for trimming what is past a durable head.
+    pub(crate) fn lists_mut(&mut self) -> impl Iterator<Item = &mut Vec<u64>> {
+        self.streams
+            .values_mut()
+            .chain(self.orgs.values_mut())
+            .chain(
+                self.postings
+                    .values_mut()
+                    .flat_map(|p| p.types.values_mut().chain(p.actors.values_mut())),
+            )
+    }
+
+    /// Drops empty lists (after trimming).
+    pub(crate) fn drop_empty(&mut self) {
+        self.streams.retain(|_, v| !v.is_empty());
+        self.orgs.retain(|_, v| !v.is_empty());
+        for p in self.postings.values_mut() {
+            p.types.retain(|_, v| !v.is_empty());
+            p.actors.retain(|_, v| !v.is_empty());
+        }
+        self.postings
+            .retain(|_, p| !p.types.is_empty() || !p.actors.is_empty());
     }
 
     /// Positions of stream revisions `from..=to` (see [`Index::range`]).
@@ -160,8 +224,12 @@ impl Index {
         for pos in &list[..n] {
             *per_stream.entry(stream_of(*pos)?).or_default() += 1;
         }
+        let cut = list[n - 1];
         list.drain(..n);
         *self.org_base.entry(org.to_owned()).or_default() += n as u64;
+        if let Some(p) = self.postings.get_mut(org) {
+            p.drop_through(cut);
+        }
         for (stream, k) in per_stream {
             if let Some(v) = self.streams.get_mut(&stream) {
                 let k = k.min(v.len());
@@ -187,6 +255,11 @@ impl Index {
             }
             lists.retain(|_, v| !v.is_empty());
         }
+        for p in self.postings.values_mut() {
+            p.drop_through(position);
+        }
+        self.postings
+            .retain(|_, p| !p.types.is_empty() || !p.actors.is_empty());
     }
 
     /// Indexes the records `self.position + 1 ..= head` of `store`, checking that each one is
@@ -223,13 +296,24 @@ impl Index {
                 });
                 return false;
             }
-            if !stream_below {
-                push_to(&mut self.streams, env.stream, pos);
+            if stream_below || org_below {
+                // Expired for its organization: its postings went with its sequence entry.
+                if !stream_below {
+                    push_to(&mut self.streams, env.stream, pos);
+                }
+                if !org_below {
+                    push_to(&mut self.orgs, env.org_id, pos);
+                }
+                self.position = pos;
+            } else {
+                self.push(Entry {
+                    stream: env.stream,
+                    org: env.org_id,
+                    event_type: env.event_type,
+                    actor: env.actor.id,
+                    position: pos,
+                });
             }
-            if !org_below {
-                push_to(&mut self.orgs, env.org_id, pos);
-            }
-            self.position = pos;
             expected += 1;
             true
         })?;

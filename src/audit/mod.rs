@@ -3,5 +3,7 @@
 //! share ([`types`]); what retention still lets it serve ([`retention`]).
 
 pub mod chain;
+pub mod digests;
+pub mod page;
 pub mod retention;
 pub mod types;

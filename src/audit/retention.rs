@@ -2,7 +2,8 @@
 //! plan's retention ([`crate::domain::retention::audit_retention_days`]).
 //!
 //! Events are in never-decreasing time order, so the first retained event is found by a binary
-//! search over the organization's sequence numbers (about 20 reads for a million events). The
+//! search over the organization's sequence numbers (`Log::org_seq_at_time`, about 20 reads for
+//! a million events). The
 //! answer is cached per organization for [`FLOOR_TTL_MICROS`]: it is computed for the cutoff
 //! at the *end* of that minute, so a cached floor never lets through an event that expired
 //! during it (it hides, at most, events in their last minute of retention).
@@ -58,24 +59,8 @@ impl AppState {
     }
 
     /// The first sequence number of `org_id` whose event was recorded at or after `cutoff`
-    /// (uncached): a binary search over what the index still holds.
+    /// (uncached), among those the index still holds.
     pub fn first_seq_at_or_after(&self, org_id: &str, cutoff: i64) -> Result<u64, events::Error> {
-        let log = self.log();
-        let (mut lo, mut hi) = (log.org_first(org_id)?, log.org_head(org_id)? + 1);
-        // Invariant: everything below `lo` is older than the cutoff, `hi` and above is not.
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let old = match log.read_org(org_id, mid, mid, 1)?.first() {
-                Some(r) => r.envelope.recorded_at < cutoff,
-                // Dropped from the index meanwhile: expired.
-                None => true,
-            };
-            if old {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(lo)
+        self.log().org_seq_at_time(org_id, cutoff)
     }
 }

@@ -105,9 +105,10 @@ pub async fn audit_once(state: &AppState, now_micros: i64) -> Result<AuditPass, 
     if state.log().is_failed() || state.models().failed() {
         return Err("the log or the read models have failed; no retention until restart".into());
     }
-    // The snapshot first, so that it covers as much as retention allows; the organizations
-    // after it, so that every organization with an event the snapshot covers is among them.
+    // The snapshots first, so that they cover as much as retention allows; the organizations
+    // after them, so that every organization with an event they cover is among them.
     state.models().snapshot_now().await?;
+    state.chains().snapshot_now().await?;
     let orgs: Vec<String> = state
         .models()
         .load()
@@ -125,7 +126,7 @@ pub async fn audit_once(state: &AppState, now_micros: i64) -> Result<AuditPass, 
         for org in &orgs {
             let days = worker.audit_retention_days(org);
             let cutoff = crate::domain::retention::audit_cutoff(now_micros, days);
-            let keep_from = worker.first_seq_at_or_after(org, cutoff)?;
+            let keep_from = chain_aligned(worker.first_seq_at_or_after(org, cutoff)?);
             pass.purged += log.purge_org_index(org, keep_from)?;
             // Positions below the organization's first retained event are its expired ones.
             if let Some(first) = log.read_org(org, keep_from, keep_from, 1)?.first() {
@@ -149,21 +150,38 @@ pub async fn audit_once(state: &AppState, now_micros: i64) -> Result<AuditPass, 
     Ok(pass)
 }
 
-/// The lowest position anything that replays the log stands at: the read models' snapshot
-/// (it must be this code's version and belong to this log) and every worker's checkpoint. A
-/// checkpoint left by a worker that no longer runs holds the drop back until it is removed.
+/// The first sequence number to keep so that the audit chain of the first retained event `seq`
+/// can still be computed: the chain projection keeps a mark every
+/// [`MARK_EVERY`](crate::audit::digests::MARK_EVERY) events and walks the records after it, so
+/// up to that many expired events stay in the index (never served: the served floor is by time).
+pub fn chain_aligned(seq: u64) -> u64 {
+    let every = crate::audit::digests::MARK_EVERY;
+    (seq.saturating_sub(1) / every) * every + 1
+}
+
+/// The lowest position anything that replays the log stands at: the snapshots of the read
+/// models and of the audit chains (each must be this code's version and belong to this log),
+/// and every worker's checkpoint. A checkpoint left by a worker that no longer runs holds the
+/// drop back until it is removed.
 fn replayed_from(state: &AppState) -> Result<u64, StepError> {
     use projections::Projection;
     let dir = crate::state::snapshot_dir(&state.settings().data_dir);
-    let Some((version, position, mac)) =
-        projections::snapshot::read_header(&dir, projections::Models::NAME)
-    else {
-        return Ok(0);
-    };
-    if version != projections::Models::VERSION || state.log().mac_at(position).ok() != Some(mac) {
-        return Ok(0);
+    let mut lowest = u64::MAX;
+    for (name, expected) in [
+        (projections::Models::NAME, projections::Models::VERSION),
+        (
+            crate::audit::digests::AuditChains::NAME,
+            crate::audit::digests::AuditChains::VERSION,
+        ),
+    ] {
+        let Some((version, position, mac)) = projections::snapshot::read_header(&dir, name) else {
+            return Ok(0);
+        };
+        if version != expected || state.log().mac_at(position).ok() != Some(mac) {
+            return Ok(0);
+        }
+        lowest = lowest.min(position);
     }
-    let mut lowest = position;
     let workers = state.settings().data_dir.join("workers");
     match std::fs::read_dir(&workers) {
         Ok(entries) => {

@@ -10,6 +10,9 @@ use projections::{Models, Projection};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use quickztna::audit::digests::MARK_EVERY;
+use quickztna::workers::retention::chain_aligned;
+
 use crate::helpers::{AppOptions, TestApp, json, spawn_app_with};
 use crate::machine::{key_secret, register};
 
@@ -49,6 +52,33 @@ fn history_types(detail: &Value) -> Vec<String> {
         .collect()
 }
 
+/// `n` events of `org` (its fleet settings, changed back and forth), as test setup.
+async fn churn(app: &TestApp, org: &str, n: u64) {
+    for i in 0..n {
+        quickztna::bootstrap::set_settings(
+            &app.state,
+            org,
+            Some(90 + (i % 2) as u32),
+            600,
+            events::Actor::console("test setup"),
+        )
+        .await
+        .expect("settings");
+    }
+}
+
+/// The lowest position any organization still has indexed, less one: how far the prefix may
+/// drop (never the head).
+fn droppable(app: &TestApp, orgs: &[&str]) -> u64 {
+    let head = app.state.log().head();
+    let first = orgs
+        .iter()
+        .filter_map(|o| positions_of(app, o).first().map(|p| p.1))
+        .min()
+        .unwrap_or(head);
+    (first - 1).min(head - 1)
+}
+
 fn positions_of(app: &TestApp, org: &str) -> Vec<(u64, u64, i64)> {
     app.state
         .log()
@@ -72,6 +102,7 @@ async fn expired_events_leave_the_index_and_the_prefix_drops_once_every_org_and_
     let org = app.org_id.clone();
     // A workforce organization (365 days by default) whose events interleave with acme's.
     let (globex, _) = app.second_org("globex").await;
+    churn(&app, &globex, MARK_EVERY + 4).await;
     let key = key_secret(&app, json!({ "reusable": true })).await;
     let a = register(&app, &key, "old-a").await["device"]["id"]
         .as_str()
@@ -85,6 +116,10 @@ async fn expired_events_leave_the_index_and_the_prefix_drops_once_every_org_and_
         app.delete(&format!("/api/v1/devices/{b}")).await.status(),
         204
     );
+    // Past the audit chain's first mark, so that retention has a whole stretch to drop.
+    for n in 0..MARK_EVERY {
+        rename(&app, &a, &format!("old-a-{n}")).await;
+    }
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let split = events::now_micros();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -120,13 +155,16 @@ async fn expired_events_leave_the_index_and_the_prefix_drops_once_every_org_and_
     );
     let ids = [a.as_str(), c.as_str()];
     let before = served_state(&app, &ids).await;
-    let detail = json(app.get(&format!("/api/v1/devices/{a}")).await).await;
-    assert!(history_types(&detail).contains(&"device.registered".to_owned()));
 
     // At `now` acme's old events expire, globex's do not: the prefix drops only up to globex's
     // first event.
     let pass = audit_once(&app.state, now).await.unwrap();
-    assert_eq!(pass.purged, old.len() as u64);
+    // Whole stretches between the chain's marks leave, so the first retained event's chain
+    // link can still be computed.
+    let keep_from = chain_aligned(first_new.0);
+    assert!(keep_from > 1 && keep_from <= first_new.0);
+    assert!(old.len() as u64 >= keep_from - 1);
+    assert_eq!(pass.purged, keep_from - 1);
     let globex_first = positions_of(&app, &globex)[0].1;
     assert_eq!(pass.dropped_through, globex_first - 1);
     assert_eq!(
@@ -134,18 +172,22 @@ async fn expired_events_leave_the_index_and_the_prefix_drops_once_every_org_and_
             .iter()
             .map(|p| p.0)
             .collect::<Vec<_>>(),
-        (first_new.0..=app.state.log().org_head(&org).unwrap()).collect::<Vec<_>>(),
+        (keep_from..=app.state.log().org_head(&org).unwrap()).collect::<Vec<_>>(),
         "only the retained events are indexed"
     );
     let detail = json(app.get(&format!("/api/v1/devices/{a}")).await).await;
-    assert_eq!(history_types(&detail), vec!["device.updated".to_owned()]);
+    assert!(!history_types(&detail).contains(&"device.registered".to_owned()));
 
     // A year on, globex's events expire too: the prefix drops up to acme's first retained
     // event (and never the head).
     let pass = audit_once(&app.state, split + 365 * DAY).await.unwrap();
-    let head = app.state.log().head();
-    let acme_first = positions_of(&app, &org).first().map_or(head, |p| p.1);
-    assert_eq!(pass.dropped_through, (acme_first - 1).min(head - 1));
+    assert_eq!(
+        positions_of(&app, &globex)[0].0,
+        chain_aligned(MARK_EVERY + 6),
+        "globex keeps its last stretch of the chain"
+    );
+    assert_eq!(pass.dropped_through, droppable(&app, &[&org, &globex]));
+    assert!(pass.dropped_through > globex_first);
     assert_eq!(app.state.log().first_position(), pass.dropped_through + 1);
     assert_eq!(served_state(&app, &ids).await, before);
 
@@ -211,6 +253,7 @@ async fn a_read_model_without_a_snapshot_past_the_dropped_prefix_fail_stops_and_
     .await;
     let key = key_secret(&app, json!({ "reusable": true })).await;
     register(&app, &key, "old").await;
+    churn(&app, &app.org_id, MARK_EVERY).await;
     let later = events::now_micros() + 91 * DAY;
     let pass = audit_once(&app.state, later).await.unwrap();
     assert!(pass.dropped_through > 0);
