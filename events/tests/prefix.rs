@@ -9,6 +9,8 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
+use events::query::Query;
+use events::store::Direction;
 use events::{Actor, AppendRequest, Expected, Log, NewEvent, VerifyOptions, verify_data_dir};
 use proptest::prelude::*;
 
@@ -97,6 +99,21 @@ fn check(log: &Log, model: &Model) {
             .map(|r| r.position())
             .collect();
         assert_eq!(got, model.served(org), "{org}");
+        // The audit log's postings lose what the sequence list loses.
+        let by_type: Vec<u64> = log
+            .query_org(
+                org,
+                &Query::Type("device.tagged".into()),
+                1,
+                u64::MAX,
+                Direction::Forward,
+                usize::MAX,
+            )
+            .expect("queries")
+            .iter()
+            .map(|r| r.position())
+            .collect();
+        assert_eq!(by_type, model.served(org), "{org} by type");
         let seq = model.records.iter().filter(|r| r.1 == org).count() as u64;
         assert_eq!(log.org_head(org).expect("head"), seq, "{org}");
     }

@@ -297,3 +297,99 @@ async fn a_read_model_without_a_snapshot_past_the_dropped_prefix_fail_stops_and_
         "the snapshot is never replaced by an empty one"
     );
 }
+
+fn quickztna(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_quickztna"))
+        .args(args)
+        .output()
+        .expect("run quickztna")
+}
+
+/// `org set-retention` is the workforce plan's; `org list` shows what applies to each plan.
+#[tokio::test]
+async fn set_retention_is_for_workforce_orgs_and_org_list_shows_the_retention_in_force() {
+    let mut app = spawn_app_with(AppOptions {
+        plan: Plan::Workforce,
+        ..Default::default()
+    })
+    .await;
+    quickztna::bootstrap::create_org(
+        &app.state,
+        "small",
+        Plan::Free,
+        events::Actor::console("test setup"),
+    )
+    .await
+    .expect("free org");
+    app.stop().await;
+    let dir = app.data_dir().to_str().unwrap().to_owned();
+    let set = |org: &str, days: &str| {
+        quickztna(&[
+            "org",
+            "set-retention",
+            "--org",
+            org,
+            "--days",
+            days,
+            "--data-dir",
+            &dir,
+        ])
+    };
+
+    let out = set("small", "400");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("free plan") && err.contains("90 days") && err.contains("workforce"),
+        "{err}"
+    );
+    let out = set("acme", "29");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("30 to 3650"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = set("acme", "730");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["audit_retention_days"], 730);
+
+    let out = quickztna(&["org", "list", "--data-dir", &dir]);
+    assert!(out.status.success());
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let days = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["audit_retention_days"].clone())
+    };
+    assert_eq!(days("acme"), Some(json!(730)));
+    assert_eq!(days("small"), Some(json!(90)));
+
+    // The served floor follows the choice once the server runs again.
+    let state = quickztna::state::AppState::open(quickztna::state::Settings::new(app.data_dir()))
+        .await
+        .expect("opens");
+    let head = state.log().head();
+    assert!(
+        state
+            .models()
+            .wait_for(head, std::time::Duration::from_secs(10))
+            .await
+    );
+    let org = state
+        .models()
+        .load()
+        .state
+        .orgs
+        .by_name("acme")
+        .unwrap()
+        .id
+        .clone();
+    assert_eq!(state.audit_retention_days(&org), 730);
+    state.shutdown().await;
+}
