@@ -156,6 +156,7 @@ impl Log {
                             env.org_id.to_owned(),
                             env.org_seq,
                             pos,
+                            (env.event_type.to_owned(), env.actor.id.to_owned()),
                         ));
                     }
                     Err(e) => problems.push(e.to_string()),
@@ -176,7 +177,9 @@ impl Log {
         // entry; below a base, none.
         let mut stream_entries = 0usize;
         let mut org_entries = 0usize;
-        for (stream, rev, org, seq, pos) in rows {
+        // What a fresh fold of the retained records gives the audit postings.
+        let mut rebuilt = crate::index::Index::default();
+        for (stream, rev, org, seq, pos, (event_type, actor)) in rows {
             let base = index.stream_base.get(&stream).copied().unwrap_or(0);
             if rev >= base {
                 stream_entries += 1;
@@ -191,6 +194,13 @@ impl Log {
             let first_seq = index.org_first(&org);
             if seq >= first_seq {
                 org_entries += 1;
+                rebuilt.push(crate::index::Entry {
+                    stream: &stream,
+                    org: &org,
+                    event_type: &event_type,
+                    actor: &actor,
+                    position: pos,
+                });
                 let o = index
                     .orgs
                     .get(&org)
@@ -208,6 +218,20 @@ impl Log {
         };
         if visible(&index.streams) != stream_entries || visible(&index.orgs) != org_entries {
             problems.push("the index holds positions the log does not".into());
+        }
+        // The audit postings (by type and actor) hold exactly what a fresh fold of the retained
+        // records does.
+        let mut postings = index.postings.clone();
+        for p in postings.values_mut() {
+            for list in p.types.values_mut().chain(p.actors.values_mut()) {
+                list.retain(|pos| *pos <= head);
+            }
+            p.types.retain(|_, v| !v.is_empty());
+            p.actors.retain(|_, v| !v.is_empty());
+        }
+        postings.retain(|_, p| !p.types.is_empty() || !p.actors.is_empty());
+        if postings != rebuilt.postings {
+            problems.push("the type and actor postings disagree with the log".into());
         }
         Ok(problems)
     }

@@ -367,11 +367,9 @@ pub async fn one(
     {
         Wanted::Seq(id_or_event_id.parse::<u64>().map_err(|_| not_found())?)
     } else {
-        let ulid = ulid::Ulid::from_string(id_or_event_id).map_err(|_| {
-            Problem::invalid_argument(
-                "an event is named by its event_id (a ULID) or its id (a number)",
-            )
-        })?;
+        // Not a ULID: no event has it (a 404 like any unknown id, not a 400, so a foreign
+        // event id and a made-up one answer alike).
+        let ulid = ulid::Ulid::from_string(id_or_event_id).map_err(|_| not_found())?;
         Wanted::Ulid(ulid.to_bytes())
     };
     let (st, org) = (state.clone(), org_id.to_owned());
