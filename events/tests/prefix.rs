@@ -8,9 +8,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use events::Error;
 use events::query::Query;
-use events::store::Direction;
+use events::store::{Direction, Group, IdempotencyRow, LogStore, Recovered};
 use events::{Actor, AppendRequest, Expected, Log, NewEvent, VerifyOptions, verify_data_dir};
 use proptest::prelude::*;
 
@@ -229,7 +231,7 @@ fn a_dropped_prefix_leaves_a_signed_anchor_the_chain_and_the_index_go_on_from() 
 }
 
 #[test]
-fn a_forged_anchor_or_a_record_changed_after_it_fails_offline_verification() {
+fn an_anchor_not_signed_by_the_given_checkpoint_key_fails_offline_verification() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open(dir.path());
     append(&log, "org_a", "dev_1", 6);
@@ -250,6 +252,81 @@ fn a_forged_anchor_or_a_record_changed_after_it_fails_offline_verification() {
         ..VerifyOptions::default()
     };
     assert!(verify_data_dir(dir.path(), &ours).expect("verifies").ok());
+}
+
+/// The real store, whose prefix drop stops halfway: the anchor is written, only part of the
+/// records below it are deleted (what a crash during the deletes leaves).
+struct HalfDrop(events::sled_store::SledStore);
+
+impl LogStore for HalfDrop {
+    fn recover(&self) -> Result<Recovered, Error> {
+        self.0.recover()
+    }
+    fn write(&self, group: &Group) -> Result<(), Error> {
+        self.0.write(group)
+    }
+    fn sync(&self) -> Result<(), Error> {
+        self.0.sync()
+    }
+    fn record(&self, position: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.0.record(position)
+    }
+    fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        direction: Direction,
+        visit: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), Error> {
+        self.0.scan(from, to, direction, visit)
+    }
+    fn idempotency(&self, org: &str, key: &str) -> Result<Option<IdempotencyRow>, Error> {
+        self.0.idempotency(org, key)
+    }
+    fn close(&self) -> Result<(), Error> {
+        self.0.close()
+    }
+    fn anchor(&self) -> Result<Option<Vec<u8>>, Error> {
+        self.0.anchor()
+    }
+    fn anchor_bases(&self) -> Result<Option<Vec<u8>>, Error> {
+        self.0.anchor_bases()
+    }
+    fn drop_prefix(&self, position: u64, anchor: &[u8], bases: &[u8]) -> Result<(), Error> {
+        self.0.drop_prefix(position / 2, anchor, bases)?;
+        self.0.sync()?;
+        Err(Error::Storage("the power went out".into()))
+    }
+}
+
+#[test]
+fn a_drop_cut_short_after_its_anchor_is_finished_at_the_next_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut model = Model::default();
+    let log = open(dir.path());
+    append(&log, "org_a", "dev_1", 10);
+    model.append("org_a", "dev_1", 10);
+    log.close();
+    drop(log);
+
+    let store = events::sled_store::SledStore::open(&dir.path().join("log"), 16 << 20)
+        .expect("opens the store");
+    let log = Log::open_with_store(dir.path(), Arc::new(HalfDrop(store)), common::options())
+        .expect("opens");
+    assert!(log.drop_prefix(8).is_err());
+    // Readers already stay above the anchor; the records between are still on disk.
+    assert_eq!(log.first_position(), 9);
+    assert!(log.read_raw(1, usize::MAX).expect("reads")[0].0 == 9);
+    log.close();
+    drop(log);
+
+    let log = open(dir.path());
+    model.dropped = 8;
+    check(&log, &model);
+    log.close();
+    let report = verify_data_dir(dir.path(), &verify_options(dir.path())).expect("verifies");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.chain.first, 9);
 }
 
 #[derive(Debug, Clone)]
