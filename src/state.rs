@@ -116,6 +116,8 @@ struct Inner {
     /// takes the next address (the log's expected revision of `ipam:<org>` backs this up).
     registrations: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     settings: Settings,
+    /// Each organization's first retained audit event, cached (see [`crate::audit::retention`]).
+    audit_floors: DashMap<String, crate::audit::retention::Floor>,
 }
 
 impl AppState {
@@ -150,6 +152,7 @@ impl AppState {
                 pages: PageCache::new(PAGE_CACHE_BYTES),
                 registrations: DashMap::new(),
                 settings,
+                audit_floors: DashMap::new(),
             }),
         })
     }
@@ -196,6 +199,10 @@ impl AppState {
     /// Cached list answers (see [`PageCache`]).
     pub fn pages(&self) -> &PageCache {
         &self.inner.pages
+    }
+
+    pub(crate) fn audit_floors(&self) -> &DashMap<String, crate::audit::retention::Floor> {
+        &self.inner.audit_floors
     }
 
     /// The lock that serializes the registrations of `org_id`.

@@ -113,6 +113,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Org(OrgCommand::IssueToken(args)) => Ok(crate::offline::issue_token(args).await?),
         Command::Org(OrgCommand::List(args)) => Ok(crate::offline::list_orgs(args).await?),
+        Command::Org(OrgCommand::SetRetention(args)) => {
+            Ok(crate::offline::set_retention(args).await?)
+        }
         Command::AuditLog(AuditLogCommand::Verify(args)) => match args.export {
             // An auditor's check: a file, no server, no data dir.
             Some(file) => {

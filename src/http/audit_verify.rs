@@ -244,8 +244,20 @@ async fn walk_org_chain(
     if from > last {
         return Ok((0, None));
     }
-    let mut hash = stored_hash(state, org, from - 1).await?;
-    let mut at = from - 1;
+    // The walk links on from the event before the first retained one; if retention dropped
+    // that record too, it starts at the next hash the server kept instead.
+    let (mut at, mut hash) = match state
+        .audit_chain_hash(org, from - 1)
+        .await
+        .map_err(Problem::internal)?
+    {
+        Some(h) => (from - 1, h),
+        None => {
+            let mark = ((from / MARK_EVERY + 1) * MARK_EVERY).min(last);
+            (mark, stored_hash(state, org, mark).await?)
+        }
+    };
+    let from = at + 1;
     while at < last {
         let end = ((at / MARK_EVERY + 1) * MARK_EVERY).min(last);
         let (log, o, start) = (state.log().clone(), org.to_owned(), hash);

@@ -4,6 +4,7 @@
 mod audit_export;
 mod audit_export_scale;
 mod audit_log;
+mod audit_retention;
 mod audit_verify;
 mod auth;
 mod cli;
