@@ -73,6 +73,20 @@ fn start_for(chains: &AuditChains, org: &str, seq: u64) -> Option<(u64, Hash)> {
     })
 }
 
+/// The hash the projection itself holds for `org`'s event `seq`: a mark or the head (or
+/// `GENESIS` for 0), with no record read, so it survives retention's purge of the record.
+pub fn kept_hash(chains: &AuditChains, org: &str, seq: u64) -> Option<Hash> {
+    let c = chains.orgs.get(org)?;
+    match seq {
+        0 => Some(GENESIS),
+        s if s == c.seq => Some(c.head),
+        s if s < c.seq && s % MARK_EVERY == 0 => {
+            c.marks.get((s / MARK_EVERY - 1) as usize).copied()
+        }
+        _ => None,
+    }
+}
+
 /// The chain hash of `org`'s event `seq` (`GENESIS` for 0), waiting for the projection to reach
 /// it. `None` when the organization has no such event.
 pub async fn hash_at(
@@ -85,7 +99,9 @@ pub async fn hash_at(
         return Ok(Some(GENESIS));
     }
     let Some(target) = log.org_record(org, seq)? else {
-        return Ok(None);
+        // Retention purged the record (or there is none): a mark outlives it, and the first
+        // retained event links on from one.
+        return Ok(kept_hash(&handle.load().state, org, seq));
     };
     if !handle
         .wait_for(target.position(), Duration::from_secs(10))

@@ -240,12 +240,14 @@ async fn walk_org_chain(
     org: &str,
 ) -> Result<(u64, Option<VerifyFailure>), Problem> {
     let last = state.log().org_last_seq(org).map_err(Problem::internal)?;
-    let from = first_retained(state, org)?.max(1);
+    let from = first_retained(state, org)?
+        .max(state.log().org_first(org).map_err(Problem::internal)?)
+        .max(1);
     if from > last {
         return Ok((0, None));
     }
-    // The walk links on from the event before the first retained one; if retention dropped
-    // that record too, it starts at the next hash the server kept instead.
+    // The walk links on from the event before the first retained one (a mark the projection
+    // kept when retention purged that record); failing that, from the next mark.
     let (mut at, mut hash) = match state
         .audit_chain_hash(org, from - 1)
         .await

@@ -193,3 +193,60 @@ async fn another_organizations_token_gets_neither_our_checkpoints_nor_our_counts
     assert!(events.iter().all(|e| e["org_id"] == other_org.as_str()));
     assert_ok(&verify(&file, &[]).await, "their export verifies");
 }
+
+#[tokio::test]
+async fn after_retention_drops_old_events_the_log_and_an_export_still_verify() {
+    use quickztna::audit::digests::MARK_EVERY;
+    use quickztna::workers::retention::audit_once;
+    const DAY: i64 = 86_400 * 1_000_000;
+
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        plan: events::event::Plan::Free,
+        ..Default::default()
+    })
+    .await;
+    append_limit_changes(&app, 2 * MARK_EVERY + 10).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let split = events::now_micros();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    append_limit_changes(&app, 30).await;
+    let last = json(app.get("/api/v1/audit-log/checkpoint").await).await["id"]
+        .as_u64()
+        .unwrap();
+
+    // 90 days on, the free plan's old events expire and leave the index.
+    let pass = audit_once(&app.state, split + 90 * DAY).await.unwrap();
+    assert!(pass.purged > 0, "{pass:?}");
+
+    let report = json(app.get("/api/v1/audit-log/verify").await).await;
+    assert_eq!(report["ok"], true, "{report}");
+    let checked = report["events_checked"].as_u64().unwrap();
+    assert!(checked > 0 && checked < last, "{report}");
+    assert_eq!(report["checkpoint"]["id"], last);
+
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("retained.jsonl.gz");
+    let out = run(
+        &app.address,
+        &app.token,
+        home.path(),
+        &[
+            "audit-log",
+            "export",
+            "--since",
+            SINCE,
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_ok(&out, "export");
+    let (events, _) = events_of(&file);
+    assert!(
+        events[0]["id"].as_u64().unwrap() > 1,
+        "the expired events are not exported"
+    );
+    assert_eq!(events.last().unwrap()["id"], last);
+    assert_ok(&verify(&file, &[]).await, "the retained window verifies");
+}
