@@ -159,6 +159,16 @@ pub struct ServeArgs {
     /// for fewer reads from the kernel's cache.
     #[arg(long, env = "QUICKZTNA_LOG_CACHE_MB", default_value_t = events::DEFAULT_CACHE_CAPACITY >> 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub log_cache_mb: u64,
+    /// How often an idle event stream (`GET /events?stream=true`) sends a keep-alive comment.
+    /// For tests; keep it below --response-write-timeout.
+    #[arg(long, hide = true, default_value = "15s", value_parser = crate::domain::duration::parse)]
+    pub sse_keep_alive: std::time::Duration,
+    /// Event streams (`GET /events?stream=true`) served at once; past it a new one gets 503.
+    #[arg(long, env = "QUICKZTNA_MAX_EVENT_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_event_streams: u32,
+    /// Event streams one organization may hold at once.
+    #[arg(long, env = "QUICKZTNA_MAX_EVENT_STREAMS_PER_ORG", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_event_streams_per_org: u32,
 }
 
 /// How long clients may take and how many connections they may hold (`state::ConnectionLimits`).

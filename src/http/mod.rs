@@ -9,7 +9,9 @@ pub mod commit;
 pub mod deadline;
 pub mod device_list;
 pub mod devices;
+pub mod event_streams;
 pub mod event_view;
+pub mod events_stream;
 pub mod extract;
 pub mod filter;
 pub mod keys;
@@ -77,6 +79,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(tokens::routes())
         .merge(keys::routes())
         .merge(devices::routes())
+        .merge(events_stream::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -30,6 +30,7 @@ use super::problem::{PROBLEM_JSON, ProblemBody};
         (name = "keys", description = "Pre-auth keys, with which devices join"),
         (name = "devices", description = "The organization's devices"),
         (name = "machine", description = "The device agent's API (`quickztna up`): register with a pre-auth key, then heartbeat, fetch the netmap and rotate the node credential with it"),
+        (name = "events", description = "The organization's events: a page, or a live Server-Sent Events stream"),
         (name = "meta", description = "Health, version and this document; unauthenticated"),
     )
 )]
