@@ -7,6 +7,7 @@ mod device_pages;
 mod devices;
 mod durability;
 mod errors;
+mod events_stream;
 mod failstop;
 mod growth;
 mod helpers;
