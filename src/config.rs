@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::agent::UpArgs;
 use crate::cli::devices::DevicesCommand;
+use crate::cli::events::EventsCommand;
 use crate::cli::keys::KeysCommand;
 use crate::cli::tokens::TokensCommand;
 use crate::offline::{AuditLogCommand, InitArgs, OrgCommand};
@@ -97,6 +98,9 @@ pub enum Command {
     Keys(KeysCommand),
     /// The device agent: join with a pre-auth key, then heartbeat until SIGINT/SIGTERM.
     Up(UpArgs),
+    /// The organization's events as they happen (`events tail`).
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 impl Command {
@@ -115,6 +119,7 @@ impl Command {
             | Command::Tokens(_)
             | Command::Devices(_)
             | Command::Keys(_)
+            | Command::Events(_)
             | Command::Up(_) => None,
         }
     }

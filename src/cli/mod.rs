@@ -8,10 +8,12 @@
 //! - [`tokens`]: `tokens create|list|revoke`.
 //! - [`devices`]: `devices list|get|remove|expire-key|tag`.
 //! - [`keys`]: `keys create|list|revoke` (pre-auth keys).
+//! - [`events`]: `events tail`, the live event stream.
 
 pub mod client;
 pub mod connect;
 pub mod devices;
+pub mod events;
 pub mod keys;
 pub mod output;
 pub mod tokens;
@@ -134,6 +136,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Keys(cmd) => {
             let client = devices::admin_client(&client_args)?;
             keys::run(&client, cmd).await
+        }
+        Command::Events(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            events::run(&client, cmd).await
         }
         Command::Up(args) => {
             let client = client::Client::resolve(&client_args)?;

@@ -8,6 +8,8 @@ mod devices;
 mod durability;
 mod errors;
 mod events_stream;
+mod events_stream_load;
+mod events_tail;
 mod failstop;
 mod growth;
 mod helpers;
