@@ -120,10 +120,14 @@ impl<E: std::fmt::Debug> std::fmt::Display for ExecuteError<E> {
 /// decisions would be taken on state the server cannot prove.
 pub fn writable<E>(state: &AppState) -> Result<(), ExecuteError<E>> {
     // Two atomic reads on every write; the reasons are fetched only once something failed.
-    if !state.log().is_failed() && !state.models().failed() {
+    if !state.log().is_failed() && !state.models().failed() && !state.chains().failed() {
         return Ok(());
     }
-    let why = state.log().failure().or_else(|| state.models().failure());
+    let why = state
+        .log()
+        .failure()
+        .or_else(|| state.models().failure())
+        .or_else(|| state.chains().failure());
     tracing::error!(
         why = why.as_deref().unwrap_or("unknown"),
         "write refused: fail-stop"

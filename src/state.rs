@@ -9,6 +9,7 @@ use dashmap::DashMap;
 use events::{ChainKey, Log, LogOptions};
 use projections::{Models, ProjectionHandle, RunnerOptions};
 
+use crate::audit::digests::AuditChains;
 use crate::heartbeats::Heartbeats;
 use crate::http::event_streams::{EventStreams, StreamLimits};
 use crate::http::page_cache::PageCache;
@@ -112,6 +113,8 @@ pub struct AppState {
 struct Inner {
     log: Log,
     models: ProjectionHandle<Models>,
+    /// Each organization's audit chain (see [`crate::audit::chain`]).
+    chains: ProjectionHandle<AuditChains>,
     limiter: RateLimiter,
     cursor_key: CursorKey,
     heartbeats: Heartbeats,
@@ -140,7 +143,8 @@ impl AppState {
         );
         let mut runner = RunnerOptions::new(snapshot_dir(&settings.data_dir));
         runner.snapshot_every_events = settings.snapshot_every_events;
-        let models = ProjectionHandle::start(log.clone(), runner).await;
+        let models = ProjectionHandle::start(log.clone(), runner.clone()).await;
+        let chains = ProjectionHandle::start(log.clone(), runner).await;
         let dir = settings.data_dir.clone();
         let heartbeats = tokio::task::spawn_blocking(move || Heartbeats::load(&dir))
             .await
@@ -149,6 +153,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 log,
                 models,
+                chains,
                 limiter: RateLimiter::new(),
                 cursor_key,
                 heartbeats,
@@ -166,6 +171,20 @@ impl AppState {
 
     pub fn models(&self) -> &ProjectionHandle<Models> {
         &self.inner.models
+    }
+
+    pub fn chains(&self) -> &ProjectionHandle<AuditChains> {
+        &self.inner.chains
+    }
+
+    /// The audit chain hash of the organization's event `seq` (see [`crate::audit::chain`]);
+    /// `None` when it has no such event.
+    pub async fn audit_chain_hash(
+        &self,
+        org_id: &str,
+        seq: u64,
+    ) -> Result<Option<crate::audit::chain::Hash>, events::Error> {
+        crate::audit::digests::hash_at(self.chains(), self.log(), org_id, seq).await
     }
 
     pub fn limiter(&self) -> &RateLimiter {
@@ -219,10 +238,15 @@ impl AppState {
         self.flush_heartbeats().await;
         let head = self.log().head();
         self.models().wait_for(head, Duration::from_secs(5)).await;
+        self.chains().wait_for(head, Duration::from_secs(5)).await;
         if let Err(e) = self.models().snapshot_now().await {
             tracing::warn!(error = %e, "could not snapshot the read models at shutdown");
         }
+        if let Err(e) = self.chains().snapshot_now().await {
+            tracing::warn!(error = %e, "could not snapshot the audit chains at shutdown");
+        }
         self.models().stop();
+        self.chains().stop();
         let log = self.log().clone();
         let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }

@@ -209,7 +209,13 @@ impl Committer {
                 .write()
                 .map_err(|_| "the index lock is poisoned")?;
             for r in &recorded {
-                index.push(&r.envelope.stream, &r.envelope.org_id, r.envelope.position);
+                index.push(crate::index::Entry {
+                    stream: &r.envelope.stream,
+                    org: &r.envelope.org_id,
+                    event_type: &r.envelope.event_type,
+                    actor: &r.envelope.actor.id,
+                    position: r.envelope.position,
+                });
             }
         }
         Ok(Decided {

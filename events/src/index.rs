@@ -24,7 +24,8 @@ use crate::store::{Direction, LogStore};
 
 /// Events between two periodic snapshots of the index.
 pub const SNAPSHOT_EVERY: u64 = 100_000;
-const MAGIC: &[u8; 8] = b"QZIDX001";
+// 002: per-organization postings by event type and actor.
+const MAGIC: &[u8; 8] = b"QZIDX002";
 
 /// Positions by stream revision and by organization sequence.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +34,26 @@ pub struct Index {
     pub streams: HashMap<String, Vec<u64>>,
     /// `orgs[o][n - 1]` is the position of sequence number `n` of organization `o`.
     pub orgs: HashMap<String, Vec<u64>>,
+    /// Each organization's positions by event type and by actor: the audit log's filters.
+    pub postings: HashMap<String, OrgPostings>,
     /// Every position up to here is indexed.
+    pub position: u64,
+}
+
+/// One organization's positions by event type and by actor id, ascending.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgPostings {
+    pub types: HashMap<String, Vec<u64>>,
+    pub actors: HashMap<String, Vec<u64>>,
+}
+
+/// What the index records of one event.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub stream: &'a str,
+    pub org: &'a str,
+    pub event_type: &'a str,
+    pub actor: &'a str,
     pub position: u64,
 }
 
@@ -51,10 +71,40 @@ impl Index {
     }
 
     /// Records one event. Events arrive in position order.
-    pub fn push(&mut self, stream: &str, org: &str, position: u64) {
-        push_to(&mut self.streams, stream, position);
-        push_to(&mut self.orgs, org, position);
-        self.position = position;
+    pub fn push(&mut self, e: Entry<'_>) {
+        push_to(&mut self.streams, e.stream, e.position);
+        push_to(&mut self.orgs, e.org, e.position);
+        let postings = match self.postings.get_mut(e.org) {
+            Some(p) => p,
+            None => self.postings.entry(e.org.to_owned()).or_default(),
+        };
+        push_to(&mut postings.types, e.event_type, e.position);
+        push_to(&mut postings.actors, e.actor, e.position);
+        self.position = e.position;
+    }
+
+    /// Every position list, for trimming what is past a durable head.
+    pub(crate) fn lists_mut(&mut self) -> impl Iterator<Item = &mut Vec<u64>> {
+        self.streams
+            .values_mut()
+            .chain(self.orgs.values_mut())
+            .chain(
+                self.postings
+                    .values_mut()
+                    .flat_map(|p| p.types.values_mut().chain(p.actors.values_mut())),
+            )
+    }
+
+    /// Drops empty lists (after trimming).
+    pub(crate) fn drop_empty(&mut self) {
+        self.streams.retain(|_, v| !v.is_empty());
+        self.orgs.retain(|_, v| !v.is_empty());
+        for p in self.postings.values_mut() {
+            p.types.retain(|_, v| !v.is_empty());
+            p.actors.retain(|_, v| !v.is_empty());
+        }
+        self.postings
+            .retain(|_, p| !p.types.is_empty() || !p.actors.is_empty());
     }
 
     /// Indexes the records `self.position + 1 ..= head` of `store`, checking that each one is
@@ -84,7 +134,13 @@ impl Index {
                 });
                 return false;
             }
-            self.push(env.stream, env.org_id, pos);
+            self.push(Entry {
+                stream: env.stream,
+                org: env.org_id,
+                event_type: env.event_type,
+                actor: env.actor.id,
+                position: pos,
+            });
             expected += 1;
             true
         })?;

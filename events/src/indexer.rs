@@ -55,13 +55,12 @@ pub(crate) fn snapshot(
 /// Drops what the committer staged past the durable head (not yet acknowledged).
 fn truncate(mut index: Index, head: u64) -> Index {
     if index.position > head {
-        for list in index.streams.values_mut().chain(index.orgs.values_mut()) {
+        for list in index.lists_mut() {
             while list.last().is_some_and(|p| *p > head) {
                 list.pop();
             }
         }
-        index.streams.retain(|_, v| !v.is_empty());
-        index.orgs.retain(|_, v| !v.is_empty());
+        index.drop_empty();
         index.position = head;
     }
     index

@@ -10,7 +10,8 @@
 //! - [`chain`]: the HMAC chain that makes the log tamper-evident; [`checkpoint`]: signed
 //!   checkpoints that make truncation evident too.
 //! - [`request`]: what an append asks for and what it answers.
-//! - [`log`]: the handle — open, append, close; [`reads`]: reads by position, stream and org.
+//! - [`log`]: the handle — open, append, close; [`reads`]: reads by position, stream and org;
+//!   [`query`]: filtered reads of one organization (by type, actor, subject) for the audit log.
 //! - [`committer`]: the backend-neutral group committer (one thread stages, one syncs).
 //! - [`store`]: the `LogStore` trait; [`sled_store`]: sled, the only file naming sled.
 //! - [`index`]: the per-stream and per-org indexes, in memory, with snapshots ([`indexer`]).
@@ -36,6 +37,7 @@ mod indexer;
 pub mod legacy;
 pub mod log;
 mod open;
+pub mod query;
 pub mod reads;
 pub mod recorded;
 pub mod request;

@@ -3,4 +3,6 @@
 //! share ([`types`]).
 
 pub mod chain;
+pub mod digests;
+pub mod page;
 pub mod types;

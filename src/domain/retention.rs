@@ -62,3 +62,12 @@ pub fn purge(org: OrgView<'_>, now: i64) -> Decision {
 fn gone_since(revoked_at: Option<i64>, expires_at: i64) -> i64 {
     revoked_at.map_or(expires_at, |r| r.min(expires_at))
 }
+
+/// How long an organization's audit log is served, in days, by plan: 90 on Free, a year on
+/// Business and (by default) on Workforce.
+pub fn audit_retention_days(plan: events::event::Plan) -> u32 {
+    match plan {
+        events::event::Plan::Free => 90,
+        events::event::Plan::Business | events::event::Plan::Workforce => 365,
+    }
+}

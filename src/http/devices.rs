@@ -249,22 +249,15 @@ fn no_device(id: &str) -> Problem {
     Problem::not_found(format!("no device '{id}'"))
 }
 
-/// The device's last events, newest first.
-fn recent_events(state: &AppState, d: &Device) -> Result<Vec<EventView>, Problem> {
-    let from = d.revision.saturating_sub(RECENT_EVENTS - 1);
-    let mut out: Vec<EventView> = state
-        .log()
-        .read_stream(
-            &Stream::device(&d.id).to_string(),
-            from,
-            RECENT_EVENTS as usize,
-        )
-        .map_err(Problem::internal)?
-        .iter()
-        .map(|r| EventView::of(r))
-        .collect();
-    out.reverse();
-    Ok(out)
+/// The device's audit history: its last events within the audit log's retention, newest
+/// first, from the same index as `GET /audit-log?subject=`.
+async fn recent_events(
+    state: &AppState,
+    org_id: &str,
+    d: &Device,
+) -> Result<Vec<EventView>, Problem> {
+    let stream = Stream::device(&d.id).to_string();
+    crate::audit::page::history(state, org_id, &stream, RECENT_EVENTS as usize).await
 }
 
 /// One device, with its peers, posture state and recent history.
@@ -286,10 +279,12 @@ async fn get_device(
         .org(&principal.org_id)
         .live_device(&id)
         .ok_or_else(|| no_device(&id))?;
+    let device = current_view(&state, d);
+    let recent_events = recent_events(&state, &principal.org_id, d).await?;
     Ok(Json(DeviceDetail {
-        device: current_view(&state, d),
+        device,
         peers: Vec::new(),
-        recent_events: recent_events(&state, d)?,
+        recent_events,
     }))
 }
 

@@ -33,13 +33,15 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::audit_log::events_page;
 use super::auth::Principal;
 use super::event_streams::{Admitted, Full, KEEP_ALIVE, id_only};
 use super::event_view::EventView;
 use super::extract::{Json, Query};
 use super::list::nonempty;
-use super::pagination::{Page, PageParams};
+use super::pagination::Page;
 use super::problem::Problem;
+use crate::audit::page::AuditQuery;
 use crate::audit::types::TypeFilter;
 use crate::domain::scope::{Group, Need};
 use crate::server::conn::Endless;
@@ -143,17 +145,16 @@ async fn events(
         Some(_) => return Err(Problem::invalid_argument("stream must be true or false")),
     };
     if !streaming {
-        return page(&state, &principal.org_id, &q)
+        return page(&state, &principal, q)
             .await
             .map(IntoResponse::into_response);
     }
     stream(&state, &principal.org_id, &headers, &q).await
 }
 
-/// The oldest event id of `org_id` the server still serves. Retention moves it; until then every
-/// event since the organization's first is kept.
-pub fn first_retained_id(_state: &AppState, _org_id: &str) -> u64 {
-    1
+/// The oldest event id of `org_id` the server still serves (the audit log's retention floor).
+pub fn first_retained_id(state: &AppState, org_id: &str) -> Result<u64, Problem> {
+    crate::audit::page::first_retained(state, org_id)
 }
 
 /// Answers `stream=true`: checks, then the endless response.
@@ -198,7 +199,7 @@ async fn stream(
                 "event id {n} is above this organization's latest event ({head})"
             )));
         }
-        Some(n) if n.saturating_add(1) < first_retained_id(state, org_id) => {
+        Some(n) if n.saturating_add(1) < first_retained_id(state, org_id)? => {
             return Err(cursor_expired(n));
         }
         Some(n) => n,
@@ -421,43 +422,30 @@ async fn read_page(
         .map_err(|e| e.to_string())
 }
 
-/// Without `stream=true`: the newest events first, at most `limit`.
-///
-/// Until the audit log's page (`crate::http::audit_log`) lands, only `limit` is served here and
-/// the other page parameters answer 400.
+/// Without `stream=true`: the audit log's page (same parameters, same cursors' rules).
 async fn page(
     state: &AppState,
-    org_id: &str,
-    q: &EventsQuery,
+    principal: &Principal,
+    q: EventsQuery,
 ) -> Result<Json<Page<EventView>>, Problem> {
     if q.since_id.is_some() {
         return Err(Problem::invalid_argument(
             "since_id needs stream=true; pages take cursor",
         ));
     }
-    let unsupported: Vec<&str> = q
-        .page_params()
-        .into_iter()
-        .filter(|p| *p != "limit")
-        .chain(q.event_type.as_ref().map(|_| "event_type"))
-        .collect();
-    if !unsupported.is_empty() {
-        return Err(Problem::invalid_argument(format!(
-            "{} not supported on GET /events yet; use GET /audit-log",
-            unsupported.join(", ")
-        )));
-    }
-    let params = PageParams::from_query(q.limit.as_deref(), None)?;
-    let (log, org) = (state.log().clone(), org_id.to_owned());
-    let items =
-        tokio::task::spawn_blocking(move || log.read_org_backward(&org, 1, u64::MAX, params.limit))
-            .await
-            .map_err(Problem::internal)?
-            .map_err(Problem::internal)?;
-    Ok(Json(Page {
-        items: items.iter().map(|r| EventView::of(r)).collect(),
-        next_cursor: None,
-    }))
+    let audit = AuditQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+        sort: q.sort,
+        since: q.since,
+        until: q.until,
+        event_type: q.event_type,
+        actor: q.actor,
+        subject: q.subject,
+        filter: q.filter,
+        chain: q.chain,
+    };
+    Ok(Json(events_page(state, principal, &audit).await?))
 }
 
 #[cfg(test)]

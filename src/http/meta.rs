@@ -87,10 +87,11 @@ async fn health(
         writable: !state.log().is_failed(),
         failure: state.log().failure(),
     };
+    let chains = state.chains();
     let projections = ProjectionHealth {
-        caught_up: models.caught_up(),
-        failed: models.failed(),
-        failure: models.failure(),
+        caught_up: models.caught_up() && chains.caught_up(),
+        failed: models.failed() || chains.failed(),
+        failure: models.failure().or_else(|| chains.failure()),
     };
     let reason = degraded_reason(&log, &projections);
     if reason.is_none() && projections.caught_up {

@@ -4,6 +4,7 @@
 //! body deadline → body limit → authentication and rate limits (for `/api/v1` resources) → the
 //! handler.
 
+pub mod audit_log;
 pub mod auth;
 pub mod commit;
 pub mod deadline;
@@ -79,6 +80,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(tokens::routes())
         .merge(keys::routes())
         .merge(devices::routes())
+        .merge(audit_log::routes())
         .merge(events_stream::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),

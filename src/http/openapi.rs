@@ -29,8 +29,9 @@ use super::problem::{PROBLEM_JSON, ProblemBody};
         (name = "tokens", description = "API tokens (Settings → API tokens)"),
         (name = "keys", description = "Pre-auth keys, with which devices join"),
         (name = "devices", description = "The organization's devices"),
+        (name = "audit", description = "The audit log: every change, as events, with the tamper-evident chain auditors verify"),
+        (name = "events", description = "The same events as the audit log, pushed as they happen (Server-Sent Events)"),
         (name = "machine", description = "The device agent's API (`quickztna up`): register with a pre-auth key, then heartbeat, fetch the netmap and rotate the node credential with it"),
-        (name = "events", description = "The organization's events: a page, or a live Server-Sent Events stream"),
         (name = "meta", description = "Health, version and this document; unauthenticated"),
     )
 )]

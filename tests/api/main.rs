@@ -1,6 +1,7 @@
 //! Black-box tests of the API: a real server on a random port, a real sled data dir in a temp
 //! folder, HTTP from the outside. One binary; one module per resource.
 
+mod audit_log;
 mod auth;
 mod cli;
 mod device_pages;
