@@ -57,6 +57,12 @@ const PAGE: usize = 256;
 /// Most bytes sent in one write: live groups that are already waiting are sent together.
 const MAX_BATCH: usize = 256 * 1024;
 
+/// Shortest time between two writes of one live stream. Under a high event rate, a write per
+/// committed group per subscriber would be a system call per event per subscriber; waiting
+/// this long after the previous write gathers the groups in between into one. At low rates
+/// (a group less often than this) nothing waits.
+const COALESCE: Duration = Duration::from_millis(10);
+
 /// When a client refused at the stream caps should come back.
 const FULL_RETRY_SECS: u64 = 5;
 
@@ -315,6 +321,7 @@ impl Follow {
             // The last id the client has seen: an event, or an id-only message.
             let mut seen = last;
             let mut tick = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
+            let mut last_write = Instant::now() - COALESCE;
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             'follow: loop {
                 // History, from the log.
@@ -368,6 +375,10 @@ impl Follow {
                         Some(Err(RecvError::Lagged(_))) => continue 'follow,
                         Some(Err(RecvError::Closed)) => break 'follow,
                     };
+                    let since = last_write.elapsed();
+                    if since < COALESCE {
+                        tokio::time::sleep(COALESCE - since).await;
+                    }
                     let mut out = BytesMut::new();
                     let mut back_to_log = false;
                     let mut group = Some(first);
@@ -398,6 +409,7 @@ impl Follow {
                     }
                     if !out.is_empty() {
                         tick.reset();
+                        last_write = Instant::now();
                         yield Ok(out.freeze());
                     }
                     if back_to_log {
