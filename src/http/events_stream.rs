@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use events::Recorded;
 use events::event::Plan;
 use events::log::Group as LiveGroup;
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
@@ -353,6 +353,11 @@ impl Follow {
                     if !out.is_empty() {
                         tick.reset();
                         yield Ok(out.freeze());
+                    } else if tick.tick().now_or_never().is_some() {
+                        // A long run of history the filter leaves out: the id-only message keeps
+                        // the response moving (its write deadline) and the client's cursor too.
+                        seen = last;
+                        yield Ok(id_only(last));
                     }
                 }
                 // Live.
