@@ -225,6 +225,36 @@ pub async fn set_settings(
     .await
 }
 
+/// Sets how long a workforce organization's audit log keeps events; refuses other plans (their
+/// retention is fixed) and days outside the workforce range, naming why. Decided against the
+/// organization as it is when appended (`run` re-reads the read models), so a plan change
+/// racing it cannot slip a choice past the plan check.
+pub async fn set_retention(
+    state: &AppState,
+    org: &str,
+    days: u32,
+    actor: Actor,
+) -> Result<String, BootstrapError> {
+    let org_id = find_org(&state.models().load().state, org)?.id.clone();
+    let stream = Stream::org(&org_id);
+    run(state, &org_id, actor, |models| {
+        let current = find_org(models, &org_id)?;
+        let days = crate::domain::retention::check_retention_choice(current.plan, days)
+            .map_err(|why| BootstrapError::Refused(why.to_string()))?;
+        Ok(Decision::none()
+            .expect(stream.clone(), Expected::Exists)
+            .event(
+                stream.clone(),
+                events::event::OrgRetentionSet {
+                    org_id: org_id.clone(),
+                    days,
+                },
+            ))
+    })
+    .await?;
+    Ok(org_id)
+}
+
 /// An organization by id or name.
 fn find_org<'a>(
     models: &'a Models,

@@ -114,6 +114,7 @@ impl Command {
             Command::Org(OrgCommand::SetSettings(a)) => Some(&a.data),
             Command::Org(OrgCommand::IssueToken(a)) => Some(&a.data),
             Command::Org(OrgCommand::List(a)) => Some(a),
+            Command::Org(OrgCommand::SetRetention(a)) => Some(&a.data),
             Command::AuditLog(AuditLogCommand::Verify(a)) => Some(a),
             Command::Login
             | Command::Tokens(_)

@@ -9,7 +9,7 @@ use events::event::Plan;
 
 use crate::bootstrap;
 use crate::config::DataDirArgs;
-use crate::domain::duration;
+use crate::domain::{duration, retention};
 use crate::state::{AppState, Settings};
 
 #[derive(Debug, Args)]
@@ -34,6 +34,20 @@ pub enum OrgCommand {
     IssueToken(IssueTokenArgs),
     /// List organizations.
     List(DataDirArgs),
+    /// Choose how many days the audit log keeps events (workforce plan only, 30 to 3650).
+    SetRetention(SetRetentionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetRetentionArgs {
+    /// Organization id or name.
+    #[arg(long)]
+    pub org: String,
+    /// Days the audit log keeps an event: 30 to 3650.
+    #[arg(long)]
+    pub days: u32,
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 /// Limits not given keep their current value.
@@ -220,6 +234,25 @@ pub async fn set_settings(args: SetSettingsArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `quickztna org set-retention`: prints the retention now in force.
+pub async fn set_retention(args: SetRetentionArgs) -> Result<(), String> {
+    let state = open(&args.data).await?;
+    let result = bootstrap::set_retention(
+        &state,
+        &args.org,
+        args.days,
+        Actor::console("quickztna org set-retention"),
+    )
+    .await;
+    state.shutdown().await;
+    let org_id = result.map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::json!({ "org_id": org_id, "audit_retention_days": args.days })
+    );
+    Ok(())
+}
+
 pub async fn issue_token(args: IssueTokenArgs) -> Result<(), String> {
     let state = open(&args.data).await?;
     let result = bootstrap::issue_owner_token(
@@ -250,6 +283,7 @@ pub async fn list_orgs(data: DataDirArgs) -> Result<(), String> {
                 "id": o.id, "name": o.name, "plan": o.plan.as_str(),
                 "read_per_min": o.read_per_min, "write_per_min": o.write_per_min,
                 "register_per_min": bootstrap::register_per_min(o),
+                "audit_retention_days": retention::audit_retention_days(o.plan, o.audit_retention_days),
             })
         })
         .collect();
@@ -260,8 +294,9 @@ pub async fn list_orgs(data: DataDirArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `quickztna audit-log verify`: checks the chain from the first record to the last, and the
-/// log against its newest signed checkpoint; fails naming the first bad position. Opens only
+/// `quickztna audit-log verify`: checks the chain from the first record (or the signed anchor
+/// of a prefix dropped by retention) to the last, and the log against its newest signed
+/// checkpoint; fails naming the first bad position. Opens only
 /// the log, on a copy, so it writes nothing into the data dir, needs no lock and works on a
 /// copy of a live server's data dir.
 pub async fn verify(data: DataDirArgs) -> Result<(), String> {
@@ -289,14 +324,25 @@ pub async fn verify(data: DataDirArgs) -> Result<(), String> {
                 "authenticated": report.checkpoint_authenticated,
             })),
             "checkpoint_problem": report.checkpoint_problem,
+            "first_position": chain.first,
+            "anchor": report.anchor.as_ref().map(|a| serde_json::json!({
+                "position": a.position,
+                "time": events::format_time(a.time),
+                "public_key": hex::encode(a.public_key),
+            })),
+            "anchor_problem": report.anchor_problem,
         })
     );
-    match (chain.first_bad, &report.checkpoint_problem) {
-        (Some(p), _) => Err(format!(
+    match (
+        chain.first_bad,
+        &report.checkpoint_problem,
+        &report.anchor_problem,
+    ) {
+        (Some(p), _, _) => Err(format!(
             "the chain breaks at position {p}: {}",
             chain.reason.as_deref().unwrap_or("")
         )),
-        (None, Some(problem)) => Err(problem.clone()),
-        (None, None) => Ok(()),
+        (None, Some(problem), _) | (None, None, Some(problem)) => Err(problem.clone()),
+        (None, None, None) => Ok(()),
     }
 }

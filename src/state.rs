@@ -126,6 +126,8 @@ struct Inner {
     /// Open SSE streams and the frames they share.
     event_streams: EventStreams,
     settings: Settings,
+    /// Each organization's first retained audit event, cached (see [`crate::audit::retention`]).
+    audit_floors: DashMap<String, crate::audit::retention::Floor>,
 }
 
 impl AppState {
@@ -161,6 +163,7 @@ impl AppState {
                 registrations: DashMap::new(),
                 event_streams: EventStreams::new(settings.event_streams),
                 settings,
+                audit_floors: DashMap::new(),
             }),
         })
     }
@@ -212,6 +215,10 @@ impl AppState {
     /// Open SSE streams and the frames they share (see [`EventStreams`]).
     pub fn event_streams(&self) -> &EventStreams {
         &self.inner.event_streams
+    }
+
+    pub(crate) fn audit_floors(&self) -> &DashMap<String, crate::audit::retention::Floor> {
+        &self.inner.audit_floors
     }
 
     /// The lock that serializes the registrations of `org_id`.

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 /// Replaces `path` with the concatenation of `parts` (mode 0600).
 pub fn replace(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    // Two writers of one file (two projections publishing the log's checkpoint, the index
+    // snapshotter and a prefix drop) share its temporary file: one at a time.
+    let lock = writer_lock(path);
+    let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = temporary(path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -48,6 +52,18 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// `<name>.tmp` beside `path`: unique per target, so two files of one directory never share it.
+/// The lock of the writers of `path` in this process.
+fn writer_lock(path: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    locks.entry(path.to_path_buf()).or_default().clone()
+}
+
 fn temporary(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");

@@ -216,6 +216,15 @@ pub struct DeviceCredentialRotated {
     pub credential_hash: [u8; 32],
 }
 
+/// `org.retention_set`: a workforce organization chose how long its audit log is served. The
+/// plans without the choice keep their fixed retention; see the server's `domain::retention`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgRetentionSet {
+    pub org_id: String,
+    /// Days the audit log keeps an event.
+    pub days: u32,
+}
+
 macro_rules! catalogue {
     ($( $variant:ident($ty:ident) = $name:literal v $ver:literal ),* $(,)?) => {
         /// Every event the log can hold, in its current schema version.
@@ -282,6 +291,7 @@ catalogue! {
     KeyPurged(KeyPurged) = "key.purged" v 1,
     TokenPurged(TokenPurged) = "token.purged" v 1,
     DeviceCredentialRotated(DeviceCredentialRotated) = "device.credential_rotated" v 1,
+    OrgRetentionSet(OrgRetentionSet) = "org.retention_set" v 1,
 }
 
 /// Older schema versions decode through the frozen structs and pure upcasts of
@@ -323,6 +333,7 @@ impl Event {
             Event::KeyPurged(e) => format!("key:{}", e.key_id),
             Event::TokenPurged(e) => format!("token:{}", e.token_id),
             Event::DeviceCredentialRotated(e) => format!("device:{}", e.device_id),
+            Event::OrgRetentionSet(e) => format!("org:{}", e.org_id),
         }
     }
 }

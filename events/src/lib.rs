@@ -18,9 +18,10 @@
 //! - [`subscription`]: history-then-live streams of recorded events, gap- and duplicate-free.
 //! - [`samples`]: a sample of every event type (fixtures, documentation).
 //! - [`verify`]: the chain and index checks, and the offline check of a data dir.
+//! - [`prefix`]: dropping the log's prefix behind a signed anchor (retention).
 //! - [`error`]: the error types.
 //!
-//! Invariants: positions start at 1 and are gap-free, and so is each organization's sequence;
+//! Invariants: positions start at 1 (or after the prefix anchor) and are gap-free, and so is each organization's sequence;
 //! an append is acknowledged only after its group is durable; any storage error or panic on the
 //! write path fails the log for good; nothing here knows HTTP or read models.
 
@@ -37,6 +38,7 @@ mod indexer;
 pub mod legacy;
 pub mod log;
 mod open;
+pub mod prefix;
 pub mod query;
 pub mod reads;
 pub mod recorded;

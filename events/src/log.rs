@@ -99,9 +99,21 @@ pub(crate) struct Shared {
     pub groups: AtomicU64,
     pub fdatasyncs: AtomicU64,
     pub events: AtomicU64,
+    /// The first position still in the log: 1, or one past the prefix anchor.
+    first: AtomicU64,
+    /// One retention purge or prefix drop at a time ([`crate::prefix`]).
+    pub dropping: Mutex<()>,
 }
 
 impl Shared {
+    pub fn first(&self) -> u64 {
+        self.first.load(Ordering::Acquire)
+    }
+
+    pub fn set_first(&self, first: u64) {
+        self.first.fetch_max(first, Ordering::AcqRel);
+    }
+
     /// Fails the log for good; the first reason is kept.
     pub fn fail(&self, why: String) {
         if let Ok(mut f) = self.failure.lock()
@@ -273,8 +285,19 @@ impl Log {
                 .unwrap_or_else(|| dir.join("checkpoint.key")),
         )?;
 
-        // The index must cover the whole log before the committer takes revisions from it.
-        let mut index = crate::index::read_snapshot(dir, store.as_ref(), head).unwrap_or_default();
+        // A drop a crash interrupted is finished before anything reads the log.
+        let anchor = crate::prefix::resume(store.as_ref())?;
+        let dropped = anchor.as_ref().map_or(0, |a| a.position());
+        // The index must cover the whole log before the committer takes revisions from it;
+        // without a snapshot past the dropped prefix, it starts from the anchor's bases.
+        let mut index = match crate::index::read_snapshot(dir, store.as_ref(), head) {
+            Some(index) if index.position >= dropped => index,
+            _ if dropped > 0 => crate::index::Index::from_bases(
+                crate::prefix::read_bases(store.as_ref())?.unwrap_or_default(),
+                dropped,
+            ),
+            _ => crate::index::Index::default(),
+        };
         let from_snapshot = index.position;
         index.catch_up(store.as_ref(), head)?;
         if head - from_snapshot >= crate::index::SNAPSHOT_EVERY {
@@ -298,6 +321,8 @@ impl Log {
             groups: AtomicU64::new(0),
             fdatasyncs: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            first: AtomicU64::new(dropped + 1),
+            dropping: Mutex::new(()),
         });
         let (tx, rx) = sync_channel(options.queue_capacity.max(1));
         // One group staged while one syncs: enough to overlap them, little to lose.
@@ -443,6 +468,10 @@ impl Log {
 
     pub fn chain_key(&self) -> &ChainKey {
         &self.inner.chain_key
+    }
+
+    pub(crate) fn checkpoint_key(&self) -> &CheckpointKey {
+        &self.inner.checkpoint_key
     }
 
     pub(crate) fn shared(&self) -> &Shared {

@@ -43,12 +43,10 @@ pub(crate) fn resolve_chain_key(
             reason: "record missing".into(),
         })?;
         let env = codec::decode_record(pos, &record)?;
-        let prev = match pos {
-            1 => [0u8; 32],
-            p => match store.record(p - 1)? {
-                Some(r) => codec::decode_record(p - 1, &r)?.mac,
-                None => return Ok(false),
-            },
+        // The record before, or the prefix anchor when it was dropped.
+        let prev = match crate::store::mac_at(store, pos - 1) {
+            Ok(mac) => mac,
+            Err(_) => return Ok(false),
         };
         let body = codec::mac_body(&record).unwrap_or_default();
         Ok(key.link(&prev, body) == env.mac)

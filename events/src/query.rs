@@ -101,10 +101,12 @@ impl Log {
     pub fn org_last_seq(&self, org: &str) -> Result<u64, Error> {
         let head = self.head();
         let index = self.shared().index.read().map_err(|_| Error::Closed)?;
-        Ok(index
-            .orgs
-            .get(org)
-            .map_or(0, |l| l.partition_point(|p| *p <= head) as u64))
+        // Retention may have dropped the list's front: it starts at its base.
+        Ok(index.org_first(org) - 1
+            + index
+                .orgs
+                .get(org)
+                .map_or(0, |l| l.partition_point(|p| *p <= head) as u64))
     }
 
     /// Up to `limit` of the organization's events with sequence numbers in `from..=to` that
@@ -118,7 +120,6 @@ impl Log {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<Arc<Recorded>>, Error> {
-        let from = from.max(1);
         if limit == 0 || from > to {
             return Ok(Vec::new());
         }
@@ -128,12 +129,15 @@ impl Log {
             let Some(list) = index.orgs.get(org) else {
                 return Ok(Vec::new());
             };
+            // Sequence numbers below the list's base were dropped by retention.
+            let first = index.org_first(org);
+            let from = from.max(first);
             let visible = list.partition_point(|p| *p <= head) as u64;
-            let to = to.min(visible);
+            let to = to.min(first - 1 + visible);
             if from > to {
                 return Ok(Vec::new());
             }
-            let (lo, hi) = (list[from as usize - 1], list[to as usize - 1]);
+            let (lo, hi) = (list[(from - first) as usize], list[(to - first) as usize]);
             // Subject streams are global lists: the organization's own list keeps them (and
             // everything else) inside this organization.
             let root = Node::And(vec![
@@ -168,7 +172,8 @@ impl Log {
     /// over the organization's events: O(log n) record reads.
     pub fn org_seq_at_time(&self, org: &str, micros: i64) -> Result<u64, Error> {
         let last = self.org_last_seq(org)?;
-        let (mut lo, mut hi) = (1u64, last + 1);
+        let first = self.org_first(org)?;
+        let (mut lo, mut hi) = (first, (last + 1).max(first));
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let at = self.org_record(org, mid)?.map(|r| r.envelope.recorded_at);

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::index::Index;
 use crate::log::{Log, decode_recorded};
 use crate::recorded::Recorded;
 use crate::store::Direction;
@@ -19,7 +18,7 @@ enum Key<'a> {
 impl Log {
     /// The committed record at `position`, decoded.
     pub fn get(&self, position: u64) -> Result<Option<Arc<Recorded>>, Error> {
-        if position == 0 || position > self.head() {
+        if position < self.first_position() || position > self.head() {
             return Ok(None);
         }
         match self.store()?.record(position)? {
@@ -43,7 +42,7 @@ impl Log {
     /// Up to `limit` committed events with positions `>= from`, in log order.
     pub fn read_forward(&self, from: u64, limit: usize) -> Result<Vec<Arc<Recorded>>, Error> {
         let head = self.head();
-        let from = from.max(1);
+        let from = from.max(self.first_position());
         if from > head || limit == 0 {
             return Ok(Vec::new());
         }
@@ -53,10 +52,11 @@ impl Log {
     /// Up to `limit` committed events with positions `<= from`, newest first.
     pub fn read_backward(&self, from: u64, limit: usize) -> Result<Vec<Arc<Recorded>>, Error> {
         let upto = from.min(self.head());
-        if upto == 0 || limit == 0 {
+        let first = self.first_position();
+        if upto < first || limit == 0 {
             return Ok(Vec::new());
         }
-        self.decode_range(1, upto, Direction::Backward, limit)
+        self.decode_range(first, upto, Direction::Backward, limit)
     }
 
     fn decode_range(
@@ -88,7 +88,7 @@ impl Log {
     /// tests compare byte for byte.
     pub fn read_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
         let head = self.head();
-        let from = from.max(1);
+        let from = from.max(self.first_position());
         let mut out = Vec::new();
         if from > head || limit == 0 {
             return Ok(out);
@@ -110,8 +110,12 @@ impl Log {
         visit: &mut dyn FnMut(u64, &[u8]) -> bool,
     ) -> Result<(), Error> {
         let to = to.min(self.head());
-        self.store()?
-            .scan(from.max(1), to, Direction::Forward, visit)
+        self.store()?.scan(
+            from.max(self.first_position()),
+            to,
+            Direction::Forward,
+            visit,
+        )
     }
 
     /// Events of one stream from revision `from_revision`, in order.
@@ -132,10 +136,14 @@ impl Log {
 
     /// The last committed revision of a stream, if it has any events.
     pub fn stream_revision(&self, stream: &str) -> Result<Option<u64>, Error> {
-        Ok(self
-            .read_keyed(Key::Stream(stream), 0, u64::MAX, Direction::Backward, 1)?
-            .first()
-            .map(|r| r.envelope.revision))
+        let head = self.head();
+        let index = self.shared().index.read().map_err(|_| Error::Closed)?;
+        // From the index, not the last record: retention may have dropped every entry.
+        let visible = index
+            .streams
+            .get(stream)
+            .map_or(0, |v| v.partition_point(|p| *p <= head) as u64);
+        Ok((index.stream_base.get(stream).copied().unwrap_or(0) + visible).checked_sub(1))
     }
 
     /// Events of one organization with sequence numbers in `from..=to`, oldest first.
@@ -160,12 +168,27 @@ impl Log {
         self.read_keyed(Key::Org(org), from, to, Direction::Backward, limit)
     }
 
+    /// The first sequence number of `org` the index still holds: 1, unless retention dropped
+    /// older ones (reads below it find nothing).
+    pub fn org_first(&self, org: &str) -> Result<u64, Error> {
+        Ok(self
+            .shared()
+            .index
+            .read()
+            .map_err(|_| Error::Closed)?
+            .org_first(org))
+    }
+
     /// The organization's last committed sequence number (0 before its first event).
     pub fn org_head(&self, org: &str) -> Result<u64, Error> {
-        Ok(self
-            .read_keyed(Key::Org(org), 0, u64::MAX, Direction::Backward, 1)?
-            .first()
-            .map_or(0, |r| r.envelope.org_seq))
+        let head = self.head();
+        let index = self.shared().index.read().map_err(|_| Error::Closed)?;
+        // From the index, not the last record: retention may have dropped every entry.
+        let visible = index
+            .orgs
+            .get(org)
+            .map_or(0, |v| v.partition_point(|p| *p <= head) as u64);
+        Ok(index.org_first(org) - 1 + visible)
     }
 
     /// A keyed read through the in-memory index: O(limit), never a scan.
@@ -184,10 +207,8 @@ impl Log {
         let positions = {
             let index = self.shared().index.read().map_err(|_| Error::Closed)?;
             match key {
-                Key::Stream(s) => {
-                    Index::range(index.streams.get(s), 0, from, to, head, direction, limit)
-                }
-                Key::Org(o) => Index::range(index.orgs.get(o), 1, from, to, head, direction, limit),
+                Key::Stream(s) => index.stream_range(s, (from, to), head, direction, limit),
+                Key::Org(o) => index.org_range(o, (from, to), head, direction, limit),
             }
         };
         let store = self.store()?;

@@ -196,6 +196,14 @@ pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
             .into(),
             ActorKind::Device,
         ),
+        "org.retention_set" => (
+            OrgRetentionSet {
+                org_id: "org_01".into(),
+                days: 730,
+            }
+            .into(),
+            ActorKind::Console,
+        ),
         _ => return None,
     })
 }

@@ -8,6 +8,7 @@
 //! | `L` pos(u64 BE)          | record (see [`crate::codec`])        |
 //! | `Mhead`                  | last committed position              |
 //! | `K` org `0x00` key       | fingerprint(32) first(u64) last(u64) |
+//! | `Manchor`, `Mbases`      | the prefix anchor and index bases    |
 //!
 //! Durability: sled's `flush()` is `sync_file_range` on Linux, which survives a killed process
 //! but not a power loss, so [`LogStore::sync`] follows it with an `fdatasync` of sled's data file
@@ -27,6 +28,10 @@ use crate::error::Error;
 use crate::store::{Direction, Group, IdempotencyRow, LogStore, Recovered};
 
 const HEAD_KEY: &[u8] = b"Mhead";
+const ANCHOR_KEY: &[u8] = b"Manchor";
+const BASES_KEY: &[u8] = b"Mbases";
+/// Records deleted in one batch when the prefix is dropped.
+const DROP_BATCH: usize = 10_000;
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
@@ -258,6 +263,39 @@ impl LogStore for SledStore {
     fn close(&self) -> Result<(), Error> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn anchor(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.log.get(ANCHOR_KEY)?.map(|v| v.to_vec()))
+    }
+
+    fn anchor_bases(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.log.get(BASES_KEY)?.map(|v| v.to_vec()))
+    }
+
+    fn drop_prefix(&self, position: u64, anchor: &[u8], bases: &[u8]) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        batch.insert(ANCHOR_KEY, anchor);
+        batch.insert(BASES_KEY, bases);
+        self.log.apply_batch(batch)?;
+        // The anchor is in place: what follows may stop anywhere and be done again.
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in self
+                .log
+                .range(pos_key(1)..=pos_key(position))
+                .take(DROP_BATCH)
+            {
+                let (k, _) = item?;
+                batch.remove(k);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            self.log.apply_batch(batch)?;
+        }
     }
 }
 

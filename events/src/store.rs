@@ -74,17 +74,50 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// Flushes whatever the store buffers, before it is dropped.
     fn close(&self) -> Result<(), Error>;
+
+    /// The prefix anchor ([`crate::prefix`]) as stored, if the prefix was ever dropped.
+    fn anchor(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(None)
+    }
+
+    /// The index bases stored with the anchor.
+    fn anchor_bases(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(None)
+    }
+
+    /// Stores `anchor` and `bases` (replacing any earlier ones) atomically, then deletes every
+    /// record at or below `position`, possibly over several batches: a crash may leave some,
+    /// which a repeated call removes. Not durable until [`LogStore::sync`].
+    fn drop_prefix(&self, position: u64, anchor: &[u8], bases: &[u8]) -> Result<(), Error> {
+        let _ = (position, anchor, bases);
+        Err(Error::Storage(
+            "this store cannot drop the log's prefix".into(),
+        ))
+    }
 }
 
-/// The chain MAC of the record at `position` (all zeros before the first record): what a
-/// snapshot or checkpoint taken there carries. Decodes only the envelope, in place.
+/// The chain MAC of the record at `position` (all zeros before the first record; the anchor's
+/// at a dropped prefix's last position): what a snapshot or checkpoint taken there carries.
+/// Decodes only the envelope, in place.
 pub fn mac_at(store: &dyn LogStore, position: u64) -> Result<[u8; 32], Error> {
     if position == 0 {
         return Ok([0u8; 32]);
     }
-    let record = store.record(position)?.ok_or_else(|| Error::Corrupt {
-        position,
-        reason: "record missing".into(),
-    })?;
+    let Some(record) = store.record(position)? else {
+        return match crate::prefix::read_anchor(store)? {
+            Some(a) if a.position() == position => Ok(a.checkpoint.mac),
+            Some(a) if position < a.position() => Err(Error::Corrupt {
+                position,
+                reason: format!(
+                    "dropped with the log's prefix (the log starts at {})",
+                    a.position() + 1
+                ),
+            }),
+            _ => Err(Error::Corrupt {
+                position,
+                reason: "record missing".into(),
+            }),
+        };
+    };
     Ok(crate::codec::decode_ref(position, &record)?.mac)
 }

@@ -469,6 +469,9 @@ fn event() -> impl Strategy<Value = Event> {
                 })
             }
         ),
+        (text(), any::<u32>()).prop_map(|(org_id, days)| Event::from(
+            events::event::OrgRetentionSet { org_id, days }
+        )),
         (text(), any::<Option<u32>>(), any::<u64>()).prop_map(|(org_id, days, secs)| {
             Event::from(OrgSettingsChanged {
                 org_id,

@@ -24,6 +24,9 @@ pub struct Org {
     /// The organization's sequence number of its last event: its read models' version, which
     /// changes whenever anything the organization can see does (answer caches key on it).
     pub last_seq: u64,
+    /// Days the audit log keeps an event, as the organization chose (`org.retention_set`); what
+    /// applies also depends on the plan (the server's `domain::retention`).
+    pub audit_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +46,7 @@ impl Orgs {
 
 impl Projection for Orgs {
     const NAME: &'static str = "orgs";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
 
     fn apply(&mut self, r: &Recorded) {
         if let Some(o) = self.by_id.get_mut(&r.envelope.org_id) {
@@ -64,6 +67,7 @@ impl Projection for Orgs {
                         ephemeral_offline_secs: DEFAULT_EPHEMERAL_OFFLINE_SECS,
                         created_at: r.envelope.recorded_at,
                         last_seq: r.org_seq(),
+                        audit_retention_days: None,
                     },
                 );
             }
@@ -78,6 +82,11 @@ impl Projection for Orgs {
                 if let Some(o) = self.by_id.get_mut(&e.org_id) {
                     o.device_idle_removal_days = e.device_idle_removal_days;
                     o.ephemeral_offline_secs = e.ephemeral_offline_secs;
+                }
+            }
+            Event::OrgRetentionSet(e) => {
+                if let Some(o) = self.by_id.get_mut(&e.org_id) {
+                    o.audit_retention_days = Some(e.days);
                 }
             }
             _ => {}

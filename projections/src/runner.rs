@@ -102,12 +102,24 @@ where
         let dir = options.snapshot_dir.clone();
         let head = log.head();
         let reader = log.clone();
-        let initial = tokio::task::spawn_blocking(move || load_snapshot::<P>(&reader, &dir, head))
+        let loaded = tokio::task::spawn_blocking(move || load_snapshot::<P>(&reader, &dir, head))
             .await
-            .unwrap_or_else(|_| Applied {
-                position: 0,
-                state: P::default(),
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "projection {}: loading its snapshot panicked",
+                    P::NAME
+                ))
             });
+        let (initial, refused) = match loaded {
+            Ok(applied) => (applied, None),
+            Err(why) => (
+                Applied {
+                    position: 0,
+                    state: P::default(),
+                },
+                Some(why),
+            ),
+        };
         let from = initial.position;
         let (progress, _) = watch::channel(Progress {
             position: from,
@@ -122,6 +134,14 @@ where
             log: log.clone(),
             snapshot_lock: tokio::sync::Mutex::new(()),
         });
+        if let Some(why) = refused {
+            // Fail-stop: a rebuild from a log whose oldest events are gone would be wrong.
+            fail(&inner, why);
+            return ProjectionHandle {
+                inner,
+                task: Arc::new(tokio::spawn(async {})),
+            };
+        }
         // The backstop for a panic outside `apply` (publishing, snapshots): the task must not
         // die without saying so.
         let task = tokio::spawn({
@@ -320,25 +340,59 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// The newest usable snapshot, or the empty state at position 0. Blocking: reads the log.
-fn load_snapshot<P>(log: &events::Log, dir: &std::path::Path, head: u64) -> Applied<P>
+/// The newest usable snapshot, or the empty state at position 0 — unless the log's prefix was
+/// dropped (retention), when a rebuild from the start would silently miss the dropped events:
+/// then the reason to fail-stop. Blocking: reads the log.
+fn load_snapshot<P>(
+    log: &events::Log,
+    dir: &std::path::Path,
+    head: u64,
+) -> Result<Applied<P>, String>
 where
     P: Projection + DeserializeOwned,
 {
-    let rebuild = Applied {
-        position: 0,
-        state: P::default(),
+    let rebuild = |why: &str| {
+        let first = log.first_position();
+        if first > 1 {
+            // The reason reaches the unauthenticated /health: no positions there.
+            tracing::error!(
+                projection = P::NAME,
+                first_position = first,
+                why,
+                "the log's prefix was dropped and no usable snapshot covers it"
+            );
+            return Err(format!(
+                "projection {} cannot start: its snapshot is not usable ({why}) and the log's \
+                 oldest events were dropped by retention, so it cannot be rebuilt from the log. \
+                 Restore snapshots/{}.snap as the version that wrote it left it, or run that \
+                 version (see README, Retention)",
+                P::NAME,
+                P::NAME
+            ));
+        }
+        Ok(Applied {
+            position: 0,
+            state: P::default(),
+        })
     };
     let snap = match snapshot::read::<P>(dir, P::NAME, P::VERSION) {
         Ok(snap) => snap,
-        Err(snapshot::Unusable::Missing) => return rebuild,
+        Err(snapshot::Unusable::Missing) => return rebuild("there is none"),
+        Err(snapshot::Unusable::OtherVersion(v)) => {
+            tracing::warn!(
+                projection = P::NAME,
+                found = v,
+                "snapshot written by another version"
+            );
+            return rebuild("written by another version of this projection");
+        }
         Err(why) => {
             tracing::warn!(
                 projection = P::NAME,
                 ?why,
                 "snapshot not usable; rebuilding"
             );
-            return rebuild;
+            return rebuild("it is damaged");
         }
     };
     if snap.position > head {
@@ -348,20 +402,20 @@ where
             head,
             "snapshot is ahead of the log; rebuilding from the start"
         );
-        return rebuild;
+        return rebuild("it is ahead of the log");
     }
     match log.mac_at(snap.position) {
-        Ok(mac) if mac == snap.mac => Applied {
+        Ok(mac) if mac == snap.mac => Ok(Applied {
             position: snap.position,
             state: snap.state,
-        },
+        }),
         Ok(_) => {
             tracing::warn!(
                 projection = P::NAME,
                 position = snap.position,
                 "snapshot belongs to another history (its chain MAC is not the log's); rebuilding"
             );
-            rebuild
+            rebuild("it belongs to another history")
         }
         Err(e) => {
             tracing::warn!(
@@ -369,7 +423,7 @@ where
                 error = %e,
                 "cannot check the snapshot against the log; rebuilding"
             );
-            rebuild
+            rebuild("it is older than the log's first retained event")
         }
     }
 }
@@ -385,6 +439,14 @@ where
 {
     let _one_at_a_time = inner.snapshot_lock.lock().await;
     let current = inner.current.load_full();
+    if current.position + 1 < inner.log.first_position() {
+        // A projection that could not start over a dropped prefix: the snapshot on disk is
+        // the one that covers the drop, and must stay.
+        return Err(std::io::Error::other(format!(
+            "projection {} holds no state past the log's dropped prefix; its snapshot is kept",
+            P::NAME
+        )));
+    }
     let dir = inner.options.snapshot_dir.clone();
     let log = inner.log.clone();
     tokio::task::spawn_blocking(move || {

@@ -96,6 +96,23 @@ pub fn read<S: DeserializeOwned>(
     })
 }
 
+/// The version, position and chain MAC of the snapshot `name`, from its header alone (what the
+/// prefix drop checks before relying on it); `None` when there is none or it is not readable.
+pub fn read_header(dir: &Path, name: &str) -> Option<(u32, u64, [u8; 32])> {
+    use std::io::Read;
+    let mut header = [0u8; HEADER];
+    std::fs::File::open(path_for(dir, name))
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
+    if &header[..8] != MAGIC {
+        return None;
+    }
+    let version = u32::from_be_bytes(header[8..12].try_into().ok()?);
+    let position = u64::from_be_bytes(header[12..20].try_into().ok()?);
+    Some((version, position, header[20..52].try_into().ok()?))
+}
+
 fn checksum(header: &[u8], body: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(header);

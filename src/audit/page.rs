@@ -223,20 +223,10 @@ impl Plan {
 }
 
 /// The first sequence number of `org_id` that is still served: events older than the
-/// organization's audit retention are not.
+/// organization's audit retention are not (see [`crate::audit::retention`]).
 pub fn first_retained(state: &AppState, org_id: &str) -> Result<u64, Problem> {
-    let models = state.models().load();
-    let plan = models
-        .state
-        .org(org_id)
-        .settings()
-        .map(|o| o.plan)
-        .unwrap_or_default();
-    let days = crate::domain::retention::audit_retention_days(plan);
-    let cutoff = events::now_micros() - i64::from(days) * 86_400_000_000;
     state
-        .log()
-        .org_seq_at_time(org_id, cutoff)
+        .first_retained_seq(org_id, events::now_micros())
         .map_err(Problem::internal)
 }
 
@@ -377,11 +367,9 @@ pub async fn one(
     {
         Wanted::Seq(id_or_event_id.parse::<u64>().map_err(|_| not_found())?)
     } else {
-        let ulid = ulid::Ulid::from_string(id_or_event_id).map_err(|_| {
-            Problem::invalid_argument(
-                "an event is named by its event_id (a ULID) or its id (a number)",
-            )
-        })?;
+        // Not a ULID: no event has it (a 404 like any unknown id, not a 400, so a foreign
+        // event id and a made-up one answer alike).
+        let ulid = ulid::Ulid::from_string(id_or_event_id).map_err(|_| not_found())?;
         Wanted::Ulid(ulid.to_bytes())
     };
     let (st, org) = (state.clone(), org_id.to_owned());

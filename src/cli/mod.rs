@@ -112,6 +112,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Org(OrgCommand::IssueToken(args)) => Ok(crate::offline::issue_token(args).await?),
         Command::Org(OrgCommand::List(args)) => Ok(crate::offline::list_orgs(args).await?),
+        Command::Org(OrgCommand::SetRetention(args)) => {
+            Ok(crate::offline::set_retention(args).await?)
+        }
         Command::AuditLog(AuditLogCommand::Verify(args)) => Ok(crate::offline::verify(args).await?),
         Command::Login => {
             let (Some(server), Some(token)) = (&client_args.server, &client_args.token) else {

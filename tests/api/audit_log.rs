@@ -242,8 +242,8 @@ async fn one_event_by_event_id_or_id_with_its_chain_link() {
     assert_problem(app.get("/api/v1/audit-log/999999").await, 404, "not_found").await;
     assert_problem(
         app.get("/api/v1/audit-log/not-an-id").await,
-        400,
-        "invalid_argument",
+        404,
+        "not_found",
     )
     .await;
 }
@@ -355,4 +355,22 @@ async fn scopes_and_bad_input_are_refused_precisely() {
         assert_eq!(resp.status(), 400, "{bad}");
         assert_problem(resp, 400, "invalid_argument").await;
     }
+}
+
+#[tokio::test]
+async fn the_audit_chains_equal_a_replay_of_the_log() {
+    let app = spawn_app().await;
+    history(&app).await;
+    let head = app.state.log().head();
+    assert!(
+        app.state
+            .chains()
+            .wait_for(head, std::time::Duration::from_secs(10))
+            .await
+    );
+    let live = app.state.chains().load();
+    let (replayed, position) =
+        projections::replay::<quickztna::audit::digests::AuditChains>(app.state.log()).unwrap();
+    assert_eq!(position, live.position);
+    assert_eq!(replayed, live.state);
 }

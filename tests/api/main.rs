@@ -2,6 +2,7 @@
 //! folder, HTTP from the outside. One binary; one module per resource.
 
 mod audit_log;
+mod audit_retention;
 mod auth;
 mod cli;
 mod device_pages;

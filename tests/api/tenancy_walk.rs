@@ -21,6 +21,8 @@ struct Tenant {
     device_id: String,
     hostname: String,
     org_id: String,
+    /// The ULID of one of its events.
+    event_id: String,
 }
 
 impl Tenant {
@@ -44,7 +46,17 @@ impl Tenant {
         let key = json(resp).await;
         let hostname = format!("{name}-secret-host");
         let joined = register(app, key["key"].as_str().unwrap(), &hostname).await;
+        let resp = app
+            .request_as(&token, Method::GET, "/api/v1/audit-log?limit=1")
+            .send()
+            .await
+            .unwrap();
+        let event_id = json(resp).await["items"][0]["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         Tenant {
+            event_id,
             token,
             node: joined["node_credential"].as_str().unwrap().to_owned(),
             token_id,
@@ -109,6 +121,8 @@ fn with_ids(template: &str, victim: &Tenant) -> Option<String> {
         &victim.key_id
     } else if template.starts_with("/devices/{id}") {
         &victim.device_id
+    } else if template.starts_with("/audit-log/{event_id}") {
+        return Some(template.replace("{event_id}", &victim.event_id));
     } else {
         assert!(
             !template.contains('{'),

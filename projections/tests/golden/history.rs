@@ -5,8 +5,8 @@
 use events::event::{
     DeviceCredentialRotated, DeviceKeyExpired, DeviceOwnerChanged, DevicePurged, DeviceRegistered,
     DeviceRemoved, DeviceTagged, DeviceUntagged, DeviceUpdated, KeyCreated, KeyPurged, KeyRevoked,
-    KeyUsed, OrgCreated, OrgLimitsSet, OrgSettingsChanged, Plan, TokenCreated, TokenPurged,
-    TokenRevoked,
+    KeyUsed, OrgCreated, OrgLimitsSet, OrgRetentionSet, OrgSettingsChanged, Plan, TokenCreated,
+    TokenPurged, TokenRevoked,
 };
 use events::{Actor, Envelope, Event, Recorded};
 
@@ -214,6 +214,14 @@ pub fn events() -> Vec<Recorded> {
         DeviceCredentialRotated {
             device_id: id(),
             credential_hash: [23; 32],
+        },
+    );
+    log.push(
+        "org_a",
+        "org:org_a",
+        OrgRetentionSet {
+            org_id: "org_a".into(),
+            days: 30,
         },
     );
     log.events
