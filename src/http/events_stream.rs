@@ -470,6 +470,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_cursor_past_retention_is_410_cursor_expired() {
+        let p = cursor_expired(7);
+        assert_eq!(p.status, StatusCode::GONE);
+        assert_eq!(p.code, "cursor_expired");
+        assert_eq!(p.title, "Cursor expired");
+        assert!(p.detail.contains("after id 7"));
+    }
+
+    #[test]
     fn event_ids_are_plain_decimal() {
         assert_eq!(parse_id("0", "x").unwrap(), 0);
         assert_eq!(parse_id("18446744073709551615", "x").unwrap(), u64::MAX);
