@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::events_stream::{HANG_GUARD, Sub, ids, org_head, range, subscribe, write};
-use crate::helpers::spawn_app;
+use quickztna::state::Settings;
+
+use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_subscribers_all_receive_the_same_complete_sequence() {
@@ -240,4 +242,37 @@ async fn stalled_subscribers_do_not_hold_up_writes_or_grow_memory_and_are_cut_of
     }
     eprintln!("RSS before {before} kB, after {after} kB");
     drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_one_group_broadcast_buffer_lagging_subscribers_catch_up_from_the_log_exactly() {
+    const SUBSCRIBERS: usize = 20;
+    const EVENTS: usize = 400;
+    let app = spawn_app_with(AppOptions {
+        settings: Some(|s: &mut Settings| s.log.broadcast_capacity = 1),
+        ..AppOptions::default()
+    })
+    .await;
+    let start = org_head(&app, &app.org_id);
+    let end = start + EVENTS as u64;
+    let query = format!("since_id={start}");
+    let mut readers = Vec::new();
+    for n in 0..SUBSCRIBERS {
+        let mut sub = subscribe(&app, &app.token, &query, None).await;
+        readers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while got.last().is_none_or(|l| *l < end) {
+                got.push(sub.next().await.expect("the stream goes on").id);
+                // Some read slowly: the one-group ring has moved on by their next receive.
+                if n % 2 == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            got
+        }));
+    }
+    write(&app, EVENTS).await;
+    for r in readers {
+        assert_eq!(r.await.expect("reader"), range(start + 1, end));
+    }
 }
