@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::agent::UpArgs;
 use crate::cli::audit::AuditLogCommand;
 use crate::cli::devices::DevicesCommand;
+use crate::cli::events::EventsCommand;
 use crate::cli::keys::KeysCommand;
 use crate::cli::tokens::TokensCommand;
 use crate::offline::{InitArgs, OrgCommand};
@@ -98,6 +99,9 @@ pub enum Command {
     Keys(KeysCommand),
     /// The device agent: join with a pre-auth key, then heartbeat until SIGINT/SIGTERM.
     Up(UpArgs),
+    /// The organization's events as they happen (`events tail`).
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 impl Command {
@@ -118,6 +122,7 @@ impl Command {
             | Command::Tokens(_)
             | Command::Devices(_)
             | Command::Keys(_)
+            | Command::Events(_)
             | Command::Up(_) => None,
         }
     }
@@ -162,6 +167,16 @@ pub struct ServeArgs {
     /// for fewer reads from the kernel's cache.
     #[arg(long, env = "QUICKZTNA_LOG_CACHE_MB", default_value_t = events::DEFAULT_CACHE_CAPACITY >> 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub log_cache_mb: u64,
+    /// How often an idle event stream (`GET /events?stream=true`) sends a keep-alive comment.
+    /// For tests; keep it below --response-write-timeout.
+    #[arg(long, hide = true, default_value = "15s", value_parser = crate::domain::duration::parse)]
+    pub sse_keep_alive: std::time::Duration,
+    /// Event streams (`GET /events?stream=true`) served at once; past it a new one gets 503.
+    #[arg(long, env = "QUICKZTNA_MAX_EVENT_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_event_streams: u32,
+    /// Event streams one organization may hold at once.
+    #[arg(long, env = "QUICKZTNA_MAX_EVENT_STREAMS_PER_ORG", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_event_streams_per_org: u32,
 }
 
 /// How long clients may take and how many connections they may hold (`state::ConnectionLimits`).

@@ -96,6 +96,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     settings.trusted_proxies = TrustedProxies::new(args.trusted_proxies.clone());
     settings.connections = connection_limits(&args.connections);
     settings.log.cache_capacity = args.log_cache_mb << 20;
+    settings.event_stream_keep_alive = args.sse_keep_alive;
+    settings.event_streams = crate::http::event_streams::StreamLimits {
+        max: args.max_event_streams as usize,
+        per_org: args.max_event_streams_per_org as usize,
+    };
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {
         bootstrap_default_org(&state, args.owner_token_file.as_deref()).await?;

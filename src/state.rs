@@ -11,6 +11,7 @@ use projections::{Models, ProjectionHandle, RunnerOptions};
 
 use crate::audit::digests::AuditChains;
 use crate::heartbeats::Heartbeats;
+use crate::http::event_streams::{EventStreams, StreamLimits};
 use crate::http::page_cache::PageCache;
 use crate::http::pagination::CursorKey;
 use crate::http::ratelimit::{RateLimiter, TrustedProxies};
@@ -39,6 +40,11 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
     /// How long clients may take, and how many connections they may hold.
     pub connections: ConnectionLimits,
+    /// How often an idle event stream (SSE) sends a keep-alive; shorter than the response
+    /// write timeout, which an endless response must keep moving within.
+    pub event_stream_keep_alive: Duration,
+    /// Event streams served at once, on the server and per organization.
+    pub event_streams: StreamLimits,
 }
 
 /// What keeps slow, idle or numerous clients from holding the server's connections (and file
@@ -89,6 +95,8 @@ impl Settings {
             heartbeat_flush_every: Duration::from_secs(5),
             trusted_proxies: TrustedProxies::default(),
             connections: ConnectionLimits::default(),
+            event_stream_keep_alive: Duration::from_secs(15),
+            event_streams: StreamLimits::default(),
         }
     }
 }
@@ -115,6 +123,8 @@ struct Inner {
     /// One lock per organization: its registrations are decided one at a time, because each
     /// takes the next address (the log's expected revision of `ipam:<org>` backs this up).
     registrations: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Open SSE streams and the frames they share.
+    event_streams: EventStreams,
     settings: Settings,
     /// Each organization's first retained audit event, cached (see [`crate::audit::retention`]).
     audit_floors: DashMap<String, crate::audit::retention::Floor>,
@@ -151,6 +161,7 @@ impl AppState {
                 heartbeats,
                 pages: PageCache::new(PAGE_CACHE_BYTES),
                 registrations: DashMap::new(),
+                event_streams: EventStreams::new(settings.event_streams),
                 settings,
                 audit_floors: DashMap::new(),
             }),
@@ -199,6 +210,11 @@ impl AppState {
     /// Cached list answers (see [`PageCache`]).
     pub fn pages(&self) -> &PageCache {
         &self.inner.pages
+    }
+
+    /// Open SSE streams and the frames they share (see [`EventStreams`]).
+    pub fn event_streams(&self) -> &EventStreams {
+        &self.inner.event_streams
     }
 
     pub(crate) fn audit_floors(&self) -> &DashMap<String, crate::audit::retention::Floor> {

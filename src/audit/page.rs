@@ -180,7 +180,8 @@ impl Plan {
             }
             parts.push(Query::Or(alternatives));
         }
-        let chain = match nonempty(&q.chain) {
+        // An empty `chain=` is not a boolean: a 400 like any other (the schema says boolean).
+        let chain = match q.chain.as_deref() {
             None | Some("false") => false,
             Some("true") => true,
             Some(other) => {

@@ -120,6 +120,11 @@ impl Client {
         &self.server
     }
 
+    /// The API token, if one is configured.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// How this client reaches the server (the agent reuses it).
     pub fn connect(&self) -> &Connect {
         &self.connect
@@ -260,7 +265,8 @@ pub fn encode(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
+/// A problem body as the message of a failed command.
+pub fn problem_error(status: StatusCode, body: &[u8]) -> CliError {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let field = |k: &str| {
         parsed

@@ -43,9 +43,29 @@ impl Connect {
         user_agent: &str,
         timeout: Duration,
     ) -> Result<reqwest::Client, CliError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .timeout(timeout);
+        self.build(reqwest::Client::builder().timeout(timeout), user_agent)
+    }
+
+    /// A client for an endless response (an event stream): no total timeout, but a read that
+    /// waits longer than `read_timeout` for the next bytes fails, so a dead connection is
+    /// noticed and replaced.
+    pub fn stream_client(
+        &self,
+        user_agent: &str,
+        read_timeout: Duration,
+    ) -> Result<reqwest::Client, CliError> {
+        let builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(read_timeout);
+        self.build(builder, user_agent)
+    }
+
+    fn build(
+        &self,
+        builder: reqwest::ClientBuilder,
+        user_agent: &str,
+    ) -> Result<reqwest::Client, CliError> {
+        let mut builder = builder.user_agent(user_agent);
         if let Some(path) = &self.ca_cert {
             let pem = std::fs::read(path)
                 .map_err(|e| CliError::new(format!("--ca-cert {}: {e}", path.display())))?;

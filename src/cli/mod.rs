@@ -9,11 +9,13 @@
 //! - [`devices`]: `devices list|get|remove|expire-key|tag`.
 //! - [`keys`]: `keys create|list|revoke` (pre-auth keys).
 //! - [`audit`]: `audit-log list|export`, and `audit-log verify --export` (offline).
+//! - [`events`]: `events tail`, the live event stream.
 
 pub mod audit;
 pub mod client;
 pub mod connect;
 pub mod devices;
+pub mod events;
 pub mod keys;
 pub mod output;
 pub mod tokens;
@@ -152,6 +154,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Keys(cmd) => {
             let client = devices::admin_client(&client_args)?;
             keys::run(&client, cmd).await
+        }
+        Command::Events(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            events::run(&client, cmd).await
         }
         Command::Up(args) => {
             let client = client::Client::resolve(&client_args)?;

@@ -11,7 +11,9 @@ pub mod commit;
 pub mod deadline;
 pub mod device_list;
 pub mod devices;
+pub mod event_streams;
 pub mod event_view;
+pub mod events_stream;
 pub mod extract;
 pub mod filter;
 pub mod keys;
@@ -81,6 +83,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(devices::routes())
         .merge(audit_log::routes())
         .merge(audit_verify::routes())
+        .merge(events_stream::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

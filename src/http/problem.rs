@@ -31,7 +31,8 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 ///
 /// Status per constructor (the documented contract of each error class):
 /// `invalid_argument` 400, `unauthenticated` 401, `permission_denied` 403, `plan_required` 403,
-/// `not_found` 404, `method_not_allowed` 405, `conflict` 409, `precondition_failed` 412,
+/// `not_found` 404, `method_not_allowed` 405, `conflict` 409, `cursor_expired` 410,
+/// `precondition_failed` 412,
 /// `payload_too_large` 413, `unsupported_media_type` 415, `unprocessable_entity` 422,
 /// `rate_limited` 429, `internal` 500, `unavailable` 503.
 #[derive(Debug, Clone)]
@@ -310,6 +311,7 @@ fn title_for(code: &str, status: StatusCode) -> &'static str {
         "method_not_allowed" => "Method not allowed",
         "request_timeout" => "Request timeout",
         "conflict" => "Conflict",
+        "cursor_expired" => "Cursor expired",
         "precondition_failed" => "Precondition failed",
         "payload_too_large" => "Payload too large",
         "unsupported_media_type" => "Unsupported media type",

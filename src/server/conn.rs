@@ -1,6 +1,9 @@
 //! Serving one connection: HTTP/1.1 through hyper, with the connection's [`Watch`] closing it
 //! past its deadline and a stop signal draining it gracefully.
 //!
+//! A response marked [`Endless`] (the SSE stream) is timed by its progress, frame by frame, and
+//! ends when the server starts shutting down, so that it never holds up the drain.
+//!
 //! Only HTTP/1.1 (and 1.0) is served: every slow-client limit here is written against its
 //! one-request-at-a-time framing, and the API's clients gain nothing from HTTP/2 multiplexing.
 
@@ -43,6 +46,7 @@ pub async fn serve<IO>(
         app,
         peer,
         watch: watch.clone(),
+        stop: stop.clone(),
     };
     let mut http = http1::Builder::new();
     // hyper's own header timer would also start between requests; the watch keeps the idle
@@ -71,6 +75,11 @@ pub async fn serve<IO>(
     }
 }
 
+/// A response extension: this body never ends by itself (an event stream). Its write deadline
+/// counts from its last frame instead of its start, and it ends when the server shuts down.
+#[derive(Debug, Clone, Copy)]
+pub struct Endless;
+
 /// The router, seen from one connection: tells the watch when a request starts and when its
 /// response is done, and gives handlers the peer's address.
 #[derive(Clone)]
@@ -78,6 +87,8 @@ struct Service {
     app: Router,
     peer: SocketAddr,
     watch: Arc<Watch>,
+    /// Turns true when the server starts shutting down.
+    stop: watch::Receiver<bool>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
@@ -92,19 +103,34 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             .insert(axum::extract::ConnectInfo(self.peer));
         let app = self.app.clone();
         let watch = self.watch.clone();
+        let mut stop = self.stop.clone();
         Box::pin(async move {
             let response = app.oneshot(req).await?;
-            watch.sending();
-            Ok(response.map(|body| Tracked { body, watch }))
+            let stop: Option<Stop> = if response.extensions().get::<Endless>().is_some() {
+                watch.streaming();
+                Some(Box::pin(async move {
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                }))
+            } else {
+                watch.sending();
+                None
+            };
+            Ok(response.map(|body| Tracked { body, watch, stop }))
         })
     }
 }
 
+/// Resolves when the server starts shutting down.
+type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A response body that tells the watch when hyper is done with it (hyper drops a body once it
-/// has taken its last frame, or gives up on it).
+/// has taken its last frame, or gives up on it), and, for an [`Endless`] one, when it moves and
+/// when it must end.
 struct Tracked<B> {
     body: B,
     watch: Arc<Watch>,
+    /// Only for an endless body.
+    stop: Option<Stop>,
 }
 
 impl<B: Body + Unpin> Body for Tracked<B> {
@@ -115,7 +141,18 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        if let Some(stop) = self.stop.as_mut()
+            && stop.as_mut().poll(cx).is_ready()
+        {
+            // The end of the body ends the response cleanly; hyper's graceful shutdown then
+            // closes the connection.
+            return Poll::Ready(None);
+        }
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if self.stop.is_some() && matches!(polled, Poll::Ready(Some(Ok(_)))) {
+            self.watch.frame();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -8,6 +8,7 @@
 //! | head | the first byte of a request | header read timeout |
 //! | busy | the request reaching the router | none: the body deadline answers `408`, handlers bound their own waits |
 //! | sending | the response being ready, until it is flushed | response write timeout |
+//! | streaming | an endless response (SSE) being ready, until it ends | response write timeout from its last frame |
 //!
 //! [`Watched`] reports bytes read, [`Watch::busy`] and [`Watch::sending`] come from the
 //! connection's service, and [`Watch::expired`] resolves once the current deadline has passed;
@@ -40,6 +41,10 @@ struct State {
     /// Bytes were written since the last completed flush: a response is not delivered until
     /// they are in the socket.
     unflushed: bool,
+    /// The response being sent is endless (an event stream): its deadline runs from the last
+    /// frame hyper took, since it has no last byte. hyper takes a frame only once its write
+    /// buffer has room, so a client that stops reading still runs into the deadline.
+    streaming: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +76,7 @@ impl Watch {
                     first: true,
                 },
                 unflushed: false,
+                streaming: false,
             }),
             changed: Notify::new(),
         }
@@ -95,10 +101,36 @@ impl Watch {
 
     /// The router answered; its response is being written.
     pub fn sending(&self) {
+        self.lock().streaming = false;
         self.set(Phase::Sending {
             since: Instant::now(),
             body_done: false,
         });
+    }
+
+    /// The router answered with an endless response (an event stream).
+    pub fn streaming(&self) {
+        self.lock().streaming = true;
+        self.set(Phase::Sending {
+            since: Instant::now(),
+            body_done: false,
+        });
+    }
+
+    /// hyper took a frame of the response: an endless response made progress. A later deadline
+    /// needs no wake-up: [`Watch::expired`] looks again when the earlier one passes.
+    pub fn frame(&self) {
+        let mut state = self.lock();
+        if state.streaming
+            && let Phase::Sending {
+                body_done: false, ..
+            } = state.phase
+        {
+            state.phase = Phase::Sending {
+                since: Instant::now(),
+                body_done: false,
+            };
+        }
     }
 
     /// hyper has taken the response's last frame (or dropped the body).
@@ -322,6 +354,32 @@ mod tests {
         watch.wrote();
         watch.flushed();
         after(&watch, 60, Watch::body_done);
+    }
+
+    #[test]
+    fn an_endless_response_counts_from_its_last_frame_and_a_finite_one_from_its_start() {
+        let watch = Watch::new(limits());
+        watch.busy();
+        let started = after(&watch, 20, Watch::sending);
+        std::thread::sleep(Duration::from_millis(5));
+        watch.frame();
+        assert_eq!(
+            watch.deadline(),
+            Some(started),
+            "a finite response has one deadline"
+        );
+        watch.busy();
+        let first = after(&watch, 20, Watch::streaming);
+        std::thread::sleep(Duration::from_millis(5));
+        let moved = after(&watch, 20, Watch::frame);
+        assert!(moved > first);
+        // The next ordinary response on the connection is finite again.
+        watch.body_done();
+        watch.busy();
+        let next = after(&watch, 20, Watch::sending);
+        std::thread::sleep(Duration::from_millis(5));
+        watch.frame();
+        assert_eq!(watch.deadline(), Some(next));
     }
 
     #[tokio::test]

@@ -345,6 +345,7 @@ async fn scopes_and_bad_input_are_refused_precisely() {
         "limit=0",
         "limit=201",
         "chain=maybe",
+        "chain=",
         "chain=true&event_type=device.*",
         "filter=since:2026-01-01T00:00:00Z,type:device.*",
         "filter=colour:red",

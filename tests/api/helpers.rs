@@ -131,6 +131,10 @@ async fn start(state: AppState, data_dir: PathBuf, tweak: Option<fn(&mut Setting
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
+    start_on(listener, state, data_dir)
+}
+
+fn start_on(listener: tokio::net::TcpListener, state: AppState, data_dir: PathBuf) -> TestApp {
     let address = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(quickztna::server::run(
@@ -238,6 +242,29 @@ impl TestApp {
                 .await
         );
         let mut app = start(state, self.data_dir.clone(), None).await;
+        app._dir = self._dir.take();
+        app.token = std::mem::take(&mut self.token);
+        app.org_id = std::mem::take(&mut self.org_id);
+        app
+    }
+
+    /// Like [`TestApp::restart`], on the same port, with `tweak` applied to the new settings:
+    /// for clients that reconnect to the address they know.
+    pub async fn restart_on_same_port(mut self, tweak: Option<fn(&mut Settings)>) -> TestApp {
+        let addr = self.address.trim_start_matches("http://").to_owned();
+        self.stop().await;
+        let state = open_state(&self.data_dir, tweak).await;
+        let head = state.log().head();
+        assert!(
+            state
+                .models()
+                .wait_for(head, std::time::Duration::from_secs(30))
+                .await
+        );
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .expect("bind the same port again");
+        let mut app = start_on(listener, state, self.data_dir.clone());
         app._dir = self._dir.take();
         app.token = std::mem::take(&mut self.token);
         app.org_id = std::mem::take(&mut self.org_id);
