@@ -24,6 +24,7 @@ use events::event::{
     DeviceRegistered, DeviceTagged, DeviceUpdated, OrgCreated, Plan, TokenCreated, TokenRevoked,
 };
 use events::{Actor, ActorKind, AppendRequest, ChainKey, Log, LogOptions, NewEvent};
+use quickztna::audit::digests::AuditChains;
 use quickztna::audit::page::{self, AuditQuery};
 use quickztna::state::{AppState, Settings};
 
@@ -178,6 +179,20 @@ fn query(q: &str) -> AuditQuery {
 
 fn bench(c: &mut Criterion) {
     build();
+    // What each projection costs to rebuild from scratch (no snapshot), one pass each.
+    {
+        let log = Log::open(&data_dir(), options()).unwrap();
+        let started = Instant::now();
+        let (_, at) = projections::replay::<projections::Models>(&log).unwrap();
+        eprintln!("replay Models over {at} events: {:.2?}", started.elapsed());
+        let started = Instant::now();
+        let (_, at) = projections::replay::<AuditChains>(&log).unwrap();
+        eprintln!(
+            "replay AuditChains over {at} events: {:.2?}",
+            started.elapsed()
+        );
+        log.close();
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut settings = Settings::new(data_dir());
     settings.log = options();

@@ -38,22 +38,34 @@ impl Projection for AuditChains {
 
     fn apply(&mut self, r: &Recorded) {
         let env = &r.envelope;
-        let mut chain = self.orgs.get(&env.org_id).cloned().unwrap_or(OrgChain {
-            seq: 0,
-            head: GENESIS,
-            marks: imbl::Vector::new(),
-        });
+        let view = EventView::of(r);
+        match self.orgs.get_mut(&env.org_id) {
+            Some(chain) => chain.fold(env.org_seq, &view),
+            None => {
+                let mut chain = OrgChain {
+                    seq: 0,
+                    head: GENESIS,
+                    marks: imbl::Vector::new(),
+                };
+                chain.fold(env.org_seq, &view);
+                self.orgs.insert(env.org_id.clone(), chain);
+            }
+        }
+    }
+}
+
+impl OrgChain {
+    fn fold(&mut self, seq: u64, view: &EventView) {
         assert_eq!(
-            env.org_seq,
-            chain.seq + 1,
+            seq,
+            self.seq + 1,
             "the audit chain needs every event of an organization, in order"
         );
-        chain.head = chain::next(&chain.head, &EventView::of(r));
-        chain.seq = env.org_seq;
-        if chain.seq % MARK_EVERY == 0 {
-            chain.marks.push_back(chain.head);
+        self.head = chain::next(&self.head, view);
+        self.seq = seq;
+        if seq.is_multiple_of(MARK_EVERY) {
+            self.marks.push_back(self.head);
         }
-        self.orgs.insert(env.org_id.clone(), chain);
     }
 }
 

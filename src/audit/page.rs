@@ -242,24 +242,30 @@ pub async fn page(
     let log = state.log().clone();
     let (org, st) = (org_id.to_owned(), state.clone());
     let (records, plan) = tokio::task::spawn_blocking(move || {
+        let last_served = match &plan.after {
+            Some(p) => Some(p.sort_key.parse::<u64>().map_err(|_| bad_cursor())?),
+            None => None,
+        };
+        // A cursor already lies inside the time window, so the bound behind it needs no search
+        // (an export walking forward from `since` searches for it once, not on every page).
         let mut from = first_retained(&st, &org)?;
-        if let Some(since) = plan.since {
+        if let Some(since) = plan.since
+            && (last_served.is_none() || plan.descending)
+        {
             from = from.max(
                 log.org_seq_at_time(&org, since)
                     .map_err(Problem::internal)?,
             );
         }
         let mut to = log.org_last_seq(&org).map_err(Problem::internal)?;
-        if let Some(until) = plan.until {
+        if let Some(until) = plan.until
+            && (last_served.is_none() || !plan.descending)
+        {
             let first_after = log
                 .org_seq_at_time(&org, until)
                 .map_err(Problem::internal)?;
             to = to.min(first_after.saturating_sub(1));
         }
-        let last_served = match &plan.after {
-            Some(p) => Some(p.sort_key.parse::<u64>().map_err(|_| bad_cursor())?),
-            None => None,
-        };
         let direction = if plan.descending {
             if let Some(l) = last_served {
                 to = to.min(l.saturating_sub(1));
