@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::index::Index;
-use crate::log::{Log, decode_recorded};
+use crate::log::Log;
 use crate::recorded::Recorded;
 use crate::store::Direction;
 
@@ -188,18 +188,6 @@ impl Log {
     /// The organization's event number `seq`, if committed.
     pub fn org_record(&self, org: &str, seq: u64) -> Result<Option<Arc<Recorded>>, Error> {
         Ok(self.read_org(org, seq, seq, 1)?.into_iter().next())
-    }
-
-    fn read_positions(&self, positions: &[u64]) -> Result<Vec<Arc<Recorded>>, Error> {
-        let store = self.store()?;
-        let mut out = Vec::with_capacity(positions.len());
-        for &pos in positions {
-            match store.record(pos)? {
-                Some(bytes) => out.push(Arc::new(decode_recorded(pos, &bytes)?)),
-                None => return Err(Error::Storage(format!("the index names missing {pos}"))),
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -211,14 +211,17 @@ impl Log {
                 Key::Org(o) => index.org_range(o, (from, to), head, direction, limit),
             }
         };
+        self.read_positions(&positions)
+    }
+
+    /// The committed records at `positions` (named by the index), decoded, in that order.
+    pub(crate) fn read_positions(&self, positions: &[u64]) -> Result<Vec<Arc<Recorded>>, Error> {
         let store = self.store()?;
         let mut out = Vec::with_capacity(positions.len());
-        for pos in positions {
+        for &pos in positions {
             match store.record(pos)? {
                 Some(bytes) => out.push(Arc::new(decode_recorded(pos, &bytes)?)),
-                None => {
-                    return Err(Error::Storage(format!("the index names missing {pos}")));
-                }
+                None => return Err(Error::Storage(format!("the index names missing {pos}"))),
             }
         }
         Ok(out)
