@@ -106,8 +106,9 @@ pub fn breakdown(data: &Path, devices: usize, events: u64) -> String {
     lines.add("the log opened", opened);
     let before = live();
     let snap = std::fs::read(events::index::snapshot_path(data)).expect("index.snap");
+    // The header: magic (8), chain MAC (32), position (8).
     let index: events::index::Index =
-        events::codec::decode(&snap[40..]).expect("the index snapshot decodes");
+        events::codec::decode(&snap[48..]).expect("the index snapshot decodes");
     drop(snap);
     let index_bytes = delta(before);
     lines.add("  its in-memory stream and org index", index_bytes);
