@@ -30,6 +30,12 @@ pub enum Query {
     Or(Vec<Query>),
 }
 
+/// Seek steps (list lookups) one hold of the index lock may take. An AND of two large lists
+/// that rarely meet can leapfrog through both; past this budget the walk lets go of the lock,
+/// so the committer (which needs it to index each group) is never held up by a reader for
+/// long, and resumes where it stopped.
+const STEPS_PER_HOLD: usize = 4096;
+
 /// Seekable view of a query over borrowed index lists, clipped to a position range.
 enum Node<'a> {
     Leaf(&'a [u64]),
@@ -37,22 +43,62 @@ enum Node<'a> {
     Or(Vec<Node<'a>>),
 }
 
+/// What a seek found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seek {
+    /// The nearest position in the seek's direction.
+    Found(u64),
+    /// Nothing more in that direction.
+    End,
+    /// Out of steps: nothing lies between the start and this position (exclusive); seek again
+    /// from here.
+    Paused(u64),
+}
+
+/// Whether `a` comes before `b` in `direction`.
+fn before(a: u64, b: u64, direction: Direction) -> bool {
+    match direction {
+        Direction::Forward => a < b,
+        Direction::Backward => a > b,
+    }
+}
+
 impl Node<'_> {
-    /// The first position `>= at` (forward) or `<= at` (backward) this node holds.
-    fn seek(&self, at: u64, direction: Direction) -> Option<u64> {
+    /// The first position `>= at` (forward) or `<= at` (backward) this node holds, counting
+    /// list lookups in `steps` and pausing once they reach `budget`.
+    fn seek(&self, at: u64, direction: Direction, steps: &mut usize, budget: usize) -> Seek {
         match self {
-            Node::Leaf(list) => match direction {
-                Direction::Forward => list.get(list.partition_point(|p| *p < at)).copied(),
-                Direction::Backward => {
-                    let i = list.partition_point(|p| *p <= at);
-                    i.checked_sub(1).map(|i| list[i])
-                }
-            },
+            Node::Leaf(list) => {
+                *steps += 1;
+                let found = match direction {
+                    Direction::Forward => list.get(list.partition_point(|p| *p < at)).copied(),
+                    Direction::Backward => {
+                        let i = list.partition_point(|p| *p <= at);
+                        i.checked_sub(1).map(|i| list[i])
+                    }
+                };
+                found.map_or(Seek::End, Seek::Found)
+            }
             Node::Or(children) => {
-                let found = children.iter().filter_map(|c| c.seek(at, direction));
-                match direction {
-                    Direction::Forward => found.min(),
-                    Direction::Backward => found.max(),
+                // The nearest find wins, unless a paused child might still hold something
+                // nearer: then the Or pauses where that child did.
+                let (mut found, mut paused) = (None::<u64>, None::<u64>);
+                for c in children {
+                    match c.seek(at, direction, steps, budget) {
+                        Seek::Found(p) if found.is_none_or(|f| before(p, f, direction)) => {
+                            found = Some(p)
+                        }
+                        Seek::Paused(p) if paused.is_none_or(|q| before(p, q, direction)) => {
+                            paused = Some(p)
+                        }
+                        _ => {}
+                    }
+                }
+                match (found, paused) {
+                    (Some(f), Some(p)) if !before(f, p, direction) => Seek::Paused(p),
+                    (Some(f), _) => Seek::Found(f),
+                    (None, Some(p)) => Seek::Paused(p),
+                    (None, None) => Seek::End,
                 }
             }
             Node::And(children) => {
@@ -60,19 +106,57 @@ impl Node<'_> {
                 loop {
                     let mut agreed = true;
                     for c in children {
-                        let y = c.seek(x, direction)?;
-                        if y != x {
-                            x = y;
-                            agreed = false;
+                        // Pause only past the start, so that every hold moves the walk on.
+                        if *steps >= budget && x != at {
+                            return Seek::Paused(x);
+                        }
+                        match c.seek(x, direction, steps, budget) {
+                            Seek::End => return Seek::End,
+                            Seek::Paused(y) => return Seek::Paused(y),
+                            Seek::Found(y) if y != x => {
+                                x = y;
+                                agreed = false;
+                            }
+                            Seek::Found(_) => {}
                         }
                     }
                     if agreed {
-                        return Some(x);
+                        return Seek::Found(x);
                     }
                 }
             }
         }
     }
+}
+
+/// Walks `root` from `at` for up to `limit` positions within one lock hold; returns where to
+/// resume (`None` when the walk is over).
+fn walk(
+    root: &Node<'_>,
+    mut at: u64,
+    direction: Direction,
+    limit: usize,
+    budget: usize,
+    out: &mut Vec<u64>,
+) -> Option<u64> {
+    let mut steps = 0;
+    while out.len() < limit {
+        if steps >= budget {
+            return Some(at);
+        }
+        match root.seek(at, direction, &mut steps, budget) {
+            Seek::Found(p) => {
+                out.push(p);
+                at = match direction {
+                    Direction::Forward => p.checked_add(1)?,
+                    Direction::Backward => p.checked_sub(1)?,
+                };
+            }
+            Seek::Paused(p) => return Some(p),
+            Seek::End => return None,
+        }
+    }
+    None
 }
 
 /// `list` clipped to positions `lo..=hi`.
@@ -124,7 +208,7 @@ impl Log {
             return Ok(Vec::new());
         }
         let head = self.head();
-        let positions = {
+        let (lo, hi) = {
             let index = self.shared().index.read().map_err(|_| Error::Closed)?;
             let Some(list) = index.orgs.get(org) else {
                 return Ok(Vec::new());
@@ -137,34 +221,28 @@ impl Log {
             if from > to {
                 return Ok(Vec::new());
             }
-            let (lo, hi) = (list[(from - first) as usize], list[(to - first) as usize]);
+            (list[(from - first) as usize], list[(to - first) as usize])
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut at = match direction {
+            Direction::Forward => lo,
+            Direction::Backward => hi,
+        };
+        loop {
+            let index = self.shared().index.read().map_err(|_| Error::Closed)?;
             // Subject streams are global lists: the organization's own list keeps them (and
             // everything else) inside this organization.
             let root = Node::And(vec![
                 build(&index, org, &Query::All, lo, hi),
                 build(&index, org, query, lo, hi),
             ]);
-            let mut out = Vec::with_capacity(limit.min(1024));
-            let mut at = match direction {
-                Direction::Forward => lo,
-                Direction::Backward => hi,
-            };
-            while out.len() < limit {
-                let Some(p) = root.seek(at, direction) else {
-                    break;
-                };
-                out.push(p);
-                at = match direction {
-                    Direction::Forward => p + 1,
-                    Direction::Backward => match p.checked_sub(1) {
-                        Some(a) => a,
-                        None => break,
-                    },
-                };
+            // Let go of the lock between holds: the committer may be waiting for it.
+            match walk(&root, at, direction, limit, STEPS_PER_HOLD, &mut out) {
+                Some(next) => at = next,
+                None => break,
             }
-            out
-        };
-        self.read_positions(&positions)
+        }
+        self.read_positions(&out)
     }
 
     /// The first sequence number of `org` whose event was recorded at or after `micros`
@@ -199,37 +277,120 @@ mod tests {
         Node::Leaf(v)
     }
 
+    fn walk_all(n: &Node, d: Direction, budget: usize) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut at = if d == Direction::Forward { 0 } else { 100 };
+        while let Some(next) = walk(n, at, d, usize::MAX, budget, &mut out) {
+            at = next;
+        }
+        out
+    }
+
     #[test]
-    fn seeks_intersect_and_unite_in_both_directions() {
+    fn seeks_intersect_and_unite_in_both_directions_whatever_the_budget() {
         let a = [1, 3, 5, 7, 9, 11];
         let b = [2, 3, 4, 9, 10, 11];
         let c = [5, 6, 7];
-        let and = Node::And(vec![leaf(&a), leaf(&b)]);
-        let or = Node::Or(vec![leaf(&b), leaf(&c)]);
-        let walk = |n: &Node, d: Direction| {
-            let mut out = Vec::new();
-            let mut at = if d == Direction::Forward { 0 } else { 100 };
-            while let Some(p) = n.seek(at, d) {
-                out.push(p);
-                if d == Direction::Forward {
-                    at = p + 1;
-                } else if p == 0 {
-                    break;
-                } else {
-                    at = p - 1;
-                }
-            }
-            out
-        };
-        assert_eq!(walk(&and, Direction::Forward), vec![3, 9, 11]);
-        assert_eq!(walk(&and, Direction::Backward), vec![11, 9, 3]);
-        assert_eq!(
-            walk(&or, Direction::Forward),
-            vec![2, 3, 4, 5, 6, 7, 9, 10, 11]
-        );
-        let nested = Node::And(vec![leaf(&a), Node::Or(vec![leaf(&b), leaf(&c)])]);
-        assert_eq!(walk(&nested, Direction::Backward), vec![11, 9, 7, 5, 3]);
+        for budget in [1, 2, 3, 5, STEPS_PER_HOLD] {
+            let and = Node::And(vec![leaf(&a), leaf(&b)]);
+            let or = Node::Or(vec![leaf(&b), leaf(&c)]);
+            assert_eq!(walk_all(&and, Direction::Forward, budget), vec![3, 9, 11]);
+            assert_eq!(walk_all(&and, Direction::Backward, budget), vec![11, 9, 3]);
+            assert_eq!(
+                walk_all(&or, Direction::Forward, budget),
+                vec![2, 3, 4, 5, 6, 7, 9, 10, 11]
+            );
+            let nested = Node::And(vec![leaf(&a), Node::Or(vec![leaf(&b), leaf(&c)])]);
+            assert_eq!(
+                walk_all(&nested, Direction::Backward, budget),
+                vec![11, 9, 7, 5, 3]
+            );
+            let deep = Node::Or(vec![
+                Node::And(vec![leaf(&a), leaf(&c)]),
+                Node::And(vec![leaf(&b), Node::Or(vec![leaf(&a), leaf(&c)])]),
+            ]);
+            assert_eq!(
+                walk_all(&deep, Direction::Forward, budget),
+                vec![3, 5, 7, 9, 11]
+            );
+            assert_eq!(
+                walk_all(&deep, Direction::Backward, budget),
+                vec![11, 9, 7, 5, 3]
+            );
+        }
         assert_eq!(clip(&a, 4, 9), &[5, 7, 9]);
         assert_eq!(clip(&a, 12, 20), &[] as &[u64]);
+    }
+
+    #[test]
+    fn a_leapfrog_through_lists_that_never_meet_pauses_within_its_budget() {
+        let evens: Vec<u64> = (0..20_000).map(|i| i * 2).collect();
+        let odds: Vec<u64> = (0..20_000).map(|i| i * 2 + 1).collect();
+        let and = Node::And(vec![Node::Leaf(&evens), Node::Leaf(&odds)]);
+        let mut out = Vec::new();
+        let mut holds = 0;
+        let mut at = 0;
+        while let Some(next) = walk(&and, at, Direction::Forward, 50, 100, &mut out) {
+            assert!(next > at, "each hold makes progress");
+            at = next;
+            holds += 1;
+        }
+        assert!(out.is_empty());
+        assert!(holds > 100, "the walk let go of the lock {holds} times");
+    }
+
+    /// A random query tree over a few random sorted lists.
+    #[derive(Debug, Clone)]
+    enum T {
+        Leaf(usize),
+        And(Vec<T>),
+        Or(Vec<T>),
+    }
+
+    fn tree() -> impl proptest::strategy::Strategy<Value = T> {
+        use proptest::prelude::*;
+        (0..4usize)
+            .prop_map(T::Leaf)
+            .prop_recursive(3, 12, 3, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 1..4).prop_map(T::And),
+                    proptest::collection::vec(inner, 1..4).prop_map(T::Or),
+                ]
+            })
+    }
+
+    fn node<'a>(t: &T, lists: &'a [Vec<u64>]) -> Node<'a> {
+        match t {
+            T::Leaf(i) => Node::Leaf(&lists[*i]),
+            T::And(ts) => Node::And(ts.iter().map(|t| node(t, lists)).collect()),
+            T::Or(ts) => Node::Or(ts.iter().map(|t| node(t, lists)).collect()),
+        }
+    }
+
+    fn holds(t: &T, lists: &[Vec<u64>], p: u64) -> bool {
+        match t {
+            T::Leaf(i) => lists[*i].binary_search(&p).is_ok(),
+            T::And(ts) => ts.iter().all(|t| holds(t, lists, p)),
+            T::Or(ts) => ts.iter().any(|t| holds(t, lists, p)),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn paused_walks_find_exactly_what_a_scan_finds(
+            lists in proptest::collection::vec(
+                proptest::collection::btree_set(0..100u64, 0..60), 4),
+            t in tree(),
+            budget in 1..8usize,
+        ) {
+            let lists: Vec<Vec<u64>> = lists.into_iter().map(|s| s.into_iter().collect()).collect();
+            let root = node(&t, &lists);
+            let want: Vec<u64> = (0..=100).filter(|p| holds(&t, &lists, *p)).collect();
+            proptest::prop_assert_eq!(&walk_all(&root, Direction::Forward, budget), &want);
+            let mut rev = want.clone();
+            rev.reverse();
+            proptest::prop_assert_eq!(&walk_all(&root, Direction::Backward, budget), &rev);
+            proptest::prop_assert_eq!(&walk_all(&root, Direction::Forward, usize::MAX), &want);
+        }
     }
 }
