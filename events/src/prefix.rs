@@ -77,6 +77,9 @@ pub(crate) fn resume(store: &dyn LogStore) -> Result<Option<Anchor>, Error> {
     Ok(Some(anchor))
 }
 
+/// Index entries dropped per step of a retention purge.
+const PURGE_CHUNK: usize = 65_536;
+
 impl Log {
     /// The first position still in the log (1 unless its prefix was dropped).
     pub fn first_position(&self) -> u64 {
@@ -99,6 +102,19 @@ impl Log {
     /// Drops `org`'s index entries numbered below `keep_from` (and their streams' entries):
     /// retention. The records stay until the prefix is dropped. Returns how many left.
     pub fn purge_org_index(&self, org: &str, keep_from: u64) -> Result<u64, Error> {
+        let mut purged = 0;
+        loop {
+            let n = self.purge_org_index_chunk(org, keep_from)?;
+            if n == 0 {
+                return Ok(purged);
+            }
+            purged += n;
+        }
+    }
+
+    /// One step of [`Log::purge_org_index`]: at most [`PURGE_CHUNK`] entries, so that a first
+    /// pass over years of history neither holds them all in memory nor the index lock long.
+    fn purge_org_index_chunk(&self, org: &str, keep_from: u64) -> Result<u64, Error> {
         // One purge or drop at a time: the front of a list changes only under this lock.
         let _one = self.shared().dropping.lock().map_err(|_| Error::Closed)?;
         let store = self.store()?;
@@ -113,7 +129,7 @@ impl Log {
                 (first, keep_from.saturating_sub(1)),
                 head,
                 crate::store::Direction::Forward,
-                usize::MAX,
+                PURGE_CHUNK,
             )
         };
         if doomed.is_empty() {

@@ -137,7 +137,7 @@ impl Log {
                         }
                         streams.insert(env.stream.to_owned(), env.revision + 1);
                         let seq = *orgs.entry(env.org_id.to_owned()).or_insert(if first > 1 {
-                            env.org_seq - 1
+                            env.org_seq.saturating_sub(1)
                         } else {
                             0
                         });

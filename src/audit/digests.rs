@@ -54,6 +54,13 @@ impl Projection for AuditChains {
     }
 }
 
+impl AuditChains {
+    /// The organization's last folded sequence number and its chain hash, together.
+    pub fn head(&self, org: &str) -> Option<(u64, Hash)> {
+        self.orgs.get(org).map(|c| (c.seq, c.head))
+    }
+}
+
 impl OrgChain {
     fn fold(&mut self, seq: u64, view: &EventView) {
         assert_eq!(

@@ -273,7 +273,20 @@ pub async fn page(
             Direction::Backward
         } else {
             if let Some(l) = last_served {
-                from = from.max(l + 1);
+                // Walking forward, the events right after the cursor have aged out: the client
+                // would skip them unknowingly (and a chain walk would lose its link). Like the
+                // SSE stream, say so.
+                if from > l.saturating_add(1) {
+                    return Err(Problem::new(
+                        http::StatusCode::GONE,
+                        "cursor_expired",
+                        format!(
+                            "the events after id {l} are past this organization's retention; \
+                             start again without a cursor"
+                        ),
+                    ));
+                }
+                from = from.max(l.saturating_add(1));
             }
             Direction::Forward
         };
@@ -293,8 +306,11 @@ pub async fn page(
     let mut last_hash = None;
     if plan.chain && !items.is_empty() {
         let lowest = items.iter().map(|v| v.id).min().unwrap_or(1);
+        // The cursor's hash links on only if this page starts right after it.
         let carried = match (&plan.after, plan.descending) {
-            (Some(p), false) => chain::parse_hash(&p.id),
+            (Some(p), false) if p.sort_key.parse::<u64>().ok() == Some(lowest - 1) => {
+                chain::parse_hash(&p.id)
+            }
             _ => None,
         };
         let before = match carried {
@@ -421,7 +437,8 @@ fn find_by_event_id(
     id: [u8; 16],
 ) -> Result<Option<std::sync::Arc<events::Recorded>>, events::Error> {
     let last = log.org_last_seq(org)?;
-    let (mut lo, mut hi) = (1u64, last + 1);
+    // Below the index's first entry retention has dropped everything: search what is kept.
+    let (mut lo, mut hi) = (log.org_first(org)?, last + 1);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         match log.org_record(org, mid)? {
@@ -436,6 +453,11 @@ fn find_by_event_id(
     }
     let millis = ulid::Ulid::from_bytes(id).timestamp_ms() as i64;
     let start = log.org_seq_at_time(org, (millis - 1000) * 1000)?;
+    // Only the records of the id's own second: a made-up id costs a page of reads, not more.
+    let until = (millis + 1000).saturating_mul(1000);
     let nearby = log.read_org(org, start, u64::MAX, NEARBY)?;
-    Ok(nearby.into_iter().find(|r| r.envelope.event_id == id))
+    Ok(nearby
+        .into_iter()
+        .take_while(|r| r.envelope.recorded_at <= until)
+        .find(|r| r.envelope.event_id == id))
 }

@@ -24,7 +24,7 @@ use super::auth::Principal;
 use super::extract::{Json, Query};
 use super::list::nonempty;
 use super::problem::Problem;
-use crate::audit::chain::{self, GENESIS, Hash};
+use crate::audit::chain::{self, Hash};
 use crate::audit::digests::MARK_EVERY;
 use crate::audit::page::first_retained;
 use crate::domain::scope::{Group, Need};
@@ -239,7 +239,23 @@ async fn walk_org_chain(
     state: &AppState,
     org: &str,
 ) -> Result<(u64, Option<VerifyFailure>), Problem> {
-    let last = state.log().org_last_seq(org).map_err(Problem::internal)?;
+    // The end of the walk and its hash come from the projection together, so the last stretch
+    // (past the last mark) is compared with the hash recorded as it was written, never with
+    // one recomputed from the same records.
+    let head = state.log().head();
+    if !state
+        .chains()
+        .wait_for(head, std::time::Duration::from_secs(10))
+        .await
+    {
+        return Err(Problem::unavailable(
+            "the audit chain is catching up; retry shortly",
+            5,
+        ));
+    }
+    let Some((last, head_hash)) = state.chains().load().state.head(org) else {
+        return Ok((0, None));
+    };
     let from = first_retained(state, org)?
         .max(state.log().org_first(org).map_err(Problem::internal)?)
         .max(1);
@@ -282,7 +298,12 @@ async fn walk_org_chain(
             };
             return Ok((at + count + 1 - from, Some(failure)));
         }
-        if folded != stored_hash(state, org, end).await? {
+        let recorded = if end == last {
+            head_hash
+        } else {
+            stored_hash(state, org, end).await?
+        };
+        if folded != recorded {
             let failure = VerifyFailure {
                 id: Some(at + 1),
                 reason: format!(
@@ -300,11 +321,11 @@ async fn walk_org_chain(
 }
 
 async fn stored_hash(state: &AppState, org: &str, seq: u64) -> Result<Hash, Problem> {
-    Ok(state
+    state
         .audit_chain_hash(org, seq)
         .await
         .map_err(Problem::internal)?
-        .unwrap_or(GENESIS))
+        .ok_or_else(|| Problem::internal(format!("no audit chain hash kept for event {seq}")))
 }
 
 /// The organizations whose verification is running.

@@ -170,7 +170,7 @@ impl Run {
             )));
         };
         if let Some((last_id, last_hash)) = self.last
-            && (event.id != last_id + 1 || previous != last_hash)
+            && (last_id.checked_add(1) != Some(event.id) || previous != last_hash)
         {
             return Err(CliError::new(format!(
                 "the server sent event {} after event {last_id}, not its successor; nothing \

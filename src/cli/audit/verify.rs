@@ -190,13 +190,14 @@ impl Check {
             return self.fail(format!("event {id} has a malformed chain link"));
         };
         match &self.last {
-            Some((last, ..)) if id != last + 1 => {
-                return self.fail(if id == last + 2 {
+            // An id of u64::MAX has no successor: whatever follows it is out of order.
+            Some((last, ..)) if last.checked_add(1) != Some(id) => {
+                return self.fail(if last.checked_add(2) == Some(id) {
                     format!(
                         "event {id} follows event {last}: event {} is missing",
                         last + 1
                     )
-                } else if id > last + 2 {
+                } else if *last < id {
                     format!(
                         "event {id} follows event {last}: events {} to {} are missing",
                         last + 1,
