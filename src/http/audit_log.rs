@@ -26,7 +26,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     get, path = "/audit-log", tag = "audit",
     params(AuditQuery),
-    responses((status = 200, description = "One page of events", body = Page<EventView>)),
+    responses(
+        (status = 200, description = "One page of events", body = Page<EventView>),
+        (status = 410, description = "`cursor_expired`: walking oldest first, the events right after the cursor are past the organization's retention; start again without a cursor", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 async fn list_audit_log(
