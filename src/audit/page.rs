@@ -277,14 +277,10 @@ pub async fn page(
                 // would skip them unknowingly (and a chain walk would lose its link). Like the
                 // SSE stream, say so.
                 if from > l.saturating_add(1) {
-                    return Err(Problem::new(
-                        http::StatusCode::GONE,
-                        "cursor_expired",
-                        format!(
-                            "the events after id {l} are past this organization's retention; \
-                             start again without a cursor"
-                        ),
-                    ));
+                    return Err(Problem::cursor_expired(format!(
+                        "the events after id {l} are past this organization's retention; \
+                         start again without a cursor"
+                    )));
                 }
                 from = from.max(l.saturating_add(1));
             }

@@ -25,7 +25,7 @@ use events::Recorded;
 use events::event::Plan;
 use events::log::Group as LiveGroup;
 use futures::{FutureExt, Stream};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -243,15 +243,11 @@ async fn stream(
 
 /// 410: the events right after `n` are no longer kept.
 fn cursor_expired(n: u64) -> Problem {
-    Problem::new(
-        StatusCode::GONE,
-        "cursor_expired",
-        format!(
-            "the events after id {n} are past this organization's retention; reconnect without \
+    Problem::cursor_expired(format!(
+        "the events after id {n} are past this organization's retention; reconnect without \
              Last-Event-ID or since_id to follow new events, and read what is left from the \
              audit log"
-        ),
-    )
+    ))
 }
 
 /// Where the stream starts: after `Last-Event-ID` if sent, else after `since_id`.
@@ -472,7 +468,7 @@ mod tests {
     #[test]
     fn a_cursor_past_retention_is_410_cursor_expired() {
         let p = cursor_expired(7);
-        assert_eq!(p.status, StatusCode::GONE);
+        assert_eq!(p.status, http::StatusCode::GONE);
         assert_eq!(p.code, "cursor_expired");
         assert_eq!(p.title, "Cursor expired");
         assert!(p.detail.contains("after id 7"));

@@ -131,6 +131,11 @@ impl Problem {
         Self::new(StatusCode::FORBIDDEN, "permission_denied", detail)
     }
 
+    /// 410: a cursor or event id whose following events are past the organization's retention.
+    pub fn cursor_expired(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, "cursor_expired", detail)
+    }
+
     /// 403: the organization's plan does not include this feature.
     pub fn plan_required(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "plan_required", detail)
