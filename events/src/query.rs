@@ -249,14 +249,24 @@ impl Log {
     /// (one past the last when none was). Log times never decrease, so this is a binary search
     /// over the organization's events: O(log n) record reads.
     pub fn org_seq_at_time(&self, org: &str, micros: i64) -> Result<u64, Error> {
+        self.org_partition_point(org, |r| r.envelope.recorded_at < micros)
+    }
+
+    /// The first sequence number of `org`'s kept events for which `before` is false (one past
+    /// the last when it holds for all), by binary search: `before` must hold for a prefix of
+    /// them, as it does for "recorded before t" or "event id below x".
+    pub fn org_partition_point(
+        &self,
+        org: &str,
+        mut before: impl FnMut(&Recorded) -> bool,
+    ) -> Result<u64, Error> {
         let last = self.org_last_seq(org)?;
         let first = self.org_first(org)?;
         let (mut lo, mut hi) = (first, (last + 1).max(first));
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let at = self.org_record(org, mid)?.map(|r| r.envelope.recorded_at);
-            match at {
-                Some(t) if t < micros => lo = mid + 1,
+            match self.org_record(org, mid)? {
+                Some(r) if before(&r) => lo = mid + 1,
                 _ => hi = mid,
             }
         }

@@ -139,12 +139,19 @@ pub async fn hash_at(
         if page.is_empty() {
             return Err(events::Error::Storage("the audit chain has a gap".into()));
         }
-        for r in page {
-            hash = chain::next(&hash, &EventView::of(&r));
-            at = r.envelope.org_seq;
-        }
+        hash = fold(hash, &page);
+        at = page.last().map_or(at, |r| r.envelope.org_seq);
     }
     Ok(Some(hash))
+}
+
+/// The chain hash after `records` (consecutive events of one organization, oldest first),
+/// starting from the hash of the event before them.
+pub fn fold(mut hash: Hash, records: &[std::sync::Arc<Recorded>]) -> Hash {
+    for r in records {
+        hash = chain::next(&hash, &EventView::of(r));
+    }
+    hash
 }
 
 /// Attaches chain links to `views`, a contiguous run of one organization's events in either

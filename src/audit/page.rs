@@ -432,16 +432,7 @@ fn find_by_event_id(
     org: &str,
     id: [u8; 16],
 ) -> Result<Option<std::sync::Arc<events::Recorded>>, events::Error> {
-    let last = log.org_last_seq(org)?;
-    // Below the index's first entry retention has dropped everything: search what is kept.
-    let (mut lo, mut hi) = (log.org_first(org)?, last + 1);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        match log.org_record(org, mid)? {
-            Some(r) if r.envelope.event_id < id => lo = mid + 1,
-            _ => hi = mid,
-        }
-    }
+    let lo = log.org_partition_point(org, |r| r.envelope.event_id < id)?;
     if let Some(r) = log.org_record(org, lo)?
         && r.envelope.event_id == id
     {

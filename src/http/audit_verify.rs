@@ -24,11 +24,10 @@ use super::auth::Principal;
 use super::extract::{Json, Query};
 use super::list::nonempty;
 use super::problem::Problem;
-use crate::audit::chain::{self, Hash};
+use crate::audit::chain::Hash;
 use crate::audit::digests::MARK_EVERY;
 use crate::audit::page::first_retained;
 use crate::domain::scope::{Group, Need};
-use crate::http::event_view::EventView;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -281,10 +280,7 @@ async fn walk_org_chain(
         let (log, o, start) = (state.log().clone(), org.to_owned(), hash);
         let (folded, count) = tokio::task::spawn_blocking(move || {
             let records = log.read_org(&o, at + 1, end, (end - at) as usize)?;
-            let mut h = start;
-            for r in &records {
-                h = chain::next(&h, &EventView::of(r));
-            }
+            let h = crate::audit::digests::fold(start, &records);
             Ok::<_, events::Error>((h, records.len() as u64))
         })
         .await
