@@ -74,6 +74,16 @@ pub(crate) fn quickztna(server: &str, token: &str, home: &Path) -> Command {
     cmd
 }
 
+/// `quickztna audit-log export --since SINCE <extra> --output FILE` as `token`, from a fresh
+/// home (no saved login).
+pub(crate) async fn export(server: &str, token: &str, file: &Path, extra: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut args = vec!["audit-log", "export", "--since", SINCE];
+    args.extend_from_slice(extra);
+    args.extend(["--output", file.to_str().unwrap()]);
+    run(server, token, home.path(), &args).await
+}
+
 pub(crate) async fn run(server: &str, token: &str, home: &Path, args: &[&str]) -> Output {
     quickztna(server, token, home)
         .args(args)
@@ -207,28 +217,11 @@ async fn an_export_in_every_format_verifies_offline_and_holds_exactly_the_audit_
     let served = walk(&app, &until).await;
     assert!(served.len() > 450);
     let key = checkpoint_key(&app).await;
-    let home = tempfile::tempdir().unwrap();
     let out_dir = tempfile::tempdir().unwrap();
 
     for name in ["a.json", "a.jsonl", "a.json.gz", "a.jsonl.gz"] {
         let file = out_dir.path().join(name);
-        let file_arg = file.to_str().unwrap();
-        let out = run(
-            &app.address,
-            &app.token,
-            home.path(),
-            &[
-                "audit-log",
-                "export",
-                "--since",
-                SINCE,
-                "--until",
-                &until,
-                "--output",
-                file_arg,
-            ],
-        )
-        .await;
+        let out = export(&app.address, &app.token, &file, &["--until", &until]).await;
         let (stdout, stderr) = texts(&out);
         assert!(out.status.success(), "{name}: {stderr}");
         // Not a terminal: no progress bar, nothing on stdout.
@@ -277,25 +270,11 @@ fn write_lines(path: &Path, lines: &[String]) {
 async fn every_change_to_an_export_fails_verification_naming_the_event() {
     let app = spawn_app().await;
     append_limit_changes(&app, 40).await;
-    let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("x.jsonl");
     let json_file = dir.path().join("x.json");
     for f in [&jsonl, &json_file] {
-        let out = run(
-            &app.address,
-            &app.token,
-            home.path(),
-            &[
-                "audit-log",
-                "export",
-                "--since",
-                SINCE,
-                "--output",
-                f.to_str().unwrap(),
-            ],
-        )
-        .await;
+        let out = export(&app.address, &app.token, f, &[]).await;
         assert_ok(&out, "export");
     }
     let lines = lines_of(&jsonl);
@@ -429,23 +408,13 @@ async fn an_export_filtered_by_type_has_no_chain_and_says_it_cannot_be_verified(
     let app = spawn_app().await;
     app.create_token(&["read"], "typed").await;
     append_limit_changes(&app, 5).await;
-    let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.jsonl");
-    let out = run(
+    let out = export(
         &app.address,
         &app.token,
-        home.path(),
-        &[
-            "audit-log",
-            "export",
-            "--since",
-            SINCE,
-            "--event-type",
-            "token.*",
-            "--output",
-            file.to_str().unwrap(),
-        ],
+        &file,
+        &["--event-type", "token.*"],
     )
     .await;
     assert_ok(&out, "export");

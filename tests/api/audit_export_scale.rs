@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::audit_export::{
-    SINCE, append_limit_changes, assert_ok, events_of, lines_of, now_rfc3339, quickztna, run,
+    SINCE, append_limit_changes, assert_ok, events_of, export, lines_of, now_rfc3339, quickztna,
     texts, verify, walk,
 };
 use crate::helpers::spawn_app;
@@ -19,25 +19,13 @@ async fn an_export_of_100000_events_equals_the_pages_it_walked() {
     let app = spawn_app().await;
     append_limit_changes(&app, 100_000).await;
     let until = now_rfc3339();
-    let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.jsonl.gz");
-    let out = run(
+    let out = export(
         &app.address,
         &app.token,
-        home.path(),
-        &[
-            "audit-log",
-            "export",
-            "--since",
-            SINCE,
-            "--until",
-            &until,
-            "--format",
-            "jsonl",
-            "--output",
-            file.to_str().unwrap(),
-        ],
+        &file,
+        &["--until", &until, "--format", "jsonl"],
     )
     .await;
     assert_ok(&out, "export");

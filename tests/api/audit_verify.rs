@@ -8,7 +8,7 @@ use events::OrgCheckpoint;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::audit_export::{SINCE, append_limit_changes, assert_ok, events_of, run, verify};
+use crate::audit_export::{append_limit_changes, assert_ok, events_of, export, verify};
 use crate::helpers::{assert_problem, json, spawn_app};
 
 /// Flips one byte of the first stored record that contains `needle`, behind the stopped
@@ -171,23 +171,9 @@ async fn another_organizations_token_gets_neither_our_checkpoints_nor_our_counts
     assert!(!report.to_string().contains(&app.org_id), "{report}");
 
     // Their export holds their events only, and verifies.
-    let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("theirs.jsonl");
-    let out = run(
-        &app.address,
-        &other_token,
-        home.path(),
-        &[
-            "audit-log",
-            "export",
-            "--since",
-            SINCE,
-            "--output",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let out = export(&app.address, &other_token, &file, &[]).await;
     assert_ok(&out, "their export");
     let (events, _) = events_of(&file);
     assert!(events.iter().all(|e| e["org_id"] == other_org.as_str()));
@@ -224,23 +210,9 @@ async fn after_retention_drops_old_events_the_log_and_an_export_still_verify() {
     assert!(checked > 0 && checked < last, "{report}");
     assert_eq!(report["checkpoint"]["id"], last);
 
-    let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("retained.jsonl.gz");
-    let out = run(
-        &app.address,
-        &app.token,
-        home.path(),
-        &[
-            "audit-log",
-            "export",
-            "--since",
-            SINCE,
-            "--output",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let out = export(&app.address, &app.token, &file, &[]).await;
     assert_ok(&out, "export");
     let (events, _) = events_of(&file);
     assert!(
