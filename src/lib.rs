@@ -37,6 +37,7 @@ pub mod mint;
 pub mod offline;
 pub mod private_files;
 pub mod server;
+pub mod sso;
 pub mod state;
 pub mod workers;
 
