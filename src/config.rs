@@ -97,7 +97,8 @@ pub enum Command {
     /// Pre-auth keys, which devices use to join.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// The device agent: join with a pre-auth key, then heartbeat until SIGINT/SIGTERM.
+    /// The device agent: join with a pre-auth key or its owner's sign-in, then heartbeat until
+    /// SIGINT/SIGTERM.
     Up(UpArgs),
     /// The organization's events as they happen (`events tail`).
     #[command(subcommand)]
@@ -177,6 +178,25 @@ pub struct ServeArgs {
     /// Event streams one organization may hold at once.
     #[arg(long, env = "QUICKZTNA_MAX_EVENT_STREAMS_PER_ORG", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_event_streams_per_org: u32,
+    /// The address people's browsers and devices reach the server at, e.g.
+    /// https://ztna.example.com: single sign-on sends the identity provider back to
+    /// `<public-url>/sso/callback`, and `quickztna up` prints sign-in links under it. Default
+    /// `http://<--listen>` (`https://` with --tls-cert); set it behind a proxy or when listening
+    /// on 0.0.0.0.
+    #[arg(long, env = "QUICKZTNA_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+}
+
+/// An http(s) URL without query or fragment, kept without its trailing `/`.
+pub fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("it must be an http:// or https:// URL with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("it must have no query, fragment or user".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// How long clients may take and how many connections they may hold (`state::ConnectionLimits`).
@@ -213,6 +233,28 @@ mod tests {
         match cli.command {
             Command::Serve(s) => Ok(s.log_cache_mb),
             _ => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn public_urls_are_http_or_https_without_a_query() {
+        use super::parse_public_url;
+        assert_eq!(
+            parse_public_url("https://ztna.example.com/").as_deref(),
+            Ok("https://ztna.example.com")
+        );
+        assert_eq!(
+            parse_public_url("http://127.0.0.1:8080/ztna").as_deref(),
+            Ok("http://127.0.0.1:8080/ztna")
+        );
+        for bad in [
+            "ftp://x",
+            "ztna.example.com",
+            "https://x/?a=1",
+            "https://u@x",
+            "https://x/#f",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
         }
     }
 

@@ -45,6 +45,9 @@ pub struct Settings {
     pub event_stream_keep_alive: Duration,
     /// Event streams served at once, on the server and per organization.
     pub event_streams: StreamLimits,
+    /// Where browsers and devices reach the server (`--public-url`, without a trailing `/`);
+    /// `None`: the address it listens on (see [`AppState::public_url`]).
+    pub public_url: Option<String>,
 }
 
 /// What keeps slow, idle or numerous clients from holding the server's connections (and file
@@ -97,6 +100,7 @@ impl Settings {
             connections: ConnectionLimits::default(),
             event_stream_keep_alive: Duration::from_secs(15),
             event_streams: StreamLimits::default(),
+            public_url: None,
         }
     }
 }
@@ -128,6 +132,10 @@ struct Inner {
     settings: Settings,
     /// Each organization's first retained audit event, cached (see [`crate::audit::retention`]).
     audit_floors: DashMap<String, crate::audit::retention::Floor>,
+    /// `http(s)://<address the server listens on>`, set when it starts serving.
+    listening_url: std::sync::OnceLock<String>,
+    /// Sign-ins in progress and discovered identity providers (see [`crate::sso`]).
+    sso: crate::sso::Sso,
 }
 
 impl AppState {
@@ -164,6 +172,8 @@ impl AppState {
                 event_streams: EventStreams::new(settings.event_streams),
                 settings,
                 audit_floors: DashMap::new(),
+                listening_url: std::sync::OnceLock::new(),
+                sso: crate::sso::Sso::default(),
             }),
         })
     }
@@ -215,6 +225,30 @@ impl AppState {
     /// Open SSE streams and the frames they share (see [`EventStreams`]).
     pub fn event_streams(&self) -> &EventStreams {
         &self.inner.event_streams
+    }
+
+    /// Where browsers and devices reach the server, without a trailing `/`: `--public-url`,
+    /// else the address it listens on.
+    pub fn public_url(&self) -> String {
+        match &self.inner.settings.public_url {
+            Some(url) => url.clone(),
+            None => self
+                .inner
+                .listening_url
+                .get()
+                .cloned()
+                .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
+        }
+    }
+
+    /// Records the address the server listens on (by `server::run_with`; the first call wins).
+    pub fn set_listening_url(&self, url: String) {
+        let _ = self.inner.listening_url.set(url);
+    }
+
+    /// Sign-ins in progress and the organizations' identity providers.
+    pub fn sso(&self) -> &crate::sso::Sso {
+        &self.inner.sso
     }
 
     pub(crate) fn audit_floors(&self) -> &DashMap<String, crate::audit::retention::Floor> {

@@ -4,15 +4,16 @@
 //!    and node credential. The file is written (mode 0600) *before* a pre-auth key is spent, so
 //!    an unwritable path never burns a single-use key.
 //! 2. Reuses a saved credential for the same server; otherwise registers with `--auth-key`
-//!    (`POST /machine/register`).
+//!    (`POST /machine/register`), or without one prints a sign-in link and waits for the
+//!    device's owner to sign in (`POST /machine/login`, see [`sign_in`]).
 //! 3. Heartbeats (`POST /machine/heartbeat`) every interval with the posture signals it can read:
 //!    OS version, a disk-encryption guess, whether a firewall is loaded, the client version.
 //! 4. A 401 (`reauthentication_required`: the device was removed or its key expired) stops it
 //!    (non-zero exit, with the server's reason and what to do). The state file remembers which
 //!    pre-auth key registered the stopped device, and a later run refuses to register with that
 //!    same key: rejoining takes a key presented anew. `--reregister` opts out: the agent then
-//!    registers again with `--auth-key` at once. Connection errors, 5xx and 429 are retried
-//!    with backoff.
+//!    registers again with `--auth-key` at once. A device that joined by sign-in instead prints
+//!    a new sign-in link for its owner. Connection errors, 5xx and 429 are retried with backoff.
 //! 5. SIGINT or SIGTERM stops it with exit code 0.
 //!
 //! Status lines go to stderr. Over plain `http://` to another machine it refuses to start,
@@ -25,6 +26,7 @@
 mod call;
 pub mod host;
 pub mod rotate;
+pub mod sign_in;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +75,10 @@ pub struct UpArgs {
         default_value = crate::agent::rotate::DEFAULT_EVERY
     )]
     pub rotate_credential_every: crate::agent::rotate::RotateEvery,
+    /// Without --auth-key: the organization (id or name) whose identity provider the owner
+    /// signs in with; may be left out when the server has one organization.
+    #[arg(long, env = "QUICKZTNA_ORG")]
+    pub org: Option<String>,
 }
 
 /// What the operator does to bring a stopped device back.
@@ -111,6 +117,7 @@ struct Agent {
     server: String,
     http: reqwest::Client,
     auth_key: Option<String>,
+    org: Option<String>,
     hostname: String,
     state_path: PathBuf,
     state: AgentState,
@@ -151,6 +158,7 @@ impl Agent {
             server: server.trim_end_matches('/').to_owned(),
             http,
             auth_key: args.auth_key.filter(|k| !k.is_empty()),
+            org: args.org,
             hostname: args.hostname.unwrap_or_else(machine_hostname),
             state_path,
             state,
@@ -179,12 +187,15 @@ impl Agent {
                     stopped.reason
                 )));
             }
-            let stopped = self.state.stopped.as_ref().map(|s| s.reason.clone());
-            self.register().await.map_err(|p| match (p, stopped) {
-                (Some(p), _) => CliError::new(format!("cannot register with {}: {p}", self.server)),
-                (None, Some(reason)) => CliError::new(format!("{reason}. Stopped: {REJOIN}")),
-                (None, None) => no_auth_key(),
-            })?;
+            if self.auth_key.is_some() {
+                self.register().await.map_err(|p| {
+                    let p = p.map(|p| p.to_string()).unwrap_or_default();
+                    CliError::new(format!("cannot register with {}: {p}", self.server))
+                })?;
+            } else {
+                // Like `tailscale up`: the device joins as the person who signs in for it.
+                self.sign_in().await?;
+            }
         }
 
         let mut backoff = Backoff::default();
@@ -233,7 +244,17 @@ impl Agent {
                 Err(CallError::Problem(p)) if p.status == StatusCode::UNAUTHORIZED => {
                     self.state.stop(p.to_string());
                     save_state(&self.state_path, &self.state)?;
-                    if self.auth_key.is_none() || !self.reregister {
+                    if self.auth_key.is_none() {
+                        // A device that joined by sign-in goes back to its owner: nothing
+                        // rejoins until a person signs in again at the printed link.
+                        eprintln!("{p}. The device's owner must sign in again");
+                        self.sign_in().await?;
+                        backoff.reset();
+                        healthy = false;
+                        ever_connected = false;
+                        continue;
+                    }
+                    if !self.reregister {
                         return Err(CliError::new(format!("{p}. Stopped: {REJOIN}")));
                     }
                     eprintln!("{p}. Registering again with the pre-auth key (--reregister)");
@@ -302,15 +323,22 @@ impl Agent {
                 }
             }
         };
+        self.adopt(&answer, Some(key_fingerprint(&auth_key)))
+            .map_err(Some)
+    }
+
+    /// Keeps the device and node credential of a registration answer (`registered_with`: the
+    /// pre-auth key's fingerprint, `None` for a sign-in).
+    fn adopt(&mut self, answer: &Value, registered_with: Option<String>) -> Result<(), Problem> {
         let device = answer.get("device").cloned().unwrap_or(Value::Null);
         let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        let credential = text(&answer, "node_credential");
+        let credential = text(answer, "node_credential");
         if credential.is_none() {
-            return Err(Some(Problem {
+            return Err(Problem {
                 status: StatusCode::BAD_GATEWAY,
                 title: "Unexpected answer".into(),
                 detail: Some("the registration answer has no node_credential".into()),
-            }));
+            });
         }
         self.state.server = Some(self.server.clone());
         self.state.device_id = text(&device, "id");
@@ -322,7 +350,7 @@ impl Agent {
             .map(str::to_owned);
         self.state.node_credential = credential;
         self.state.credential_issued_at = Some(rotate::now_secs());
-        self.state.registered_with = Some(key_fingerprint(&auth_key));
+        self.state.registered_with = registered_with;
         self.state.stopped = None;
         if let Err(e) = save_state(&self.state_path, &self.state) {
             // Still usable for this run; the next run registers again.
@@ -363,13 +391,6 @@ impl Agent {
     ) -> Result<Value, CallError> {
         call(&self.http, &self.server, path, bearer, body).await
     }
-}
-
-fn no_auth_key() -> CliError {
-    CliError::new(
-        "this device is not registered yet: pass --auth-key KEY (or set QUICKZTNA_AUTH_KEY); \
-         an admin creates one with `quickztna keys create`",
-    )
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod hostname;
 pub mod ids;
 pub mod ipam;
 pub mod keys;
+pub mod owned_registration;
 pub mod public_key;
 pub mod registration;
 pub mod retention;

@@ -151,8 +151,24 @@ pub fn register(
     let key = org
         .key(key_id)
         .ok_or(RegisterRefusal::Key(KeyRefusal::Revoked))?;
-    let ipam_revision = org.ipam_revision();
     let device_id = cmd.device_id.clone();
+    let (decision, index) = admit(org, &cmd, now)?;
+    let (used, registered) = decide_register(key, index, cmd, now)?;
+    Ok(decision
+        .expect(Stream::key(key_id), Expected::Exact(key.revision))
+        .event(Stream::ipam(org.id()), used)
+        .event(Stream::device(device_id), registered))
+}
+
+/// What every registration decides before its admission (key or sign-in): the public key's
+/// current holder, replaced in the same append when it can no longer authenticate; the plan's
+/// device cap; the overlay address index. The decision expects the address allocator unchanged.
+pub(super) fn admit(
+    org: OrgView<'_>,
+    cmd: &Register,
+    now: i64,
+) -> Result<(Decision, u64), RegisterRefusal> {
+    let ipam_revision = org.ipam_revision();
     let holder = org
         .device_index()
         .and_then(|index| index.holder_of(cmd.public_key.as_str()))
@@ -178,7 +194,7 @@ pub fn register(
         });
     }
     let index = next_address(org.addresses(), now);
-    let (used, registered) = decide_register(key, index, cmd, now)?;
+    ipv4_for(index).ok_or(RegisterRefusal::AddressesExhausted)?;
     let ipam = Stream::ipam(org.id());
     let decision = match superseded {
         Some((old, removed)) => {
@@ -189,14 +205,13 @@ pub fn register(
         }
         None => Decision::none(),
     };
-    Ok(decision
-        .expect(
-            ipam.clone(),
+    Ok((
+        decision.expect(
+            ipam,
             ipam_revision.map_or(Expected::NoStream, Expected::Exact),
-        )
-        .expect(Stream::key(key_id), Expected::Exact(key.revision))
-        .event(ipam, used)
-        .event(Stream::device(device_id), registered))
+        ),
+        index,
+    ))
 }
 
 #[cfg(test)]

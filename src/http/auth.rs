@@ -250,11 +250,11 @@ pub(super) async fn wait_caught_up(state: &AppState) -> bool {
 /// The SHA-256 of the secret in `Authorization: Bearer <secret>`, for looking it up by hash.
 /// `credential` and `placeholder` name the secret in the 401s ("bearer token", "token").
 pub(super) fn presented_secret_hash(
-    req: &Request,
+    headers: &http::HeaderMap,
     credential: &str,
     placeholder: &str,
 ) -> Result<[u8; 32], Problem> {
-    let header = req.headers().get(AUTHORIZATION).ok_or_else(|| {
+    let header = headers.get(AUTHORIZATION).ok_or_else(|| {
         Problem::unauthorized(format!(
             "missing {credential}: send 'Authorization: Bearer <{placeholder}>'"
         ))
@@ -290,7 +290,7 @@ struct Caller {
 }
 
 fn resolve(state: &AppState, req: &Request) -> Result<Caller, Problem> {
-    let hash = presented_secret_hash(req, "bearer token", "token")?;
+    let hash = presented_secret_hash(req.headers(), "bearer token", "token")?;
     let models = state.models().load();
     let found = models
         .state

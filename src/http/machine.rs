@@ -296,7 +296,7 @@ pub fn reauthentication_required(why: &str) -> Problem {
 }
 
 fn resolve_node(state: &AppState, req: &Request) -> Result<Node, Problem> {
-    let hash = presented_secret_hash(req, "node credential", "node credential")?;
+    let hash = presented_secret_hash(req.headers(), "node credential", "node credential")?;
     let models = state.models().load();
     let device = models
         .state

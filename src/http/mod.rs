@@ -19,6 +19,7 @@ pub mod filter;
 pub mod keys;
 pub mod list;
 pub mod machine;
+pub mod machine_login;
 pub mod meta;
 pub mod node_credential;
 pub mod openapi;
@@ -98,6 +99,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
         .merge(protected)
         .merge(machine::routes(state.clone()))
+        .merge(machine_login::routes(state.clone()))
         .merge(node_credential::routes(state))
         .merge(public)
         .merge(health)

@@ -77,6 +77,18 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "poll",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The `poll_secret` a device sent to `POST /machine/login`: \
+                         `Authorization: Bearer <poll_secret>` (valid only for that login)",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 

@@ -1,0 +1,49 @@
+//! Joining by sign-in: a person signed in through the organization's identity provider for a
+//! device (`quickztna up` without a pre-auth key), which joins as theirs.
+//!
+//! Unlike a key's device it carries no key (`key_id` is empty) and no tags: tags are for
+//! servers, which join with keys. It is owned by the user's id, and like any untagged device
+//! its authentication expires after [`NODE_KEY_LIFETIME_MICROS`]; then, or when its owner is
+//! deactivated, the owner signs in again ([`super::registration::admit`] lets the new
+//! registration take the place of the old device, which can no longer authenticate).
+//!
+//! The organization's registrations are serialized by the server's per-organization lock,
+//! and the decision expects the address allocator (`ipam:<org>`) unchanged, so a concurrent
+//! key registration (which advances it) cannot take the same address. A key-less registration
+//! writes no event on that stream itself, so two of them rely on the lock alone.
+
+use events::event::DeviceRegistered;
+use events::stream::Stream;
+use projections::OrgView;
+
+use super::decision::Decision;
+use super::ipam::{ipv4_for, ipv6_for};
+use super::registration::{NODE_KEY_LIFETIME_MICROS, Register, RegisterRefusal, admit};
+
+/// Registers the device of `cmd` as `owner`'s (a user id of the organization).
+pub fn register_for_owner(
+    org: OrgView<'_>,
+    owner: &str,
+    cmd: Register,
+    now: i64,
+) -> Result<Decision, RegisterRefusal> {
+    let device_id = cmd.device_id.clone();
+    let (decision, index) = admit(org, &cmd, now)?;
+    let ipv4 = ipv4_for(index).ok_or(RegisterRefusal::AddressesExhausted)?;
+    let registered = DeviceRegistered {
+        device_id: cmd.device_id,
+        key_id: String::new(),
+        hostname: cmd.hostname.into_string(),
+        os: cmd.os,
+        os_version: cmd.os_version,
+        public_key: cmd.public_key.into_string(),
+        ipv4: ipv4.to_string(),
+        ipv6: ipv6_for(org.id(), index).to_string(),
+        tags: Vec::new(),
+        owner: Some(owner.to_owned()),
+        ephemeral: false,
+        credential_hash: cmd.credential_hash,
+        key_expires_at: Some(now.saturating_add(NODE_KEY_LIFETIME_MICROS)),
+    };
+    Ok(decision.event(Stream::device(device_id), registered))
+}
