@@ -312,6 +312,11 @@ fn resolve_node(state: &AppState, req: &Request) -> Result<Node, Problem> {
         tracing::info!(device_id = %device.id, why, "node credential refused");
         return Err(reauthentication_required(why));
     }
+    let org = models.state.org(&device.org_id);
+    if let Some(why) = super::node_credential::owner_refusal(org, device) {
+        tracing::info!(device_id = %device.id, why, "node credential refused");
+        return Err(reauthentication_required(why));
+    }
     Ok(Node {
         device_id: device.id.clone(),
         org_id: device.org_id.clone(),

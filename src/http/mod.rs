@@ -28,6 +28,7 @@ pub mod pagination;
 pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
+pub mod sso;
 pub mod tokens;
 
 use axum::Router;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().body_limit;
     // Outside /api/v1 (the document's second address, unknown paths) callers are anonymous.
     let outside = meta::openapi_routes(api)
+        .merge(crate::sso::web::routes())
         .fallback(request_id::not_found_fallback)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -85,6 +87,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(audit_log::routes())
         .merge(audit_verify::routes())
         .merge(events_stream::routes())
+        .merge(sso::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

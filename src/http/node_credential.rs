@@ -4,6 +4,10 @@
 //! credential is generated here, at the edge, shown once in the answer, and only its SHA-256
 //! is recorded (`device.credential_rotated`); the old credential stops working with that
 //! event. The agent calls it on a schedule (`quickztna up --rotate-credential-every`).
+//!
+//! [`owner_refusal`] is the check every node credential passes besides its own validity: a
+//! device whose owner (a user of the directory) is deactivated gets `reauthentication_required`
+//! until the owner is reactivated, or signs in again.
 
 use axum::Extension;
 use axum::extract::State;
@@ -25,6 +29,16 @@ use crate::domain::devices;
 use crate::execute::{Command, execute};
 use crate::mint;
 use crate::state::AppState;
+
+/// Why a device may not authenticate because of its owner: they are deactivated (by SCIM or
+/// the users API). Devices whose owner is not in the directory (a pre-auth key's free-text
+/// owner) are not affected.
+pub fn owner_refusal(org: projections::OrgView<'_>, device: &projections::devices::Device) -> Option<&'static str> {
+    match org.owner_of(device) {
+        Some(user) if !user.active => Some("the device's owner was deactivated"),
+        _ => None,
+    }
+}
 
 pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -317,6 +317,7 @@ fn title_for(code: &str, status: StatusCode) -> &'static str {
         "request_timeout" => "Request timeout",
         "conflict" => "Conflict",
         "cursor_expired" => "Cursor expired",
+        "login_expired" => "Login expired",
         "precondition_failed" => "Precondition failed",
         "payload_too_large" => "Payload too large",
         "unsupported_media_type" => "Unsupported media type",

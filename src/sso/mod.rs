@@ -13,6 +13,7 @@
 
 pub mod oidc;
 pub mod pending;
+pub mod device;
 pub mod secrets;
 pub mod web;
 

@@ -47,8 +47,9 @@ pub struct Identity {
     pub email_verified: bool,
     pub name: Option<String>,
     pub preferred_username: Option<String>,
-    /// The `groups` claim; empty when the provider sends none.
-    pub groups: Vec<String>,
+    /// The `groups` claim; `None` when the token has none (the provider may not send it, which
+    /// says nothing about memberships).
+    pub groups: Option<Vec<String>>,
 }
 
 /// The relying party's side of one organization's configuration.
@@ -103,7 +104,7 @@ pub enum OidcError {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ExtraClaims {
     #[serde(default)]
-    groups: Vec<String>,
+    groups: Option<Vec<String>>,
 }
 impl AdditionalClaims for ExtraClaims {}
 

@@ -64,7 +64,7 @@ async fn code_flow_with_pkce_yields_the_verified_identity_and_groups() {
     assert!(me.email_verified);
     assert_eq!(me.name.as_deref(), Some("Alice Liddell"));
     assert_eq!(me.preferred_username.as_deref(), Some("alice"));
-    assert_eq!(me.groups, vec!["eng".to_string(), "ops".to_string()]);
+    assert_eq!(me.groups, Some(vec!["eng".to_string(), "ops".to_string()]));
 
     // The same code a second time: the provider refuses it, and the error shows no code.
     let err = rp

@@ -7,6 +7,7 @@
 
 pub mod groups;
 pub mod role;
+pub mod sign_in;
 pub mod users;
 
 pub use groups::{
