@@ -79,7 +79,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create an organization and its owner token (offline; run before `serve`).
     Init(InitArgs),
-    /// Organization administration at the console (offline).
+    /// Organization administration at the console (offline), and `org set-oidc` (online).
     #[command(subcommand)]
     Org(OrgCommand),
     /// The audit log.
@@ -118,7 +118,8 @@ impl Command {
             Command::Org(OrgCommand::List(a)) => Some(a),
             Command::Org(OrgCommand::SetRetention(a)) => Some(&a.data),
             Command::AuditLog(AuditLogCommand::Verify(a)) => a.data_dir(),
-            Command::Login
+            Command::Org(OrgCommand::SetOidc(_))
+            | Command::Login
             | Command::AuditLog(_)
             | Command::Tokens(_)
             | Command::Devices(_)

@@ -36,6 +36,9 @@ pub enum OrgCommand {
     List(DataDirArgs),
     /// Choose how many days the audit log keeps events (workforce plan only, 30 to 3650).
     SetRetention(SetRetentionArgs),
+    /// Point the organization at its OpenID provider for single sign-on. Unlike the other
+    /// `org` commands it talks to the running server (PUT /api/v1/sso/oidc, users:write).
+    SetOidc(crate::cli::sso::SetOidcArgs),
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ pub mod devices;
 pub mod events;
 pub mod keys;
 pub mod output;
+pub mod sso;
 pub mod tokens;
 
 use std::fmt;
@@ -117,6 +118,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Org(OrgCommand::List(args)) => Ok(crate::offline::list_orgs(args).await?),
         Command::Org(OrgCommand::SetRetention(args)) => {
             Ok(crate::offline::set_retention(args).await?)
+        }
+        Command::Org(OrgCommand::SetOidc(args)) => {
+            let client = devices::admin_client(&client_args)?;
+            sso::set_oidc(&client, args).await
         }
         Command::AuditLog(AuditLogCommand::Verify(args)) => match args.export {
             // An auditor's check: a file, no server, no data dir.

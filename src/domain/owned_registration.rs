@@ -4,8 +4,9 @@
 //! Unlike a key's device it carries no key (`key_id` is empty) and no tags: tags are for
 //! servers, which join with keys. It is owned by the user's id, and like any untagged device
 //! its authentication expires after [`NODE_KEY_LIFETIME_MICROS`]; then, or when its owner is
-//! deactivated, the owner signs in again ([`super::registration::admit`] lets the new
-//! registration take the place of the old device, which can no longer authenticate).
+//! deactivated, the owner signs in again, and the new registration takes the place of the old
+//! device (same public key, same owner) in the same append: a new device id, and the
+//! organization's next overlay address (the old one rests in quarantine).
 //!
 //! The organization's registrations are serialized by the server's per-organization lock,
 //! and the decision expects the address allocator (`ipam:<org>`) unchanged, so a concurrent
@@ -28,7 +29,10 @@ pub fn register_for_owner(
     now: i64,
 ) -> Result<Decision, RegisterRefusal> {
     let device_id = cmd.device_id.clone();
-    let (decision, index) = admit(org, &cmd, now)?;
+    // The owner signing in again for their own device (its old registration forgotten by the
+    // agent, e.g. after the owner was deactivated and reactivated) replaces it; another
+    // person's device with the same public key is never displaced.
+    let (decision, index) = admit(org, &cmd, now, |d| d.owner.as_deref() == Some(owner))?;
     let ipv4 = ipv4_for(index).ok_or(RegisterRefusal::AddressesExhausted)?;
     let registered = DeviceRegistered {
         device_id: cmd.device_id,

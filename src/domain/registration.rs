@@ -152,7 +152,7 @@ pub fn register(
         .key(key_id)
         .ok_or(RegisterRefusal::Key(KeyRefusal::Revoked))?;
     let device_id = cmd.device_id.clone();
-    let (decision, index) = admit(org, &cmd, now)?;
+    let (decision, index) = admit(org, &cmd, now, |_| false)?;
     let (used, registered) = decide_register(key, index, cmd, now)?;
     Ok(decision
         .expect(Stream::key(key_id), Expected::Exact(key.revision))
@@ -161,12 +161,14 @@ pub fn register(
 }
 
 /// What every registration decides before its admission (key or sign-in): the public key's
-/// current holder, replaced in the same append when it can no longer authenticate; the plan's
-/// device cap; the overlay address index. The decision expects the address allocator unchanged.
+/// current holder, replaced in the same append when it can no longer authenticate (or when
+/// `replaceable` says this registration may take its place); the plan's device cap; the overlay
+/// address index. The decision expects the address allocator unchanged.
 pub(super) fn admit(
     org: OrgView<'_>,
     cmd: &Register,
     now: i64,
+    replaceable: impl Fn(&projections::devices::Device) -> bool,
 ) -> Result<(Decision, u64), RegisterRefusal> {
     let ipam_revision = org.ipam_revision();
     let holder = org
@@ -176,7 +178,7 @@ pub(super) fn admit(
     // A device whose key expired registers again with its own public key: it takes the
     // place of its old self, which could not authenticate any more, in the same append.
     let superseded = match holder {
-        Some(d) if credential_valid(d, now).is_ok() => {
+        Some(d) if credential_valid(d, now).is_ok() && !replaceable(d) => {
             return Err(RegisterRefusal::PublicKeyInUse {
                 device_id: d.id.clone(),
             });

@@ -33,7 +33,10 @@ use crate::state::AppState;
 /// Why a device may not authenticate because of its owner: they are deactivated (by SCIM or
 /// the users API). Devices whose owner is not in the directory (a pre-auth key's free-text
 /// owner) are not affected.
-pub fn owner_refusal(org: projections::OrgView<'_>, device: &projections::devices::Device) -> Option<&'static str> {
+pub fn owner_refusal(
+    org: projections::OrgView<'_>,
+    device: &projections::devices::Device,
+) -> Option<&'static str> {
     match org.owner_of(device) {
         Some(user) if !user.active => Some("the device's owner was deactivated"),
         _ => None,

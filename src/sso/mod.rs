@@ -11,9 +11,9 @@
 //! its discovered provider (discovery costs two round trips to the provider, so it is done once
 //! per configuration, and again only when the provider's keys rotate).
 
+pub mod device;
 pub mod oidc;
 pub mod pending;
-pub mod device;
 pub mod secrets;
 pub mod web;
 

@@ -121,7 +121,10 @@ async fn login(
                 .get(org)
                 .or_else(|| orgs.by_name(org))
                 .ok_or_else(|| Problem::not_found("no such organization"))?;
-            let invitation = q.invitation.clone().filter(|c| !c.is_empty() && c.len() <= 256);
+            let invitation = q
+                .invitation
+                .clone()
+                .filter(|c| !c.is_empty() && c.len() <= 256);
             (org.id.clone(), Purpose::SignIn { invitation })
         }
         (None, None) => {
@@ -218,15 +221,14 @@ async fn callback(
         Purpose::SignIn { invitation } => invitation.as_deref().map(secret::hash),
         Purpose::Device { .. } => None,
     };
-    let user_id = match record_sign_in(&state, &pending.org_id, &request_id, identity, invitation)
-        .await
-    {
-        Ok(user_id) => user_id,
-        Err(problem) => {
-            refuse_device(&problem.detail);
-            return Err(problem);
-        }
-    };
+    let user_id =
+        match record_sign_in(&state, &pending.org_id, &request_id, identity, invitation).await {
+            Ok(user_id) => user_id,
+            Err(problem) => {
+                refuse_device(&problem.detail);
+                return Err(problem);
+            }
+        };
     match &pending.purpose {
         Purpose::SignIn { .. } => Ok(page(
             "Signed in",
@@ -247,11 +249,7 @@ async fn record_sign_in(
     invitation: Option<[u8; 32]>,
 ) -> Result<String, Problem> {
     let groups = identity.groups.clone();
-    let new_group_ids = groups
-        .iter()
-        .flatten()
-        .map(|_| mint::id("grp"))
-        .collect();
+    let new_group_ids = groups.iter().flatten().map(|_| mint::id("grp")).collect();
     let cmd = SignIn {
         issuer: identity.issuer,
         subject: identity.subject,

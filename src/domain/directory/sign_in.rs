@@ -23,13 +23,15 @@
 //! changes no membership (the provider may simply not send it).
 
 use events::Expected;
-use events::event::{GroupCreated, GroupMemberAdded, GroupMemberRemoved, UserProfile, UserSignedIn};
+use events::event::{
+    GroupCreated, GroupMemberAdded, GroupMemberRemoved, UserProfile, UserSignedIn,
+};
 use events::stream::Stream;
 use projections::OrgView;
 use projections::directory::User;
 
-use super::users::{MAX_DISPLAY, MAX_NAME, NewUser, check_email, provision_user};
 use super::Role;
+use super::users::{MAX_DISPLAY, MAX_NAME, NewUser, check_email, provision_user};
 use crate::domain::{Decision, Rejection};
 
 /// A group source this module owns.
@@ -117,7 +119,14 @@ pub fn sign_in(org: OrgView<'_>, s: &SignIn) -> Result<SignedIn, Rejection> {
         },
     );
     if let Some(claimed) = &s.groups {
-        decision = sync_groups(org, decision, &user_id, &groups_now, claimed, &s.new_group_ids);
+        decision = sync_groups(
+            org,
+            decision,
+            &user_id,
+            &groups_now,
+            claimed,
+            &s.new_group_ids,
+        );
     }
     Ok(SignedIn {
         user_id,
@@ -210,15 +219,13 @@ fn sync_groups(
                 keep.insert(g.id.clone());
                 if !g.members.contains(user_id) {
                     let stream = Stream::group(g.id.as_str());
-                    d = d
-                        .expect(stream.clone(), Expected::Exact(g.revision))
-                        .event(
-                            stream,
-                            GroupMemberAdded {
-                                group_id: g.id.clone(),
-                                user_id: user_id.to_owned(),
-                            },
-                        );
+                    d = d.expect(stream.clone(), Expected::Exact(g.revision)).event(
+                        stream,
+                        GroupMemberAdded {
+                            group_id: g.id.clone(),
+                            user_id: user_id.to_owned(),
+                        },
+                    );
                 }
             }
             None => {
@@ -247,18 +254,18 @@ fn sync_groups(
         }
     }
     for group_id in member_of {
-        let Some(g) = org.group(group_id) else { continue };
+        let Some(g) = org.group(group_id) else {
+            continue;
+        };
         if g.source == OIDC && !keep.contains(&g.id) {
             let stream = Stream::group(g.id.as_str());
-            d = d
-                .expect(stream.clone(), Expected::Exact(g.revision))
-                .event(
-                    stream,
-                    GroupMemberRemoved {
-                        group_id: g.id.clone(),
-                        user_id: user_id.to_owned(),
-                    },
-                );
+            d = d.expect(stream.clone(), Expected::Exact(g.revision)).event(
+                stream,
+                GroupMemberRemoved {
+                    group_id: g.id.clone(),
+                    user_id: user_id.to_owned(),
+                },
+            );
         }
     }
     d
