@@ -34,6 +34,8 @@ mod ratelimit_tokens;
 mod request_id;
 mod slow_clients;
 mod spoofing;
+mod sso;
+mod sso_fixture;
 mod sso_oidc_client;
 mod tenancy;
 mod tenancy_walk;
