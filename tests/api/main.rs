@@ -35,6 +35,7 @@ mod request_id;
 mod slow_clients;
 mod spoofing;
 mod sso;
+mod sso_device;
 mod sso_fixture;
 mod sso_oidc_client;
 mod tenancy;
