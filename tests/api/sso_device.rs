@@ -91,7 +91,11 @@ impl Agent {
     /// The `n`th sign-in link the agent printed.
     async fn link(&self, n: usize) -> String {
         let line = self.line("To sign in, open: ", n).await;
-        line.split("To sign in, open: ").nth(1).unwrap().trim().to_owned()
+        line.split("To sign in, open: ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     fn state(&self) -> Value {
@@ -143,12 +147,20 @@ async fn invite_then_sign_in_then_up_without_a_key_joins_as_that_person_until_de
     let sso = SsoApp::start().await;
     let (alice, code) = sso.invite("alice@acme.test", Role::Member).await;
     let link = format!("{}&invitation={code}", sso.login_url());
-    let resp = Browser::new().sign_in(&link, "alice", &sso.callback()).await;
+    let resp = Browser::new()
+        .sign_in(&link, "alice", &sso.callback())
+        .await;
     assert_eq!(resp.status(), 200);
 
-    let agent = Agent::spawn(&sso.app.address, &["--hostname", "laptop-1", "--interval", "1s"]);
+    let agent = Agent::spawn(
+        &sso.app.address,
+        &["--hostname", "laptop-1", "--interval", "1s"],
+    );
     let link = agent.link(1).await;
-    assert!(link.starts_with(&sso.app.url("/sso/login?device=")), "{link}");
+    assert!(
+        link.starts_with(&sso.app.url("/sso/login?device=")),
+        "{link}"
+    );
     let done = approve(&sso, &link, "alice").await;
     assert_eq!(done.status(), 200, "{}", done.text().await.unwrap());
     agent.line("Registered as dev_", 1).await;
@@ -162,16 +174,29 @@ async fn invite_then_sign_in_then_up_without_a_key_joins_as_that_person_until_de
     assert_eq!(device["owner"], alice.as_str());
     assert_eq!(device["hostname"], "laptop-1");
     assert_eq!(device["tags"], json!([]));
-    let credential = agent.state()["node_credential"].as_str().unwrap().to_owned();
+    let credential = agent.state()["node_credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Her account is deactivated: the device must re-authenticate, and the agent asks her to
     // sign in again instead of stopping.
     sso.set_active(&alice, false).await;
-    let body = assert_problem(heartbeat(&sso, &credential).await, 401, "reauthentication_required").await;
-    assert!(body["detail"].as_str().unwrap().contains("deactivated"), "{body}");
+    let body = assert_problem(
+        heartbeat(&sso, &credential).await,
+        401,
+        "reauthentication_required",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("deactivated"),
+        "{body}"
+    );
     let link = agent.link(2).await;
     // Deactivated, she cannot sign in for it.
-    let refused = Browser::new().sign_in(&link, "alice", &sso.callback()).await;
+    let refused = Browser::new()
+        .sign_in(&link, "alice", &sso.callback())
+        .await;
     assert_problem(refused, 403, "permission_denied").await;
     agent.line("the sign-in was refused", 1).await;
     let mut child = agent.child;
@@ -193,13 +218,32 @@ async fn invite_then_sign_in_then_up_without_a_key_joins_as_that_person_until_de
     assert_eq!(approve(&sso, &link, "alice").await.status(), 200);
     agent.line("Connected to", 1).await;
     let owned = devices_of(&sso, &alice);
-    assert_eq!(owned.len(), 1, "the old registration was replaced: {owned:?}");
+    assert_eq!(
+        owned.len(),
+        1,
+        "the old registration was replaced: {owned:?}"
+    );
     assert_ne!(owned[0].0, device_id);
     assert_eq!(
         heartbeat(&sso, &credential).await.status(),
         StatusCode::UNAUTHORIZED,
         "the old credential is gone with its device"
     );
+
+    // An admin expires its key: the running agent asks its owner to sign in again, and the
+    // device comes back as hers.
+    let expired = &owned[0].0;
+    let resp = sso
+        .app
+        .post(&format!("/api/v1/devices/{expired}/expire-key"), &json!({}))
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let link = agent.link(2).await;
+    assert_eq!(approve(&sso, &link, "alice").await.status(), 200);
+    agent.line("Connected to", 2).await;
+    let owned = devices_of(&sso, &alice);
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    assert_ne!(&owned[0].0, expired);
 }
 
 #[tokio::test]
@@ -210,8 +254,10 @@ async fn a_device_login_is_collected_only_with_its_poll_secret_and_refuses_stran
     let started = app
         .client
         .post(app.url("/api/v1/machine/login"))
-        .json(&json!({"hostname": "laptop-2", "os": "linux", "os_version": "6.1",
-                      "public_key": public_key(), "poll_secret": secret}))
+        .json(
+            &json!({"hostname": "laptop-2", "os": "linux", "os_version": "6.1",
+                      "public_key": public_key(), "poll_secret": secret}),
+        )
         .send()
         .await
         .unwrap();
@@ -231,9 +277,16 @@ async fn a_device_login_is_collected_only_with_its_poll_secret_and_refuses_stran
     // Someone the organization does not know signs in at the link: refused, and so is the
     // device, once; then the login is gone.
     let link = started["auth_url"].as_str().unwrap();
-    let resp = Browser::new().sign_in(link, "mallory", &sso.callback()).await;
+    let resp = Browser::new()
+        .sign_in(link, "mallory", &sso.callback())
+        .await;
     assert_problem(resp, 403, "permission_denied").await;
-    assert_problem(poll(secret.clone()).await.unwrap(), 403, "permission_denied").await;
+    assert_problem(
+        poll(secret.clone()).await.unwrap(),
+        403,
+        "permission_denied",
+    )
+    .await;
     assert_problem(poll(secret.clone()).await.unwrap(), 410, "login_expired").await;
     assert!(sso.users().is_empty());
 
@@ -243,8 +296,10 @@ async fn a_device_login_is_collected_only_with_its_poll_secret_and_refuses_stran
     let resp = app
         .client
         .post(app.url("/api/v1/machine/login"))
-        .json(&json!({"org": "globex", "hostname": "x", "os": "linux", "os_version": "",
-                      "public_key": public_key(), "poll_secret": secret}))
+        .json(
+            &json!({"org": "globex", "hostname": "x", "os": "linux", "os_version": "",
+                      "public_key": public_key(), "poll_secret": secret}),
+        )
         .send()
         .await
         .unwrap();

@@ -14,6 +14,7 @@ use super::{Decision, Rejection};
 mod devices;
 mod directory;
 mod keys;
+mod sign_in;
 mod tokens;
 
 /// The organization events are recorded in unless a scenario names another.
