@@ -39,3 +39,4 @@ mod tls;
 mod token_lineage;
 mod token_revocation;
 mod tokens;
+mod users;
