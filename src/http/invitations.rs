@@ -118,12 +118,8 @@ pub(super) async fn create_user(
     match (&body.email, &body.domain) {
         (Some(email), None) => {
             let now = events::now_micros();
-            let expires_at = extract::parse_expiry(
-                &body.expires_in,
-                &None,
-                DEFAULT_LIFETIME,
-                now,
-                |d| {
+            let expires_at =
+                extract::parse_expiry(&body.expires_in, &None, DEFAULT_LIFETIME, now, |d| {
                     if d < std::time::Duration::from_secs(3600) || d > MAX_LIFETIME {
                         Err(Problem::invalid_argument(
                             "field 'expires_in' must be from 1 hour to 30 days",
@@ -131,8 +127,7 @@ pub(super) async fn create_user(
                     } else {
                         Ok(())
                     }
-                },
-            )?;
+                })?;
             let user_id = mint::id("usr");
             let code = mint::secret("qzi_");
             let appended = crate::directory::execute(&state, command, |org| {
@@ -217,7 +212,9 @@ fn replayed_user(state: &AppState, position: u64) -> Result<String, Problem> {
             Event::UserInvited(e) => Some(e.user_id.clone()),
             _ => None,
         })
-        .ok_or_else(|| Problem::conflict("this Idempotency-Key was used for another kind of request"))
+        .ok_or_else(|| {
+            Problem::conflict("this Idempotency-Key was used for another kind of request")
+        })
 }
 
 /// The link that opens the organization's sign-in with the invitation's code.
@@ -277,7 +274,9 @@ async fn deliver(
         },
         Err(why) => {
             tracing::warn!(error = %why, "an invitation could not be emailed; its link is returned instead");
-            shown(format!("the invitation could not be emailed ({why}): pass this link on"))
+            shown(format!(
+                "the invitation could not be emailed ({why}): pass this link on"
+            ))
         }
     }
 }

@@ -137,7 +137,9 @@ const STATUSES: &[&str] = &["pending", "active", "deactivated"];
 fn check_terms(filter: &Filter) -> Result<(), Problem> {
     for term in filter.clauses.iter().flatten() {
         let bad = match term.key.as_str() {
-            "role" => Role::parse(&term.value).err().map(|_| "one of admin, member, auditor"),
+            "role" => Role::parse(&term.value)
+                .err()
+                .map(|_| "one of admin, member, auditor"),
             "status" => (!STATUSES.contains(&term.value.as_str()))
                 .then_some("one of pending, active, deactivated"),
             _ => None,

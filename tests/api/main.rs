@@ -40,3 +40,4 @@ mod token_lineage;
 mod token_revocation;
 mod tokens;
 mod users;
+mod users_crash;

@@ -51,13 +51,21 @@ async fn an_invitation_without_a_mail_relay_returns_its_link_once() {
     assert_eq!(inv["emailed"], false);
     let url = inv["url"].as_str().expect("the link is returned");
     assert!(
-        url.starts_with(&format!("{}/sso/login?org={}&invitation=qzi_", app.address, app.org_id)),
+        url.starts_with(&format!(
+            "{}/sso/login?org={}&invitation=qzi_",
+            app.address, app.org_id
+        )),
         "{url}"
     );
     assert!(inv["note"].as_str().unwrap().contains("--smtp-url"));
     // The code is a secret: it is nowhere in the audit log.
     let code = url.split("invitation=").nth(1).unwrap();
-    let audit = app.get("/api/v1/audit-log?limit=200").await.text().await.unwrap();
+    let audit = app
+        .get("/api/v1/audit-log?limit=200")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(audit.contains("user.invited") && !audit.contains(code));
     // Inviting the same person again is a conflict, whatever the case of the address.
     let again = app
@@ -69,13 +77,27 @@ async fn an_invitation_without_a_mail_relay_returns_its_link_once() {
 #[tokio::test]
 async fn bad_invitations_name_the_problem_and_change_nothing() {
     let app = spawn_app().await;
-    let before = app.get("/api/v1/audit-log?limit=200").await.text().await.unwrap();
+    let before = app
+        .get("/api/v1/audit-log?limit=200")
+        .await
+        .text()
+        .await
+        .unwrap();
     for (body, needle) in [
         (json!({}), "exactly one of 'email'"),
-        (json!({ "email": "a@example.com", "domain": "example.com" }), "exactly one"),
+        (
+            json!({ "email": "a@example.com", "domain": "example.com" }),
+            "exactly one",
+        ),
         (json!({ "email": "not-an-address" }), "email address"),
-        (json!({ "email": "a@example.com", "role": "owner" }), "role must be one of"),
-        (json!({ "email": "a@example.com", "expires_in": "90d" }), "1 hour to 30 days"),
+        (
+            json!({ "email": "a@example.com", "role": "owner" }),
+            "role must be one of",
+        ),
+        (
+            json!({ "email": "a@example.com", "expires_in": "90d" }),
+            "1 hour to 30 days",
+        ),
         (json!({ "domain": "not a domain" }), "domain name"),
         (json!({ "email": "a\u{202e}b@example.com" }), "invisible"),
         (json!({ "email": "a@example.com", "admin": true }), "admin"),
@@ -86,7 +108,12 @@ async fn bad_invitations_name_the_problem_and_change_nothing() {
         let detail = problem["detail"].as_str().unwrap();
         assert!(detail.contains(needle), "{body}: {detail}");
     }
-    let after = app.get("/api/v1/audit-log?limit=200").await.text().await.unwrap();
+    let after = app
+        .get("/api/v1/audit-log?limit=200")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(
         before.matches("\"type\"").count(),
         after.matches("\"type\"").count()
@@ -99,13 +126,23 @@ async fn bad_invitations_name_the_problem_and_change_nothing() {
 async fn an_sso_domain_rule_is_created_by_post_users_with_a_domain() {
     let app = spawn_app().await;
     let resp = app
-        .post("/api/v1/users", &json!({ "domain": "@Example.COM", "role": "auditor" }))
+        .post(
+            "/api/v1/users",
+            &json!({ "domain": "@Example.COM", "role": "auditor" }),
+        )
         .await;
     assert_eq!(resp.status(), 201);
     let body = json(resp).await;
-    assert_eq!(body["sso_domain"], json!({ "domain": "example.com", "role": "auditor" }));
+    assert_eq!(
+        body["sso_domain"],
+        json!({ "domain": "example.com", "role": "auditor" })
+    );
     assert_eq!(body["user"], Value::Null);
-    let audit = json(app.get("/api/v1/audit-log?event_type=sso.domain_added").await).await;
+    let audit = json(
+        app.get("/api/v1/audit-log?event_type=sso.domain_added")
+            .await,
+    )
+    .await;
     assert_eq!(audit["items"][0]["data"]["domain"], "example.com");
 }
 
@@ -133,7 +170,12 @@ async fn users_filter_by_email_role_status_and_group_and_page_with_cursors() {
         .await
         .0;
     assert_eq!(sorted[0]["email"], "user6@example.com");
-    for bad in ["filter=role:owner", "filter=status:gone", "filter=colour:red", "sort=age"] {
+    for bad in [
+        "filter=role:owner",
+        "filter=status:gone",
+        "filter=colour:red",
+        "sort=age",
+    ] {
         let resp = app.get(&format!("/api/v1/users?{bad}")).await;
         assert_problem(resp, 400, "invalid_argument").await;
     }
@@ -153,34 +195,57 @@ async fn a_user_shows_their_devices_and_deleting_them_removes_every_device_at_on
     assert_eq!(detail["device_count"], 4, "{detail}");
     assert_eq!(detail["devices"].as_array().unwrap().len(), 4);
     let (devices, pages) = app
-        .list_all(&app.token, &format!("/api/v1/users/{alice}/devices"), "limit=3")
+        .list_all(
+            &app.token,
+            &format!("/api/v1/users/{alice}/devices"),
+            "limit=3",
+        )
         .await;
     assert_eq!((devices.len(), pages), (4, 2));
 
     let resp = app.delete(&format!("/api/v1/users/{alice}")).await;
     assert_eq!(resp.status(), 204);
-    assert_problem(app.get(&format!("/api/v1/users/{alice}")).await, 404, "not_found").await;
+    assert_problem(
+        app.get(&format!("/api/v1/users/{alice}")).await,
+        404,
+        "not_found",
+    )
+    .await;
     // Every one of her node credentials stopped working at once; Bob's still work.
     for credential in alices.iter().chain(&by_email) {
         let resp = heartbeat(&app, credential, &json!({})).await;
-        assert_eq!(resp.status(), 401, "a removed user's device still authenticates");
+        assert_eq!(
+            resp.status(),
+            401,
+            "a removed user's device still authenticates"
+        );
     }
     for credential in &bobs {
         assert_eq!(heartbeat(&app, credential, &json!({})).await.status(), 200);
     }
-    let (left, _) = app.list_all(&app.token, "/api/v1/devices", "limit=200").await;
+    let (left, _) = app
+        .list_all(&app.token, "/api/v1/devices", "limit=200")
+        .await;
     assert_eq!(left.len(), 2);
     // One append: the four removals and the user's, under one request id, in a row.
     let audit = json(app.get("/api/v1/audit-log?sort=time:asc&limit=200").await).await;
     let items = audit["items"].as_array().unwrap();
     let tail: Vec<&Value> = items.iter().rev().take(5).collect();
     assert_eq!(tail[0]["type"], "user.removed");
-    assert!(tail[1..].iter().all(|e| e["type"] == "device.removed"
-        && e["data"]["reason"] == "user_removed"));
+    assert!(
+        tail[1..]
+            .iter()
+            .all(|e| e["type"] == "device.removed" && e["data"]["reason"] == "user_removed")
+    );
     let request = &tail[0]["request_id"];
     assert!(tail.iter().all(|e| &e["request_id"] == request));
     // Deleting again: the user is gone.
-    assert_problem(app.delete(&format!("/api/v1/users/{alice}")).await, 404, "not_found").await;
+    assert_problem(
+        app.delete(&format!("/api/v1/users/{alice}")).await,
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -207,10 +272,18 @@ async fn groups_are_read_only_and_say_the_identity_provider_is_the_source_of_tru
         );
         let problem = assert_problem(resp, 405, "method_not_allowed").await;
         let detail = problem["detail"].as_str().unwrap();
-        assert!(detail.contains("identity provider"), "{method} {path}: {detail}");
+        assert!(
+            detail.contains("identity provider"),
+            "{method} {path}: {detail}"
+        );
     }
     assert_problem(app.get("/api/v1/groups/grp_x").await, 404, "not_found").await;
-    assert_problem(app.get("/api/v1/groups/grp_x/members").await, 404, "not_found").await;
+    assert_problem(
+        app.get("/api/v1/groups/grp_x/members").await,
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
