@@ -200,7 +200,7 @@ pub fn run_offline(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -210,19 +210,26 @@ fn free_port() -> u16 {
 
 /// Starts `quickztna serve` on `dir` and waits until it answers its health check.
 pub async fn serve(dir: &Path) -> (Child, String) {
+    serve_with(dir, &[]).await
+}
+
+/// Like [`serve`], with more flags.
+pub async fn serve_with(dir: &Path, extra: &[&str]) -> (Child, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = quickztna(&[
+    let mut args = vec![
         "serve",
         "--data-dir",
         dir.to_str().unwrap(),
         "--listen",
         &listen,
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn serve");
+    ];
+    args.extend_from_slice(extra);
+    let mut child = quickztna(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
     let base = format!("http://{listen}");
     let client = reqwest::Client::new();
     for _ in 0..600 {

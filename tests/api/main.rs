@@ -41,3 +41,4 @@ mod token_revocation;
 mod tokens;
 mod users;
 mod users_crash;
+mod users_mail;

@@ -189,7 +189,10 @@ async fn a_kill_9_during_user_deletions_never_splits_a_user_from_their_devices()
             other => panic!("GET /users/{id} answered {other}"),
         }
     }
-    eprintln!("acknowledged {}, removed {removed} of {USERS}", acknowledged.len());
+    eprintln!(
+        "acknowledged {}, removed {removed} of {USERS}",
+        acknowledged.len()
+    );
     assert!(removed >= acknowledged.len());
     server.kill().unwrap();
     let _ = server.wait();
