@@ -14,6 +14,7 @@ use crate::cli::devices::DevicesCommand;
 use crate::cli::events::EventsCommand;
 use crate::cli::keys::KeysCommand;
 use crate::cli::tokens::TokensCommand;
+use crate::cli::users::{GroupsCommand, UsersCommand};
 use crate::offline::{InitArgs, OrgCommand};
 
 #[derive(Debug, Parser)]
@@ -102,6 +103,12 @@ pub enum Command {
     /// The organization's events as they happen (`events tail`).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// The organization's people: invite, list, remove (with their devices).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// The groups synced from the identity provider (read-only).
+    #[command(subcommand)]
+    Groups(GroupsCommand),
 }
 
 impl Command {
@@ -123,6 +130,8 @@ impl Command {
             | Command::Devices(_)
             | Command::Keys(_)
             | Command::Events(_)
+            | Command::Users(_)
+            | Command::Groups(_)
             | Command::Up(_) => None,
         }
     }

@@ -8,6 +8,7 @@
 //! - [`tokens`]: `tokens create|list|revoke`.
 //! - [`devices`]: `devices list|get|remove|expire-key|tag`.
 //! - [`keys`]: `keys create|list|revoke` (pre-auth keys).
+//! - [`users`]: `users list|get|invite|remove` and `groups list|members`.
 //! - [`audit`]: `audit-log list|export`, and `audit-log verify --export` (offline).
 //! - [`events`]: `events tail`, the live event stream.
 
@@ -19,6 +20,7 @@ pub mod events;
 pub mod keys;
 pub mod output;
 pub mod tokens;
+pub mod users;
 
 use std::fmt;
 
@@ -158,6 +160,14 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Events(cmd) => {
             let client = devices::admin_client(&client_args)?;
             events::run(&client, cmd).await
+        }
+        Command::Users(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            users::run(&client, cmd).await
+        }
+        Command::Groups(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            users::run_groups(&client, cmd).await
         }
         Command::Up(args) => {
             let client = client::Client::resolve(&client_args)?;
