@@ -77,7 +77,8 @@ pub struct DataDirArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane server.
-    Serve(ServeArgs),
+    // Boxed: the server's flags outweigh every other command's many times over.
+    Serve(Box<ServeArgs>),
     /// Create an organization and its owner token (offline; run before `serve`).
     Init(InitArgs),
     /// Organization administration at the console (offline).

@@ -109,7 +109,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         crate::private_files::check_data_dir(&data.data_dir);
     }
     match cli.command {
-        Command::Serve(args) => Ok(crate::server::serve(args).await?),
+        Command::Serve(args) => Ok(crate::server::serve(*args).await?),
         Command::Init(args) => Ok(crate::offline::init(args).await?),
         Command::Org(OrgCommand::SetLimits(args)) => Ok(crate::offline::set_limits(args).await?),
         Command::Org(OrgCommand::SetSettings(args)) => {

@@ -161,13 +161,7 @@ async fn list_groups(
             time_key(g.created_at)
         }
     };
-    Ok(Json(list.page(
-        &state,
-        items,
-        sort_key,
-        |g| &g.id,
-        |g| view(g),
-    )))
+    Ok(Json(list.page(&state, items, sort_key, |g| &g.id, view)))
 }
 
 fn no_group(id: &str) -> Problem {
