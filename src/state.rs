@@ -45,9 +45,11 @@ pub struct Settings {
     pub event_stream_keep_alive: Duration,
     /// Event streams served at once, on the server and per organization.
     pub event_streams: StreamLimits,
-    /// Where browsers and devices reach the server (`--public-url`, without a trailing `/`);
-    /// `None`: the address it listens on (see [`AppState::public_url`]).
-    pub public_url: Option<String>,
+    /// Where people and devices reach the server (links in invitations, the OpenID redirect
+    /// URL), without a trailing slash.
+    pub public_url: String,
+    /// The SMTP relay invitations go through (`None`: the API returns the link instead).
+    pub mail: Option<crate::mail::MailSettings>,
 }
 
 /// What keeps slow, idle or numerous clients from holding the server's connections (and file
@@ -100,7 +102,8 @@ impl Settings {
             connections: ConnectionLimits::default(),
             event_stream_keep_alive: Duration::from_secs(15),
             event_streams: StreamLimits::default(),
-            public_url: None,
+            public_url: "http://127.0.0.1:8080".into(),
+            mail: None,
         }
     }
 }
@@ -135,8 +138,6 @@ struct Inner {
     settings: Settings,
     /// Each organization's first retained audit event, cached (see [`crate::audit::retention`]).
     audit_floors: DashMap<String, crate::audit::retention::Floor>,
-    /// `http(s)://<address the server listens on>`, set when it starts serving.
-    listening_url: std::sync::OnceLock<String>,
     /// Sign-ins in progress and discovered identity providers (see [`crate::sso`]).
     sso: crate::sso::Sso,
 }
@@ -176,7 +177,6 @@ impl AppState {
                 event_streams: EventStreams::new(settings.event_streams),
                 settings,
                 audit_floors: DashMap::new(),
-                listening_url: std::sync::OnceLock::new(),
                 sso: crate::sso::Sso::default(),
             }),
         })
@@ -231,23 +231,13 @@ impl AppState {
         &self.inner.event_streams
     }
 
-    /// Where browsers and devices reach the server, without a trailing `/`: `--public-url`,
-    /// else the address it listens on.
+    /// Where browsers and devices reach the server (`--public-url`), without a trailing `/`.
     pub fn public_url(&self) -> String {
-        match &self.inner.settings.public_url {
-            Some(url) => url.clone(),
-            None => self
-                .inner
-                .listening_url
-                .get()
-                .cloned()
-                .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned()),
-        }
-    }
-
-    /// Records the address the server listens on (by `server::run_with`; the first call wins).
-    pub fn set_listening_url(&self, url: String) {
-        let _ = self.inner.listening_url.set(url);
+        self.inner
+            .settings
+            .public_url
+            .trim_end_matches('/')
+            .to_owned()
     }
 
     /// Sign-ins in progress and the organizations' identity providers.

@@ -16,6 +16,8 @@ pub mod event_view;
 pub mod events_stream;
 pub mod extract;
 pub mod filter;
+pub mod groups;
+pub mod invitations;
 pub mod keys;
 pub mod list;
 pub mod machine;
@@ -30,6 +32,7 @@ pub mod ratelimit;
 pub mod request_id;
 pub mod sso;
 pub mod tokens;
+pub mod users;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -84,6 +87,8 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(tokens::routes())
         .merge(keys::routes())
         .merge(devices::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
         .merge(audit_log::routes())
         .merge(audit_verify::routes())
         .merge(events_stream::routes())

@@ -145,8 +145,8 @@ async fn heartbeat(sso: &SsoApp, credential: &str) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_then_sign_in_then_up_without_a_key_joins_as_that_person_until_deactivated() {
     let sso = SsoApp::start().await;
-    let (alice, code) = sso.invite("alice@acme.test", Role::Member).await;
-    let link = format!("{}&invitation={code}", sso.login_url());
+    // The invitation link POST /users answers without an SMTP relay.
+    let (alice, link) = sso.invite("alice@acme.test", Role::Member).await;
     let resp = Browser::new()
         .sign_in(&link, "alice", &sso.callback())
         .await;
@@ -170,6 +170,8 @@ async fn invite_then_sign_in_then_up_without_a_key_joins_as_that_person_until_de
     assert_eq!(owned.len(), 1, "{}", agent.stderr());
     let (device_id, owner) = owned[0].clone();
     assert_eq!(owner, alice);
+    let listed = sso.get(&format!("/api/v1/users/{alice}/devices")).await;
+    assert!(listed.to_string().contains(&device_id), "{listed}");
     let device = json(sso.app.get(&format!("/api/v1/devices/{device_id}")).await).await;
     assert_eq!(device["owner"], alice.as_str());
     assert_eq!(device["hostname"], "laptop-1");

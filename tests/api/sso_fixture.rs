@@ -84,20 +84,33 @@ impl SsoApp {
             .expect("directory write");
     }
 
-    /// Invites `email`; returns (user id, invitation code).
+    /// Invites `email` with `POST /users` (no SMTP relay: the answer has the link); returns
+    /// (user id, invitation link).
     pub async fn invite(&self, email: &str, role: Role) -> (String, String) {
-        let id = quickztna::mint::id("usr");
-        let code = quickztna::mint::secret("inv_").value;
-        let hash = quickztna::domain::secret::hash(&code);
-        let expires = events::now_micros() + 86_400_000_000;
-        self.directory(|org| directory::invite_user(org, &id, email, role, hash, expires))
+        let resp = self
+            .app
+            .post(
+                "/api/v1/users",
+                &json!({"email": email, "role": role.as_str()}),
+            )
             .await;
-        (id, code)
+        assert_eq!(resp.status(), 201);
+        let body = json(resp).await;
+        let link = body["invitation"]["url"].as_str().expect("link").to_owned();
+        assert!(link.starts_with(&self.login_url()), "{link}");
+        (body["user"]["id"].as_str().unwrap().to_owned(), link)
     }
 
+    /// An SSO-domain rule, with `POST /users`.
     pub async fn add_domain(&self, domain: &str, role: Role) {
-        self.directory(|org| directory::add_domain(org, domain, role))
+        let resp = self
+            .app
+            .post(
+                "/api/v1/users",
+                &json!({"domain": domain, "role": role.as_str()}),
+            )
             .await;
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     }
 
     /// A group the identity provider owns through SCIM.
