@@ -68,7 +68,10 @@ impl Agent {
                     }
                     // 202: nobody signed in yet, or they are confirming.
                     Ok(_) => {}
-                    Err(CallError::Problem(p)) if p.status == StatusCode::GONE => {
+                    // Expired, or forgotten by a server that restarted meanwhile.
+                    Err(CallError::Problem(p))
+                        if p.status == StatusCode::GONE || p.status == StatusCode::UNAUTHORIZED =>
+                    {
                         eprintln!("The sign-in link expired; here is a new one");
                         break;
                     }

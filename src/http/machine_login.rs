@@ -8,7 +8,8 @@
 //! 3. Meanwhile the agent polls `POST /machine/login/{login_id}` with the poll secret as its
 //!    bearer: `202` while waiting, then once `200` with the device and its node credential (as
 //!    `POST /machine/register` answers), `403` if the person was refused, `410` once the login
-//!    expired or was collected. The link alone never yields the credential.
+//!    expired, `401` for a login the server does not know (collected, or forgotten in a
+//!    restart) or a wrong secret. The link alone never yields the credential.
 //!
 //! Both are anonymous, charged to the client's address in a bucket of their own.
 
@@ -197,16 +198,17 @@ async fn start(
 /// Wait for the owner's sign-in.
 ///
 /// Authenticated with the `poll_secret` of `POST /machine/login` as the bearer. The `200`
-/// answer (the device and its node credential) is given once.
+/// answer (the device and its node credential) is given once; after it the login is unknown
+/// (`401`).
 #[utoipa::path(
     post, path = "/machine/login/{login_id}", tag = "machine",
     params(("login_id" = String, Path, description = "From `POST /machine/login`")),
     responses(
         (status = 200, description = "The device joined", body = super::machine::RegisterResponse),
         (status = 202, description = "Still waiting", body = LoginWaiting),
-        (status = 401, description = "Wrong poll secret", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown sign-in, or not its poll secret", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The person who signed in was refused", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 410, description = "The login expired or was collected", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 410, description = "The sign-in expired", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("poll" = []))
 )]
@@ -216,12 +218,20 @@ async fn poll(
     presented: PollSecret,
 ) -> Result<Response, Problem> {
     let logins = &state.sso().devices;
-    let progress = logins
-        .with(&login_id, |l| {
-            secret::equal(&l.poll_hash, &presented.0).then(|| l.progress.clone())
+    // An unknown login and a wrong secret answer alike: the id alone tells nothing. A login
+    // the server forgot (expired and dropped, or a restart) answers 401 too; the agent starts
+    // again on either.
+    let unknown = || Problem::unauthorized("unknown sign-in, or not its poll secret");
+    let (progress, expired) = logins
+        .peek(&login_id, |l, expired| {
+            secret::equal(&l.poll_hash, &presented.0).then(|| (l.progress.clone(), expired))
         })
-        .ok_or_else(login_gone)?
-        .ok_or_else(|| Problem::unauthorized("the poll secret is not this login's"))?;
+        .flatten()
+        .ok_or_else(unknown)?;
+    if expired {
+        logins.remove(&login_id);
+        return Err(login_gone());
+    }
     let waiting = |status: &str| {
         let body = LoginWaiting {
             status: status.into(),

@@ -78,6 +78,19 @@ impl<V> Expiring<V> {
         }
     }
 
+    /// Runs `f` on the entry and whether it expired, leaving it in place (an expired entry
+    /// stays until it is taken or the map needs room, so that its owner can be told it expired).
+    pub fn peek<R>(&self, key: &str, f: impl FnOnce(&V, bool) -> R) -> Option<R> {
+        let entries = self.lock();
+        let (made, value) = entries.get(key)?;
+        Some(f(value, made.elapsed() >= self.ttl))
+    }
+
+    /// Removes the entry, expired or not.
+    pub fn remove(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
     /// When the entry expires, counted from now.
     pub fn remaining(&self, key: &str) -> Option<Duration> {
         let entries = self.lock();

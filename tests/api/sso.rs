@@ -99,6 +99,27 @@ async fn the_oidc_settings_are_discovered_first_and_keep_the_secret_out_of_the_l
         settings["domains"],
         json!([{"domain": "acme.test", "role": "auditor"}])
     );
+    // Another organization sees none of it, and cannot end this rule.
+    let (_, globex) = app.second_org("globex").await;
+    let theirs = app
+        .request_as(&globex, Method::GET, "/api/v1/sso")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::helpers::json(theirs).await,
+        json!({"oidc": null, "domains": []})
+    );
+    let resp = app
+        .request_as(&globex, Method::DELETE, "/api/v1/sso/domains/acme.test")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 404, "not_found").await;
+    assert_eq!(
+        sso.get("/api/v1/sso").await["domains"][0]["domain"],
+        "acme.test"
+    );
     assert_eq!(
         app.delete("/api/v1/sso/domains/ACME.test").await.status(),
         204

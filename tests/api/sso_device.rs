@@ -289,7 +289,7 @@ async fn a_device_login_is_collected_only_with_its_poll_secret_and_refuses_stran
         "permission_denied",
     )
     .await;
-    assert_problem(poll(secret.clone()).await.unwrap(), 410, "login_expired").await;
+    assert_problem(poll(secret.clone()).await.unwrap(), 401, "unauthenticated").await;
     assert!(sso.users().is_empty());
 
     // Without single sign-on configured, a device cannot start one.

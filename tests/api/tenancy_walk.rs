@@ -163,6 +163,14 @@ fn with_ids(template: &str, victim: &Tenant) -> Option<String> {
         &victim.user_id
     } else if template.starts_with("/groups/{id}") {
         &victim.group_id
+    } else if template.starts_with("/machine/login/{login_id}") {
+        // A device's sign-in belongs to no organization's data until it joins; its poll
+        // secret, not a token, guards it (401 for any other caller, see tests/api/sso_device.rs).
+        return None;
+    } else if template.starts_with("/sso/domains/{domain}") {
+        // A domain is no id: the route acts on the caller's own organization's rules (another
+        // organization's rule for the same domain is untouched: tests/api/sso.rs).
+        return None;
     } else if template.starts_with("/audit-log/{event_id}") {
         return Some(template.replace("{event_id}", &victim.event_id));
     } else {
