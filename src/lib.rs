@@ -20,6 +20,7 @@
 //! - [`http`]: the REST API, one module per resource, inside the request frame.
 //! - [`cli`]: the admin CLI, a client of the REST API.
 //! - [`agent`]: `quickztna up`, the device agent; [`agent::host`] reads its machine.
+//! - [`sessions`]: sign-in sessions, the API tokens people get from single sign-on.
 //! - [`offline`]: commands that open the data dir directly (`init`, `org`, `audit-log verify`).
 //! - [`private_files`]: owner-only files on the host (the umask, the data directory's mode).
 //!
@@ -41,6 +42,7 @@ pub mod mint;
 pub mod offline;
 pub mod private_files;
 pub mod server;
+pub mod sessions;
 pub mod state;
 pub mod workers;
 
