@@ -81,6 +81,7 @@ fn event_at(i: u64) -> NewEvent {
                 description: format!("automation token {i}"),
                 expires_at: 4_102_444_800_000_000,
                 parent_token_id: None,
+                user_id: None,
             },
         ),
         _ if i < 10_000 => NewEvent::new(

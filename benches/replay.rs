@@ -114,6 +114,7 @@ fn event_at(i: u64) -> NewEvent {
                     description: format!("automation token {i} for the bench fleet"),
                     expires_at: 4_102_444_800_000_000,
                     parent_token_id: None,
+                    user_id: None,
                 },
             )
         }

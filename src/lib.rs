@@ -20,6 +20,9 @@
 //! - [`http`]: the REST API, one module per resource, inside the request frame.
 //! - [`cli`]: the admin CLI, a client of the REST API.
 //! - [`agent`]: `quickztna up`, the device agent; [`agent::host`] reads its machine.
+//! - [`sessions`]: sign-in sessions, the API tokens people get from single sign-on.
+//! - [`sso`]: single sign-on with OpenID Connect: the relying party, the browser sign-in and
+//!   devices that join by their owner's sign-in.
 //! - [`offline`]: commands that open the data dir directly (`init`, `org`, `audit-log verify`).
 //! - [`private_files`]: owner-only files on the host (the umask, the data directory's mode).
 //!
@@ -41,6 +44,7 @@ pub mod mint;
 pub mod offline;
 pub mod private_files;
 pub mod server;
+pub mod sessions;
 pub mod sso;
 pub mod state;
 pub mod workers;

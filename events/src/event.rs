@@ -85,6 +85,9 @@ pub struct TokenCreated {
     /// The token that issued it, whose revocation revokes it too (`None`: issued at the
     /// console; a version 1 record does not say).
     pub parent_token_id: Option<String>,
+    /// The person a sign-in session acts for (`None`: an API token of the organization). A
+    /// session's scopes follow the person's current role, and end with their deactivation.
+    pub user_id: Option<String>,
 }
 
 /// `token.revoked`: an API token stopped working.
@@ -419,7 +422,7 @@ catalogue! {
     OrgCreated(OrgCreated) = "org.created" v 1,
     OrgLimitsSet(OrgLimitsSet) = "org.limits_set" v 2,
     OrgSettingsChanged(OrgSettingsChanged) = "org.settings_changed" v 1,
-    TokenCreated(TokenCreated) = "token.created" v 2,
+    TokenCreated(TokenCreated) = "token.created" v 3,
     TokenRevoked(TokenRevoked) = "token.revoked" v 1,
     KeyCreated(KeyCreated) = "key.created" v 1,
     KeyUsed(KeyUsed) = "key.used" v 1,

@@ -13,7 +13,11 @@ use crate::error::Error;
 use crate::event::{Event, OrgLimitsSet, TokenCreated};
 
 /// Every `(type, version)` older than the catalogue's current one that still decodes.
-pub const VERSIONS: &[(&str, u16)] = &[("token.created", 1), ("org.limits_set", 1)];
+pub const VERSIONS: &[(&str, u16)] = &[
+    ("token.created", 1),
+    ("org.limits_set", 1),
+    ("token.created", 2),
+];
 
 /// `org.limits_set` v1: before the device registrations' budget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +62,35 @@ impl From<TokenCreatedV1> for TokenCreated {
             description: v.description,
             expires_at: v.expires_at,
             parent_token_id: None,
+            user_id: None,
+        }
+    }
+}
+
+/// `token.created` v2: before sign-in sessions named the person they act for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreatedV2 {
+    pub token_id: String,
+    pub prefix: String,
+    pub secret_hash: [u8; 32],
+    pub scopes: Vec<String>,
+    pub description: String,
+    pub expires_at: i64,
+    pub parent_token_id: Option<String>,
+}
+
+impl From<TokenCreatedV2> for TokenCreated {
+    /// Every v2 token is an API token of the organization.
+    fn from(v: TokenCreatedV2) -> TokenCreated {
+        TokenCreated {
+            token_id: v.token_id,
+            prefix: v.prefix,
+            secret_hash: v.secret_hash,
+            scopes: v.scopes,
+            description: v.description,
+            expires_at: v.expires_at,
+            parent_token_id: v.parent_token_id,
+            user_id: None,
         }
     }
 }
@@ -66,6 +99,8 @@ impl From<TokenCreatedV1> for TokenCreated {
 pub fn decode(event_type: &str, version: u16, bytes: &[u8]) -> Result<Event, Error> {
     match (event_type, version) {
         ("token.created", 1) => codec::decode_payload::<TokenCreatedV1>(bytes)
+            .map(|v| Event::TokenCreated(TokenCreated::from(v))),
+        ("token.created", 2) => codec::decode_payload::<TokenCreatedV2>(bytes)
             .map(|v| Event::TokenCreated(TokenCreated::from(v))),
         ("org.limits_set", 1) => codec::decode_payload::<OrgLimitsSetV1>(bytes)
             .map(|v| Event::OrgLimitsSet(OrgLimitsSet::from(v))),

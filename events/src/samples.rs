@@ -6,7 +6,7 @@ use crate::Event;
 use crate::codec;
 use crate::envelope::ActorKind;
 use crate::event::*;
-use crate::legacy::{OrgLimitsSetV1, TokenCreatedV1};
+use crate::legacy::{OrgLimitsSetV1, TokenCreatedV1, TokenCreatedV2};
 
 /// A fixed hash-like value, distinct per use so a swapped field shows.
 fn hash(seed: u8) -> [u8; 32] {
@@ -57,6 +57,7 @@ pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
                 description: "terraform".into(),
                 expires_at: 1_800_000_000_000_000,
                 parent_token_id: Some("tok_00".into()),
+                user_id: Some(user()),
             }
             .into(),
             ActorKind::Token,
@@ -360,6 +361,19 @@ pub fn legacy_sample(event_type: &str, version: u16) -> Option<(Vec<u8>, Event, 
             };
             let payload = codec::encode_payload(&v1);
             (payload, TokenCreated::from(v1).into(), ActorKind::Token)
+        }
+        ("token.created", 2) => {
+            let v2 = TokenCreatedV2 {
+                token_id: "tok_01".into(),
+                prefix: "qz_ab12cd".into(),
+                secret_hash: hash(1),
+                scopes: vec!["devices:read".into(), "devices:write".into()],
+                description: "terraform".into(),
+                expires_at: 1_800_000_000_000_000,
+                parent_token_id: Some("tok_00".into()),
+            };
+            let payload = codec::encode_payload(&v2);
+            (payload, TokenCreated::from(v2).into(), ActorKind::Token)
         }
         ("org.limits_set", 1) => {
             let v1 = OrgLimitsSetV1 {

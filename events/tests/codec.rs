@@ -499,6 +499,7 @@ fn event() -> impl Strategy<Value = Event> {
                         description,
                         expires_at,
                         parent_token_id: parent,
+                        user_id: None,
                     })
                 }
             ),

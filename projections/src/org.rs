@@ -148,6 +148,7 @@ mod tests {
             description: String::new(),
             expires_at: 10,
             parent_token_id: None,
+            user_id: None,
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Token {
     /// descendants, and none outlives its parent.
     pub parent: Option<String>,
     pub revoked_at: Option<i64>,
+    /// The person a sign-in session acts for (`None`: an API token).
+    pub user_id: Option<String>,
     /// Last revision of the token's stream: decisions that rely on the token staying as they
     /// saw it (a parent minting, an owner token remaining) expect it unchanged.
     pub revision: u64,
@@ -78,7 +80,7 @@ impl Tokens {
 
 impl Projection for Tokens {
     const NAME: &'static str = "tokens";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
 
     fn apply(&mut self, r: &Recorded) {
         match &r.event {
@@ -107,6 +109,7 @@ impl Projection for Tokens {
                         created_by: r.envelope.actor.description.clone(),
                         parent,
                         revoked_at: None,
+                        user_id: e.user_id.clone(),
                         revision: r.envelope.revision,
                     },
                 );

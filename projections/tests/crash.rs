@@ -35,6 +35,7 @@ fn token_event(n: u64) -> Event {
         description: format!("token {n}"),
         expires_at: 4_000_000_000_000_000,
         parent_token_id: None,
+        user_id: None,
     })
 }
 

@@ -53,6 +53,7 @@ fn event_for(op: &Op) -> Option<(String, String, Event)> {
                 description: format!("token {token}"),
                 expires_at: 4_000_000_000_000_000,
                 parent_token_id: None,
+                user_id: None,
             }),
         ),
         Op::RevokeToken(token) => (

@@ -50,6 +50,8 @@ pub enum Issuer<'a> {
     Console,
     /// A token of the organization, which becomes the new token's parent.
     Token(Caller<'a>),
+    /// A person who signed in: a session for them, with no parent.
+    Session { user_id: &'a str },
 }
 
 /// Why a token command was refused; the HTTP edge answers each with its own problem.
@@ -129,8 +131,9 @@ pub fn create(
     let stream = Stream::token(&cmd.token_id);
     let mut decision = Decision::none().expect(stream.clone(), Expected::NoStream);
     let mut expires_at = cmd.expires_at;
-    let parent_token_id = match issuer {
-        Issuer::Console => None,
+    let (parent_token_id, user_id) = match issuer {
+        Issuer::Console => (None, None),
+        Issuer::Session { user_id } => (None, Some(user_id.to_owned())),
         Issuer::Token(caller) => {
             if !caller.scopes.covers(&cmd.scopes) {
                 return Err(TokenRejection::ScopesNotHeld {
@@ -152,7 +155,8 @@ pub fn create(
                 return Err(TokenRejection::OutlivesIssuer { latest });
             }
             decision = decision.expect(Stream::token(&parent.id), Expected::Exact(parent.revision));
-            Some(parent.id.clone())
+            // A token minted from a person's session acts for that person too.
+            (Some(parent.id.clone()), parent.user_id.clone())
         }
     };
     let expires_at = Expiry::at(Lifetime::Token, expires_at, now)?;
@@ -166,6 +170,7 @@ pub fn create(
             description: cmd.description,
             expires_at: expires_at.micros(),
             parent_token_id,
+            user_id,
         },
     ))
 }
@@ -227,8 +232,10 @@ pub fn revoke(
 }
 
 /// An owner-scoped token: one with `write`, which allows everything, including issuing tokens.
+/// An organization-wide token with scope `write`; a person's session is not one: it ends with
+/// the person, so it cannot keep the organization from being locked out.
 fn is_owner(token: &Token) -> bool {
-    token.scopes.iter().any(|s| s == "write")
+    token.user_id.is_none() && token.scopes.iter().any(|s| s == "write")
 }
 
 /// The scopes of `target` that `caller` does not hold (all of them if they do not parse).

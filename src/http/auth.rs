@@ -26,9 +26,12 @@ use http::header::AUTHORIZATION;
 use super::problem::Problem;
 use super::ratelimit::{Class, Decision, client_key};
 use crate::bootstrap::{DEFAULT_READ_PER_MIN, DEFAULT_WRITE_PER_MIN};
+use crate::domain::directory::Role;
 use crate::domain::scope::{Need, Scopes};
 use crate::domain::secret;
 use crate::state::AppState;
+use projections::OrgView;
+use projections::devices::Device;
 
 /// The header reverse proxies append the client's address to.
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -41,8 +44,18 @@ pub struct Principal {
     /// The token's description: recorded as the actor of every event the request causes.
     pub description: String,
     pub scopes: Scopes,
+    /// Set when the token is a person's sign-in session: who, and the role their scopes come
+    /// from.
+    pub person: Option<Person>,
     /// The request's rate-limit charge, made by its first scope check that passes.
     charge: Arc<Charge>,
+}
+
+/// The person behind a sign-in session.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub user_id: String,
+    pub role: Role,
 }
 
 impl Principal {
@@ -50,12 +63,40 @@ impl Principal {
     /// the token's share of its organization's quota (once per request) and refuses with 429
     /// when that is spent. A request refused for its scope never costs anything.
     pub fn require(&self, need: Need) -> Result<(), Problem> {
+        if let Some(p) = &self.person
+            && !p.role.scopes().allows(need)
+        {
+            return Err(Problem::forbidden(format!(
+                "a person with the role '{}' may not do this ({need})",
+                p.role
+            )));
+        }
         if !self.scopes.allows(need) {
             return Err(Problem::forbidden(format!(
                 "this token lacks the scope this endpoint needs ({need}, or read/write)"
             )));
         }
         self.charge.take()
+    }
+
+    /// Whether the caller may see and manage `device`: everybody but a person with the
+    /// `member` role, who manages only their own devices. Another member's device answers
+    /// 404, like another organization's.
+    pub fn may_manage(&self, org: OrgView<'_>, device: &Device) -> bool {
+        match &self.person {
+            Some(p) if p.role == Role::Member => {
+                org.owner_of(device).is_some_and(|u| u.id == p.user_id)
+            }
+            _ => true,
+        }
+    }
+
+    /// The user whose devices alone the caller may list (a `member`'s session), if any.
+    pub fn only_devices_of(&self) -> Option<&str> {
+        self.person
+            .as_ref()
+            .filter(|p| p.role == Role::Member)
+            .map(|p| p.user_id.as_str())
     }
 }
 
@@ -112,6 +153,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         org_id: caller.org_id,
         description: caller.description,
         scopes: caller.scopes,
+        person: caller.person,
         charge: charge.clone(),
     });
     let resp = next.run(req).await;
@@ -287,6 +329,7 @@ struct Caller {
     org_id: String,
     description: String,
     scopes: Scopes,
+    person: Option<Person>,
 }
 
 fn resolve(state: &AppState, req: &Request) -> Result<Caller, Problem> {
@@ -304,11 +347,34 @@ fn resolve(state: &AppState, req: &Request) -> Result<Caller, Problem> {
     if found.expires_at <= events::now_micros() {
         return Err(Problem::unauthorized("the bearer token has expired"));
     }
+    // A sign-in session (and every token minted from one) follows its person: gone or
+    // deactivated, it stops working, and it may do only what their role allows now.
     let scopes = Scopes::parse(&found.scopes).map_err(Problem::internal)?;
+    let person = match &found.user_id {
+        None => None,
+        Some(user_id) => {
+            let user = models
+                .state
+                .org(&found.org_id)
+                .user(user_id)
+                .filter(|u| u.active)
+                .ok_or_else(|| {
+                    Problem::unauthorized(
+                        "the person this sign-in session belongs to was removed or deactivated",
+                    )
+                })?;
+            let role = Role::parse(&user.role).map_err(|_| Problem::internal("unknown role"))?;
+            Some(Person {
+                user_id: user_id.clone(),
+                role,
+            })
+        }
+    };
     Ok(Caller {
         token_id: found.id.clone(),
         org_id: found.org_id.clone(),
         description: found.description.clone(),
         scopes,
+        person,
     })
 }

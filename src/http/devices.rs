@@ -22,12 +22,14 @@ use super::auth::Principal;
 use super::device_list::{self, Cond};
 use super::event_view::EventView;
 use super::extract::{Json, Object, Path, Query};
+use super::filter::Term;
 use super::keys::TagName;
 use super::list::{ListSpec, Listing};
 use super::page_cache::PageKey;
 use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
+use crate::domain::Rejection;
 use crate::domain::devices::{
     self, Hostname, Tag, Update, check_text, decide_expire_key, decide_tag, decide_untag,
     decide_update, parse_tags,
@@ -36,6 +38,7 @@ use crate::domain::scope::{Group, Need};
 use crate::execute::execute;
 use crate::heartbeats::Seen;
 use crate::state::AppState;
+use projections::OrgView;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -218,12 +221,21 @@ async fn list_devices(
         &q.filter,
         &q.sort,
     )?;
-    let conds: Vec<Vec<Cond>> = list
+    let mut conds: Vec<Vec<Cond>> = list
         .filter
         .clauses
         .iter()
         .map(|clause| clause.iter().map(Cond::parse).collect())
         .collect::<Result<_, _>>()?;
+    // A member lists their own devices only: one more AND clause, part of the cache key too.
+    let only = principal.only_devices_of();
+    if let Some(user_id) = only {
+        let own = Term {
+            key: "owner".into(),
+            value: user_id.to_owned(),
+        };
+        conds.push(vec![Cond::parse(&own)?]);
+    }
     let now = events::now_micros();
     let models = state.models().load();
     let org = models.state.org(&principal.org_id);
@@ -231,7 +243,10 @@ async fn list_devices(
         org_id: principal.org_id.clone(),
         version: org.version(),
         heartbeats: state.heartbeats().generation(),
-        query: list.normalized(),
+        query: match only {
+            Some(user_id) => format!("{}|owner={user_id}", list.normalized()),
+            None => list.normalized(),
+        },
     };
     let body = match state.pages().get(&key, now) {
         Some(body) => body,
@@ -274,10 +289,10 @@ async fn get_device(
 ) -> Result<Json<DeviceDetail>, Problem> {
     principal.require(Need::read(Group::Devices))?;
     let models = state.models().load();
-    let d = models
-        .state
-        .org(&principal.org_id)
+    let org = models.state.org(&principal.org_id);
+    let d = org
         .live_device(&id)
+        .filter(|d| principal.may_manage(org, d))
         .ok_or_else(|| no_device(&id))?;
     let device = current_view(&state, d);
     let recent_events = recent_events(&state, &principal.org_id, d).await?;
@@ -327,10 +342,22 @@ async fn mutate(
     decide: impl Fn(&Device) -> Vec<Event>,
 ) -> Result<(), Problem> {
     execute(state, principal.command(request_id), |org| {
+        guard(principal, org, id)?;
         devices::change(org, id, &decide)
     })
     .await?;
     Ok(())
+}
+
+/// Refuses, as not found, a device the caller may not manage (another member's, for a
+/// person with the `member` role). Checked inside the decision, on the view it decides on.
+fn guard(principal: &Principal, org: OrgView<'_>, id: &str) -> Result<(), Rejection> {
+    match org.device(id) {
+        Some(d) if !principal.may_manage(org, d) => {
+            Err(Rejection::NotFound(format!("no device '{id}'")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn answer(state: &AppState, principal: &Principal, id: &str) -> Result<Json<DeviceView>, Problem> {
@@ -413,6 +440,7 @@ async fn remove_device(
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Devices))?;
     execute(&state, principal.command(&request_id), |org| {
+        guard(&principal, org, &id)?;
         devices::remove(org, &id, "api")
     })
     .await?;

@@ -222,6 +222,7 @@ async fn an_expired_token_is_refused_with_a_bearer_challenge() {
                     description: "expired a minute ago".into(),
                     expires_at: events::now_micros() - 60 * 1_000_000,
                     parent_token_id: None,
+                    user_id: None,
                 },
             )],
             idempotency: None,

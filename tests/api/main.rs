@@ -33,6 +33,7 @@ mod ratelimit_clients;
 mod ratelimit_machine;
 mod ratelimit_tokens;
 mod request_id;
+mod sessions;
 mod slow_clients;
 mod spoofing;
 mod sso;

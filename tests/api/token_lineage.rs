@@ -220,6 +220,7 @@ async fn tokens_issued_before_parents_were_recorded_fall_with_their_issuer() {
             description: "old child".into(),
             expires_at: events::now_micros() + 3_600_000_000,
             parent_token_id: None,
+            user_id: None,
         }
         .into(),
     )

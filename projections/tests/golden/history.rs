@@ -67,6 +67,7 @@ pub fn events() -> Vec<Recorded> {
                 description: format!("token {n}"),
                 expires_at: EPOCH + 3_600_000_000,
                 parent_token_id: None,
+                user_id: None,
             },
         );
     }
@@ -211,6 +212,7 @@ pub fn events() -> Vec<Recorded> {
             description: "token 3, issued by token 2".into(),
             expires_at: EPOCH + 1_800_000_000,
             parent_token_id: Some("tok_2".into()),
+            user_id: None,
         },
     );
     log.push(

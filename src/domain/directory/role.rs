@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::domain::Rejection;
+use crate::domain::scope::Scopes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Role {
@@ -34,6 +35,19 @@ impl Role {
                     crate::domain::text::echo(value)
                 ))
             })
+    }
+}
+
+impl Role {
+    /// What a person's sign-in session may do: an admin everything, an auditor read (every
+    /// GET, the audit log and the event stream included), a member their own devices.
+    pub fn scopes(self) -> Scopes {
+        let names: &[&str] = match self {
+            Role::Admin => &["write"],
+            Role::Auditor => &["read"],
+            Role::Member => &["devices:read", "devices:write"],
+        };
+        Scopes::parse(names).expect("the roles' scopes are valid")
     }
 }
 

@@ -29,6 +29,7 @@ fn issued_until(
             description: format!("token {id}"),
             expires_at,
             parent_token_id: parent.map(str::to_owned),
+            user_id: None,
         }
         .into(),
     )
@@ -90,6 +91,7 @@ fn issuing_a_token_records_it_and_its_parent_on_a_new_stream() {
                 description: "deploys".into(),
                 expires_at: NOW + 24 * HOUR,
                 parent_token_id: Some("tok_p".into()),
+                user_id: None,
             }
             .into(),
         ]);
