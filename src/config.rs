@@ -88,8 +88,9 @@ pub enum Command {
     #[command(subcommand, name = "audit-log")]
     AuditLog(AuditLogCommand),
     /// Save the server URL and token for later commands (mode 0600 in your config dir):
-    /// `quickztna login --server URL --token TOKEN`.
-    Login,
+    /// `quickztna login --server URL --token TOKEN`, or `quickztna login --server URL --sso`
+    /// to sign in through the organization's identity provider instead.
+    Login(crate::cli::sso::LoginArgs),
     /// API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -127,7 +128,7 @@ impl Command {
             Command::Org(OrgCommand::SetRetention(a)) => Some(&a.data),
             Command::AuditLog(AuditLogCommand::Verify(a)) => a.data_dir(),
             Command::Org(OrgCommand::SetOidc(_))
-            | Command::Login
+            | Command::Login(_)
             | Command::AuditLog(_)
             | Command::Tokens(_)
             | Command::Devices(_)

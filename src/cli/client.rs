@@ -17,7 +17,7 @@ use super::CliError;
 use super::connect::Connect;
 use crate::config::ClientArgs;
 
-const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 const MAX_RETRIES: u32 = 8;
 
 /// What `quickztna login` saves.
@@ -55,6 +55,11 @@ pub async fn login(server: &str, token: &str, connect: Connect) -> Result<(), Cl
         .get("/api/v1/tokens?limit=1")
         .await
         .map_err(|e| CliError::new(format!("the server did not accept this token: {e}")))?;
+    save_login(server, token, ca_cert)
+}
+
+/// Saves the server, the token and the CA file (mode 0600) for later commands.
+pub fn save_login(server: &str, token: &str, ca_cert: Option<PathBuf>) -> Result<(), CliError> {
     let path =
         login_file().ok_or_else(|| CliError::new("cannot find a config directory (set HOME)"))?;
     if let Some(dir) = path.parent() {

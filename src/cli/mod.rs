@@ -138,15 +138,22 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let client = devices::admin_client(&client_args)?;
             audit::run(&client, cmd).await
         }
-        Command::Login => {
-            let (Some(server), Some(token)) = (&client_args.server, &client_args.token) else {
-                return Err(CliError::new(
-                    "usage: quickztna login --server URL --token TOKEN",
-                ));
-            };
+        Command::Login(args) => {
             let connect = connect::Connect {
                 ca_cert: client_args.ca_cert.clone(),
                 insecure: client_args.insecure,
+            };
+            if args.sso {
+                let server = client_args
+                    .server
+                    .clone()
+                    .unwrap_or_else(|| client::DEFAULT_SERVER.to_owned());
+                return sso::login_sso(&server, connect, args).await;
+            }
+            let (Some(server), Some(token)) = (&client_args.server, &client_args.token) else {
+                return Err(CliError::new(
+                    "usage: quickztna login --server URL --token TOKEN (or --sso)",
+                ));
             };
             client::login(server, token, connect).await
         }

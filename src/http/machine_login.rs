@@ -30,7 +30,7 @@ use crate::domain::devices::{Hostname, check_text};
 use crate::domain::public_key::PublicKey;
 use crate::domain::secret;
 use crate::sso::pending::LOGIN_TTL;
-use crate::sso::{DeviceLogin, DeviceProgress, DeviceRequest};
+use crate::sso::{DeviceLogin, DeviceProgress, DeviceRequest, Wants};
 use crate::state::AppState;
 
 /// How often the agent should poll.
@@ -40,9 +40,11 @@ pub const POLL_INTERVAL_SECS: u64 = 2;
 const LOGIN_PER_MIN: u32 = 300;
 
 pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
+    // The CLI's sign-in (`/sso/cli-login`) shares the mechanics and the rate limit.
     OpenApiRouter::new()
         .routes(routes!(start))
         .routes(routes!(poll))
+        .merge(super::cli_login::routes())
         .layer(middleware::from_fn_with_state(state, limit))
 }
 
@@ -140,15 +142,23 @@ async fn start(
     check_text("os", &body.os, 1, 32)?;
     check_text("os_version", &body.os_version, 0, 64)?;
     let public_key = PublicKey::parse(&body.public_key).map_err(Problem::invalid_argument)?;
-    if !(32..=256).contains(&body.poll_secret.len()) {
-        return Err(Problem::invalid_argument(
-            "field 'poll_secret': 32 to 256 characters",
-        ));
-    }
+    let org_id = resolve_org(&state, body.org.as_deref())?;
+    let wants = Wants::Device(DeviceRequest {
+        hostname: hostname.into_string(),
+        os: body.os,
+        os_version: body.os_version,
+        public_key: public_key.into_string(),
+    });
+    begin(&state, org_id, wants, &body.poll_secret, "device")
+}
+
+/// The organization a login names (id or name), or the server's only one; it must have single
+/// sign-on configured.
+pub(super) fn resolve_org(state: &AppState, org: Option<&str>) -> Result<String, Problem> {
     let org_id = {
         let models = state.models().load();
         let orgs = &models.state.orgs;
-        let org = match body.org.as_deref() {
+        let found = match org {
             Some(o) => orgs.get(o).or_else(|| orgs.by_name(o)),
             None if orgs.by_id.len() == 1 => orgs.by_id.values().next(),
             None => {
@@ -157,27 +167,39 @@ async fn start(
                 ));
             }
         };
-        org.ok_or_else(|| Problem::not_found("no such organization"))?
+        found
+            .ok_or_else(|| Problem::not_found("no such organization"))?
             .id
             .clone()
     };
-    if !crate::sso::web::configured(&state, &org_id) {
+    if !crate::sso::web::configured(state, &org_id) {
         return Err(Problem::unprocessable(
-            "the organization has no single sign-on configured: join with a pre-auth key \
-             (`quickztna up --auth-key KEY`)",
+            "the organization has no single sign-on configured (devices join with a pre-auth \
+             key: `quickztna up --auth-key KEY`)",
+        ));
+    }
+    Ok(org_id)
+}
+
+/// Parks a login for `wants` and answers its link (`<public-url>/sso/login?<param>=<id>`).
+pub(super) fn begin(
+    state: &AppState,
+    org_id: String,
+    wants: Wants,
+    poll_secret: &str,
+    param: &str,
+) -> Result<Response, Problem> {
+    if !(32..=256).contains(&poll_secret.len()) {
+        return Err(Problem::invalid_argument(
+            "field 'poll_secret': 32 to 256 characters",
         ));
     }
     // The id is in a link people see and share: as unguessable as a secret.
     let login_id = crate::mint::secret("login_").value;
     let login = DeviceLogin {
         org_id,
-        request: DeviceRequest {
-            hostname: hostname.into_string(),
-            os: body.os,
-            os_version: body.os_version,
-            public_key: public_key.into_string(),
-        },
-        poll_hash: secret::hash(&body.poll_secret),
+        wants,
+        poll_hash: secret::hash(poll_secret),
         progress: DeviceProgress::Waiting,
     };
     state
@@ -185,7 +207,7 @@ async fn start(
         .devices
         .insert(login_id.clone(), login)
         .map_err(|_| Problem::unavailable("too many sign-ins in progress; retry shortly", 30))?;
-    let auth_url = format!("{}/sso/login?device={login_id}", state.public_url());
+    let auth_url = format!("{}/sso/login?{param}={login_id}", state.public_url());
     let body = LoginStarted {
         login_id,
         auth_url,
@@ -217,6 +239,17 @@ async fn poll(
     Path(login_id): Path<String>,
     presented: PollSecret,
 ) -> Result<Response, Problem> {
+    collect(&state, &login_id, &presented)
+}
+
+/// What a poll answers: still waiting (`202`), the result once (`200`), refused (`403`),
+/// expired (`410`), or `401` for a login the server does not know or a wrong secret.
+pub(super) fn collect(
+    state: &AppState,
+    login_id: &str,
+    presented: &PollSecret,
+) -> Result<Response, Problem> {
+    let login_id = login_id.to_owned();
     let logins = &state.sso().devices;
     // An unknown login and a wrong secret answer alike: the id alone tells nothing. A login
     // the server forgot (expired and dropped, or a restart) answers 401 too; the agent starts
@@ -258,7 +291,7 @@ async fn poll(
 
 /// The SHA-256 of the bearer a poll presented.
 #[derive(Debug, Clone, Copy)]
-struct PollSecret([u8; 32]);
+pub(super) struct PollSecret([u8; 32]);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PollSecret {
     type Rejection = Problem;

@@ -7,6 +7,7 @@
 pub mod audit_log;
 pub mod audit_verify;
 pub mod auth;
+pub mod cli_login;
 pub mod commit;
 pub mod deadline;
 pub mod device_list;

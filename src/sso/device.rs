@@ -1,5 +1,5 @@
-//! A device joining as the person who signed in for it: the confirmation page the callback
-//! shows, and the registration once they confirm.
+//! A device joining as the person who signed in for it (or the CLI getting their session): the
+//! confirmation page the callback shows, and the registration (or session) once they confirm.
 //!
 //! The confirmation is a form posted from the page the identity provider sent the browser
 //! back to, with a one-time token only that page carries: a link that someone else started
@@ -9,8 +9,8 @@
 use axum::response::{IntoResponse, Response};
 use events::{Actor, ActorKind};
 
-use super::DeviceProgress;
 use super::web::{escape, page};
+use super::{DeviceProgress, Wants};
 use crate::domain::devices::{Hostname, Register, RegisterRefusal};
 use crate::domain::owned_registration::register_for_owner;
 use crate::domain::public_key::PublicKey;
@@ -39,7 +39,7 @@ pub(super) fn confirmation_page(
     user_id: &str,
 ) -> Result<Response, Problem> {
     let token = mint::secret("qzc_");
-    let request = state
+    let wants = state
         .sso()
         .devices
         .with(login_id, |l| match l.progress {
@@ -48,27 +48,43 @@ pub(super) fn confirmation_page(
                     user_id: user_id.to_owned(),
                     confirm_hash: token.hash,
                 };
-                Some(l.request.clone())
+                Some(l.wants.clone())
             }
             _ => None,
         })
         .flatten()
         .ok_or_else(login_gone)?;
+    let (title, question, button) = match &wants {
+        Wants::Device(request) => (
+            "Add a device",
+            format!(
+                "<p>Add the device <strong>{}</strong> ({} {}) to your account? It will join \
+                 the network as yours.</p>\
+                 <p>Only confirm if you just ran <code>quickztna up</code> on it yourself.</p>",
+                escape(&request.hostname),
+                escape(&request.os),
+                escape(&request.os_version),
+            ),
+            "Add this device",
+        ),
+        Wants::Session => (
+            "Sign in the command line",
+            "<p>Let the QuickZTNA command line act as you, with what your role allows, for \
+             seven days?</p>\
+             <p>Only confirm if you just ran <code>quickztna login --sso</code> yourself.</p>"
+                .to_owned(),
+            "Sign in the command line",
+        ),
+    };
     let body = format!(
-        "<p>Add the device <strong>{host}</strong> ({os} {version}) to your account? It will \
-         join the network as yours.</p>\
-         <p>Only confirm if you just ran <code>quickztna up</code> on it yourself.</p>\
-         <form method=\"post\" action=\"/sso/device\">\
+        "{question}<form method=\"post\" action=\"/sso/device\">\
          <input type=\"hidden\" name=\"login\" value=\"{login}\">\
          <input type=\"hidden\" name=\"confirm\" value=\"{token}\">\
-         <button type=\"submit\">Add this device</button></form>",
-        host = escape(&request.hostname),
-        os = escape(&request.os),
-        version = escape(&request.os_version),
+         <button type=\"submit\">{button}</button></form>",
         login = escape(login_id),
         token = escape(&token.value),
     );
-    Ok(page("Add a device", body))
+    Ok(page(title, body))
 }
 
 /// Registers the device of `login_id` for the person who confirmed it with `confirm`.
@@ -79,7 +95,7 @@ pub(super) async fn confirm(
     confirm: &str,
 ) -> Result<Response, Problem> {
     let presented = secret::hash(confirm);
-    let (org_id, request, user_id) = state
+    let (org_id, wants, user_id) = state
         .sso()
         .devices
         .with(login_id, |l| match &l.progress {
@@ -90,7 +106,7 @@ pub(super) async fn confirm(
                 let user_id = user_id.clone();
                 // Used once: a second post finds nothing to confirm.
                 l.progress = DeviceProgress::Waiting;
-                Some((l.org_id.clone(), l.request.clone(), user_id))
+                Some((l.org_id.clone(), l.wants.clone(), user_id))
             }
             _ => None,
         })
@@ -109,11 +125,26 @@ pub(super) async fn confirm(
             .state
             .org(&org_id)
             .user(&user_id)
-            .map(|u| (u.active, u.profile.email.clone()))
+            .map(|u| (u.active, u.profile.email.clone(), u.role.clone()))
     };
-    let owner_email = match owner_active {
-        Some((true, email)) => email,
+    let (owner_email, role) = match owner_active {
+        Some((true, email, role)) => (email, role),
         _ => return Err(refuse("the account that signed in is deactivated".into())),
+    };
+    let request = match wants {
+        Wants::Device(request) => request,
+        Wants::Session => {
+            return issue_session(
+                state,
+                request_id,
+                login_id,
+                &org_id,
+                &user_id,
+                &owner_email,
+                &role,
+            )
+            .await;
+        }
     };
     let hostname = Hostname::normalize(&request.hostname).map_err(Problem::invalid_argument)?;
     let public_key = PublicKey::parse(&request.public_key).map_err(Problem::invalid_argument)?;
@@ -185,4 +216,35 @@ pub(super) async fn confirm(
         ),
     )
     .into_response())
+}
+
+/// The CLI's login: a sign-in session for the person (see `crate::sessions`).
+async fn issue_session(
+    state: &AppState,
+    request_id: &RequestId,
+    login_id: &str,
+    org_id: &str,
+    user_id: &str,
+    email: &str,
+    role: &str,
+) -> Result<Response, Problem> {
+    let role = crate::domain::directory::Role::parse(role).map_err(Problem::from)?;
+    let session = crate::sessions::issue(state, org_id, user_id, email, role, &request_id.0)
+        .await
+        .map_err(|e| problem(e, |why| Problem::forbidden(format!("{why:?}"))))?;
+    let answer = serde_json::json!({
+        "token": session.token,
+        "token_id": session.token_id,
+        "user_id": user_id,
+        "email": email,
+        "role": session.role.as_str(),
+        "expires_at": events::format_time(session.expires_at),
+    });
+    state.sso().devices.with(login_id, |l| {
+        l.progress = DeviceProgress::Joined(answer);
+    });
+    Ok(page(
+        "Signed in",
+        "<p>The command line is signed in as you. You can close this window.</p>".to_owned(),
+    ))
 }

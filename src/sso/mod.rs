@@ -29,7 +29,8 @@ pub enum Purpose {
     /// A person signs in, with the invitation code of their invitation link if they came from
     /// one.
     SignIn { invitation: Option<String> },
-    /// A person signs in to let the device of [`DeviceLogin`] `login_id` join as theirs.
+    /// A person signs in for the waiting client of [`DeviceLogin`] `login_id`: a device that
+    /// joins as theirs, or the CLI that gets their sign-in session.
     Device { login_id: String },
 }
 
@@ -51,11 +52,20 @@ pub struct DeviceRequest {
     pub public_key: String,
 }
 
-/// A device waiting for its owner to sign in, keyed by its login id.
+/// What a waiting client gets once its person signs in.
+#[derive(Debug, Clone)]
+pub enum Wants {
+    /// A device joins as theirs (`quickztna up` without a key).
+    Device(DeviceRequest),
+    /// The CLI gets the person's sign-in session (`quickztna login --sso`).
+    Session,
+}
+
+/// A client (a device, or the CLI) waiting for its person to sign in, keyed by its login id.
 #[derive(Debug, Clone)]
 pub struct DeviceLogin {
     pub org_id: String,
-    pub request: DeviceRequest,
+    pub wants: Wants,
     /// SHA-256 of the secret the agent polls with: the sign-in link alone does not let anyone
     /// collect the device's credential.
     pub poll_hash: [u8; 32],
@@ -66,13 +76,15 @@ pub struct DeviceLogin {
 pub enum DeviceProgress {
     /// Nobody signed in for it yet.
     Waiting,
-    /// Someone signed in; the device joins once they confirm it in the same browser (a silent
-    /// single sign-on must not hand a stranger's device to whoever clicks a link).
+    /// Someone signed in; the device joins (or the CLI gets its session) once they confirm it in
+    /// the same browser: a silent single sign-on must not hand a stranger's device, or a
+    /// session of the person's, to whoever started the login and sent them the link.
     Confirming {
         user_id: String,
         confirm_hash: [u8; 32],
     },
-    /// Joined: the registration answer (device and node credential), handed to the next poll.
+    /// Done: the registration answer (device and node credential) or the session, handed to
+    /// the next poll.
     Joined(serde_json::Value),
     /// Refused, with the reason the agent shows.
     Refused(String),

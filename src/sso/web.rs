@@ -1,13 +1,15 @@
 //! The browser's side of single sign-on, outside `/api/v1` (people, not programs, use it):
 //!
-//! - `GET /sso/login?org=<id or name>[&invitation=<code>]` or `?device=<login id>`: starts a
+//! - `GET /sso/login?org=<id or name>[&invitation=<code>]`, `?device=<login id>` or
+//!   `?cli=<login id>`: starts a
 //!   sign-in (PKCE S256, `state`, `nonce`, kept server-side for ten minutes) and answers `303`
 //!   to the organization's identity provider.
 //! - `GET /sso/callback?code&state`: the one redirect URI (`<public-url>/sso/callback`). It
 //!   uses the `state` once, redeems the code, verifies the ID token, and records the sign-in
 //!   (see [`crate::domain::directory::sign_in`]) in one append through the directory executor.
-//! - `POST /sso/device`: the person who signed in for a device confirms it; it then joins as
-//!   theirs, and the waiting agent collects its credential (see [`crate::http::machine_login`]).
+//! - `POST /sso/device`: the person who signed in for a device (or the CLI) confirms it; it then
+//!   joins as theirs (or the CLI gets their session), collected by the waiting client (see
+//!   [`crate::http::machine_login`], [`crate::http::cli_login`]).
 //!
 //! Refusals are problems (RFC 7807) like everywhere else; successes are small HTML pages.
 
@@ -93,13 +95,15 @@ struct LoginQuery {
     org: Option<String>,
     invitation: Option<String>,
     device: Option<String>,
+    /// A CLI's sign-in (`quickztna login --sso`); the same waiting logins as devices.
+    cli: Option<String>,
 }
 
 async fn login(
     State(state): State<AppState>,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, Problem> {
-    let (org_id, purpose) = match (&q.device, &q.org) {
+    let (org_id, purpose) = match (q.device.as_ref().or(q.cli.as_ref()), &q.org) {
         (Some(login_id), _) => {
             let org_id = state
                 .sso()

@@ -37,6 +37,7 @@ mod sessions;
 mod slow_clients;
 mod spoofing;
 mod sso;
+mod sso_cli;
 mod sso_device;
 mod sso_fixture;
 mod sso_oidc_client;

@@ -163,7 +163,9 @@ fn with_ids(template: &str, victim: &Tenant) -> Option<String> {
         &victim.user_id
     } else if template.starts_with("/groups/{id}") {
         &victim.group_id
-    } else if template.starts_with("/machine/login/{login_id}") {
+    } else if template.starts_with("/machine/login/{login_id}")
+        || template.starts_with("/sso/cli-login/{login_id}")
+    {
         // A device's sign-in belongs to no organization's data until it joins; its poll
         // secret, not a token, guards it (401 for any other caller, see tests/api/sso_device.rs).
         return None;
