@@ -50,6 +50,17 @@ impl OidcProvider {
     /// Starts the provider with these clients and accounts (`{login: {email, email_verified,
     /// name, preferred_username, groups}}`) and waits until it accepts connections.
     pub async fn start(clients: &[ClientSpec], accounts: &Value) -> OidcProvider {
+        OidcProvider::start_with(clients, accounts, 0, false).await
+    }
+
+    /// [`Self::start`] on `port` (0: any free one), signing with a key of its own when
+    /// `fresh_keys` (a restart on the same port then rotates the provider's keys).
+    pub async fn start_with(
+        clients: &[ClientSpec],
+        accounts: &Value,
+        port: u16,
+        fresh_keys: bool,
+    ) -> OidcProvider {
         let dir = harness_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -64,7 +75,8 @@ impl OidcProvider {
             .collect();
         let mut child = Command::new("node")
             .arg(dir.join("provider.mjs"))
-            .args(["--port", "0"])
+            .args(["--port", &port.to_string()])
+            .env("OIDC_FRESH_KEYS", if fresh_keys { "1" } else { "0" })
             .current_dir(&dir)
             .env("OIDC_CLIENTS", Value::Array(clients).to_string())
             .env("OIDC_ACCOUNTS", accounts.to_string())
@@ -126,6 +138,14 @@ impl OidcProvider {
             .await
             .expect("provider control endpoint");
         assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        reqwest::Url::parse(&self.issuer)
+            .ok()
+            .and_then(|u| u.port())
+            .expect("the issuer has a port")
     }
 
     /// What the provider wrote on stderr so far (for assertion messages).

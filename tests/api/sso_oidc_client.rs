@@ -206,3 +206,29 @@ async fn discovery_wants_the_exact_issuer() {
         .expect_err("bad url");
     assert!(matches!(err, OidcError::InvalidUrl { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_again_once() {
+    let clients = [ClientSpec::new("quickztna", "rp-secret-1", REDIRECT)];
+    let accounts = json!({});
+    let op = OidcProvider::start_with(&clients, &accounts, 0, true).await;
+    let rp = Provider::discover(
+        http_client(),
+        party(&op, "quickztna", "rp-secret-1", REDIRECT),
+    )
+    .await
+    .expect("discover");
+    // The provider restarts with a new key under the same issuer: tokens name a key id the
+    // relying party did not see at discovery.
+    let port = op.port();
+    drop(op);
+    let op = OidcProvider::start_with(&clients, &accounts, port, true).await;
+    let auth = rp.authorize();
+    let callback = Browser::new().authorize(&auth.url, "dora", REDIRECT).await;
+    let code = query_param(&callback, "code").unwrap();
+    let me = rp
+        .finish(&code, &auth.pkce_verifier, &auth.nonce)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", op.stderr()));
+    assert_eq!(me.email.as_deref(), Some("dora@example.com"));
+}

@@ -8,6 +8,8 @@
 //   OIDC_CLIENTS   JSON list of {client_id, client_secret, redirect_uris: [..]}
 //   OIDC_ACCOUNTS  JSON object {login: {email, email_verified, name, preferred_username, groups}}
 //                  (a login that is not listed signs in as <login>@example.com, verified, no groups)
+//   OIDC_FRESH_KEYS=1  sign with a new RSA key (random kid) instead of the library's fixed
+//                  development key: restarting on the same port then looks like a key rotation
 // Prints one line `READY <issuer>` on stdout once it accepts connections.
 //
 // Sign-in uses the provider's development interactions: any password is accepted, first a login
@@ -17,7 +19,7 @@
 // account's claims (so a test can change someone's groups between two sign-ins).
 
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
 import { Provider } from 'oidc-provider';
@@ -39,7 +41,19 @@ await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', res
 const { port } = server.address();
 const issuer = args.issuer ?? `http://127.0.0.1:${port}`;
 
+const jwks = process.env.OIDC_FRESH_KEYS === '1'
+  ? {
+    keys: [{
+      ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
+      kid: randomUUID(),
+      use: 'sig',
+      alg: 'RS256',
+    }],
+  }
+  : undefined;
+
 const provider = new Provider(issuer, {
+  ...(jwks ? { jwks } : {}),
   clients: clients.map((c) => ({
     client_id: c.client_id,
     client_secret: c.client_secret,
