@@ -110,3 +110,46 @@ async fn login_sso_saves_a_session_that_acts_for_the_person_with_their_role() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_set_oidc_configures_the_provider_from_a_secret_file() {
+    let sso = SsoApp::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let secret_file = home.path().join("secret");
+    std::fs::write(&secret_file, "rotated-secret\n").unwrap();
+    let run = |issuer: String| {
+        Command::new(BIN)
+            .args([
+                "org",
+                "set-oidc",
+                "--issuer",
+                &issuer,
+                "--client-id",
+                "quickztna",
+            ])
+            .arg("--client-secret-file")
+            .arg(&secret_file)
+            .env("QUICKZTNA_SERVER", &sso.app.address)
+            .env("QUICKZTNA_TOKEN", &sso.app.token)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .stdin(Stdio::null())
+            .output()
+    };
+    let out = run(sso.op.issuer.clone()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&sso.app.url("/sso/callback")), "{stderr}");
+    let stored = sso
+        .app
+        .data_dir()
+        .join(format!("secrets/oidc-{}", sso.app.org_id));
+    assert_eq!(std::fs::read_to_string(stored).unwrap(), "rotated-secret");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("rotated-secret"), "{stdout}");
+
+    let out = run("http://127.0.0.1:9".into()).await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("issuer"), "{stderr}");
+}
