@@ -132,7 +132,7 @@ async fn finish(response: Response, method: &Method, instance: &str, id: &str) -
     let (problem, body) = match parts.extensions.get::<Problem>() {
         Some(problem) => (Some(problem.clone()), body),
         None if parts.status.as_u16() >= 400 && !is_problem_json(&parts.headers) => {
-            let problem = convert(parts.status, &parts.headers, method, body).await;
+            let problem = convert(parts.status, &parts.headers, method, instance, body).await;
             parts.extensions.insert(problem.clone());
             (Some(problem), Body::empty())
         }
@@ -163,7 +163,13 @@ fn is_problem_json(headers: &HeaderMap) -> bool {
 
 /// The problem for an error response built by something other than our handlers. A short
 /// plain-text 4xx body (axum's rejection messages) becomes the detail; a 5xx body never does.
-async fn convert(status: StatusCode, headers: &HeaderMap, method: &Method, body: Body) -> Problem {
+async fn convert(
+    status: StatusCode,
+    headers: &HeaderMap,
+    method: &Method,
+    instance: &str,
+    body: Body,
+) -> Problem {
     let mut problem = Problem::for_status(status);
     if status == StatusCode::METHOD_NOT_ALLOWED {
         let allowed = headers
@@ -173,7 +179,9 @@ async fn convert(status: StatusCode, headers: &HeaderMap, method: &Method, body:
             .unwrap_or_default();
         // A layer applied with `Router::layer` runs inside axum's method router, which adds
         // `Allow` after us; the header still reaches the client.
-        problem.detail = if allowed.is_empty() {
+        problem.detail = if super::groups::is_groups_path(instance) {
+            format!("method {method}: {}", super::groups::READ_ONLY)
+        } else if allowed.is_empty() {
             format!(
                 "method {method} is not allowed on this path; the Allow header lists those that are"
             )
