@@ -36,6 +36,7 @@ pub mod last_seen;
 pub mod mint;
 pub mod offline;
 pub mod private_files;
+pub mod scim;
 pub mod server;
 pub mod state;
 pub mod workers;
