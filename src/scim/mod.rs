@@ -2,5 +2,7 @@
 //! users and groups here. SCIM speaks its own error format, so this module answers with
 //! [`error::ScimError`], never an RFC 7807 problem.
 
+pub mod error;
 pub mod eval;
 pub mod filter;
+pub mod schema;
