@@ -136,10 +136,7 @@ async fn finish(response: Response, method: &Method, instance: &str, id: &str) -
     let scim_body = scim && crate::scim::error::is_scim_json(&parts.headers);
     let (problem, body) = match parts.extensions.get::<Problem>() {
         Some(problem) => (Some(problem.clone()), body),
-        None if parts.status.as_u16() >= 400
-            && !is_problem_json(&parts.headers)
-            && !scim_body =>
-        {
+        None if parts.status.as_u16() >= 400 && !is_problem_json(&parts.headers) && !scim_body => {
             let problem = convert(parts.status, &parts.headers, method, body).await;
             parts.extensions.insert(problem.clone());
             (Some(problem), Body::empty())

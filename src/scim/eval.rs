@@ -26,10 +26,12 @@ pub fn matches(filter: &Filter, resource: &Value) -> bool {
             let exact = is_case_exact(path);
             let leaves = leaves(resource, path);
             match op {
-                CompareOp::Ne => !leaves
-                    .iter()
-                    .any(|leaf| compare(leaf, CompareOp::Eq, value, exact))
-                    && !(leaves.is_empty() && *value == CompValue::Null),
+                CompareOp::Ne => {
+                    !leaves
+                        .iter()
+                        .any(|leaf| compare(leaf, CompareOp::Eq, value, exact))
+                        && !(leaves.is_empty() && *value == CompValue::Null)
+                }
                 _ if leaves.is_empty() => *op == CompareOp::Eq && *value == CompValue::Null,
                 _ => leaves.iter().any(|leaf| compare(leaf, *op, value, exact)),
             }
@@ -149,15 +151,13 @@ fn compare(leaf: &Value, op: CompareOp, value: &CompValue, exact: bool) -> bool 
             CompareOp::Ne => have != want,
             _ => false,
         },
-        (Value::Number(have), CompValue::Number(want)) => {
-            match (have.as_f64(), want.as_f64()) {
-                (Some(a), Some(b)) => match op {
-                    CompareOp::Co | CompareOp::Sw | CompareOp::Ew => false,
-                    _ => a.partial_cmp(&b).is_some_and(|o| ordered(o, op)),
-                },
-                _ => false,
-            }
-        }
+        (Value::Number(have), CompValue::Number(want)) => match (have.as_f64(), want.as_f64()) {
+            (Some(a), Some(b)) => match op {
+                CompareOp::Co | CompareOp::Sw | CompareOp::Ew => false,
+                _ => a.partial_cmp(&b).is_some_and(|o| ordered(o, op)),
+            },
+            _ => false,
+        },
         (Value::Null, CompValue::Null) => op == CompareOp::Eq,
         _ => op == CompareOp::Ne,
     }
@@ -214,8 +214,12 @@ mod tests {
 
     #[test]
     fn entra_email_value_path_filter_matches() {
-        assert!(check(r#"emails[type eq "work"].value eq "Alice@example.com""#));
-        assert!(!check(r#"emails[type eq "home"].value eq "alice@example.com""#));
+        assert!(check(
+            r#"emails[type eq "work"].value eq "Alice@example.com""#
+        ));
+        assert!(!check(
+            r#"emails[type eq "home"].value eq "alice@example.com""#
+        ));
         assert!(check(r#"emails[type eq "work"]"#));
         assert!(check(r#"emails eq "alice@example.com""#));
         assert!(check(r#"emails.value co "@example""#));

@@ -30,7 +30,10 @@ pub enum Filter {
     /// `path pr`: the attribute has a non-empty value.
     Present(Path),
     /// `attr[filter]`: some value of a multi-valued attribute matches the inner filter.
-    Has { attr: AttrPath, filter: Box<Filter> },
+    Has {
+        attr: AttrPath,
+        filter: Box<Filter>,
+    },
     And(Box<Filter>, Box<Filter>),
     Or(Box<Filter>, Box<Filter>),
     Not(Box<Filter>),
@@ -225,7 +228,11 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             Ok(())
         } else {
-            self.err(format!("expected '{}', found {}", byte as char, self.found()))
+            self.err(format!(
+                "expected '{}', found {}",
+                byte as char,
+                self.found()
+            ))
         }
     }
 
@@ -362,7 +369,10 @@ impl<'a> Parser<'a> {
             .take_while(|b| b.is_ascii_alphanumeric() || b"-_:.$".contains(b))
             .count();
         if len == 0 {
-            return self.err(format!("expected an attribute name, found {}", self.found()));
+            return self.err(format!(
+                "expected an attribute name, found {}",
+                self.found()
+            ));
         }
         let token = &self.text[start..start + len];
         let (urn, local, local_at) = match token.rfind(':') {
@@ -549,9 +559,7 @@ impl fmt::Display for Path {
 impl fmt::Display for CompValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CompValue::Str(s) => {
-                f.write_str(&serde_json::to_string(s).map_err(|_| fmt::Error)?)
-            }
+            CompValue::Str(s) => f.write_str(&serde_json::to_string(s).map_err(|_| fmt::Error)?),
             CompValue::Bool(b) => write!(f, "{b}"),
             CompValue::Null => f.write_str("null"),
             CompValue::Number(n) => write!(f, "{n}"),

@@ -63,7 +63,10 @@ fn urn_prefixed_names_and_literals() {
         ("active eq TRUE", CompValue::Bool(true)),
         ("active eq false", CompValue::Bool(false)),
         ("title eq null", CompValue::Null),
-        ("n gt -1.5e3", CompValue::Number(Number::from_f64(-1500.0).unwrap())),
+        (
+            "n gt -1.5e3",
+            CompValue::Number(Number::from_f64(-1500.0).unwrap()),
+        ),
         ("n le 7", CompValue::Number(7.into())),
         (r#"title eq "\u00e9\n""#, CompValue::Str("é\n".into())),
     ] {
@@ -82,7 +85,11 @@ fn errors_say_what_and_where() {
         (r#"userName eq x"#, 12, "expected a value"),
         (r#"(userName eq "x""#, 16, "expected ')'"),
         (r#"userName eq "x")"#, 15, "expected 'and', 'or' or the end"),
-        (r#"userName eq "x" and"#, 16, "expected 'and', 'or' or the end"),
+        (
+            r#"userName eq "x" and"#,
+            16,
+            "expected 'and', 'or' or the end",
+        ),
         ("", 0, "expected an attribute name"),
         ("1abc pr", 0, "is not an attribute name"),
         ("foo:bar pr", 0, "is not a schema URN"),

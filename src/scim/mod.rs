@@ -5,4 +5,6 @@
 pub mod error;
 pub mod eval;
 pub mod filter;
+pub mod model;
+pub mod patch;
 pub mod schema;

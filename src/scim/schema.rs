@@ -225,7 +225,12 @@ pub fn service_provider_config(base: &str) -> Value {
 /// The resource types, by id.
 pub fn resource_types(base: &str) -> Vec<Value> {
     [
-        ("User", "/Users", USER_SCHEMA, "People provisioned by the identity provider"),
+        (
+            "User",
+            "/Users",
+            USER_SCHEMA,
+            "People provisioned by the identity provider",
+        ),
         ("Group", "/Groups", GROUP_SCHEMA, "Groups of users"),
     ]
     .into_iter()
@@ -295,7 +300,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["userName", "name", "displayName", "emails", "active", "groups"]
+            [
+                "userName",
+                "name",
+                "displayName",
+                "emails",
+                "active",
+                "groups"
+            ]
         );
         assert_eq!(
             user["attributes"][3]["subAttributes"][1]["canonicalValues"],
