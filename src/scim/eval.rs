@@ -26,12 +26,11 @@ pub fn matches(filter: &Filter, resource: &Value) -> bool {
             let exact = is_case_exact(path);
             let leaves = leaves(resource, path);
             match op {
-                CompareOp::Ne => {
-                    !leaves
-                        .iter()
-                        .any(|leaf| compare(leaf, CompareOp::Eq, value, exact))
-                        && !(leaves.is_empty() && *value == CompValue::Null)
-                }
+                // A missing attribute equals `null` only.
+                CompareOp::Ne if leaves.is_empty() => *value != CompValue::Null,
+                CompareOp::Ne => !leaves
+                    .iter()
+                    .any(|leaf| compare(leaf, CompareOp::Eq, value, exact)),
                 _ if leaves.is_empty() => *op == CompareOp::Eq && *value == CompValue::Null,
                 _ => leaves.iter().any(|leaf| compare(leaf, *op, value, exact)),
             }
