@@ -12,6 +12,7 @@
 //! - [`mint`]: new ids and secrets, drawn at the edge and passed into commands.
 //! - [`execute`]: the command executor, the only caller of `Log::append`: decide, append,
 //!   retry on a conflict, wait for the read models.
+//! - [`directory`]: the executor for people and groups, one write at a time per organization.
 //! - [`heartbeats`]: last-seen times and reported device state, kept outside the log.
 //! - [`workers`]: background work from a checkpoint on the log or a timer; [`sweeper`], the
 //!   removal of offline ephemeral and idle devices, is one.
@@ -28,6 +29,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub mod domain;
 pub mod execute;
 pub mod heartbeats;

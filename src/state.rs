@@ -123,6 +123,9 @@ struct Inner {
     /// One lock per organization: its registrations are decided one at a time, because each
     /// takes the next address (the log's expected revision of `ipam:<org>` backs this up).
     registrations: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// One lock per organization: its directory writes (people, groups) are decided one at a
+    /// time, so that two cannot both pass a uniqueness check (userName, email, externalId).
+    directories: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Open SSE streams and the frames they share.
     event_streams: EventStreams,
     settings: Settings,
@@ -161,6 +164,7 @@ impl AppState {
                 heartbeats,
                 pages: PageCache::new(PAGE_CACHE_BYTES),
                 registrations: DashMap::new(),
+                directories: DashMap::new(),
                 event_streams: EventStreams::new(settings.event_streams),
                 settings,
                 audit_floors: DashMap::new(),
@@ -225,6 +229,15 @@ impl AppState {
     pub fn registration_lock(&self, org_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.inner
             .registrations
+            .entry(org_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The lock that serializes the directory writes of `org_id` (see [`crate::directory`]).
+    pub fn directory_lock(&self, org_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .directories
             .entry(org_id.to_owned())
             .or_default()
             .clone()

@@ -27,6 +27,8 @@ pub enum ActorKind {
     Console,
     /// An identity provider through SCIM.
     Scim,
+    /// A person, signed in through the organization's OpenID provider (their user id).
+    User,
 }
 
 impl ActorKind {
@@ -37,6 +39,7 @@ impl ActorKind {
             ActorKind::System => "system",
             ActorKind::Console => "console",
             ActorKind::Scim => "scim",
+            ActorKind::User => "user",
         }
     }
 }

@@ -204,8 +204,143 @@ pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
             .into(),
             ActorKind::Console,
         ),
+        "user.invited" => (
+            UserInvited {
+                user_id: user(),
+                email: "alice@example.com".into(),
+                role: "member".into(),
+                invitation_hash: hash(7),
+                expires_at: 1_800_000_000_000_000,
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "user.provisioned" => (
+            UserProvisioned {
+                user_id: user(),
+                profile: profile(),
+                role: "member".into(),
+                active: true,
+                source: "scim".into(),
+            }
+            .into(),
+            ActorKind::Scim,
+        ),
+        "user.updated" => (
+            UserUpdated {
+                user_id: user(),
+                profile: UserProfile {
+                    family_name: None,
+                    ..profile()
+                },
+            }
+            .into(),
+            ActorKind::Scim,
+        ),
+        "user.deactivated" => (UserDeactivated { user_id: user() }.into(), ActorKind::Scim),
+        "user.reactivated" => (UserReactivated { user_id: user() }.into(), ActorKind::Scim),
+        "user.signed_in" => (
+            UserSignedIn {
+                user_id: user(),
+                issuer: "https://idp.example.com".into(),
+                subject: "00u1abcd".into(),
+                email: "alice@example.com".into(),
+            }
+            .into(),
+            ActorKind::User,
+        ),
+        "user.removed" => (
+            UserRemoved {
+                user_id: user(),
+                reason: "api".into(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "group.created" => (
+            GroupCreated {
+                group_id: group(),
+                display_name: "Engineering".into(),
+                external_id: Some("8f1c2b7e".into()),
+                source: "scim".into(),
+            }
+            .into(),
+            ActorKind::Scim,
+        ),
+        "group.updated" => (
+            GroupUpdated {
+                group_id: group(),
+                display_name: "Platform".into(),
+                external_id: None,
+            }
+            .into(),
+            ActorKind::Scim,
+        ),
+        "group.member_added" => (
+            GroupMemberAdded {
+                group_id: group(),
+                user_id: user(),
+            }
+            .into(),
+            ActorKind::Scim,
+        ),
+        "group.member_removed" => (
+            GroupMemberRemoved {
+                group_id: group(),
+                user_id: user(),
+            }
+            .into(),
+            ActorKind::User,
+        ),
+        "group.removed" => (GroupRemoved { group_id: group() }.into(), ActorKind::Scim),
+        "sso.domain_added" => (
+            SsoDomainAdded {
+                org_id: "org_01".into(),
+                domain: "example.com".into(),
+                role: "member".into(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "sso.domain_removed" => (
+            SsoDomainRemoved {
+                org_id: "org_01".into(),
+                domain: "example.com".into(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "org.oidc_configured" => (
+            OrgOidcConfigured {
+                org_id: "org_01".into(),
+                issuer: "https://idp.example.com".into(),
+                client_id: "quickztna".into(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
         _ => return None,
     })
+}
+
+/// The sample person of the directory's events.
+fn user() -> String {
+    "usr_01j8z3q4zp6zk7s2m5v4w3x2y1".into()
+}
+
+fn group() -> String {
+    "grp_01j8z3q4zp6zk7s2m5v4w3x2y1".into()
+}
+
+fn profile() -> UserProfile {
+    UserProfile {
+        user_name: "alice@example.com".into(),
+        email: "alice@example.com".into(),
+        display_name: "Alice Example".into(),
+        given_name: Some("Alice".into()),
+        family_name: Some("Example".into()),
+        external_id: Some("alice".into()),
+    }
 }
 
 /// A deterministic sample of an older schema version of an event (one of

@@ -1,8 +1,8 @@
 //! Typed stream names: the one place that knows how a stream is spelled in the log.
 //!
-//! The spellings (`org:<id>`, `token:<id>`, `key:<id>`, `device:<id>`, `ipam:<org>`) are
-//! persisted in every envelope and in the per-stream index, so they must never change; a new
-//! kind of stream is a new variant here, never a `format!` at a call site.
+//! The spellings (`org:<id>`, `token:<id>`, `key:<id>`, `device:<id>`, `ipam:<org>`, `user:<id>`,
+//! `group:<id>`) are persisted in every envelope and in the per-stream index, so they must never
+//! change; a new kind of stream is a new variant here, never a `format!` at a call site.
 
 use std::fmt;
 
@@ -19,6 +19,10 @@ pub enum Stream {
     Device(String),
     /// An organization's overlay address allocator: its revision orders registrations.
     Ipam(String),
+    /// A person of an organization's directory.
+    User(String),
+    /// A group of an organization's directory.
+    Group(String),
 }
 
 /// Why a name is not a stream this server knows.
@@ -49,6 +53,14 @@ impl Stream {
         Stream::Device(id.into())
     }
 
+    pub fn user(id: impl Into<String>) -> Stream {
+        Stream::User(id.into())
+    }
+
+    pub fn group(id: impl Into<String>) -> Stream {
+        Stream::Group(id.into())
+    }
+
     /// The address allocator of organization `org_id`.
     pub fn ipam(org_id: impl Into<String>) -> Stream {
         Stream::Ipam(org_id.into())
@@ -62,6 +74,8 @@ impl Stream {
             Stream::Key(_) => "key",
             Stream::Device(_) => "device",
             Stream::Ipam(_) => "ipam",
+            Stream::User(_) => "user",
+            Stream::Group(_) => "group",
         }
     }
 
@@ -72,7 +86,9 @@ impl Stream {
             | Stream::Token(id)
             | Stream::Key(id)
             | Stream::Device(id)
-            | Stream::Ipam(id) => id,
+            | Stream::Ipam(id)
+            | Stream::User(id)
+            | Stream::Group(id) => id,
         }
     }
 
@@ -91,6 +107,8 @@ impl Stream {
             "key" => Stream::Key(id),
             "device" => Stream::Device(id),
             "ipam" => Stream::Ipam(id),
+            "user" => Stream::User(id),
+            "group" => Stream::Group(id),
             other => return Err(ParseStreamError::UnknownKind(other.to_owned())),
         })
     }
@@ -136,6 +154,8 @@ mod tests {
             id.prop_map(Stream::key),
             id.prop_map(Stream::device),
             id.prop_map(Stream::ipam),
+            id.prop_map(Stream::user),
+            id.prop_map(Stream::group),
         ]
     }
 
@@ -153,6 +173,8 @@ mod tests {
         assert_eq!(Stream::key("key_1").to_string(), "key:key_1");
         assert_eq!(Stream::device("dev_1").to_string(), "device:dev_1");
         assert_eq!(Stream::ipam("org_1").to_string(), "ipam:org_1");
+        assert_eq!(Stream::user("usr_1").to_string(), "user:usr_1");
+        assert_eq!(Stream::group("grp_1").to_string(), "group:grp_1");
     }
 
     #[test]
@@ -162,7 +184,7 @@ mod tests {
             Err(ParseStreamError::NoKind(_))
         ));
         assert!(matches!(
-            Stream::parse("user:u_1"),
+            Stream::parse("team:t_1"),
             Err(ParseStreamError::UnknownKind(_))
         ));
         assert!(matches!(

@@ -382,6 +382,7 @@ fn actor_kind() -> impl Strategy<Value = ActorKind> {
         Just(ActorKind::System),
         Just(ActorKind::Console),
         Just(ActorKind::Scim),
+        Just(ActorKind::User),
     ]
 }
 

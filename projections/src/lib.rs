@@ -8,8 +8,9 @@
 //! - [`snapshot`]: the on-disk snapshot format (postcard, versioned, checksummed, tied to one
 //!   history by the chain MAC at its position).
 //! - [`models`]: [`Models`], every read model the API serves, folded together.
-//! - [`orgs`], [`tokens`], [`keys`], [`devices`]: the read models themselves;
-//!   [`device_index`]: each organization's device indexes for list filters and sorts.
+//! - [`orgs`], [`tokens`], [`keys`], [`devices`], [`directory`]: the read models themselves
+//!   (the directory: people, groups, memberships, SSO settings); [`device_index`]: each
+//!   organization's device indexes for list filters and sorts.
 //! - [`org`]: [`OrgView`], the read models as one organization sees them: what handlers get.
 //!
 //! Invariants: a projection never appends to the log and never skips an event; live state equals
@@ -17,6 +18,7 @@
 
 pub mod device_index;
 pub mod devices;
+pub mod directory;
 pub mod keys;
 pub mod models;
 pub mod org;

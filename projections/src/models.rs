@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Projection;
 use crate::devices::Devices;
+use crate::directory::Directory;
 use crate::keys::Keys;
 use crate::orgs::Orgs;
 use crate::tokens::Tokens;
@@ -15,6 +16,7 @@ pub struct Models {
     pub tokens: Tokens,
     pub keys: Keys,
     pub devices: Devices,
+    pub directory: Directory,
 }
 
 /// Each part's name and version, in field order (the order the snapshot encodes them in).
@@ -23,6 +25,7 @@ pub const PARTS: &[(&str, u32)] = &[
     (Tokens::NAME, Tokens::VERSION),
     (Keys::NAME, Keys::VERSION),
     (Devices::NAME, Devices::VERSION),
+    (Directory::NAME, Directory::VERSION),
 ];
 
 impl Projection for Models {
@@ -36,6 +39,7 @@ impl Projection for Models {
         self.tokens.apply(r);
         self.keys.apply(r);
         self.devices.apply(r);
+        self.directory.apply(r);
     }
 }
 
@@ -93,7 +97,7 @@ mod tests {
             );
         }
         parts.push(("policies", 1));
-        assert_ne!(version_of(&parts), Models::VERSION, "a fifth model");
+        assert_ne!(version_of(&parts), Models::VERSION, "another model");
         parts.pop();
         parts.swap(0, 1);
         assert_ne!(version_of(&parts), Models::VERSION, "parts reordered");

@@ -124,6 +124,10 @@ impl<'a> OrgView<'a> {
     }
 }
 
+/// The directory's lookups live beside, in their own file.
+#[path = "org_directory.rs"]
+mod directory;
+
 #[cfg(test)]
 mod tests {
     use events::event::{KeyCreated, TokenCreated};

@@ -6,6 +6,7 @@
 
 pub mod decision;
 pub mod devices;
+pub mod directory;
 pub mod duration;
 pub mod expiry;
 pub mod hostname;

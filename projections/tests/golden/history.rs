@@ -8,6 +8,11 @@ use events::event::{
     KeyUsed, OrgCreated, OrgLimitsSet, OrgRetentionSet, OrgSettingsChanged, Plan, TokenCreated,
     TokenPurged, TokenRevoked,
 };
+use events::event::{
+    GroupCreated, GroupMemberAdded, GroupMemberRemoved, GroupRemoved, GroupUpdated,
+    OrgOidcConfigured, SsoDomainAdded, SsoDomainRemoved, UserDeactivated, UserInvited, UserProfile,
+    UserProvisioned, UserReactivated, UserRemoved, UserSignedIn, UserUpdated,
+};
 use events::{Actor, Envelope, Event, Recorded};
 
 /// A fixed instant (2026-01-01T00:00:00Z, in microseconds) the history's times count from.
@@ -224,7 +229,165 @@ pub fn events() -> Vec<Recorded> {
             days: 30,
         },
     );
+    directory(&mut log);
     log.events
+}
+
+/// People, groups and SSO settings: every branch of the directory's fold.
+fn directory(log: &mut History) {
+    let profile = |name: &str| UserProfile {
+        user_name: format!("{name}@acme.test"),
+        email: format!("{name}@acme.test"),
+        display_name: name.into(),
+        given_name: Some(name.into()),
+        family_name: None,
+        external_id: Some(format!("ext-{name}")),
+    };
+    let (org, alice, bob) = ("org_a", "user:usr_alice", "user:usr_bob");
+    log.push(
+        org,
+        alice,
+        UserInvited {
+            user_id: "usr_alice".into(),
+            email: "alice@acme.test".into(),
+            role: "admin".into(),
+            invitation_hash: [31; 32],
+            expires_at: EPOCH + 7 * 86_400_000_000,
+        },
+    );
+    log.push(
+        org,
+        alice,
+        UserSignedIn {
+            user_id: "usr_alice".into(),
+            issuer: "https://idp.acme.test".into(),
+            subject: "sub-alice".into(),
+            email: "alice@acme.test".into(),
+        },
+    );
+    log.push(
+        org,
+        bob,
+        UserProvisioned {
+            user_id: "usr_bob".into(),
+            profile: profile("bob"),
+            role: "member".into(),
+            active: true,
+            source: "scim".into(),
+        },
+    );
+    log.push(
+        org,
+        bob,
+        UserUpdated {
+            user_id: "usr_bob".into(),
+            profile: profile("robert"),
+        },
+    );
+    log.push(
+        org,
+        bob,
+        UserDeactivated {
+            user_id: "usr_bob".into(),
+        },
+    );
+    log.push(
+        org,
+        bob,
+        UserReactivated {
+            user_id: "usr_bob".into(),
+        },
+    );
+    for (id, name) in [("grp_eng", "Engineering"), ("grp_ops", "Ops")] {
+        let stream = format!("group:{id}");
+        log.push(
+            org,
+            &stream,
+            GroupCreated {
+                group_id: id.into(),
+                display_name: name.into(),
+                external_id: None,
+                source: "scim".into(),
+            },
+        );
+        for user in ["usr_alice", "usr_bob"] {
+            log.push(
+                org,
+                &stream,
+                GroupMemberAdded {
+                    group_id: id.into(),
+                    user_id: user.into(),
+                },
+            );
+        }
+    }
+    log.push(
+        org,
+        "group:grp_eng",
+        GroupUpdated {
+            group_id: "grp_eng".into(),
+            display_name: "Platform".into(),
+            external_id: Some("8f1c".into()),
+        },
+    );
+    log.push(
+        org,
+        "group:grp_eng",
+        GroupMemberRemoved {
+            group_id: "grp_eng".into(),
+            user_id: "usr_alice".into(),
+        },
+    );
+    log.push(
+        org,
+        "group:grp_ops",
+        GroupRemoved {
+            group_id: "grp_ops".into(),
+        },
+    );
+    log.push(
+        org,
+        bob,
+        UserRemoved {
+            user_id: "usr_bob".into(),
+            reason: "scim".into(),
+        },
+    );
+    log.push(
+        org,
+        "org:org_a",
+        SsoDomainAdded {
+            org_id: org.into(),
+            domain: "acme.test".into(),
+            role: "member".into(),
+        },
+    );
+    log.push(
+        org,
+        "org:org_a",
+        SsoDomainAdded {
+            org_id: org.into(),
+            domain: "corp.acme.test".into(),
+            role: "auditor".into(),
+        },
+    );
+    log.push(
+        org,
+        "org:org_a",
+        SsoDomainRemoved {
+            org_id: org.into(),
+            domain: "corp.acme.test".into(),
+        },
+    );
+    log.push(
+        org,
+        "org:org_a",
+        OrgOidcConfigured {
+            org_id: org.into(),
+            issuer: "https://idp.acme.test".into(),
+            client_id: "quickztna".into(),
+        },
+    );
 }
 
 #[derive(Default)]

@@ -12,6 +12,7 @@ use projections::{Models, OrgView, Projection};
 use super::{Decision, Rejection};
 
 mod devices;
+mod directory;
 mod keys;
 mod tokens;
 
