@@ -1,14 +1,17 @@
-//! The discovery endpoints (RFC 7644 §4) and the features we answer `501` for.
+//! The discovery endpoints (RFC 7644 §4), the search across resource types, and bulk (`501`).
 
 use axum::Extension;
-use axum::extract::Path;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
 use super::error::ScimError;
 use super::schema::{self, list_response};
-use super::{base_url, require, respond};
+use super::query::ListParams;
+use super::{base_url, groups, json_body, require, respond, users};
 use crate::http::auth::Principal;
+use crate::state::AppState;
 
 pub async fn config(
     Extension(principal): Extension<Principal>,
@@ -66,14 +69,21 @@ fn by_id(all: Vec<serde_json::Value>, id: &str, what: &str) -> Result<Response, 
         })
 }
 
-/// `POST /.search` across resource types: not offered (search `/Users/.search` or
-/// `/Groups/.search`).
-pub async fn search_all(Extension(principal): Extension<Principal>) -> Result<Response, ScimError> {
+/// `POST /.search` across resource types: users, then groups.
+pub async fn search_all(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
     require(&principal)?;
-    Err(ScimError::not_implemented(
-        "searching all resource types at once is not supported; use /Users/.search or \
-         /Groups/.search",
-    ))
+    let params = ListParams::from_search(&json_body(&body)?)?;
+    let base = base_url(&headers);
+    let models = state.models().load();
+    let org = models.state.org(&principal.org_id);
+    let mut found = users::matching(org, params.filter.as_ref(), &base);
+    found.extend(groups::matching(org, params.filter.as_ref(), &base));
+    Ok(respond(StatusCode::OK, &params.page(found)))
 }
 
 /// `POST /Bulk`: not offered (`bulk.supported` is false).

@@ -98,21 +98,25 @@ fn candidates<'a>(org: OrgView<'a>, filter: Option<&Filter>) -> Vec<&'a Group> {
     }
 }
 
+/// The rendered resources `filter` matches, in the directory's stable order.
+pub fn matching(org: OrgView<'_>, filter: Option<&Filter>, base: &str) -> Vec<Value> {
+    candidates(org, filter)
+        .into_iter()
+        .map(|g| render(g, base))
+        .filter(|doc| filter.is_none_or(|f| matches(f, doc)))
+        .collect()
+}
+
 async fn list_with(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
     params: ListParams,
 ) -> Result<Response, ScimError> {
-    let base = base_url(headers);
     let models = state.models().load();
     let org = models.state.org(&principal.org_id);
-    let matching: Vec<Value> = candidates(org, params.filter.as_ref())
-        .into_iter()
-        .map(|g| render(g, &base))
-        .filter(|doc| params.filter.as_ref().is_none_or(|f| matches(f, doc)))
-        .collect();
-    Ok(respond(StatusCode::OK, &params.page(matching)))
+    let found = matching(org, params.filter.as_ref(), &base_url(headers));
+    Ok(respond(StatusCode::OK, &params.page(found)))
 }
 
 pub async fn list(
