@@ -50,7 +50,10 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .nest("/api/v1", router)
-        .nest(crate::scim::error::SCIM_PREFIX, crate::scim::router(state.clone()))
+        .nest(
+            crate::scim::error::SCIM_PREFIX,
+            crate::scim::router(state.clone()),
+        )
         .merge(outside)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(

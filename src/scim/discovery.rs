@@ -7,8 +7,8 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
 use super::error::ScimError;
-use super::schema::{self, list_response};
 use super::query::ListParams;
+use super::schema::{self, list_response};
 use super::{base_url, groups, json_body, require, respond, users};
 use crate::http::auth::Principal;
 use crate::state::AppState;
@@ -39,7 +39,11 @@ pub async fn resource_type(
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
     require(&principal)?;
-    by_id(schema::resource_types(&base_url(&headers)), &id, "resource type")
+    by_id(
+        schema::resource_types(&base_url(&headers)),
+        &id,
+        "resource type",
+    )
 }
 
 pub async fn schemas(
@@ -89,5 +93,7 @@ pub async fn search_all(
 /// `POST /Bulk`: not offered (`bulk.supported` is false).
 pub async fn bulk(Extension(principal): Extension<Principal>) -> Result<Response, ScimError> {
     require(&principal)?;
-    Err(ScimError::not_implemented("bulk operations are not supported"))
+    Err(ScimError::not_implemented(
+        "bulk operations are not supported",
+    ))
 }

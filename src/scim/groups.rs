@@ -218,7 +218,14 @@ pub async fn get(
 ) -> Result<Response, ScimError> {
     require(&principal)?;
     let projection = Projection::from_query(query.as_deref())?;
-    answer(&state, &principal, &headers, &id, StatusCode::OK, &projection)
+    answer(
+        &state,
+        &principal,
+        &headers,
+        &id,
+        StatusCode::OK,
+        &projection,
+    )
 }
 
 /// The decision that makes group `id` into `new`: a rename and the membership difference, in
@@ -271,7 +278,14 @@ pub async fn replace(
     let projection = Projection::from_query(query.as_deref())?;
     let group = ScimGroup::from_json(&json_body(&body)?)?;
     change(&state, &principal, &request_id, &id, |_| Ok(group.clone())).await?;
-    answer(&state, &principal, &headers, &id, StatusCode::OK, &projection)
+    answer(
+        &state,
+        &principal,
+        &headers,
+        &id,
+        StatusCode::OK,
+        &projection,
+    )
 }
 
 /// PATCH answers `204`, as Entra expects of groups (a group's body can be large).

@@ -113,8 +113,10 @@ impl Projection {
                 if wanted.iter().any(|p| p.attr.sub.is_none()) {
                     kept.insert(k.clone(), v.clone());
                 } else {
-                    let subs: Vec<&str> =
-                        wanted.iter().filter_map(|p| p.attr.sub.as_deref()).collect();
+                    let subs: Vec<&str> = wanted
+                        .iter()
+                        .filter_map(|p| p.attr.sub.as_deref())
+                        .collect();
                     kept.insert(k.clone(), only_subs(v, &subs));
                 }
             }
@@ -174,7 +176,10 @@ impl ListParams {
             .transpose()?;
         let (start_index, count) = paging(start, count);
         Ok(ListParams {
-            filter: get(&pairs, "filter").map(parse_filter).transpose()?.flatten(),
+            filter: get(&pairs, "filter")
+                .map(parse_filter)
+                .transpose()?
+                .flatten(),
             start_index,
             count,
             projection: Projection::from_query(raw)?,
@@ -190,8 +195,10 @@ impl ListParams {
         }
         if let Some(schemas) = member(body, "schemas")
             && !schemas.as_array().is_some_and(|s| {
-                s.iter()
-                    .any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(SEARCH_REQUEST)))
+                s.iter().any(|x| {
+                    x.as_str()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(SEARCH_REQUEST))
+                })
             })
         {
             return Err(ScimError::invalid_syntax(format!(
@@ -273,7 +280,11 @@ mod tests {
         assert_eq!(e.scim_type, Some(ScimType::InvalidFilter));
         let page = ListParams::from_query(Some("startIndex=2&count=1"))
             .unwrap()
-            .page(vec![json!({"id": "a"}), json!({"id": "b"}), json!({"id": "c"})]);
+            .page(vec![
+                json!({"id": "a"}),
+                json!({"id": "b"}),
+                json!({"id": "c"}),
+            ]);
         assert_eq!(page["totalResults"], 3);
         assert_eq!(page["itemsPerPage"], 1);
         assert_eq!(page["Resources"], json!([{"id": "b"}]));

@@ -236,7 +236,14 @@ pub async fn get(
 ) -> Result<Response, ScimError> {
     require(&principal)?;
     let projection = Projection::from_query(query.as_deref())?;
-    answer(&state, &principal, &headers, &id, StatusCode::OK, &projection)
+    answer(
+        &state,
+        &principal,
+        &headers,
+        &id,
+        StatusCode::OK,
+        &projection,
+    )
 }
 
 pub async fn replace(
@@ -256,7 +263,14 @@ pub async fn replace(
         directory::replace_user(org, &id, new.clone(), Some(user.active))
     })
     .await?;
-    answer(&state, &principal, &headers, &id, StatusCode::OK, &projection)
+    answer(
+        &state,
+        &principal,
+        &headers,
+        &id,
+        StatusCode::OK,
+        &projection,
+    )
 }
 
 pub async fn patch(
@@ -289,7 +303,14 @@ pub async fn patch(
         return Err(e);
     }
     written?;
-    answer(&state, &principal, &headers, &id, StatusCode::OK, &projection)
+    answer(
+        &state,
+        &principal,
+        &headers,
+        &id,
+        StatusCode::OK,
+        &projection,
+    )
 }
 
 pub async fn delete(

@@ -31,6 +31,8 @@ mod ratelimit_clients;
 mod ratelimit_machine;
 mod ratelimit_tokens;
 mod request_id;
+mod scim;
+mod scim_idp;
 mod slow_clients;
 mod spoofing;
 mod tenancy;
