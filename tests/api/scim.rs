@@ -551,7 +551,9 @@ async fn authentication_scope_and_rate_limit_errors_are_scim_errors() {
         .unwrap();
     assert!(header(&no_token, "www-authenticate").is_some());
     assert_scim_error(no_token, 401, None).await;
+    // `scim` is a scope of its own: `read` and other groups' scopes do not reach SCIM.
     let read = app.token_with(&["read"]).await;
+    // `scim` is a scope of its own: `read` and other groups' scopes do not reach SCIM.
     let devices = app.token_with(&["devices:write", "users:write"]).await;
     for token in [&read, &devices] {
         let resp = app
@@ -571,6 +573,36 @@ async fn authentication_scope_and_rate_limit_errors_are_scim_errors() {
         header(&rest, "content-type").as_deref(),
         Some("application/problem+json")
     );
+
+    // SCIM writes share the organization's write budget, and its 429 is a SCIM error too.
+    let scim = Scim::new(&app).await;
+    quickztna::bootstrap::set_limits(
+        &app.state,
+        &app.org_id,
+        1000,
+        1,
+        events::Actor::console("test"),
+    )
+    .await
+    .unwrap();
+    app.wait_caught_up().await;
+    let mut limited = None;
+    for n in 0..5 {
+        let resp = scim
+            .send(
+                Method::POST,
+                "/Users",
+                Some(&json!({"userName": format!("r{n}@example.com")})),
+            )
+            .await;
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let limited = limited.expect("a 429 within 5 writes at 1 a minute");
+    assert!(header(&limited, "retry-after").is_some());
+    assert_scim_error(limited, 429, None).await;
 }
 
 #[tokio::test]
