@@ -17,6 +17,7 @@
 //! - [`workers`]: background work from a checkpoint on the log or a timer; [`sweeper`], the
 //!   removal of offline ephemeral and idle devices, is one.
 //! - [`http`]: the REST API, one module per resource, inside the request frame.
+//! - [`scim`]: SCIM 2.0 at `/scim/v2`, for identity providers; SCIM errors, not problems.
 //! - [`cli`]: the admin CLI, a client of the REST API.
 //! - [`agent`]: `quickztna up`, the device agent; [`agent::host`] reads its machine.
 //! - [`offline`]: commands that open the data dir directly (`init`, `org`, `audit-log verify`).

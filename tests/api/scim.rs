@@ -362,6 +362,10 @@ async fn uniqueness_conflicts_are_409_uniqueness() {
     assert_scim_error(g, 409, Some("uniqueness")).await;
 }
 
+/// A request that must be refused: method, path, body (`None`: none, or broken JSON for a
+/// POST), status, `scimType`.
+type BadCase<'a> = (Method, &'a str, Option<Value>, u16, Option<&'a str>);
+
 #[tokio::test]
 async fn bad_payloads_get_scim_errors_and_change_nothing() {
     let app = spawn_app().await;
@@ -378,7 +382,7 @@ async fn bad_payloads_get_scim_errors_and_change_nothing() {
     let user_path = format!("/Users/{id}");
     let group_path = format!("/Groups/{gid}");
     let raw = |s: &str| serde_json::from_str::<Value>(s).ok();
-    let cases: Vec<(Method, &str, Option<Value>, u16, Option<&str>)> = vec![
+    let cases: Vec<BadCase> = vec![
         (Method::POST, "/Users", None, 400, Some("invalidSyntax")),
         (
             Method::POST,
