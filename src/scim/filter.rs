@@ -8,8 +8,6 @@
 //! their spelling so that a printed filter reads like the one sent. [`Filter`]'s `Display`
 //! prints a filter that parses back to the same tree. Evaluation is in [`super::eval`].
 
-use std::fmt;
-
 use serde_json::Number;
 
 /// Longest filter or path accepted, in bytes: bounds the work one query may ask for.
@@ -530,69 +528,8 @@ fn check_name(name: &str, position: usize) -> Result<(), FilterError> {
     }
 }
 
-impl fmt::Display for AttrPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(urn) = &self.urn {
-            write!(f, "{urn}:")?;
-        }
-        f.write_str(&self.name)?;
-        if let Some(sub) = &self.sub {
-            write!(f, ".{sub}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Path {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.attr)?;
-        if let Some(filter) = &self.filter {
-            write!(f, "[{filter}]")?;
-        }
-        if let Some(sub) = &self.sub {
-            write!(f, ".{sub}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for CompValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CompValue::Str(s) => f.write_str(&serde_json::to_string(s).map_err(|_| fmt::Error)?),
-            CompValue::Bool(b) => write!(f, "{b}"),
-            CompValue::Null => f.write_str("null"),
-            CompValue::Number(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-impl fmt::Display for Filter {
-    /// Prints a filter that parses back to the same tree: a logical operand that is itself an
-    /// `and`/`or` gets parentheses, so grouping survives whatever the precedence.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let operand = |f: &mut fmt::Formatter<'_>, x: &Filter| match x {
-            Filter::And(..) | Filter::Or(..) => write!(f, "({x})"),
-            _ => write!(f, "{x}"),
-        };
-        match self {
-            Filter::Compare { path, op, value } => write!(f, "{path} {} {value}", op.name()),
-            Filter::Present(path) => write!(f, "{path} pr"),
-            Filter::Has { attr, filter } => write!(f, "{attr}[{filter}]"),
-            Filter::And(a, b) => {
-                operand(f, a)?;
-                f.write_str(" and ")?;
-                operand(f, b)
-            }
-            Filter::Or(a, b) => {
-                operand(f, a)?;
-                f.write_str(" or ")?;
-                operand(f, b)
-            }
-            Filter::Not(x) => write!(f, "not ({x})"),
-        }
-    }
-}
+#[path = "filter_display.rs"]
+mod display;
 
 #[cfg(test)]
 #[path = "filter_tests.rs"]

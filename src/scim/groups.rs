@@ -176,6 +176,18 @@ fn check_members(org: OrgView<'_>, members: &[String]) -> Result<(), ScimError> 
     }
 }
 
+/// Entra may make a group a member of another; memberships here are of people only, so a
+/// nested group is left out rather than failing the whole request (with the people in it).
+fn without_nested_groups(org: OrgView<'_>, group: &mut ScimGroup) {
+    group.members.retain(|m| {
+        let nested = org.group(m).is_some();
+        if nested {
+            tracing::info!(member = %m, "SCIM: a group as a group member is left out");
+        }
+        !nested
+    });
+}
+
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -186,7 +198,11 @@ pub async fn create(
 ) -> Result<Response, ScimError> {
     require(&principal)?;
     let projection = Projection::from_query(query.as_deref())?;
-    let group = ScimGroup::from_json(&json_body(&body)?)?;
+    let mut group = ScimGroup::from_json(&json_body(&body)?)?;
+    {
+        let models = state.models().load();
+        without_nested_groups(models.state.org(&principal.org_id), &mut group);
+    }
     let new = NewGroup {
         id: mint::id("grp"),
         display_name: group.display_name,
@@ -254,7 +270,8 @@ async fn change(
         let Some(group) = org.group(id) else {
             return Err(refuse(no_group(id), &mut refused));
         };
-        let new = change(group).map_err(|e| refuse(e, &mut refused))?;
+        let mut new = change(group).map_err(|e| refuse(e, &mut refused))?;
+        without_nested_groups(org, &mut new);
         check_members(org, &new.members).map_err(|e| refuse(e, &mut refused))?;
         decide_change(org, id, &new)
     })

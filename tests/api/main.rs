@@ -32,6 +32,7 @@ mod ratelimit_machine;
 mod ratelimit_tokens;
 mod request_id;
 mod scim;
+mod scim_errors;
 mod scim_idp;
 mod slow_clients;
 mod spoofing;

@@ -140,7 +140,14 @@ async fn entra(flag: &str) {
         .await;
     let gid = group["id"].as_str().unwrap().to_owned();
     let group_path = format!("/Groups/{gid}{flag}");
-    let add = json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": id}, {"$ref": null, "value": other}]}]);
+    // A nested group (Entra allows one level) is left out; the people are added.
+    let nested = scim.create_group("Nested", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let add = json!([{"op": "Add", "path": "members", "value": [
+        {"$ref": null, "value": id}, {"$ref": null, "value": other}, {"$ref": null, "value": nested}
+    ]}]);
     assert_eq!(
         scim.expect(Method::PATCH, &group_path, Some(&ops(add)), 204)
             .await,
