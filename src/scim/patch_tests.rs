@@ -270,3 +270,93 @@ fn op_names_are_case_insensitive() {
         [Op::Add, Op::Replace, Op::Remove]
     );
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            "[a-zA-Z@. ]{0,12}".prop_map(Value::String),
+            any::<i32>().prop_map(|n| json!(n)),
+        ];
+        leaf.prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    proptest::sample::select(vec![
+                        "value",
+                        "type",
+                        "givenName",
+                        "active",
+                        "display"
+                    ]),
+                    inner,
+                    0..3
+                )
+                .prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    fn operation() -> impl Strategy<Value = Value> {
+        let paths = vec![
+            "",
+            "active",
+            "displayName",
+            "name",
+            "name.givenName",
+            "emails",
+            "EMAILS.value",
+            "emails[type eq \"work\"].value",
+            "emails[type eq \"work\"]",
+            "members",
+            "members[value eq \"u1\"]",
+            "members[value eq \"u1\"].display",
+            "externalId",
+            "urn:ietf:params:scim:schemas:core:2.0:User:userName",
+            "roles",
+            "userName",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+            "displayName[value pr]",
+            "emails[not (type eq \"x\")].primary",
+        ];
+        (
+            proptest::sample::select(vec!["add", "Replace", "remove", "REMOVE"]),
+            proptest::sample::select(paths),
+            proptest::option::of(value()),
+        )
+            .prop_map(|(op, path, value)| {
+                let mut o = json!({"op": op});
+                if !path.is_empty() {
+                    o["path"] = path.into();
+                }
+                if let Some(v) = value {
+                    o["value"] = v;
+                }
+                o
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_operations_leave_a_valid_resource_or_a_scim_error(
+            ops in proptest::collection::vec(operation(), 1..5)
+        ) {
+            let b = body(Value::Array(ops));
+            if let Ok(user) = patch_user(&alice(), &b) {
+                prop_assert!(!user.user_name.is_empty());
+            }
+            if let Ok(g) = patch_group(&group(&["u1", "u2"]), &b) {
+                let mut unique = g.members.clone();
+                unique.sort();
+                unique.dedup();
+                prop_assert_eq!(unique.len(), g.members.len());
+            }
+        }
+    }
+}
