@@ -14,6 +14,7 @@ use crate::cli::devices::DevicesCommand;
 use crate::cli::events::EventsCommand;
 use crate::cli::keys::KeysCommand;
 use crate::cli::tokens::TokensCommand;
+use crate::cli::users::{GroupsCommand, UsersCommand};
 use crate::offline::{InitArgs, OrgCommand};
 
 #[derive(Debug, Parser)]
@@ -76,7 +77,8 @@ pub struct DataDirArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane server.
-    Serve(ServeArgs),
+    // Boxed: the server's flags outweigh every other command's many times over.
+    Serve(Box<ServeArgs>),
     /// Create an organization and its owner token (offline; run before `serve`).
     Init(InitArgs),
     /// Organization administration at the console (offline).
@@ -102,6 +104,12 @@ pub enum Command {
     /// The organization's events as they happen (`events tail`).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// The organization's people: invite, list, remove (with their devices).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// The groups synced from the identity provider (read-only).
+    #[command(subcommand)]
+    Groups(GroupsCommand),
 }
 
 impl Command {
@@ -123,6 +131,8 @@ impl Command {
             | Command::Devices(_)
             | Command::Keys(_)
             | Command::Events(_)
+            | Command::Users(_)
+            | Command::Groups(_)
             | Command::Up(_) => None,
         }
     }
@@ -177,6 +187,35 @@ pub struct ServeArgs {
     /// Event streams one organization may hold at once.
     #[arg(long, env = "QUICKZTNA_MAX_EVENT_STREAMS_PER_ORG", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_event_streams_per_org: u32,
+    /// The address people and devices reach this server at (behind a proxy, its public
+    /// address): invitation links and the OpenID redirect URL `<public-url>/sso/callback` are
+    /// built from it. Default: `http(s)://` and the listen address.
+    #[arg(long, env = "QUICKZTNA_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<url::Url>,
+    /// The SMTP relay invitations are sent through: `smtps://user:pass@host:465`,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:port` (plain, for
+    /// a relay on this host). Without it, `POST /users` returns the invitation link instead.
+    #[arg(long, env = "QUICKZTNA_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The invitations' sender.
+    #[arg(
+        long,
+        env = "QUICKZTNA_SMTP_FROM",
+        default_value = "QuickZTNA <noreply@localhost>"
+    )]
+    pub smtp_from: String,
+}
+
+/// A public URL: `http` or `https`, with a host, without a query or fragment.
+pub fn parse_public_url(value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("expected http:// or https:// and a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("expected no query or fragment".into());
+    }
+    Ok(url)
 }
 
 /// How long clients may take and how many connections they may hold (`state::ConnectionLimits`).

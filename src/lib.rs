@@ -13,6 +13,7 @@
 //! - [`execute`]: the command executor, the only caller of `Log::append`: decide, append,
 //!   retry on a conflict, wait for the read models.
 //! - [`directory`]: the executor for people and groups, one write at a time per organization.
+//! - [`mail`]: invitations by email through an SMTP relay.
 //! - [`heartbeats`]: last-seen times and reported device state, kept outside the log.
 //! - [`workers`]: background work from a checkpoint on the log or a timer; [`sweeper`], the
 //!   removal of offline ephemeral and idle devices, is one.
@@ -36,6 +37,7 @@ pub mod execute;
 pub mod heartbeats;
 pub mod http;
 pub mod last_seen;
+pub mod mail;
 pub mod mint;
 pub mod offline;
 pub mod private_files;

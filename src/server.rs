@@ -101,6 +101,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         max: args.max_event_streams as usize,
         per_org: args.max_event_streams_per_org as usize,
     };
+    settings.public_url = match &args.public_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", args.listen)
+        }
+    };
+    settings.mail = match &args.smtp_url {
+        Some(url) => Some(crate::mail::MailSettings::new(url, &args.smtp_from)?),
+        None => None,
+    };
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {
         bootstrap_default_org(&state, args.owner_token_file.as_deref()).await?;

@@ -45,6 +45,11 @@ pub struct Settings {
     pub event_stream_keep_alive: Duration,
     /// Event streams served at once, on the server and per organization.
     pub event_streams: StreamLimits,
+    /// Where people and devices reach the server (links in invitations, the OpenID redirect
+    /// URL), without a trailing slash.
+    pub public_url: String,
+    /// The SMTP relay invitations go through (`None`: the API returns the link instead).
+    pub mail: Option<crate::mail::MailSettings>,
 }
 
 /// What keeps slow, idle or numerous clients from holding the server's connections (and file
@@ -97,6 +102,8 @@ impl Settings {
             connections: ConnectionLimits::default(),
             event_stream_keep_alive: Duration::from_secs(15),
             event_streams: StreamLimits::default(),
+            public_url: "http://127.0.0.1:8080".into(),
+            mail: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`tokens`]: `tokens create|list|revoke`.
 //! - [`devices`]: `devices list|get|remove|expire-key|tag`.
 //! - [`keys`]: `keys create|list|revoke` (pre-auth keys).
+//! - [`users`]: `users list|get|invite|remove` and `groups list|members`.
 //! - [`audit`]: `audit-log list|export`, and `audit-log verify --export` (offline).
 //! - [`events`]: `events tail`, the live event stream.
 
@@ -19,6 +20,7 @@ pub mod events;
 pub mod keys;
 pub mod output;
 pub mod tokens;
+pub mod users;
 
 use std::fmt;
 
@@ -107,7 +109,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         crate::private_files::check_data_dir(&data.data_dir);
     }
     match cli.command {
-        Command::Serve(args) => Ok(crate::server::serve(args).await?),
+        Command::Serve(args) => Ok(crate::server::serve(*args).await?),
         Command::Init(args) => Ok(crate::offline::init(args).await?),
         Command::Org(OrgCommand::SetLimits(args)) => Ok(crate::offline::set_limits(args).await?),
         Command::Org(OrgCommand::SetSettings(args)) => {
@@ -158,6 +160,14 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Events(cmd) => {
             let client = devices::admin_client(&client_args)?;
             events::run(&client, cmd).await
+        }
+        Command::Users(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            users::run(&client, cmd).await
+        }
+        Command::Groups(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            users::run_groups(&client, cmd).await
         }
         Command::Up(args) => {
             let client = client::Client::resolve(&client_args)?;

@@ -16,6 +16,8 @@ pub mod event_view;
 pub mod events_stream;
 pub mod extract;
 pub mod filter;
+pub mod groups;
+pub mod invitations;
 pub mod keys;
 pub mod list;
 pub mod machine;
@@ -28,6 +30,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
 pub mod tokens;
+pub mod users;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -85,6 +88,8 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(tokens::routes())
         .merge(keys::routes())
         .merge(devices::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
         .merge(audit_log::routes())
         .merge(audit_verify::routes())
         .merge(events_stream::routes())

@@ -15,14 +15,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_quickztna");
 const DAY_MICROS: i64 = 86_400 * 1_000_000;
 
 /// The binary with its environment pointed at `app` and a private home directory.
-struct Cli {
+pub struct Cli {
     server: String,
     token: String,
     home: TempDir,
 }
 
 impl Cli {
-    fn new(app: &TestApp) -> Cli {
+    pub fn new(app: &TestApp) -> Cli {
         Cli {
             server: app.address.clone(),
             token: app.token.clone(),
@@ -55,7 +55,7 @@ impl Cli {
             .env_remove("RUST_LOG");
     }
 
-    async fn run(&self, args: &[&str]) -> Output {
+    pub async fn run(&self, args: &[&str]) -> Output {
         self.command()
             .args(args)
             .stdin(Stdio::null())
@@ -65,7 +65,7 @@ impl Cli {
     }
 
     /// Runs a command that must succeed; returns (stdout, stderr).
-    async fn ok(&self, args: &[&str]) -> (String, String) {
+    pub async fn ok(&self, args: &[&str]) -> (String, String) {
         let out = self.run(args).await;
         let (stdout, stderr) = texts(&out);
         assert!(

@@ -180,7 +180,7 @@ async fn idempotency_keys_survive_a_restart() {
 
 // ---- kill -9 of the real binary.
 
-fn quickztna(args: &[&str]) -> Command {
+pub fn quickztna(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickztna"));
     cmd.args(args)
         .env_remove("QUICKZTNA_DATA_DIR")
@@ -190,7 +190,7 @@ fn quickztna(args: &[&str]) -> Command {
 }
 
 /// Runs an offline command to completion; returns its stdout, failing with its stderr.
-fn run_offline(args: &[&str]) -> String {
+pub fn run_offline(args: &[&str]) -> String {
     let out = quickztna(args).output().expect("run quickztna");
     assert!(
         out.status.success(),
@@ -200,7 +200,7 @@ fn run_offline(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -209,20 +209,27 @@ fn free_port() -> u16 {
 }
 
 /// Starts `quickztna serve` on `dir` and waits until it answers its health check.
-async fn serve(dir: &Path) -> (Child, String) {
+pub async fn serve(dir: &Path) -> (Child, String) {
+    serve_with(dir, &[]).await
+}
+
+/// Like [`serve`], with more flags.
+pub async fn serve_with(dir: &Path, extra: &[&str]) -> (Child, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = quickztna(&[
+    let mut args = vec![
         "serve",
         "--data-dir",
         dir.to_str().unwrap(),
         "--listen",
         &listen,
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn serve");
+    ];
+    args.extend_from_slice(extra);
+    let mut child = quickztna(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
     let base = format!("http://{listen}");
     let client = reqwest::Client::new();
     for _ in 0..600 {

@@ -82,7 +82,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     init_tracing();
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().to_path_buf();
-    let state = open_state(&data_dir, options.settings).await;
+    let listener = bind_any().await;
+    let state = open_state(&data_dir, options.settings, &listener).await;
     let created = bootstrap::create_org(&state, "acme", options.plan, Actor::console("test setup"))
         .await
         .expect("create org");
@@ -111,27 +112,32 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .wait_for(head, std::time::Duration::from_secs(10))
             .await
     );
-    let mut app = start(state, data_dir, options.settings).await;
+    let mut app = start_on(listener, state, data_dir);
     app._dir = Some(dir);
     app.token = created.token;
     app.org_id = created.org_id;
     app
 }
 
-async fn open_state(data_dir: &Path, tweak: Option<fn(&mut Settings)>) -> AppState {
+/// Opens the data dir with the settings a server on `listener` has: links it builds
+/// (invitations, the OpenID redirect URL) point at it.
+async fn open_state(
+    data_dir: &Path,
+    tweak: Option<fn(&mut Settings)>,
+    listener: &tokio::net::TcpListener,
+) -> AppState {
     let mut settings = Settings::new(data_dir);
+    settings.public_url = format!("http://{}", listener.local_addr().expect("addr"));
     if let Some(f) = tweak {
         f(&mut settings);
     }
     AppState::open(settings).await.expect("open state")
 }
 
-async fn start(state: AppState, data_dir: PathBuf, tweak: Option<fn(&mut Settings)>) -> TestApp {
-    let _ = tweak;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+async fn bind_any() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("bind");
-    start_on(listener, state, data_dir)
+        .expect("bind")
 }
 
 fn start_on(listener: tokio::net::TcpListener, state: AppState, data_dir: PathBuf) -> TestApp {
@@ -233,7 +239,8 @@ impl TestApp {
     /// Stops the server gracefully (snapshot + close) and starts it again on the same data dir.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
-        let state = open_state(&self.data_dir, None).await;
+        let listener = bind_any().await;
+        let state = open_state(&self.data_dir, None, &listener).await;
         let head = state.log().head();
         assert!(
             state
@@ -241,7 +248,7 @@ impl TestApp {
                 .wait_for(head, std::time::Duration::from_secs(30))
                 .await
         );
-        let mut app = start(state, self.data_dir.clone(), None).await;
+        let mut app = start_on(listener, state, self.data_dir.clone());
         app._dir = self._dir.take();
         app.token = std::mem::take(&mut self.token);
         app.org_id = std::mem::take(&mut self.org_id);
@@ -253,7 +260,10 @@ impl TestApp {
     pub async fn restart_on_same_port(mut self, tweak: Option<fn(&mut Settings)>) -> TestApp {
         let addr = self.address.trim_start_matches("http://").to_owned();
         self.stop().await;
-        let state = open_state(&self.data_dir, tweak).await;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .expect("bind the same port again");
+        let state = open_state(&self.data_dir, tweak, &listener).await;
         let head = state.log().head();
         assert!(
             state
@@ -261,9 +271,6 @@ impl TestApp {
                 .wait_for(head, std::time::Duration::from_secs(30))
                 .await
         );
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .expect("bind the same port again");
         let mut app = start_on(listener, state, self.data_dir.clone());
         app._dir = self._dir.take();
         app.token = std::mem::take(&mut self.token);

@@ -23,6 +23,9 @@ struct Tenant {
     org_id: String,
     /// The ULID of one of its events.
     event_id: String,
+    user_id: String,
+    user_email: String,
+    group_id: String,
 }
 
 impl Tenant {
@@ -55,8 +58,38 @@ impl Tenant {
             .as_str()
             .unwrap()
             .to_owned();
+        let user_email = format!("{name}-person@example.com");
+        let resp = app
+            .request_as(&token, Method::POST, "/api/v1/users")
+            .json(&json!({ "email": user_email }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let user_id = json(resp).await["user"]["id"].as_str().unwrap().to_owned();
+        let group_id = quickztna::mint::id("grp");
+        let command = quickztna::execute::Command::new(
+            org_id.clone(),
+            events::Actor::console("tenancy walk"),
+            "req_walk",
+        );
+        let group = quickztna::domain::directory::NewGroup {
+            id: group_id.clone(),
+            display_name: format!("{name} secret group"),
+            external_id: None,
+            source: "scim",
+            members: vec![user_id.clone()],
+        };
+        quickztna::directory::execute(&app.state, command, |org| {
+            quickztna::domain::directory::create_group(org, group.clone())
+        })
+        .await
+        .expect("create a group");
         Tenant {
             event_id,
+            user_id,
+            user_email,
+            group_id,
             token,
             node: joined["node_credential"].as_str().unwrap().to_owned(),
             token_id,
@@ -69,8 +102,11 @@ impl Tenant {
     }
 
     /// Strings that must never appear in an answer to the other organization.
-    fn secrets(&self) -> [&str; 6] {
+    fn secrets(&self) -> [&str; 9] {
         [
+            &self.user_id,
+            &self.user_email,
+            &self.group_id,
             &self.token_id,
             &self.key_id,
             &self.key_prefix,
@@ -87,6 +123,8 @@ impl Tenant {
             format!("/api/v1/tokens/{}", self.token_id),
             format!("/api/v1/keys/{}", self.key_id),
             format!("/api/v1/devices/{}", self.device_id),
+            format!("/api/v1/users/{}", self.user_id),
+            format!("/api/v1/groups/{}", self.group_id),
         ] {
             let resp = app
                 .request_as(&self.token, Method::GET, &path)
@@ -121,6 +159,10 @@ fn with_ids(template: &str, victim: &Tenant) -> Option<String> {
         &victim.key_id
     } else if template.starts_with("/devices/{id}") {
         &victim.device_id
+    } else if template.starts_with("/users/{id}") {
+        &victim.user_id
+    } else if template.starts_with("/groups/{id}") {
+        &victim.group_id
     } else if template.starts_with("/audit-log/{event_id}") {
         return Some(template.replace("{event_id}", &victim.event_id));
     } else {
