@@ -5,7 +5,8 @@
 //! a ULID), runs the request inside a `request` span carrying that id, echoes the id on every
 //! response, fills in `instance` and `request_id` of problem bodies, and turns error responses
 //! that were not built as problems (axum's 404/405/415, a body-limit layer's 413, a timeout's
-//! 408) into problems. Bodies and the `Authorization` header are never logged.
+//! 408) into problems. Under `/scim/v2` the same errors become SCIM error bodies instead
+//! (`crate::scim::error`). Bodies and the `Authorization` header are never logged.
 
 use std::time::Instant;
 
@@ -129,9 +130,13 @@ fn new_request_id() -> String {
 /// Echoes the id and makes sure an error response is a complete problem.
 async fn finish(response: Response, method: &Method, instance: &str, id: &str) -> Response {
     let (mut parts, body) = response.into_parts();
+    // SCIM clients get SCIM errors (see `crate::scim::error`): a SCIM handler's own error
+    // passes through, anything else is re-rendered below.
+    let scim = crate::scim::error::is_scim_path(instance);
+    let scim_body = scim && crate::scim::error::is_scim_json(&parts.headers);
     let (problem, body) = match parts.extensions.get::<Problem>() {
         Some(problem) => (Some(problem.clone()), body),
-        None if parts.status.as_u16() >= 400 && !is_problem_json(&parts.headers) => {
+        None if parts.status.as_u16() >= 400 && !is_problem_json(&parts.headers) && !scim_body => {
             let problem = convert(parts.status, &parts.headers, method, instance, body).await;
             parts.extensions.insert(problem.clone());
             (Some(problem), Body::empty())
@@ -139,6 +144,14 @@ async fn finish(response: Response, method: &Method, instance: &str, id: &str) -
         None => (None, body),
     };
     let body = match problem {
+        Some(problem) if scim => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::scim::error::SCIM_JSON),
+            );
+            Body::from(crate::scim::error::body_for_problem(&problem))
+        }
         Some(problem) => {
             parts.headers.remove(header::CONTENT_LENGTH);
             parts
