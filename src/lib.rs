@@ -18,6 +18,7 @@
 //! - [`workers`]: background work from a checkpoint on the log or a timer; [`sweeper`], the
 //!   removal of offline ephemeral and idle devices, is one.
 //! - [`http`]: the REST API, one module per resource, inside the request frame.
+//! - [`scim`]: SCIM 2.0 at `/scim/v2`, for identity providers; SCIM errors, not problems.
 //! - [`cli`]: the admin CLI, a client of the REST API.
 //! - [`agent`]: `quickztna up`, the device agent; [`agent::host`] reads its machine.
 //! - [`sessions`]: sign-in sessions, the API tokens people get from single sign-on.
@@ -43,6 +44,7 @@ pub mod mail;
 pub mod mint;
 pub mod offline;
 pub mod private_files;
+pub mod scim;
 pub mod server;
 pub mod sessions;
 pub mod sso;

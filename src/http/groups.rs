@@ -6,8 +6,6 @@
 
 use axum::Extension;
 use axum::extract::State;
-use axum::routing::{MethodFilter, on};
-use http::{HeaderValue, header};
 use projections::directory::Group as DirectoryGroup;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -25,23 +23,10 @@ use crate::domain::scope::{Group, Need};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    let writes = || {
-        on(
-            MethodFilter::POST
-                .or(MethodFilter::PUT)
-                .or(MethodFilter::PATCH)
-                .or(MethodFilter::DELETE),
-            read_only,
-        )
-    };
     OpenApiRouter::new()
         .routes(routes!(list_groups))
         .routes(routes!(get_group))
         .routes(routes!(group_members))
-        .route("/groups", writes())
-        .route("/groups/{id}", writes())
-        .route("/groups/{id}/members", writes())
-        .route("/groups/{id}/members/{user_id}", writes())
 }
 
 /// A group from the identity provider.
@@ -245,13 +230,14 @@ async fn group_members(
     )))
 }
 
-/// Every write on `/groups…`: the identity provider is the source of truth.
-async fn read_only() -> Problem {
-    Problem::method_not_allowed(
-        "groups are read-only here: the source of truth is your identity provider (Microsoft \
-         Entra, Okta, Google Workspace, …). Change the group or its members there; the change \
-         reaches QuickZTNA within seconds through SCIM (/scim/v2), or at the member's next \
-         single sign-on.",
-    )
-    .with_header(header::ALLOW, HeaderValue::from_static("GET"))
+/// Why every write on `/groups…` answers 405 (the request frame puts it in the problem):
+/// the identity provider is the source of truth.
+pub const READ_ONLY: &str = "groups are read-only here: the source of truth is your identity \
+     provider (Microsoft Entra, Okta, Google Workspace, …). Change the group or its members \
+     there; the change reaches QuickZTNA within seconds through SCIM (/scim/v2), or at the \
+     member's next single sign-on.";
+
+/// Whether `path` (as requested) is under `/api/v1/groups`.
+pub fn is_groups_path(path: &str) -> bool {
+    path == "/api/v1/groups" || path.starts_with("/api/v1/groups/")
 }

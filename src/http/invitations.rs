@@ -95,7 +95,6 @@ pub struct CreateUserResponse {
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Retry-safe key: a repeat with the same body returns the original result (without the link)")),
     responses(
         (status = 201, description = "Invited (or the SSO-domain rule set)", body = CreateUserResponse),
-        (status = 409, description = "The email is already a user of the organization", body = super::problem::ProblemBody),
     ),
     security(("bearer" = []))
 )]

@@ -1,8 +1,8 @@
 //! The HTTP API: one router per resource, merged under `/api/v1`, inside the request frame.
 //!
 //! Layers, outermost first: request context (request id, tracing span, problem rendering) →
-//! body deadline → body limit → authentication and rate limits (for `/api/v1` resources) → the
-//! handler.
+//! body deadline → body limit → authentication and rate limits (for `/api/v1` resources and
+//! `/scim/v2`, see [`crate::scim`]) → the handler.
 
 pub mod audit_log;
 pub mod audit_verify;
@@ -57,6 +57,10 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .nest("/api/v1", router)
+        .nest(
+            crate::scim::error::SCIM_PREFIX,
+            crate::scim::router(state.clone()),
+        )
         .merge(outside)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(

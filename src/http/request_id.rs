@@ -5,7 +5,8 @@
 //! a ULID), runs the request inside a `request` span carrying that id, echoes the id on every
 //! response, fills in `instance` and `request_id` of problem bodies, and turns error responses
 //! that were not built as problems (axum's 404/405/415, a body-limit layer's 413, a timeout's
-//! 408) into problems. Bodies and the `Authorization` header are never logged.
+//! 408) into problems. Under `/scim/v2` the same errors become SCIM error bodies instead
+//! (`crate::scim::error`). Bodies and the `Authorization` header are never logged.
 
 use std::time::Instant;
 
@@ -129,16 +130,28 @@ fn new_request_id() -> String {
 /// Echoes the id and makes sure an error response is a complete problem.
 async fn finish(response: Response, method: &Method, instance: &str, id: &str) -> Response {
     let (mut parts, body) = response.into_parts();
+    // SCIM clients get SCIM errors (see `crate::scim::error`): a SCIM handler's own error
+    // passes through, anything else is re-rendered below.
+    let scim = crate::scim::error::is_scim_path(instance);
+    let scim_body = scim && crate::scim::error::is_scim_json(&parts.headers);
     let (problem, body) = match parts.extensions.get::<Problem>() {
         Some(problem) => (Some(problem.clone()), body),
-        None if parts.status.as_u16() >= 400 && !is_problem_json(&parts.headers) => {
-            let problem = convert(parts.status, &parts.headers, method, body).await;
+        None if parts.status.as_u16() >= 400 && !is_problem_json(&parts.headers) && !scim_body => {
+            let problem = convert(parts.status, &parts.headers, method, instance, body).await;
             parts.extensions.insert(problem.clone());
             (Some(problem), Body::empty())
         }
         None => (None, body),
     };
     let body = match problem {
+        Some(problem) if scim => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::scim::error::SCIM_JSON),
+            );
+            Body::from(crate::scim::error::body_for_problem(&problem))
+        }
         Some(problem) => {
             parts.headers.remove(header::CONTENT_LENGTH);
             parts
@@ -163,7 +176,13 @@ fn is_problem_json(headers: &HeaderMap) -> bool {
 
 /// The problem for an error response built by something other than our handlers. A short
 /// plain-text 4xx body (axum's rejection messages) becomes the detail; a 5xx body never does.
-async fn convert(status: StatusCode, headers: &HeaderMap, method: &Method, body: Body) -> Problem {
+async fn convert(
+    status: StatusCode,
+    headers: &HeaderMap,
+    method: &Method,
+    instance: &str,
+    body: Body,
+) -> Problem {
     let mut problem = Problem::for_status(status);
     if status == StatusCode::METHOD_NOT_ALLOWED {
         let allowed = headers
@@ -173,7 +192,9 @@ async fn convert(status: StatusCode, headers: &HeaderMap, method: &Method, body:
             .unwrap_or_default();
         // A layer applied with `Router::layer` runs inside axum's method router, which adds
         // `Allow` after us; the header still reaches the client.
-        problem.detail = if allowed.is_empty() {
+        problem.detail = if super::groups::is_groups_path(instance) {
+            format!("method {method}: {}", super::groups::READ_ONLY)
+        } else if allowed.is_empty() {
             format!(
                 "method {method} is not allowed on this path; the Allow header lists those that are"
             )
