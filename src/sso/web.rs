@@ -37,11 +37,6 @@ pub fn routes() -> Router<AppState> {
         .route("/sso/device", post(confirm_device))
 }
 
-/// The link an invitation sends (by mail, or returned by `POST /users` without a relay).
-pub fn invitation_link(public_url: &str, org_id: &str, code: &str) -> String {
-    format!("{public_url}/sso/login?org={org_id}&invitation={code}")
-}
-
 /// The redirect URI to register at the identity provider.
 pub fn redirect_uri(state: &AppState) -> String {
     format!("{}/sso/callback", state.public_url())
