@@ -7,7 +7,7 @@ use events::event::{
 use events::stream::Stream;
 use events::{Event, Expected};
 
-use super::given;
+use super::{ORG, given};
 use crate::domain::Rejection;
 use crate::domain::directory::{self, NewGroup, NewUser, Role};
 
