@@ -106,6 +106,11 @@ fn removing_a_user_removes_every_device_they_own_in_the_same_decision() {
         d.expectations
             .contains(&(Stream::user("usr_a"), Expected::Exact(0)))
     );
+    // A registration racing the removal moves the allocator, so the removal is decided again.
+    assert!(
+        d.expectations
+            .contains(&(Stream::ipam(ORG), Expected::NoStream))
+    );
 }
 
 #[test]
