@@ -120,6 +120,14 @@ fn lower(org: &str, value: &str) -> OrgKey {
     (org.to_owned(), value.to_lowercase())
 }
 
+/// Removes `k` from a lookup only while it still points at `id`: another item may hold the
+/// name by now.
+fn drop_own(map: &mut imbl::HashMap<OrgKey, String>, k: OrgKey, id: &str) {
+    if map.get(&k).is_some_and(|v| v == id) {
+        map.remove(&k);
+    }
+}
+
 impl Directory {
     pub fn user(&self, id: &str) -> Option<&User> {
         self.users.get(id).map(Arc::as_ref)
@@ -141,15 +149,10 @@ impl Directory {
     }
 
     fn unindex_profile(&mut self, org: &str, id: &str, p: &UserProfile) {
-        let drop_if_own = |map: &mut imbl::HashMap<OrgKey, String>, k: OrgKey| {
-            if map.get(&k).is_some_and(|v| v == id) {
-                map.remove(&k);
-            }
-        };
-        drop_if_own(&mut self.by_user_name, lower(org, &p.user_name));
-        drop_if_own(&mut self.by_email, lower(org, &p.email));
+        drop_own(&mut self.by_user_name, lower(org, &p.user_name), id);
+        drop_own(&mut self.by_email, lower(org, &p.email), id);
         if let Some(x) = &p.external_id {
-            drop_if_own(&mut self.by_external_id, key(org, x));
+            drop_own(&mut self.by_external_id, key(org, x), id);
         }
     }
 
@@ -188,7 +191,7 @@ impl Directory {
         let org = user.org_id.as_str();
         self.unindex_profile(org, id, &user.profile);
         for (iss, sub) in &user.identities {
-            self.by_identity.remove(&key(org, &identity_key(iss, sub)));
+            drop_own(&mut self.by_identity, key(org, &identity_key(iss, sub)), id);
         }
         if let Some((hash, _)) = user.invitation {
             self.by_invitation.remove(&hash);
@@ -208,9 +211,9 @@ impl Directory {
             return;
         };
         let org = group.org_id.as_str();
-        self.group_by_name.remove(&lower(org, &group.display_name));
+        drop_own(&mut self.group_by_name, lower(org, &group.display_name), id);
         if let Some(x) = &group.external_id {
-            self.group_by_external_id.remove(&key(org, x));
+            drop_own(&mut self.group_by_external_id, key(org, x), id);
         }
         if let Some(set) = self.groups_by_org.get_mut(org) {
             set.remove(&(group.created_at, id.to_owned()));
@@ -223,6 +226,9 @@ impl Directory {
     }
 
     fn set_member(&mut self, r: &Recorded, group: &str, user: &str, member: bool) {
+        if !self.groups.contains_key(group) {
+            return;
+        }
         self.touch_group(r, group, |g| {
             if member {
                 g.members.insert(user.to_owned());
@@ -353,9 +359,13 @@ impl Projection for Directory {
                 let Some(old) = self.group(&e.group_id).cloned() else {
                     return;
                 };
-                self.group_by_name.remove(&lower(org, &old.display_name));
+                drop_own(
+                    &mut self.group_by_name,
+                    lower(org, &old.display_name),
+                    &e.group_id,
+                );
                 if let Some(x) = &old.external_id {
-                    self.group_by_external_id.remove(&key(org, x));
+                    drop_own(&mut self.group_by_external_id, key(org, x), &e.group_id);
                 }
                 self.group_by_name
                     .insert(lower(org, &e.display_name), e.group_id.clone());

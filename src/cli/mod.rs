@@ -98,6 +98,19 @@ pub fn secrets_on_argv(matches: &ArgMatches) -> Vec<String> {
                 .to_owned(),
         );
     }
+    if let Some(("serve", serve)) = matches.subcommand()
+        && on_argv(serve, "smtp_url")
+        && serve
+            .get_one::<String>("smtp_url")
+            .and_then(|u| url::Url::parse(u).ok())
+            .is_some_and(|u| u.password().is_some())
+    {
+        warnings.push(
+            "--smtp-url with a password on the command line is visible to other users of this \
+             machine in the process list; set QUICKZTNA_SMTP_URL instead"
+                .to_owned(),
+        );
+    }
     warnings
 }
 

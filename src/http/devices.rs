@@ -229,16 +229,23 @@ async fn list_devices(
         .collect::<Result<_, _>>()?;
     // A member lists their own devices only: one more AND clause, part of the cache key too.
     let only = principal.only_devices_of();
-    if let Some(user_id) = only {
-        let own = Term {
-            key: "owner".into(),
-            value: user_id.to_owned(),
-        };
-        conds.push(vec![Cond::parse(&own)?]);
-    }
-    let now = events::now_micros();
     let models = state.models().load();
     let org = models.state.org(&principal.org_id);
+    if let Some(user_id) = only {
+        // Theirs: owned by their id, or by their email (see `OrgView::devices_of`).
+        let mut own = vec![Cond::parse(&Term {
+            key: "owner".into(),
+            value: user_id.to_owned(),
+        })?];
+        if let Some(u) = org.user(user_id).filter(|u| !u.profile.email.is_empty()) {
+            own.push(Cond::parse(&Term {
+                key: "owner".into(),
+                value: u.profile.email.clone(),
+            })?);
+        }
+        conds.push(own);
+    }
+    let now = events::now_micros();
     let key = PageKey {
         org_id: principal.org_id.clone(),
         version: org.version(),
@@ -389,6 +396,9 @@ async fn patch_device(
     Json(Object(body)): Json<Object<PatchDeviceRequest>>,
 ) -> Result<Json<DeviceView>, Problem> {
     principal.require(Need::write(Group::Devices))?;
+    if body.tags.is_some() {
+        principal.may_tag()?;
+    }
     if body.owner.is_some() {
         principal.require(Need::write(Group::Users)).map_err(|_| {
             Problem::forbidden(
@@ -473,6 +483,7 @@ async fn add_tags(
     Json(Object(body)): Json<Object<AddTagsRequest>>,
 ) -> Result<Json<DeviceView>, Problem> {
     principal.require(Need::write(Group::Devices))?;
+    principal.may_tag()?;
     let tags: Vec<String> = parse_tags("tags", &body.tags)?
         .into_iter()
         .map(Tag::into_string)
@@ -504,6 +515,7 @@ async fn remove_tag(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Devices))?;
+    principal.may_tag()?;
     let tag = Tag::parse_lenient(&tag)
         .map_err(|e| Problem::invalid_argument(format!("path parameter `tag`: {e}")))?;
     mutate(&state, &principal, &request_id, &id, |d| {

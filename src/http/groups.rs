@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::extract::{Json, Path, Query};
-use super::filter::{Filter, Term};
+use super::filter::Filter;
 use super::list::{ListSpec, Listing};
 use super::pagination::Page;
 use super::problem::Problem;
@@ -95,11 +95,11 @@ fn check_terms(filter: &Filter) -> Result<(), Problem> {
     }
 }
 
-fn matches_term(g: &DirectoryGroup, term: &Term) -> bool {
-    match term.key.as_str() {
-        "name" => g.display_name.to_lowercase() == term.value.to_lowercase(),
-        "source" => g.source == term.value,
-        "member" => g.members.contains(&term.value),
+fn matches_term(g: &DirectoryGroup, key: &str, value: &str) -> bool {
+    match key {
+        "name" => g.display_name.to_lowercase() == value.to_lowercase(),
+        "source" => g.source == value,
+        "member" => g.members.contains(value),
         _ => false,
     }
 }
@@ -133,9 +133,7 @@ async fn list_groups(
         .groups()
         .filter(|g| {
             list.filter
-                .clauses
-                .iter()
-                .all(|clause| clause.iter().any(|t| matches_term(g, t)))
+                .matches(|key, value| matches_term(g, key, value))
         })
         .collect();
     let by_name = list.sort.field == "display_name";

@@ -111,6 +111,14 @@ pub(super) async fn create_user(
         Some(r) => Role::parse(r)?,
         None => Role::default(),
     };
+    // Nobody grants more than they hold: a person with this role may do what its scopes allow.
+    if !principal.scopes.covers(&role.scopes()) {
+        return Err(Problem::forbidden(format!(
+            "granting the role '{role}' needs a token that holds its scopes ({}): nobody grants \
+             more than they hold",
+            role.scopes().to_strings().join(" ")
+        )));
+    }
     let command = principal.command(&request_id).idempotent(idem);
     let mut out = HeaderMap::new();
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

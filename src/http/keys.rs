@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use super::auth::Principal;
 use super::commit::idempotency;
 use super::extract::{self, Json, Object, Path, Query};
-use super::filter::{Filter, Term};
+use super::filter::Filter;
 use super::list::{ListSpec, Listing};
 use super::pagination::Page;
 use super::problem::Problem;
@@ -340,14 +340,12 @@ fn check_terms(filter: &Filter) -> Result<(), Problem> {
     Ok(())
 }
 
-fn matches_term(k: &Key, now: i64, term: &Term) -> bool {
-    match term.key.as_str() {
-        "status" => k.status(now) == term.value,
-        "tag" => {
-            Tag::parse_lenient(&term.value).is_ok_and(|t| k.tags.iter().any(|x| x == t.as_str()))
-        }
-        "reusable" => k.reusable.to_string() == term.value,
-        "ephemeral" => k.ephemeral.to_string() == term.value,
+fn matches_term(k: &Key, now: i64, key: &str, value: &str) -> bool {
+    match key {
+        "status" => k.status(now) == value,
+        "tag" => Tag::parse_lenient(value).is_ok_and(|t| k.tags.iter().any(|x| x == t.as_str())),
+        "reusable" => k.reusable.to_string() == value,
+        "ephemeral" => k.ephemeral.to_string() == value,
         _ => false,
     }
 }
@@ -391,9 +389,7 @@ async fn list_keys(
         .filter(|k| !only_active || k.status(now) == "active")
         .filter(|k| {
             list.filter
-                .clauses
-                .iter()
-                .all(|clause| clause.iter().any(|t| matches_term(k, now, t)))
+                .matches(|key, value| matches_term(k, now, key, value))
         })
         .collect();
     let field = list.sort.field.as_str();

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::auth::Principal;
 use super::devices::{DeviceView, current_view};
 use super::extract::{Json, Path, Query};
-use super::filter::{Filter, Term};
+use super::filter::Filter;
 use super::list::{ListSpec, Listing};
 use super::pagination::Page;
 use super::problem::Problem;
@@ -155,9 +155,8 @@ fn check_terms(filter: &Filter) -> Result<(), Problem> {
     Ok(())
 }
 
-fn matches_term(org: OrgView<'_>, u: &User, term: &Term) -> bool {
-    let v = term.value.as_str();
-    match term.key.as_str() {
+fn matches_term(org: OrgView<'_>, u: &User, key: &str, v: &str) -> bool {
+    match key {
         "email" => u.profile.email.eq_ignore_ascii_case(v),
         "role" => u.role == v,
         "status" => u.status() == v,
@@ -202,9 +201,7 @@ async fn list_users(
         .users()
         .filter(|u| {
             list.filter
-                .clauses
-                .iter()
-                .all(|clause| clause.iter().any(|t| matches_term(org, u, t)))
+                .matches(|key, value| matches_term(org, u, key, value))
         })
         .collect();
     let field = list.sort.field.clone();

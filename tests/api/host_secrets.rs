@@ -386,4 +386,28 @@ async fn secrets_given_on_the_command_line_draw_a_warning_pointing_at_the_enviro
             .unwrap(),
     );
     assert!(!err.contains("warning"), "{err}");
+
+    // The server, stopped early by a data directory it cannot create: an SMTP password on
+    // argv is warned about, without repeating it; a relay URL without one is not.
+    let serve = |smtp: &'static str| {
+        let mut cmd = quickztna(&["serve", "--data-dir", "/dev/null/data", "--smtp-url", smtp]);
+        cmd.env_remove("QUICKZTNA_SMTP_URL");
+        cmd
+    };
+    let err = stderr(
+        serve("smtps://relay:s3cret-pw@mail.example.com")
+            .output()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        err.contains("warning: --smtp-url") && err.contains("QUICKZTNA_SMTP_URL"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("s3cret-pw"),
+        "the warning does not repeat it: {err}"
+    );
+    let err = stderr(serve("smtp://127.0.0.1:2525").output().await.unwrap());
+    assert!(!err.contains("warning: --smtp-url"), "{err}");
 }

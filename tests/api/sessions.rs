@@ -55,17 +55,22 @@ async fn a_member_sees_and_manages_only_their_own_devices() {
     let alice = user_id(&app, "alice@example.com").await;
     let bob = user_id(&app, "bob@example.com").await;
     devices_of(&app, &alice, 2).await;
+    // Owned by her email, from before she was in the directory: hers too, listed as well.
+    devices_of(&app, "alice@example.com", 1).await;
     devices_of(&app, &bob, 3).await;
     let token = session(&app, &alice, Role::Member).await;
 
     let (mine, _) = app.list_all(&token, "/api/v1/devices", "limit=200").await;
-    assert_eq!(mine.len(), 2);
-    assert!(mine.iter().all(|d| d["owner"] == alice.as_str()));
+    assert_eq!(mine.len(), 3);
+    assert!(
+        mine.iter()
+            .all(|d| d["owner"] == alice.as_str() || d["owner"] == "alice@example.com")
+    );
     // The owner token's identical query is not served the member's cached page, nor the reverse.
     let (all, _) = app
         .list_all(&app.token, "/api/v1/devices", "limit=200")
         .await;
-    assert_eq!(all.len(), 5);
+    assert_eq!(all.len(), 6);
     let bobs: Vec<&str> = all
         .iter()
         .filter(|d| d["owner"] == bob.as_str())
@@ -130,7 +135,7 @@ async fn a_member_sees_and_manages_only_their_own_devices() {
     let (all, _) = app
         .list_all(&app.token, "/api/v1/devices", "limit=200")
         .await;
-    assert_eq!(all.len(), 4, "only the member's own device went");
+    assert_eq!(all.len(), 5, "only the member's own device went");
 }
 
 #[tokio::test]
@@ -201,4 +206,42 @@ async fn a_session_and_the_tokens_minted_from_it_end_with_their_persons_deactiva
     );
     let token_list = json(app.get("/api/v1/tokens?limit=200").await).await;
     assert!(token_list.to_string().contains("sign-in session of"));
+}
+
+#[tokio::test]
+async fn nobody_grants_a_role_more_powerful_than_their_own_token() {
+    let app = spawn_app().await;
+    let people = app.token_with(&["users:read", "users:write"]).await;
+    for role in ["admin", "auditor", "member"] {
+        let resp = app
+            .request_as(&people, Method::POST, "/api/v1/users")
+            .json(&json!({ "email": format!("{role}@example.com"), "role": role }))
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(resp, 403, "permission_denied").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("nobody grants")
+        );
+    }
+    let resp = app
+        .request_as(&people, Method::POST, "/api/v1/users")
+        .json(&json!({ "domain": "gmail.com", "role": "admin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 403, "permission_denied").await;
+    let devices = app
+        .token_with(&["users:write", "devices:read", "devices:write"])
+        .await;
+    let resp = app
+        .request_as(&devices, Method::POST, "/api/v1/users")
+        .json(&json!({ "email": "member@example.com", "role": "member" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
 }

@@ -204,7 +204,17 @@ fn with_active(d: Decision, user: &User, active: bool) -> Decision {
 pub fn remove_user(org: OrgView<'_>, id: &str, reason: &str) -> Result<Decision, Rejection> {
     let user = find(org, id)?;
     let stream = Stream::user(id);
-    let mut d = Decision::none().expect(stream.clone(), Expected::Exact(user.revision));
+    // Every registration moves the organization's address allocator: expecting it unchanged
+    // means a device joining for this user meanwhile makes the executor decide again, with
+    // that device in the removal.
+    let ipam = Stream::ipam(org.id());
+    let mut d = Decision::none()
+        .expect(stream.clone(), Expected::Exact(user.revision))
+        .expect(
+            ipam,
+            org.ipam_revision()
+                .map_or(Expected::NoStream, Expected::Exact),
+        );
     for device in org.devices_of(user) {
         let s = Stream::device(device.id.as_str());
         d = d.expect(s.clone(), Expected::Exact(device.revision)).event(

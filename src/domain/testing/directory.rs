@@ -7,7 +7,7 @@ use events::event::{
 use events::stream::Stream;
 use events::{Event, Expected};
 
-use super::given;
+use super::{ORG, given};
 use crate::domain::Rejection;
 use crate::domain::directory::{self, NewGroup, NewUser, Role};
 
@@ -105,6 +105,11 @@ fn removing_a_user_removes_every_device_they_own_in_the_same_decision() {
     assert!(
         d.expectations
             .contains(&(Stream::user("usr_a"), Expected::Exact(0)))
+    );
+    // A registration racing the removal moves the allocator, so the removal is decided again.
+    assert!(
+        d.expectations
+            .contains(&(Stream::ipam(ORG), Expected::NoStream))
     );
 }
 
