@@ -8,11 +8,15 @@
 //! device (same public key, same owner) in the same append: a new device id, and the
 //! organization's next overlay address (the old one rests in quarantine).
 //!
-//! The organization's registrations are serialized by the server's per-organization lock,
-//! and the decision expects the address allocator (`ipam:<org>`) unchanged, so a concurrent
-//! key registration (which advances it) cannot take the same address. A key-less registration
-//! writes no event on that stream itself, so two of them rely on the lock alone.
+//! The owner must be an active user, and the decision expects their stream unchanged, so a
+//! deactivation or removal appended meanwhile makes it decide again (and refuse). It also
+//! expects the address allocator (`ipam:<org>`) unchanged, so a concurrent key registration
+//! (which advances it) cannot take the same address. A key-less registration writes no event
+//! on that stream itself: the server runs it under both the organization's registration lock
+//! and its directory lock, so that neither another registration nor a user's removal (which
+//! expects the allocator unchanged to catch devices joining meanwhile) interleaves with it.
 
+use events::Expected;
 use events::event::DeviceRegistered;
 use events::stream::Stream;
 use projections::OrgView;
@@ -21,13 +25,32 @@ use super::decision::Decision;
 use super::ipam::{ipv4_for, ipv6_for};
 use super::registration::{NODE_KEY_LIFETIME_MICROS, Register, RegisterRefusal, admit};
 
+/// Why a device cannot join as a person's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerRefusal {
+    /// The person was removed or deactivated since they signed in.
+    OwnerInactive,
+    Register(RegisterRefusal),
+}
+
+impl From<RegisterRefusal> for OwnerRefusal {
+    fn from(r: RegisterRefusal) -> Self {
+        OwnerRefusal::Register(r)
+    }
+}
+
 /// Registers the device of `cmd` as `owner`'s (a user id of the organization).
 pub fn register_for_owner(
     org: OrgView<'_>,
     owner: &str,
     cmd: Register,
     now: i64,
-) -> Result<Decision, RegisterRefusal> {
+) -> Result<Decision, OwnerRefusal> {
+    let user = org
+        .user(owner)
+        .filter(|u| u.active)
+        .ok_or(OwnerRefusal::OwnerInactive)?;
+    let user_revision = user.revision;
     let device_id = cmd.device_id.clone();
     // The owner signing in again for their own device (its old registration forgotten by the
     // agent, e.g. after the owner was deactivated and reactivated) replaces it; another
@@ -49,5 +72,7 @@ pub fn register_for_owner(
         credential_hash: cmd.credential_hash,
         key_expires_at: Some(now.saturating_add(NODE_KEY_LIFETIME_MICROS)),
     };
-    Ok(decision.event(Stream::device(device_id), registered))
+    Ok(decision
+        .expect(Stream::user(owner), Expected::Exact(user_revision))
+        .event(Stream::device(device_id), registered))
 }

@@ -12,7 +12,7 @@ use events::{Actor, ActorKind};
 use super::web::{escape, page};
 use super::{DeviceProgress, Wants};
 use crate::domain::devices::{Hostname, Register, RegisterRefusal};
-use crate::domain::owned_registration::register_for_owner;
+use crate::domain::owned_registration::{OwnerRefusal, register_for_owner};
 use crate::domain::public_key::PublicKey;
 use crate::domain::secret;
 use crate::execute::{Command, execute};
@@ -159,8 +159,13 @@ pub(super) async fn confirm(
         credential_hash: credential.hash,
     };
     ensure_writable(state)?;
-    let lock = state.registration_lock(&org_id);
-    let _one_at_a_time = lock.lock().await;
+    // Registrations one at a time (addresses), and never between a directory write's decision
+    // and its append: a user's removal must see every device that joined for them. Always in
+    // this order (nothing takes the directory lock first and then this one).
+    let registrations = state.registration_lock(&org_id);
+    let _one_registration = registrations.lock().await;
+    let directory = state.directory_lock(&org_id);
+    let _no_directory_write = directory.lock().await;
     let actor = Actor {
         kind: ActorKind::User,
         id: user_id.clone(),
@@ -174,16 +179,25 @@ pub(super) async fn confirm(
     .await;
     if let Err(e) = registered {
         let p = problem(e, |why| match why {
-            RegisterRefusal::PublicKeyInUse { device_id } => Problem::conflict(format!(
-                "the device's public key is in use by device {device_id}"
-            )),
-            RegisterRefusal::AddressesExhausted => {
+            OwnerRefusal::OwnerInactive => {
+                Problem::forbidden("the account that signed in is deactivated or removed")
+            }
+            OwnerRefusal::Register(RegisterRefusal::PublicKeyInUse { device_id }) => {
+                Problem::conflict(format!(
+                    "the device's public key is in use by device {device_id}"
+                ))
+            }
+            OwnerRefusal::Register(RegisterRefusal::AddressesExhausted) => {
                 Problem::unprocessable("the organization has used up its overlay address space")
             }
-            RegisterRefusal::DeviceCap { cap, .. } => Problem::plan_required(format!(
-                "the organization has {cap} devices, the most its plan allows"
-            )),
-            RegisterRefusal::Key(_) => Problem::internal("a key refusal without a key"),
+            OwnerRefusal::Register(RegisterRefusal::DeviceCap { cap, .. }) => {
+                Problem::plan_required(format!(
+                    "the organization has {cap} devices, the most its plan allows"
+                ))
+            }
+            OwnerRefusal::Register(RegisterRefusal::Key(_)) => {
+                Problem::internal("a key refusal without a key")
+            }
         });
         let why = p.detail.clone();
         state.sso().devices.with(login_id, |l| {

@@ -261,3 +261,55 @@ fn claimed_names_are_trimmed_deduplicated_and_bounded() {
     let many: Vec<String> = (0..500).map(|i| format!("g{i}")).collect();
     assert_eq!(claimed_names(&many).len(), 200);
 }
+
+fn laptop() -> crate::domain::registration::Register {
+    crate::domain::registration::Register {
+        device_id: "dev_l".into(),
+        hostname: crate::domain::hostname::Hostname::normalize("laptop").unwrap(),
+        os: "linux".into(),
+        os_version: "6.1".into(),
+        public_key: crate::domain::public_key::PublicKey::from_bytes(&[3; 32]),
+        credential_hash: [4; 32],
+    }
+}
+
+#[test]
+fn a_device_joins_only_for_an_active_owner_and_expects_them_unchanged() {
+    use crate::domain::owned_registration::{OwnerRefusal, register_for_owner};
+    let events = vec![
+        invited("usr_a", "alice@acme.test", 7, NOW + HOUR),
+        signed_in("usr_a", "sub-1"),
+    ];
+    let d = given(events.clone())
+        .when(|org| register_for_owner(org, "usr_a", laptop(), NOW))
+        .then_ok();
+    assert!(
+        d.expectations
+            .contains(&(Stream::user("usr_a"), Expected::Exact(1)))
+    );
+    match &d.events[0].1 {
+        Event::DeviceRegistered(r) => {
+            assert_eq!(r.owner.as_deref(), Some("usr_a"));
+            assert!(r.key_id.is_empty() && r.tags.is_empty());
+            assert!(
+                r.key_expires_at.is_some(),
+                "it expires like any untagged device"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut gone = events;
+    gone.push((
+        Stream::user("usr_a"),
+        UserDeactivated {
+            user_id: "usr_a".into(),
+        }
+        .into(),
+    ));
+    given(gone)
+        .when(|org| register_for_owner(org, "usr_a", laptop(), NOW))
+        .then_rejected(OwnerRefusal::OwnerInactive);
+    given([])
+        .when(|org| register_for_owner(org, "usr_nobody", laptop(), NOW))
+        .then_rejected(OwnerRefusal::OwnerInactive);
+}
