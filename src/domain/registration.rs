@@ -88,6 +88,11 @@ pub enum RegisterRefusal {
         plan: Plan,
         cap: usize,
     },
+    /// The key's owner was removed from the directory, or deactivated: their keys admit
+    /// nobody, so no device joins for a person who is gone.
+    OwnerGone {
+        why: &'static str,
+    },
 }
 
 /// The overlay address index the organization's next device takes: the oldest address given
@@ -152,7 +157,26 @@ pub fn register(
         .key(key_id)
         .ok_or(RegisterRefusal::Key(KeyRefusal::Revoked))?;
     let device_id = cmd.device_id.clone();
-    let (decision, index) = admit(org, &cmd, now, |_| false)?;
+    let (mut decision, index) = admit(org, &cmd, now, |_| false)?;
+    if let Some(owner) = key.owner.as_deref() {
+        match org.user(owner).or_else(|| org.user_by_email(owner)) {
+            Some(u) if !u.active => {
+                return Err(RegisterRefusal::OwnerGone {
+                    why: "the key's owner is deactivated",
+                });
+            }
+            // Expected unchanged: their removal racing this registration decides again.
+            Some(u) => {
+                decision = decision.expect(Stream::user(u.id.as_str()), Expected::Exact(u.revision))
+            }
+            None if crate::domain::ids::looks_like("usr", owner) => {
+                return Err(RegisterRefusal::OwnerGone {
+                    why: "the key's owner was removed from the organization",
+                });
+            }
+            None => {}
+        }
+    }
     let (used, registered) = decide_register(key, index, cmd, now)?;
     Ok(decision
         .expect(Stream::key(key_id), Expected::Exact(key.revision))

@@ -268,6 +268,10 @@ async fn register(
                 "public key already in use by device {device_id}; each device needs its own \
                  key (remove that device first, or expire its key)"
             )),
+            RegisterRefusal::OwnerGone { why } => Problem::forbidden(format!(
+                "{why}: this pre-auth key admits nobody (revoke it, and create one for a \
+                 current user)"
+            )),
         })
     })?;
     let models = state.models().load();

@@ -179,7 +179,8 @@ pub(super) async fn confirm(
     .await;
     if let Err(e) = registered {
         let p = problem(e, |why| match why {
-            OwnerRefusal::OwnerInactive => {
+            OwnerRefusal::OwnerInactive
+            | OwnerRefusal::Register(RegisterRefusal::OwnerGone { .. }) => {
                 Problem::forbidden("the account that signed in is deactivated or removed")
             }
             OwnerRefusal::Register(RegisterRefusal::PublicKeyInUse { device_id }) => {

@@ -318,3 +318,58 @@ async fn users_need_the_users_scopes() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn a_removed_or_deactivated_owners_keys_admit_nobody() {
+    let app = spawn_app().await;
+    let erin = user_id(&app, "erin@example.com").await;
+    let by_id = key_secret(&app, json!({ "reusable": true, "owner": erin })).await;
+    let by_email = key_secret(
+        &app,
+        json!({ "reusable": true, "owner": "ERIN@example.com" }),
+    )
+    .await;
+    register(&app, &by_id, "erin-1").await;
+
+    let command = quickztna::execute::Command::new(
+        app.org_id.clone(),
+        events::Actor::console("test"),
+        "req_test",
+    );
+    quickztna::directory::execute(&app.state, command.clone(), |org| {
+        quickztna::domain::directory::set_active(org, &erin, false)
+    })
+    .await
+    .unwrap();
+    for key in [&by_id, &by_email] {
+        let resp =
+            crate::machine::register_raw(&app, &crate::machine::register_body(key, "erin-2")).await;
+        let problem = assert_problem(resp, 403, "permission_denied").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("deactivated"),
+            "{problem}"
+        );
+    }
+    quickztna::directory::execute(&app.state, command, |org| {
+        quickztna::domain::directory::set_active(org, &erin, true)
+    })
+    .await
+    .unwrap();
+    register(&app, &by_email, "erin-3").await;
+
+    assert_eq!(
+        app.delete(&format!("/api/v1/users/{erin}")).await.status(),
+        204
+    );
+    let resp =
+        crate::machine::register_raw(&app, &crate::machine::register_body(&by_id, "erin-4")).await;
+    let problem = assert_problem(resp, 403, "permission_denied").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("removed"),
+        "{problem}"
+    );
+    let (left, _) = app
+        .list_all(&app.token, "/api/v1/devices", "limit=200")
+        .await;
+    assert!(left.is_empty(), "{left:?}");
+}
