@@ -46,6 +46,28 @@ fn harness_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
 }
 
+/// Installs the provider's npm packages (pinned by `tests/oidc/package-lock.json`) the first
+/// time a test needs them, so that `cargo test` works on a fresh checkout as it is.
+fn ensure_installed(dir: &std::path::Path) {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if *installed || dir.join("node_modules/oidc-provider").is_dir() {
+        *installed = true;
+        return;
+    }
+    let out = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(dir)
+        .output()
+        .expect("run npm (node and npm are needed for the OpenID provider the SSO tests use)");
+    assert!(
+        out.status.success() && dir.join("node_modules/oidc-provider").is_dir(),
+        "npm ci --prefix tests/oidc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    *installed = true;
+}
+
 impl OidcProvider {
     /// Starts the provider with these clients and accounts (`{login: {email, email_verified,
     /// name, preferred_username, groups}}`) and waits until it accepts connections.
@@ -62,10 +84,7 @@ impl OidcProvider {
         fresh_keys: bool,
     ) -> OidcProvider {
         let dir = harness_dir();
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "the test OpenID provider is not installed: run `npm ci --prefix tests/oidc`"
-        );
+        ensure_installed(&dir);
         let clients: Vec<Value> = clients
             .iter()
             .map(|c| {

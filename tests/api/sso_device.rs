@@ -246,6 +246,28 @@ async fn invite_then_sign_in_then_up_without_a_key_joins_as_that_person_until_de
     let owned = devices_of(&sso, &alice);
     assert_eq!(owned.len(), 1, "{owned:?}");
     assert_ne!(&owned[0].0, expired);
+
+    // She leaves: deleting her removes her device in the same operation, and its credential
+    // stops working at once.
+    let credential = agent.state()["node_credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(heartbeat(&sso, &credential).await.status(), StatusCode::OK);
+    let resp = sso.app.delete(&format!("/api/v1/users/{alice}")).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        heartbeat(&sso, &credential).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let devices = json(sso.app.get("/api/v1/devices").await).await;
+    assert_eq!(devices["items"], json!([]), "{devices}");
+    assert_problem(
+        sso.app.get(&format!("/api/v1/users/{alice}")).await,
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
