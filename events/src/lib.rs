@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`event`]: the catalogue of domain events (past tense, versioned) and their payload types;
 //!   [`legacy`]: their older schema versions, frozen, with upcasts.
+//!   `directory_events.rs` holds the directory's (people, groups, SSO settings).
 //! - [`envelope`]: the persisted envelope around every event, and the actor who caused it;
 //!   [`recorded`]: an envelope with its decoded event, what readers get.
 //! - [`codec`]: the one place that turns envelopes and payloads into bytes and back (postcard).
@@ -30,6 +31,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod codec;
 mod committer;
+mod directory_events;
 pub mod durable;
 pub mod envelope;
 pub mod error;
