@@ -250,12 +250,19 @@ impl ListParams {
 
     /// The ListResponse for the resources that matched, in order.
     pub fn page(&self, matching: Vec<Value>) -> Value {
+        self.page_of(matching, |r| r)
+    }
+
+    /// The ListResponse for `matching`, rendering only the resources on the page: without a
+    /// filter, a page costs its `count`, not the organization's size.
+    pub fn page_of<T>(&self, matching: Vec<T>, render: impl Fn(T) -> Value) -> Value {
         let total = matching.len();
         let resources = matching
             .into_iter()
             .skip(self.start_index - 1)
             .take(self.count)
-            .map(|mut r| {
+            .map(|item| {
+                let mut r = render(item);
                 self.projection.apply(&mut r);
                 r
             })

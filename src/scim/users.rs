@@ -144,8 +144,12 @@ async fn list_with(
 ) -> Result<Response, ScimError> {
     let models = state.models().load();
     let org = models.state.org(&principal.org_id);
-    let found = matching(org, params.filter.as_ref(), &base_url(headers));
-    Ok(respond(StatusCode::OK, &params.page(found)))
+    let base = base_url(headers);
+    let page = match &params.filter {
+        Some(filter) => params.page(matching(org, Some(filter), &base)),
+        None => params.page_of(org.users().collect(), |x| render(org, x, &base)),
+    };
+    Ok(respond(StatusCode::OK, &page))
 }
 
 pub async fn list(
