@@ -8,6 +8,8 @@
 //!   their timeouts and cap.
 //! - [`state`]: [`state::AppState`], what every handler shares: the log, read models, settings.
 //! - [`bootstrap`]: creating organizations and owner tokens (`init`, first `serve`).
+//! - [`policy`]: the policy language: parse with positions, lint, compile and evaluate
+//!   reachability, run the policy's tests; pure, no I/O.
 //! - [`domain`]: pure decisions — command and read models in, a decision or a rejection out.
 //! - [`mint`]: new ids and secrets, drawn at the edge and passed into commands.
 //! - [`execute`]: the command executor, the only caller of `Log::append`: decide, append,
@@ -43,6 +45,7 @@ pub mod last_seen;
 pub mod mail;
 pub mod mint;
 pub mod offline;
+pub mod policy;
 pub mod private_files;
 pub mod scim;
 pub mod server;

@@ -1,0 +1,259 @@
+//! Compiling a policy against a fleet: for every source device, which destination devices it
+//! may reach on which protocol and ports. Accept rules minus deny rules (deny overrides
+//! accept), default deny; postures gate sources only.
+//!
+//! # The compiled form, and why it can be updated incrementally
+//! - Devices get dense indices; sets of devices are bitsets ([`DeviceSet`]).
+//! - Ports become **port classes**: disjoint (proto, port range) intervals cut at every rule's
+//!   boundaries, so within a class every rule either matches all ports or none.
+//! - Each rule compiles to its source set (after posture gating), its destination set (plus a
+//!   flag for `autogroup:self`) and the classes it covers.
+//! - Rules are indexed by the principals they name on each side ([`Compiled::rules_naming`]):
+//!   when a device's tags, owner, groups or posture change, only the rules naming its old or
+//!   new principals (plus `*`, autogroups and CIDRs) can change, and only its row (as a source)
+//!   and its bit in other rows (as a destination) need recomputing — never all pairs.
+//! - A row is sparse over classes: `class → destinations`, empty classes absent.
+//!
+//! A device never needs the policy to reach itself, so `s → s` is never in the relation.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ipnet::IpNet;
+
+use super::bits::DeviceSet;
+use super::fleet::{Device, Fleet};
+use super::model::{Action, Policy, PortRange, Principal, Proto};
+
+/// One thing a source may reach: a destination device on a protocol and a port range
+/// (`PortRange::ALL` for ICMP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Grant<'a> {
+    pub dst: &'a str,
+    pub proto: Proto,
+    pub ports: PortRange,
+}
+
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    device_ids: Vec<String>,
+    index: HashMap<String, usize>,
+    classes: Vec<(Proto, PortRange)>,
+    rules: Vec<CompiledRule>,
+    src_index: BTreeMap<Principal, Vec<usize>>,
+    dst_index: BTreeMap<Principal, Vec<usize>>,
+    rows: Vec<BTreeMap<usize, DeviceSet>>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    action: Action,
+    src: DeviceSet,
+    dst: DeviceSet,
+    to_self: bool,
+    classes: Vec<usize>,
+}
+
+/// Resolve a `host:` alias to its prefix.
+pub fn host_resolver(policy: &Policy) -> impl Fn(&str) -> Option<IpNet> + '_ {
+    |name| policy.host(name).map(|h| h.net)
+}
+
+/// The disjoint port classes of a policy: tcp and udp cut at every rule boundary, one ICMP
+/// class.
+pub fn port_classes(policy: &Policy) -> Vec<(Proto, PortRange)> {
+    let mut cuts = vec![1u32, 65536];
+    for r in &policy.rules {
+        for p in &r.ports {
+            cuts.push(u32::from(p.value.lo));
+            cuts.push(u32::from(p.value.hi) + 1);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out = Vec::new();
+    for proto in [Proto::Tcp, Proto::Udp] {
+        for w in cuts.windows(2) {
+            // Both bounds are within 1..=65536 by construction.
+            let lo = u16::try_from(w[0]).unwrap_or(u16::MAX);
+            let hi = u16::try_from(w[1] - 1).unwrap_or(u16::MAX);
+            out.push((proto, PortRange { lo, hi }));
+        }
+    }
+    out.push((Proto::Icmp, PortRange::ALL));
+    out
+}
+
+/// Whether a rule of `policy` at `rule` covers the class.
+fn rule_covers(policy: &Policy, rule: usize, (proto, range): (Proto, PortRange)) -> bool {
+    let r = &policy.rules[rule];
+    r.protos.contains(&proto)
+        && (!proto.has_ports()
+            || r.ports
+                .iter()
+                .any(|p| p.value.lo <= range.lo && range.hi <= p.value.hi))
+}
+
+/// Whether the device passes every posture the rule requires. An unknown posture name
+/// (a lint error) admits nobody: fail closed.
+pub fn passes_rule_postures(policy: &Policy, rule: usize, d: &Device) -> bool {
+    policy
+        .required_postures(&policy.rules[rule])
+        .iter()
+        .all(|name| policy.posture(&name.value).is_some_and(|p| d.passes(p)))
+}
+
+impl Compiled {
+    pub fn new(policy: &Policy, fleet: &Fleet) -> Compiled {
+        let n = fleet.devices.len();
+        let hosts = host_resolver(policy);
+        let classes = port_classes(policy);
+        let select = |ps: &[super::model::At<Principal>]| {
+            let mut set = DeviceSet::empty(n);
+            for (i, d) in fleet.devices.iter().enumerate() {
+                if ps.iter().any(|p| fleet.selects(&p.value, d, &hosts)) {
+                    set.insert(i);
+                }
+            }
+            set
+        };
+        let mut rules = Vec::new();
+        let mut src_index: BTreeMap<Principal, Vec<usize>> = BTreeMap::new();
+        let mut dst_index: BTreeMap<Principal, Vec<usize>> = BTreeMap::new();
+        for (ri, r) in policy.rules.iter().enumerate() {
+            let mut src = select(&r.src);
+            for (i, d) in fleet.devices.iter().enumerate() {
+                if !passes_rule_postures(policy, ri, d) {
+                    src.remove(i);
+                }
+            }
+            for p in &r.src {
+                src_index.entry(p.value.clone()).or_default().push(ri);
+            }
+            for p in &r.dst {
+                dst_index.entry(p.value.clone()).or_default().push(ri);
+            }
+            rules.push(CompiledRule {
+                action: r.action,
+                src,
+                dst: select(&r.dst),
+                to_self: r.dst.iter().any(|p| p.value == Principal::SelfDevices),
+                classes: (0..classes.len())
+                    .filter(|&k| rule_covers(policy, ri, classes[k]))
+                    .collect(),
+            });
+        }
+        let mut compiled = Compiled {
+            device_ids: fleet.devices.iter().map(|d| d.id.clone()).collect(),
+            index: fleet
+                .devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.id.clone(), i))
+                .collect(),
+            classes,
+            rules,
+            src_index,
+            dst_index,
+            rows: Vec::new(),
+        };
+        compiled.rows = (0..n).map(|s| compiled.row(fleet, s)).collect();
+        compiled
+    }
+
+    /// One source's row: for each class, accepted destinations minus denied ones.
+    fn row(&self, fleet: &Fleet, s: usize) -> BTreeMap<usize, DeviceSet> {
+        let n = self.device_ids.len();
+        let mut own = DeviceSet::empty(n);
+        for (i, d) in fleet.devices.iter().enumerate() {
+            if Fleet::same_owner(&fleet.devices[s], d) {
+                own.insert(i);
+            }
+        }
+        let mut accept: BTreeMap<usize, DeviceSet> = BTreeMap::new();
+        let mut deny: BTreeMap<usize, DeviceSet> = BTreeMap::new();
+        for r in self.rules.iter().filter(|r| r.src.contains(s)) {
+            let mut dst = r.dst.clone();
+            if r.to_self {
+                dst.union_with(&own);
+            }
+            let side = match r.action {
+                Action::Accept => &mut accept,
+                Action::Deny => &mut deny,
+            };
+            for &k in &r.classes {
+                side.entry(k)
+                    .or_insert_with(|| DeviceSet::empty(n))
+                    .union_with(&dst);
+            }
+        }
+        accept.retain(|k, set| {
+            if let Some(d) = deny.get(k) {
+                set.subtract(d);
+            }
+            set.remove(s);
+            !set.is_empty()
+        });
+        accept
+    }
+
+    pub fn device_index(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// Whether source device `s` may reach `d` with `proto` on `port` (ignored for ICMP).
+    pub fn allows(&self, s: usize, d: usize, proto: Proto, port: u16) -> bool {
+        let Some(row) = self.rows.get(s) else {
+            return false;
+        };
+        self.classes.iter().enumerate().any(|(k, &(p, range))| {
+            p == proto
+                && (!proto.has_ports() || range.contains(port))
+                && row.get(&k).is_some_and(|set| set.contains(d))
+        })
+    }
+
+    /// Everything a source may reach, adjacent port classes merged, sorted.
+    pub fn grants(&self, src_id: &str) -> Vec<Grant<'_>> {
+        let Some(row) = self.device_index(src_id).and_then(|s| self.rows.get(s)) else {
+            return Vec::new();
+        };
+        let mut per: BTreeMap<(usize, Proto), Vec<PortRange>> = BTreeMap::new();
+        for (&k, set) in row {
+            let (proto, range) = self.classes[k];
+            for d in set.iter() {
+                per.entry((d, proto)).or_default().push(range);
+            }
+        }
+        let mut out = Vec::new();
+        for ((d, proto), mut ranges) in per {
+            ranges.sort();
+            let mut merged: Vec<PortRange> = Vec::new();
+            for r in ranges {
+                match merged.last_mut() {
+                    Some(last) if u32::from(last.hi) + 1 >= u32::from(r.lo) => {
+                        last.hi = last.hi.max(r.hi)
+                    }
+                    _ => merged.push(r),
+                }
+            }
+            for ports in merged {
+                out.push(Grant {
+                    dst: &self.device_ids[d],
+                    proto,
+                    ports,
+                });
+            }
+        }
+        out
+    }
+
+    /// The indices of the rules that name `p` as a source (`true`) or destination.
+    pub fn rules_naming(&self, p: &Principal, as_source: bool) -> &[usize] {
+        let index = if as_source {
+            &self.src_index
+        } else {
+            &self.dst_index
+        };
+        index.get(p).map_or(&[], Vec::as_slice)
+    }
+}

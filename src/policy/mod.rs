@@ -1,0 +1,38 @@
+//! The policy language (DESIGN §3.4): who may reach which device on which ports.
+//!
+//! A pure core, no I/O: text in, a typed [`Policy`] with positions, diagnostics, and the
+//! compiled reachability relation out.
+//!
+//! # Layout
+//! - [`model`]: the typed policy; every name keeps its JSON pointer, line and column.
+//! - [`syntax`]: principals, ports, protocols and the `tag:x:22,443` shorthand.
+//! - [`parse`]: YAML (serde-saphyr) and JSON (serde_json) into one positioned tree, a
+//!   [`parse::Source`] mapping pointers to positions; `build` turns the tree into the model.
+//! - [`lint`]: every problem at once, each with severity, pointer, line, column and rule.
+//! - [`fleet`]: the devices and people a policy is evaluated against.
+//! - [`eval`]: compile a policy over a fleet into per-source rows; see its docs for why
+//!   the form can later be updated incrementally.
+//! - [`checks`]: the policy's own tests, run over a compiled policy.
+
+mod bits;
+mod build;
+pub mod checks;
+pub mod eval;
+pub mod fleet;
+mod json_scan;
+pub mod lint;
+pub mod model;
+pub mod parse;
+#[cfg(test)]
+mod reference;
+pub mod syntax;
+#[cfg(test)]
+mod tests;
+
+pub use bits::DeviceSet;
+pub use checks::{Failure, TestOutcome, run_tests};
+pub use eval::{Compiled, Grant};
+pub use fleet::{Device, Fleet, Signals, User};
+pub use lint::{Diagnostic, Severity, lint};
+pub use model::{Action, At, Policy, PortRange, Pos, Principal, Proto, Rule, Version};
+pub use parse::{Format, Parsed, Source, parse};
