@@ -16,6 +16,7 @@
 
 mod bits;
 mod build;
+mod build_rules;
 pub mod checks;
 pub mod eval;
 pub mod fleet;
