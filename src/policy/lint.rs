@@ -230,15 +230,17 @@ fn shadowed(p: &Policy, out: &mut Vec<Diagnostic>) {
                 && covers(p, other, r)
         });
         if let Some((_, other)) = by {
-            let how = if other.action == Action::Deny {
-                "can never match: deny"
+            let m = if other.action == Action::Deny {
+                format!(
+                    "rule '{}' can never match: deny rule '{}' covers all of it",
+                    r.name.value, other.name.value
+                )
             } else {
-                "is already allowed by"
+                format!(
+                    "rule '{}' is redundant: rule '{}' already covers all of it",
+                    r.name.value, other.name.value
+                )
             };
-            let m = format!(
-                "rule '{}' {how} rule '{}' covers all of it",
-                r.name.value, other.name.value
-            );
             let rn = Some(r.name.value.clone()).filter(|n| !n.is_empty());
             out.push(Diagnostic::warning(&r.name.pointer, r.name.pos, rn, m));
         }

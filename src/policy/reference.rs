@@ -26,7 +26,10 @@ fn in_principal(policy: &Policy, fleet: &Fleet, p: &Principal, d: &Device) -> bo
                     .any(|u| Some(&u.id) == d.owner_id.as_ref() && u.groups.contains(g))
         }
         Principal::Tag(t) => d.tags.contains(t),
-        Principal::Host(h) => policy.hosts.iter().any(|a| &a.name.value == h && a.net.contains(&ip)),
+        Principal::Host(h) => policy
+            .hosts
+            .iter()
+            .any(|a| &a.name.value == h && a.net.contains(&ip)),
         Principal::Cidr(n) => n.contains(&ip),
         Principal::Member => untagged && d.owner_id.is_some(),
         Principal::Tagged => !untagged,
@@ -51,13 +54,31 @@ fn passes(posture: &Posture, d: &Device) -> bool {
         && (posture.screen_lock != Some(true) || s.screen_lock)
 }
 
-fn hits(policy: &Policy, fleet: &Fleet, r: &Rule, s: &Device, d: &Device, proto: Proto, port: u16) -> bool {
+fn hits(
+    policy: &Policy,
+    fleet: &Fleet,
+    r: &Rule,
+    s: &Device,
+    d: &Device,
+    proto: Proto,
+    port: u16,
+) -> bool {
     let postures = r.posture.as_ref().unwrap_or(&policy.default_posture);
-    r.src.iter().any(|p| in_principal(policy, fleet, &p.value, s))
-        && postures.iter().all(|n| policy.postures.iter().any(|q| q.name.value == n.value && passes(q, s)))
+    r.src
+        .iter()
+        .any(|p| in_principal(policy, fleet, &p.value, s))
+        && postures.iter().all(|n| {
+            policy
+                .postures
+                .iter()
+                .any(|q| q.name.value == n.value && passes(q, s))
+        })
         && r.dst.iter().any(|p| match p.value {
             Principal::SelfDevices => {
-                s.tags.is_empty() && d.tags.is_empty() && s.owner_id.is_some() && s.owner_id == d.owner_id
+                s.tags.is_empty()
+                    && d.tags.is_empty()
+                    && s.owner_id.is_some()
+                    && s.owner_id == d.owner_id
             }
             ref other => in_principal(policy, fleet, other, d),
         })
@@ -65,9 +86,21 @@ fn hits(policy: &Policy, fleet: &Fleet, r: &Rule, s: &Device, d: &Device, proto:
         && (proto == Proto::Icmp || r.ports.iter().any(|p| p.value.contains(port)))
 }
 
-pub fn allowed(policy: &Policy, fleet: &Fleet, s: usize, d: usize, proto: Proto, port: u16) -> bool {
+pub fn allowed(
+    policy: &Policy,
+    fleet: &Fleet,
+    s: usize,
+    d: usize,
+    proto: Proto,
+    port: u16,
+) -> bool {
     let (src, dst) = (&fleet.devices[s], &fleet.devices[d]);
-    let hit = |a: Action| policy.rules.iter().any(|r| r.action == a && hits(policy, fleet, r, src, dst, proto, port));
+    let hit = |a: Action| {
+        policy
+            .rules
+            .iter()
+            .any(|r| r.action == a && hits(policy, fleet, r, src, dst, proto, port))
+    };
     s != d && hit(Action::Accept) && !hit(Action::Deny)
 }
 
@@ -99,7 +132,12 @@ fn principal(dst: bool) -> impl Strategy<Value = Principal> {
         3 => Principal::Group(GROUPS[i % 3].into()),
         4 => Principal::Tag(TAGS[i % 3].into()),
         5 => Principal::Host(["h0", "h1", "nowhere", "h0"][i].into()),
-        6 => Principal::Cidr(format!("10.0.0.{host}/{len}").parse::<ipnet::IpNet>().unwrap().trunc()),
+        6 => Principal::Cidr(
+            format!("10.0.0.{host}/{len}")
+                .parse::<ipnet::IpNet>()
+                .unwrap()
+                .trunc(),
+        ),
         7 => Principal::Member,
         8 => Principal::Tagged,
         _ => Principal::SelfDevices,
@@ -142,14 +180,32 @@ fn policy() -> impl Strategy<Value = Policy> {
         Policy {
             version: 1,
             hosts: vec![
-                HostAlias { name: at("h0".into()), net: "10.0.0.0/30".parse().unwrap() },
-                HostAlias { name: at("h1".into()), net: "10.0.0.6/32".parse().unwrap() },
+                HostAlias {
+                    name: at("h0".into()),
+                    net: "10.0.0.0/30".parse().unwrap(),
+                },
+                HostAlias {
+                    name: at("h1".into()),
+                    net: "10.0.0.6/32".parse().unwrap(),
+                },
             ],
             postures: vec![
-                Posture { name: at("p0".into()), disk_encrypted: Some(true), ..Posture::default() },
-                Posture { name: at("p1".into()), min_os_version: os, ..Posture::default() },
+                Posture {
+                    name: at("p0".into()),
+                    disk_encrypted: Some(true),
+                    ..Posture::default()
+                },
+                Posture {
+                    name: at("p1".into()),
+                    min_os_version: os,
+                    ..Posture::default()
+                },
             ],
-            default_posture: if default { vec![at("p0".into())] } else { Vec::new() },
+            default_posture: if default {
+                vec![at("p0".into())]
+            } else {
+                Vec::new()
+            },
             rules,
             ..Policy::default()
         }
@@ -166,34 +222,38 @@ fn fleet() -> impl Strategy<Value = Fleet> {
         prop::sample::select(vec!["6.0", "6.1", "6.2"]),
     );
     let user = prop::sample::subsequence(GROUPS.to_vec(), 0..=3);
-    (prop::collection::vec(device, 0..=8), prop::collection::vec(user, 4)).prop_map(|(devices, users)| Fleet {
-        devices: devices
-            .into_iter()
-            .enumerate()
-            .map(|(i, (tags, owner, ip, disk, os, ver))| Device {
-                id: format!("d{i}"),
-                ipv4: Ipv4Addr::new(10, 0, 0, ip),
-                tags: tags.into_iter().map(str::to_owned).collect(),
-                owner_id: owner.map(|o| format!("u{o}")),
-                owner_email: owner.map(|o| format!("u{o}@example.com")),
-                signals: Signals {
-                    os: os.into(),
-                    os_version: Version::parse(ver),
-                    disk_encrypted: disk,
-                    ..Signals::default()
-                },
-            })
-            .collect(),
-        users: users
-            .into_iter()
-            .enumerate()
-            .map(|(i, groups)| User {
-                id: format!("u{i}"),
-                email: format!("u{i}@example.com"),
-                groups: groups.into_iter().map(str::to_owned).collect(),
-            })
-            .collect(),
-    })
+    (
+        prop::collection::vec(device, 0..=8),
+        prop::collection::vec(user, 4),
+    )
+        .prop_map(|(devices, users)| Fleet {
+            devices: devices
+                .into_iter()
+                .enumerate()
+                .map(|(i, (tags, owner, ip, disk, os, ver))| Device {
+                    id: format!("d{i}"),
+                    ipv4: Ipv4Addr::new(10, 0, 0, ip),
+                    tags: tags.into_iter().map(str::to_owned).collect(),
+                    owner_id: owner.map(|o| format!("u{o}")),
+                    owner_email: owner.map(|o| format!("u{o}@example.com")),
+                    signals: Signals {
+                        os: os.into(),
+                        os_version: Version::parse(ver),
+                        disk_encrypted: disk,
+                        ..Signals::default()
+                    },
+                })
+                .collect(),
+            users: users
+                .into_iter()
+                .enumerate()
+                .map(|(i, groups)| User {
+                    id: format!("u{i}"),
+                    email: format!("u{i}@example.com"),
+                    groups: groups.into_iter().map(str::to_owned).collect(),
+                })
+                .collect(),
+        })
 }
 
 proptest! {

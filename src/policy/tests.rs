@@ -168,7 +168,7 @@ rules:
     assert!(has(4, Severity::Warning, "posture 'unused'"));
     let shadow = diags
         .iter()
-        .find(|d| d.message.contains("already allowed"))
+        .find(|d| d.message.contains("already covers"))
         .unwrap();
     assert_eq!(shadow.rule.as_deref(), Some("narrow"));
     assert_eq!(shadow.pointer, "/rules/3/name");
