@@ -26,6 +26,8 @@ pub mod model;
 pub mod parse;
 #[cfg(test)]
 mod reference;
+#[cfg(test)]
+mod reference_tests;
 pub mod syntax;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::model::*;
 use super::{Compiled, Device, Fleet, Signals, User};
 
-fn in_principal(policy: &Policy, fleet: &Fleet, p: &Principal, d: &Device) -> bool {
+pub(super) fn in_principal(policy: &Policy, fleet: &Fleet, p: &Principal, d: &Device) -> bool {
     let untagged = d.tags.is_empty();
     let ip = IpAddr::V4(d.ipv4);
     match p {
@@ -105,7 +105,7 @@ pub fn allowed(
 }
 
 /// Ports where a rule's verdict can change, and the extremes.
-fn probe_ports(policy: &Policy) -> BTreeSet<u16> {
+pub(super) fn probe_ports(policy: &Policy) -> BTreeSet<u16> {
     let mut out: BTreeSet<u16> = [1, 65535].into();
     for r in &policy.rules {
         for p in &r.ports {
@@ -123,7 +123,7 @@ fn at<T>(value: T) -> At<T> {
     At::new(value, "", Pos::default())
 }
 
-fn principal(dst: bool) -> impl Strategy<Value = Principal> {
+pub(super) fn principal(dst: bool) -> impl Strategy<Value = Principal> {
     let n = if dst { 10 } else { 9 };
     (0..n, 0usize..4, 0u8..8, 30u8..33).prop_map(|(k, i, host, len)| match k {
         0 => Principal::Any,
@@ -158,7 +158,11 @@ fn rule() -> impl Strategy<Value = Rule> {
         prop::collection::vec(principal(true), 1..3),
         prop::sample::subsequence(Proto::ALL.to_vec(), 1..=3),
         prop::collection::vec(port_range(), 1..3),
-        prop::option::of(prop::sample::subsequence(vec!["p0", "p1", "ghost"], 0..=2)),
+        prop_oneof![
+            4 => Just(None),
+            2 => prop::sample::subsequence(vec!["p0", "p1"], 0..=2).prop_map(Some),
+            1 => Just(Some(vec!["ghost"])),
+        ],
     )
         .prop_map(|(accept, src, dst, protos, ports, posture)| Rule {
             name: at("r".to_owned()),
@@ -173,46 +177,50 @@ fn rule() -> impl Strategy<Value = Rule> {
         })
 }
 
-fn policy() -> impl Strategy<Value = Policy> {
-    (prop::collection::vec(rule(), 0..7), any::<bool>()).prop_map(|(rules, default)| {
-        let mut os = BTreeMap::new();
-        os.insert("linux".to_owned(), Version::parse("6.1").unwrap());
-        Policy {
-            version: 1,
-            hosts: vec![
-                HostAlias {
-                    name: at("h0".into()),
-                    net: "10.0.0.0/30".parse().unwrap(),
+pub(super) fn policy() -> impl Strategy<Value = Policy> {
+    (
+        prop::collection::vec(rule(), 0..7),
+        prop::bool::weighted(0.25),
+    )
+        .prop_map(|(rules, default)| {
+            let mut os = BTreeMap::new();
+            os.insert("linux".to_owned(), Version::parse("6.1").unwrap());
+            Policy {
+                version: 1,
+                hosts: vec![
+                    HostAlias {
+                        name: at("h0".into()),
+                        net: "10.0.0.0/30".parse().unwrap(),
+                    },
+                    HostAlias {
+                        name: at("h1".into()),
+                        net: "10.0.0.6/32".parse().unwrap(),
+                    },
+                ],
+                postures: vec![
+                    Posture {
+                        name: at("p0".into()),
+                        disk_encrypted: Some(true),
+                        ..Posture::default()
+                    },
+                    Posture {
+                        name: at("p1".into()),
+                        min_os_version: os,
+                        ..Posture::default()
+                    },
+                ],
+                default_posture: if default {
+                    vec![at("p0".into())]
+                } else {
+                    Vec::new()
                 },
-                HostAlias {
-                    name: at("h1".into()),
-                    net: "10.0.0.6/32".parse().unwrap(),
-                },
-            ],
-            postures: vec![
-                Posture {
-                    name: at("p0".into()),
-                    disk_encrypted: Some(true),
-                    ..Posture::default()
-                },
-                Posture {
-                    name: at("p1".into()),
-                    min_os_version: os,
-                    ..Posture::default()
-                },
-            ],
-            default_posture: if default {
-                vec![at("p0".into())]
-            } else {
-                Vec::new()
-            },
-            rules,
-            ..Policy::default()
-        }
-    })
+                rules,
+                ..Policy::default()
+            }
+        })
 }
 
-fn fleet() -> impl Strategy<Value = Fleet> {
+pub(super) fn fleet() -> impl Strategy<Value = Fleet> {
     let device = (
         prop::sample::subsequence(TAGS.to_vec(), 0..=2),
         prop::option::of(0usize..4),
@@ -223,7 +231,7 @@ fn fleet() -> impl Strategy<Value = Fleet> {
     );
     let user = prop::sample::subsequence(GROUPS.to_vec(), 0..=3);
     (
-        prop::collection::vec(device, 0..=8),
+        prop::collection::vec(device, 1..=8),
         prop::collection::vec(user, 4),
     )
         .prop_map(|(devices, users)| Fleet {
@@ -257,7 +265,7 @@ fn fleet() -> impl Strategy<Value = Fleet> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn the_compiler_agrees_with_brute_force(policy in policy(), fleet in fleet()) {
