@@ -28,6 +28,8 @@ pub mod parse;
 mod reference;
 #[cfg(test)]
 mod reference_tests;
+#[cfg(test)]
+mod roundtrip_tests;
 pub mod syntax;
 #[cfg(test)]
 mod tests;
