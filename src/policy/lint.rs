@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::checks::run_tests;
 use super::eval::Compiled;
 use super::fleet::Fleet;
-use super::model::{Action, At, Policy, Pos, Principal, Rule};
+use super::model::{Action, At, Policy, PortRange, Pos, Principal, Proto, Rule};
 use super::parse::Parsed;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -56,7 +56,8 @@ pub fn is_clean(diagnostics: &[Diagnostic]) -> bool {
 }
 
 /// Every problem of a parsed policy, in document order. `groups` are the group names the
-/// directory knows (without `group:`); `fleet` is what the policy's tests run against.
+/// directory knows (without `group:`); `fleet` holds the people `user:` must name and the
+/// devices the policy's tests run against.
 pub fn lint(parsed: &Parsed, groups: &BTreeSet<String>, fleet: &Fleet) -> Vec<Diagnostic> {
     let p = &parsed.policy;
     let mut out = parsed.diagnostics.clone();
@@ -86,6 +87,22 @@ pub fn lint(parsed: &Parsed, groups: &BTreeSet<String>, fleet: &Fleet) -> Vec<Di
         for name in r.posture.iter().flatten() {
             unknown_posture(p, name, rn.clone(), &mut out);
         }
+        for (side, list) in [("src", &r.src), ("dst", &r.dst)] {
+            if list.is_empty() {
+                let m = format!("'{side}' is empty, so the rule matches nothing");
+                out.push(Diagnostic::warning(&r.pointer, r.pos, rn.clone(), m));
+            }
+        }
+        let explicit = r.ports.iter().any(|x| x.value != PortRange::ALL);
+        if explicit && r.protos == [Proto::Icmp] {
+            let m = "icmp has no ports: the ports of this rule are ignored".to_owned();
+            out.push(Diagnostic::warning(
+                &r.ports[0].pointer,
+                r.ports[0].pos,
+                rn.clone(),
+                m,
+            ));
+        }
     }
     for name in &p.default_posture {
         unknown_posture(p, name, None, &mut out);
@@ -102,7 +119,7 @@ pub fn lint(parsed: &Parsed, groups: &BTreeSet<String>, fleet: &Fleet) -> Vec<Di
         }
     }
     for (principal, rule) in principals(p) {
-        check_principal(p, groups, principal, rule, &mut out);
+        check_principal(p, groups, fleet, principal, rule, &mut out);
     }
     unused(p, &mut out);
     shadowed(p, &mut out);
@@ -155,6 +172,7 @@ fn principals(p: &Policy) -> Vec<(At<Principal>, Option<String>)> {
 fn check_principal(
     p: &Policy,
     groups: &BTreeSet<String>,
+    fleet: &Fleet,
     x: At<Principal>,
     rule: Option<String>,
     out: &mut Vec<Diagnostic>,
@@ -162,6 +180,9 @@ fn check_principal(
     let message = match &x.value {
         Principal::Host(h) if p.host(h).is_none() => {
             format!("unknown host alias '{h}': define it under 'hosts'")
+        }
+        Principal::User(u) if !fleet.users.iter().any(|x| &x.email == u || &x.id == u) => {
+            format!("unknown user 'user:{u}': nobody in the directory has this email or id")
         }
         Principal::Group(g) if !groups.contains(g) => {
             format!("unknown group 'group:{g}': the directory has no such group")

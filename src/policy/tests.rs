@@ -188,6 +188,31 @@ fn an_accept_under_a_deny_is_reported_as_never_matching() {
 }
 
 #[test]
+fn unknown_users_empty_sides_and_icmp_ports_are_reported() {
+    let text = "version: 1\nrules:\n  - {name: a, action: accept, src: ['user:bob@example.com'], dst: []}\n  - {name: b, action: accept, src: ['*'], dst: ['*'], proto: icmp, ports: [22]}\n";
+    let parsed = parse(text, Format::Yaml).unwrap();
+    let diags = lint(&parsed, &BTreeSet::new(), &example_fleet());
+    let found = |sev: Severity, needle: &str| {
+        diags
+            .iter()
+            .any(|d| d.severity == sev && d.message.contains(needle))
+    };
+    assert!(
+        found(Severity::Error, "unknown user 'user:bob@example.com'"),
+        "{diags:#?}"
+    );
+    assert!(found(Severity::Warning, "'dst' is empty"));
+    assert!(found(Severity::Warning, "icmp has no ports"));
+    let known = "version: 1\nrules: [{name: a, action: accept, src: ['user:alice@example.com', 'user:alice'], dst: ['*']}]";
+    let diags = lint(
+        &parse(known, Format::Yaml).unwrap(),
+        &BTreeSet::new(),
+        &example_fleet(),
+    );
+    assert!(lint::is_clean(&diags), "{diags:#?}");
+}
+
+#[test]
 fn a_failing_test_is_a_lint_error_at_its_destination() {
     let text = DESIGN_EXAMPLE.replace("\"tag:production:22\"", "\"tag:production:8080\"");
     let parsed = parse(&text, Format::Yaml).unwrap();
