@@ -124,7 +124,7 @@ fn yaml(text: &str) -> Result<Node, Diagnostic> {
                 })
                 .unwrap_or_default();
             let message = e.render_with_formatter(&serde_saphyr::DefaultMessageFormatter);
-            let first = message.lines().next().unwrap_or("not YAML").to_owned();
+            let first = yaml_message(&message);
             Err(Diagnostic::error(
                 "",
                 pos,
@@ -133,6 +133,22 @@ fn yaml(text: &str) -> Result<Node, Diagnostic> {
             ))
         }
     }
+}
+
+/// serde-saphyr's message without what the diagnostic already says (severity, line and
+/// column) or advice meant for programmers (its `Options`).
+fn yaml_message(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or("");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let first = match first.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(rest, |(_, m)| m),
+        None => first,
+    };
+    first
+        .split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(first)
+        .to_owned()
 }
 
 fn node(s: Spanned<KindDe>) -> Node {

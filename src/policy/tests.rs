@@ -233,6 +233,19 @@ fn a_failing_test_is_a_lint_error_at_its_destination() {
 #[test]
 fn syntax_errors_carry_their_position() {
     let e = parse("version: 1\nrules: [\n", Format::Yaml).unwrap_err();
+    assert_eq!(e.message, "not valid YAML: unclosed bracket '['");
+    let e = parse("version: 1\nversion: 1\n", Format::Yaml).unwrap_err();
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (2, "not valid YAML: duplicate mapping key: version")
+    );
+    // serde_json keeps the last of duplicate keys silently; the policy walk reports them.
+    let json = parse("{\"version\": 1, \"version\": 1}", Format::Json).unwrap();
+    assert!(
+        json.diagnostics
+            .iter()
+            .any(|d| d.message == "duplicate key 'version'" && d.column == 16)
+    );
     assert_eq!(e.severity, Severity::Error);
     assert!(e.line >= 2, "{e:?}");
     let e = parse("{\"version\": 1,\n \"rules\": [}", Format::Json).unwrap_err();
