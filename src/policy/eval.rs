@@ -196,6 +196,11 @@ impl Compiled {
         accept
     }
 
+    /// The devices compiled over, by id, in index order.
+    pub fn device_ids(&self) -> impl Iterator<Item = &str> {
+        self.device_ids.iter().map(String::as_str)
+    }
+
     pub fn device_index(&self, id: &str) -> Option<usize> {
         self.index.get(id).copied()
     }

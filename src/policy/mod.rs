@@ -13,6 +13,7 @@
 //! - [`eval`]: compile a policy over a fleet into per-source rows; see its docs for why
 //!   the form can later be updated incrementally.
 //! - [`checks`]: the policy's own tests, run over a compiled policy.
+//! - [`impact`]: the access a policy change grants and takes away, pair by pair.
 
 mod bits;
 mod build;
@@ -20,6 +21,7 @@ mod build_rules;
 pub mod checks;
 pub mod eval;
 pub mod fleet;
+pub mod impact;
 mod json_scan;
 pub mod lint;
 pub mod model;
@@ -38,6 +40,7 @@ pub use bits::DeviceSet;
 pub use checks::{Failure, TestOutcome, run_tests};
 pub use eval::{Compiled, Grant};
 pub use fleet::{Device, Fleet, Signals, User};
+pub use impact::{Change, Impact, impact};
 pub use lint::{Diagnostic, Severity, lint};
 pub use model::{Action, At, Policy, PortRange, Pos, Principal, Proto, Rule, Version};
 pub use parse::{Format, Parsed, Source, parse};

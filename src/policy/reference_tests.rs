@@ -9,7 +9,7 @@ use proptest::test_runner::TestRunner;
 use super::checks::run_tests;
 use super::model::*;
 use super::reference::{allowed, fleet, in_principal, policy, principal, probe_ports};
-use super::{Compiled, Fleet};
+use super::{Change, Compiled, Fleet, impact};
 
 fn at<T>(value: T) -> At<T> {
     At::new(value, "", Pos::default())
@@ -93,6 +93,37 @@ proptest! {
         let outcomes = run_tests(&policy, &fleet, &compiled);
         for (t, outcome) in policy.tests.iter().zip(&outcomes) {
             prop_assert_eq!(outcome.passed(), naive_passes(&policy, &fleet, t), "{:?}", outcome);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn the_impact_of_a_change_is_the_difference_of_the_two_relations(
+        before in policy(),
+        after in policy(),
+        fleet in fleet(),
+    ) {
+        let change = impact(&Compiled::new(&before, &fleet), &Compiled::new(&after, &fleet));
+        let listed = |changes: &[Change], s: &str, d: &str, proto: Proto, port: u16| {
+            changes.iter().any(|c| {
+                c.src == s && c.dst == d && c.proto == proto && (proto == Proto::Icmp || c.ports.contains(port))
+            })
+        };
+        let ports: Vec<u16> = probe_ports(&before).union(&probe_ports(&after)).copied().collect();
+        for &port in &ports {
+            for proto in Proto::ALL {
+                for (s, src) in fleet.devices.iter().enumerate() {
+                    for (d, dst) in fleet.devices.iter().enumerate() {
+                        let old = allowed(&before, &fleet, s, d, proto, port);
+                        let new = allowed(&after, &fleet, s, d, proto, port);
+                        prop_assert_eq!(listed(&change.gained, &src.id, &dst.id, proto, port), new && !old);
+                        prop_assert_eq!(listed(&change.lost, &src.id, &dst.id, proto, port), old && !new);
+                    }
+                }
+            }
         }
     }
 }
