@@ -107,12 +107,24 @@ impl Compiled {
         let n = fleet.devices.len();
         let hosts = host_resolver(policy);
         let classes = port_classes(policy);
-        let select = |ps: &[super::model::At<Principal>]| {
+        let users: HashMap<&str, &super::fleet::User> =
+            fleet.users.iter().map(|u| (u.id.as_str(), u)).collect();
+        let user = |id: &str| users.get(id).copied();
+        // Each distinct principal is resolved once, however many rules name it.
+        let mut resolved: HashMap<Principal, DeviceSet> = HashMap::new();
+        let mut select = |ps: &[super::model::At<Principal>]| {
             let mut set = DeviceSet::empty(n);
-            for (i, d) in fleet.devices.iter().enumerate() {
-                if ps.iter().any(|p| fleet.selects(&p.value, d, &hosts)) {
-                    set.insert(i);
-                }
+            for p in ps {
+                let one = resolved.entry(p.value.clone()).or_insert_with(|| {
+                    let mut one = DeviceSet::empty(n);
+                    for (i, d) in fleet.devices.iter().enumerate() {
+                        if Fleet::selects_with(&p.value, d, &hosts, &user) {
+                            one.insert(i);
+                        }
+                    }
+                    one
+                });
+                set.union_with(one);
             }
             set
         };
@@ -156,25 +168,39 @@ impl Compiled {
             dst_index,
             rows: Vec::new(),
         };
-        compiled.rows = (0..n).map(|s| compiled.row(fleet, s)).collect();
+        // autogroup:self, per owner: the owner's untagged devices, computed once.
+        let mut owned: HashMap<&str, DeviceSet> = HashMap::new();
+        for (i, d) in fleet.devices.iter().enumerate() {
+            if let (false, Some(o)) = (d.is_tagged(), d.owner_id.as_deref()) {
+                owned
+                    .entry(o)
+                    .or_insert_with(|| DeviceSet::empty(n))
+                    .insert(i);
+            }
+        }
+        let none = DeviceSet::empty(n);
+        compiled.rows = (0..n)
+            .map(|s| {
+                let d = &fleet.devices[s];
+                let own = match (d.is_tagged(), d.owner_id.as_deref()) {
+                    (false, Some(o)) => owned.get(o).unwrap_or(&none),
+                    _ => &none,
+                };
+                compiled.row(s, own)
+            })
+            .collect();
         compiled
     }
 
     /// One source's row: for each class, accepted destinations minus denied ones.
-    fn row(&self, fleet: &Fleet, s: usize) -> BTreeMap<usize, DeviceSet> {
+    fn row(&self, s: usize, own: &DeviceSet) -> BTreeMap<usize, DeviceSet> {
         let n = self.device_ids.len();
-        let mut own = DeviceSet::empty(n);
-        for (i, d) in fleet.devices.iter().enumerate() {
-            if Fleet::same_owner(&fleet.devices[s], d) {
-                own.insert(i);
-            }
-        }
         let mut accept: BTreeMap<usize, DeviceSet> = BTreeMap::new();
         let mut deny: BTreeMap<usize, DeviceSet> = BTreeMap::new();
         for r in self.rules.iter().filter(|r| r.src.contains(s)) {
             let mut dst = r.dst.clone();
             if r.to_self {
-                dst.union_with(&own);
+                dst.union_with(own);
             }
             let side = match r.action {
                 Action::Accept => &mut accept,

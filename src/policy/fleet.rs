@@ -82,6 +82,17 @@ impl Fleet {
         d: &Device,
         hosts: &dyn Fn(&str) -> Option<ipnet::IpNet>,
     ) -> bool {
+        Fleet::selects_with(p, d, hosts, &|id| self.user(id))
+    }
+
+    /// [`Fleet::selects`] with the owner looked up by `user`, so that a compiler over many
+    /// devices can index the people once instead of scanning them per device.
+    pub fn selects_with<'u>(
+        p: &Principal,
+        d: &Device,
+        hosts: &dyn Fn(&str) -> Option<ipnet::IpNet>,
+        user: &dyn Fn(&str) -> Option<&'u User>,
+    ) -> bool {
         let owned = !d.is_tagged();
         match p {
             Principal::Any => true,
@@ -94,7 +105,7 @@ impl Fleet {
                 owned
                     && d.owner_id
                         .as_deref()
-                        .and_then(|o| self.user(o))
+                        .and_then(user)
                         .is_some_and(|u| u.groups.contains(g))
             }
             Principal::Tag(t) => d.tags.contains(t),
