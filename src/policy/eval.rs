@@ -4,8 +4,9 @@
 //!
 //! # The compiled form, and why it can be updated incrementally
 //! - Devices get dense indices; sets of devices are bitsets ([`DeviceSet`]).
-//! - Ports become **port classes**: disjoint (proto, port range) intervals cut at every rule's
-//!   boundaries, so within a class every rule either matches all ports or none.
+//! - Ports become **port classes**: disjoint (proto, port range) pieces cut at every rule's
+//!   boundaries, so within a piece every rule either matches all ports or none; pieces that
+//!   every rule treats alike are merged into one class (atomic predicates).
 //! - Each rule compiles to its source set (after posture gating), its destination set (plus a
 //!   flag for `autogroup:self`) and the classes it covers.
 //! - Rules are indexed by the principals they name on each side ([`Compiled::rules_naming`]):
@@ -16,9 +17,8 @@
 //!
 //! A device never needs the policy to reach itself, so `s → s` is never in the relation.
 //!
-//! Cost: a row costs, per rule its source matches, one n/64-word union per port class the
-//! rule covers. Wide rules (`ports: ["*"]`) over many classes dominate; merging classes that
-//! every rule treats alike (atomic predicates) is the next step when the benchmark asks.
+//! Cost: a row costs, per rule its source matches, one n/64-word union per class the rule
+//! covers; thanks to the merging, a class exists only where rules disagree.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,7 +41,9 @@ pub struct Grant<'a> {
 pub struct Compiled {
     device_ids: Vec<String>,
     index: HashMap<String, usize>,
-    classes: Vec<(Proto, PortRange)>,
+    /// Port classes that every rule treats alike, each a list of (proto, range) pieces;
+    /// pieces no rule covers are left out.
+    classes: Vec<Vec<(Proto, PortRange)>>,
     rules: Vec<CompiledRule>,
     src_index: BTreeMap<Principal, Vec<usize>>,
     dst_index: BTreeMap<Principal, Vec<usize>>,
@@ -110,7 +112,28 @@ impl Compiled {
     pub fn new(policy: &Policy, fleet: &Fleet) -> Compiled {
         let n = fleet.devices.len();
         let hosts = host_resolver(policy);
-        let classes = port_classes(policy);
+        // Merge the pieces every rule treats alike (atomic predicates): there are only as
+        // many classes as distinct sets of rules covering some port.
+        let mut by_rules: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
+        let mut classes: Vec<Vec<(Proto, PortRange)>> = Vec::new();
+        let mut rule_classes: Vec<Vec<usize>> = vec![Vec::new(); policy.rules.len()];
+        for piece in port_classes(policy) {
+            let covering: Vec<usize> = (0..policy.rules.len())
+                .filter(|&ri| rule_covers(policy, ri, piece))
+                .collect();
+            if covering.is_empty() {
+                continue;
+            }
+            let next = classes.len();
+            let k = *by_rules.entry(covering.clone()).or_insert(next);
+            if k == next {
+                classes.push(Vec::new());
+                for &ri in &covering {
+                    rule_classes[ri].push(k);
+                }
+            }
+            classes[k].push(piece);
+        }
         let users: HashMap<&str, &super::fleet::User> =
             fleet.users.iter().map(|u| (u.id.as_str(), u)).collect();
         let user = |id: &str| users.get(id).copied();
@@ -153,9 +176,7 @@ impl Compiled {
                 src,
                 dst: select(&r.dst),
                 to_self: r.dst.iter().any(|p| p.value == Principal::SelfDevices),
-                classes: (0..classes.len())
-                    .filter(|&k| rule_covers(policy, ri, classes[k]))
-                    .collect(),
+                classes: std::mem::take(&mut rule_classes[ri]),
             });
         }
         let mut compiled = Compiled {
@@ -240,10 +261,11 @@ impl Compiled {
         let Some(row) = self.rows.get(s) else {
             return false;
         };
-        self.classes.iter().enumerate().any(|(k, &(p, range))| {
-            p == proto
-                && (!proto.has_ports() || range.contains(port))
-                && row.get(&k).is_some_and(|set| set.contains(d))
+        self.classes.iter().enumerate().any(|(k, pieces)| {
+            row.get(&k).is_some_and(|set| set.contains(d))
+                && pieces
+                    .iter()
+                    .any(|&(p, range)| p == proto && (!proto.has_ports() || range.contains(port)))
         })
     }
 
@@ -254,9 +276,10 @@ impl Compiled {
         };
         let mut per: BTreeMap<(usize, Proto), Vec<PortRange>> = BTreeMap::new();
         for (&k, set) in row {
-            let (proto, range) = self.classes[k];
             for d in set.iter() {
-                per.entry((d, proto)).or_default().push(range);
+                for &(proto, range) in &self.classes[k] {
+                    per.entry((d, proto)).or_default().push(range);
+                }
             }
         }
         let mut out = Vec::new();
