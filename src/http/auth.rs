@@ -251,9 +251,16 @@ pub async fn health(State(state): State<AppState>, req: Request, next: Next) -> 
     per_client(&state, req, next, "health").await
 }
 
-async fn per_client(state: &AppState, req: Request, next: Next, purpose: &str) -> Response {
+/// The address (IPv6: the /64) an anonymous request came from, for handlers that bound what
+/// one client may hold (sign-ins in progress).
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+async fn per_client(state: &AppState, mut req: Request, next: Next, purpose: &str) -> Response {
     let class = Class::of(req.method());
     let bucket = client_bucket(state, &req, purpose);
+    let address = ClientAddress(client_bucket(state, &req, "client"));
+    req.extensions_mut().insert(address);
     let decision = state.limiter().check(&bucket, class, default_limit(class));
     let mut resp = if decision.allowed {
         next.run(req).await

@@ -63,10 +63,19 @@ pub struct CliSession {
 )]
 async fn start_cli(
     State(state): State<AppState>,
+    client: Option<axum::Extension<super::auth::ClientAddress>>,
     Json(Object(body)): Json<Object<CliLoginRequest>>,
 ) -> Result<Response, Problem> {
     let org_id = resolve_org(&state, body.org.as_deref())?;
-    begin(&state, org_id, Wants::Session, &body.poll_secret, "cli")
+    let client = super::machine_login::client_of(client);
+    begin(
+        &state,
+        &client,
+        org_id,
+        Wants::Session,
+        &body.poll_secret,
+        "cli",
+    )
 }
 
 /// Wait for the person's sign-in.

@@ -48,13 +48,15 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .layer(middleware::from_fn_with_state(state, limit))
 }
 
-async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let class = Class::of(req.method());
     if !wait_caught_up(&state).await {
         return Problem::unavailable("the server is still loading its read models", 1)
             .into_response();
     }
     let bucket = client_bucket(&state, &req, "machine-login");
+    let address = super::auth::ClientAddress(client_bucket(&state, &req, "client"));
+    req.extensions_mut().insert(address);
     let decision = state
         .limiter()
         .check(&bucket, class, LOGIN_PER_MIN.max(default_limit(class)));
@@ -135,6 +137,7 @@ fn login_gone() -> Problem {
 )]
 async fn start(
     State(state): State<AppState>,
+    client: Option<axum::Extension<super::auth::ClientAddress>>,
     Json(Object(body)): Json<Object<LoginRequest>>,
 ) -> Result<Response, Problem> {
     let hostname = Hostname::normalize(&body.hostname)
@@ -149,7 +152,14 @@ async fn start(
         os_version: body.os_version,
         public_key: public_key.into_string(),
     });
-    begin(&state, org_id, wants, &body.poll_secret, "device")
+    begin(
+        &state,
+        &client_of(client),
+        org_id,
+        wants,
+        &body.poll_secret,
+        "device",
+    )
 }
 
 /// The organization a login names (id or name), or the server's only one; it must have single
@@ -181,9 +191,16 @@ pub(super) fn resolve_org(state: &AppState, org: Option<&str>) -> Result<String,
     Ok(org_id)
 }
 
+/// The client address the rate-limit layer recorded (a fixed key if none: tests of the bare
+/// router).
+pub(super) fn client_of(client: Option<axum::Extension<super::auth::ClientAddress>>) -> String {
+    client.map_or_else(|| "unknown".to_owned(), |c| c.0.0)
+}
+
 /// Parks a login for `wants` and answers its link (`<public-url>/sso/login?<param>=<id>`).
 pub(super) fn begin(
     state: &AppState,
+    client: &str,
     org_id: String,
     wants: Wants,
     poll_secret: &str,
@@ -205,7 +222,7 @@ pub(super) fn begin(
     state
         .sso()
         .devices
-        .insert(login_id.clone(), login)
+        .insert(client, login_id.clone(), login)
         .map_err(|_| Problem::unavailable("too many sign-ins in progress; retry shortly", 30))?;
     let auth_url = format!("{}/sso/login?{param}={login_id}", state.public_url());
     let body = LoginStarted {
@@ -261,7 +278,9 @@ pub(super) fn collect(
         })
         .flatten()
         .ok_or_else(unknown)?;
-    if expired {
+    // A device that joined just before the link expired still gets its credential: it is
+    // registered, and without the credential it could never authenticate.
+    if expired && !matches!(progress, DeviceProgress::Joined(_)) {
         logins.remove(&login_id);
         return Err(login_gone());
     }
@@ -274,7 +293,9 @@ pub(super) fn collect(
     };
     match progress {
         DeviceProgress::Waiting => Ok(waiting("waiting")),
-        DeviceProgress::Confirming { .. } => Ok(waiting("confirming")),
+        DeviceProgress::Confirming { .. } | DeviceProgress::Registering => {
+            Ok(waiting("confirming"))
+        }
         DeviceProgress::Joined(answer) => {
             logins.take(&login_id);
             let mut resp = Json(answer).into_response();

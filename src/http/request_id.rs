@@ -69,6 +69,17 @@ pub fn is_valid_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// The path as logs may show it: a pending sign-in's id (`…/machine/login/<id>`,
+/// `…/sso/cli-login/<id>`) is as good as a secret until the sign-in ends, so it is cut.
+fn loggable(path: &str) -> std::borrow::Cow<'_, str> {
+    for marker in ["/machine/login/", "/sso/cli-login/"] {
+        if let Some(at) = path.find(marker) {
+            return format!("{}{marker}…", &path[..at]).into();
+        }
+    }
+    path.into()
+}
+
 /// The request-context middleware; install with `axum::middleware::from_fn(request_context)` as
 /// the outermost layer.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
@@ -95,7 +106,8 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         },
     };
 
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+    let logged = loggable(&path).into_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %logged);
     async move {
         let response = match rejection {
             Some(problem) => problem.into_response(),
@@ -107,7 +119,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         let response = finish(response, &method, &path, &id).await;
         tracing::info!(
             method = %method,
-            path = %path,
+            path = %logged,
             status = response.status().as_u16(),
             latency = ?started.elapsed(),
             "request finished"
@@ -456,5 +468,21 @@ mod tests {
         assert!(!is_valid_request_id(""));
         assert!(!is_valid_request_id("a/b"));
         assert!(!is_valid_request_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn pending_sign_in_ids_never_reach_the_logs() {
+        assert_eq!(
+            super::loggable("/api/v1/machine/login/login_AbC123"),
+            "/api/v1/machine/login/…"
+        );
+        assert_eq!(
+            super::loggable("/api/v1/sso/cli-login/login_AbC123"),
+            "/api/v1/sso/cli-login/…"
+        );
+        assert_eq!(
+            super::loggable("/api/v1/devices/dev_1"),
+            "/api/v1/devices/dev_1"
+        );
     }
 }

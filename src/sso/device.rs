@@ -105,7 +105,7 @@ pub(super) async fn confirm(
             } if secret::equal(confirm_hash, &presented) => {
                 let user_id = user_id.clone();
                 // Used once: a second post finds nothing to confirm.
-                l.progress = DeviceProgress::Waiting;
+                l.progress = DeviceProgress::Registering;
                 Some((l.org_id.clone(), l.wants.clone(), user_id))
             }
             _ => None,
@@ -243,10 +243,22 @@ async fn issue_session(
     email: &str,
     role: &str,
 ) -> Result<Response, Problem> {
-    let role = crate::domain::directory::Role::parse(role).map_err(Problem::from)?;
+    // Every failure past the confirmation ends the login, so the waiting CLI hears why at once.
+    let refuse = |p: Problem| {
+        let why = p.detail.clone();
+        state.sso().devices.with(login_id, |l| {
+            l.progress = DeviceProgress::Refused(why);
+        });
+        p
+    };
+    let role = crate::domain::directory::Role::parse(role).map_err(|e| refuse(e.into()))?;
     let session = crate::sessions::issue(state, org_id, user_id, email, role, &request_id.0)
         .await
-        .map_err(|e| problem(e, |why| Problem::forbidden(format!("{why:?}"))))?;
+        .map_err(|e| {
+            refuse(problem(e, |_| {
+                Problem::forbidden("a sign-in session could not be issued for this account")
+            }))
+        })?;
     let answer = serde_json::json!({
         "token": session.token,
         "token_id": session.token_id,

@@ -83,6 +83,10 @@ pub enum DeviceProgress {
         user_id: String,
         confirm_hash: [u8; 32],
     },
+    /// Confirmed: the registration (or the session) is being made. Nothing moves a login
+    /// backwards, so neither a second sign-in at the same link nor the provider's late error
+    /// can take it over or undo it.
+    Registering,
     /// Done: the registration answer (device and node credential) or the session, handed to
     /// the next poll.
     Joined(serde_json::Value),

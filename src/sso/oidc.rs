@@ -155,12 +155,58 @@ pub fn http_client() -> reqwest::Client {
 #[error("{0}")]
 pub struct HttpError(String);
 
+/// Whether the server may send a provider request to `url`. A provider's discovery document
+/// names its other endpoints (keys, token), and an organization's administrator chooses the
+/// provider, so every request is checked, not just the issuer: `https` only (plain `http`
+/// only to this host's loopback, where a test or sidecar provider runs), and never to an
+/// address literal in a private, link-local (cloud metadata), unique-local, shared (CGNAT) or
+/// unspecified range. Names are not resolved here: DNS that points a public name at a private
+/// address is for the network's egress rules.
+pub fn reachable(url: &str) -> Result<(), String> {
+    let url = url::Url::parse(url).map_err(|_| "the provider named an invalid URL".to_owned())?;
+    let host = url
+        .host()
+        .ok_or("the provider named a URL without a host")?;
+    let loopback = match &host {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+    };
+    let internal = match host {
+        url::Host::Ipv4(ip) => {
+            let o = ip.octets();
+            ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+        }
+        url::Host::Ipv6(ip) => {
+            let s = ip.segments();
+            ip.is_unspecified()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some_and(|v4| !v4.is_loopback())
+        }
+        url::Host::Domain(_) => false,
+    };
+    match url.scheme() {
+        _ if internal => {
+            Err("the provider named an address in a private or link-local range".into())
+        }
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err("the provider named a URL that is not https".into()),
+    }
+}
+
 /// `openidconnect` 4 speaks `http` requests through any async function; ours sends them with the
 /// reqwest the rest of the server uses (the crate's own reqwest integration is another major
 /// version).
 async fn send(client: reqwest::Client, request: HttpRequest) -> Result<HttpResponse, HttpError> {
     let (parts, body) = request.into_parts();
     let url = parts.uri.to_string();
+    reachable(&url).map_err(HttpError)?;
     let mut builder = client.request(parts.method, &url).body(body);
     for (name, value) in &parts.headers {
         builder = builder.header(name, value);
@@ -392,4 +438,39 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reachable;
+
+    #[test]
+    fn provider_requests_go_to_https_or_the_loopback_and_never_to_internal_literals() {
+        for ok in [
+            "https://login.microsoftonline.com/tid/v2.0/.well-known/openid-configuration",
+            "https://acme.okta.com/oauth2/v1/keys",
+            "http://127.0.0.1:4455/token",
+            "http://localhost:4455/jwks",
+            "http://[::1]:4455/jwks",
+        ] {
+            assert_eq!(reachable(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://idp.example.com/token",
+            "http://169.254.169.254/latest/meta-data/",
+            "https://169.254.169.254/token",
+            "https://10.0.0.5:8500/v1/kv",
+            "https://192.168.1.1/",
+            "https://172.16.0.1/",
+            "https://100.64.0.1/",
+            "https://0.0.0.0/",
+            "https://[fd00::1]/",
+            "https://[fe80::1]/",
+            "https://[::ffff:10.0.0.1]/",
+            "ftp://idp.example.com/",
+            "not a url",
+        ] {
+            assert!(reachable(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -96,6 +96,7 @@ struct LoginQuery {
 
 async fn login(
     State(state): State<AppState>,
+    client: Option<axum::Extension<crate::http::auth::ClientAddress>>,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, Problem> {
     let (org_id, purpose) = match (q.device.as_ref().or(q.cli.as_ref()), &q.org) {
@@ -148,7 +149,11 @@ async fn login(
     state
         .sso()
         .logins
-        .insert(auth.state, pending)
+        .insert(
+            &client.map_or_else(|| "unknown".to_owned(), |c| c.0.0),
+            auth.state,
+            pending,
+        )
         .map_err(|_| Problem::unavailable("too many sign-ins in progress; retry shortly", 30))?;
     let mut resp = Redirect::to(&auth.url).into_response();
     resp.headers_mut()
@@ -181,8 +186,12 @@ async fn callback(
         })?;
     let refuse_device = |why: &str| {
         if let Purpose::Device { login_id } = &pending.purpose {
+            // Only a login nobody has signed in for yet: a second browser at the same link must
+            // not undo one that is being confirmed or is done.
             state.sso().devices.with(login_id, |l| {
-                l.progress = DeviceProgress::Refused(why.to_owned());
+                if matches!(l.progress, DeviceProgress::Waiting) {
+                    l.progress = DeviceProgress::Refused(why.to_owned());
+                }
             });
         }
     };
@@ -263,14 +272,23 @@ async fn record_sign_in(
     };
     // The actor is the person: resolved once on the current read model for the record, and
     // decided again by the executor.
-    let who = {
+    let (who, known_email) = {
         let models = state.models().load();
-        sign_in(models.state.org(org_id), &cmd).map_err(Problem::from)?
+        let org = models.state.org(org_id);
+        let who = sign_in(org, &cmd).map_err(Problem::from)?;
+        let email = org.user(&who.user_id).map(|u| u.profile.email.clone());
+        (who, email)
     };
+    // Named by the directory's address (or, for someone joining now, the verified one they
+    // join with), never by an unverified claim a person can set to anything.
+    let description = known_email
+        .filter(|e| !e.is_empty())
+        .or_else(|| cmd.email.clone().filter(|_| cmd.email_verified))
+        .unwrap_or_else(|| cmd.subject.clone());
     let actor = Actor {
         kind: ActorKind::User,
         id: who.user_id.clone(),
-        description: cmd.email.clone().unwrap_or_else(|| cmd.subject.clone()),
+        description,
     };
     let mut resolved = None;
     crate::directory::execute(

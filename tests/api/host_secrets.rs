@@ -77,6 +77,12 @@ pub async fn serve(dir: &Path, extra: &[&str]) -> Served {
         if let Ok(resp) = client.get(format!("{base}/api/v1/health")).send().await
             && resp.status() == 200
         {
+            // What it printed before listening may still be in the pipe on a busy machine.
+            while let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_millis(300), lines.next_line()).await
+            {
+                stdout.push(line);
+            }
             return Served {
                 child,
                 base,

@@ -115,7 +115,9 @@ pub fn sign_in(org: OrgView<'_>, s: &SignIn) -> Result<SignedIn, Rejection> {
             user_id: user_id.clone(),
             issuer: s.issuer.clone(),
             subject: s.subject.clone(),
-            email: s.email.clone().unwrap_or_default(),
+            // Only an address the provider vouches for goes on the record; an unverified one
+            // is whatever the person typed into their profile.
+            email: verified_email.map(str::to_owned).unwrap_or_default(),
         },
     );
     if let Some(claimed) = &s.groups {
@@ -166,7 +168,7 @@ fn new_user(s: &SignIn, email: &str, role: Role) -> NewUser {
         .as_deref()
         .unwrap_or_default()
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !crate::domain::text::is_invisible(*c))
         .take(MAX_DISPLAY)
         .collect();
     NewUser {
@@ -194,7 +196,12 @@ pub fn claimed_names(claimed: &[String]) -> Vec<String> {
         .iter()
         .map(|g| g.trim())
         .filter(|g| !g.is_empty() && g.chars().count() <= MAX_DISPLAY.min(MAX_NAME))
-        .filter(|g| !g.chars().any(char::is_control))
+        // The API's own rule for names: no control characters, and nothing invisible or
+        // reordering (`adm\u{200B}ins` must not pass for `admins`).
+        .filter(|g| {
+            !g.chars()
+                .any(|c| c.is_control() || crate::domain::text::is_invisible(c))
+        })
         .filter(|g| seen.insert(g.to_lowercase()))
         .take(MAX_CLAIMED_GROUPS)
         .map(str::to_owned)
