@@ -201,10 +201,13 @@ impl Builder {
             for o in &owners {
                 if !matches!(
                     o.value,
-                    Principal::User(_) | Principal::Group(_) | Principal::Tag(_)
+                    Principal::User(_)
+                        | Principal::Group(_)
+                        | Principal::Tag(_)
+                        | Principal::Token(_)
                 ) {
                     let m = format!(
-                        "'{}' cannot own a tag: owners are user:, group: or tag:",
+                        "'{}' cannot own a tag: owners are user:, group:, tag: or token:",
                         o.value
                     );
                     self.err(&o.pointer, o.pos, None, m);

@@ -115,7 +115,7 @@ impl Fleet {
             Principal::Cidr(n) => n.contains(&std::net::IpAddr::V4(d.ipv4)),
             Principal::Member => owned && d.owner_id.is_some(),
             Principal::Tagged => d.is_tagged(),
-            Principal::SelfDevices => false,
+            Principal::SelfDevices | Principal::Token(_) => false,
         }
     }
 

@@ -84,6 +84,9 @@ pub fn lint(parsed: &Parsed, groups: &BTreeSet<String>, fleet: &Fleet) -> Vec<Di
                 out.push(Diagnostic::error(&s.pointer, s.pos, rn.clone(), m));
             }
         }
+        for x in r.src.iter().chain(&r.dst) {
+            token_outside_owners(x, rn.clone(), &mut out);
+        }
         for name in r.posture.iter().flatten() {
             unknown_posture(p, name, rn.clone(), &mut out);
         }
@@ -117,6 +120,11 @@ pub fn lint(parsed: &Parsed, groups: &BTreeSet<String>, fleet: &Fleet) -> Vec<Di
             let m = "autogroup:self can only be a destination".to_owned();
             out.push(Diagnostic::error(&t.src.pointer, t.src.pos, None, m));
         }
+        token_outside_owners(&t.src, None, &mut out);
+        for x in t.accept.iter().chain(&t.deny) {
+            let dst = At::new(x.value.dst.clone(), x.pointer.clone(), x.pos);
+            token_outside_owners(&dst, None, &mut out);
+        }
     }
     for (principal, rule) in principals(p) {
         check_principal(p, groups, fleet, principal, rule, &mut out);
@@ -136,6 +144,13 @@ pub fn lint(parsed: &Parsed, groups: &BTreeSet<String>, fleet: &Fleet) -> Vec<Di
     }
     out.sort_by_key(|d| (d.line, d.column));
     out
+}
+
+fn token_outside_owners(x: &At<Principal>, rule: Option<String>, out: &mut Vec<Diagnostic>) {
+    if let Principal::Token(_) = x.value {
+        let m = format!("'{}' selects no device: tokens can only own tags", x.value);
+        out.push(Diagnostic::error(&x.pointer, x.pos, rule, m));
+    }
 }
 
 fn unknown_posture(p: &Policy, name: &At<String>, rule: Option<String>, out: &mut Vec<Diagnostic>) {

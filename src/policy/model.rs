@@ -168,6 +168,9 @@ pub enum Principal {
     Tagged,
     /// `autogroup:self`: the source's owner's own untagged devices; destination only.
     SelfDevices,
+    /// `token:<id>`: an API token, only as a tag owner (automation gets exactly its tags).
+    /// It selects no device.
+    Token(String),
 }
 
 impl fmt::Display for Principal {
@@ -182,6 +185,7 @@ impl fmt::Display for Principal {
             Principal::Member => f.write_str("autogroup:member"),
             Principal::Tagged => f.write_str("autogroup:tagged"),
             Principal::SelfDevices => f.write_str("autogroup:self"),
+            Principal::Token(t) => write!(f, "token:{t}"),
         }
     }
 }

@@ -33,7 +33,7 @@ pub(super) fn in_principal(policy: &Policy, fleet: &Fleet, p: &Principal, d: &De
         Principal::Cidr(n) => n.contains(&ip),
         Principal::Member => untagged && d.owner_id.is_some(),
         Principal::Tagged => !untagged,
-        Principal::SelfDevices => false,
+        Principal::SelfDevices | Principal::Token(_) => false,
     }
 }
 

@@ -43,6 +43,15 @@ pub fn principal(s: &str) -> Result<Principal, String> {
             ))
         };
     }
+    if let Some(id) = s.strip_prefix("token:") {
+        return if id.is_empty() || id.contains(char::is_whitespace) {
+            Err(format!(
+                "'{s}' is not a token: expected 'token:' and a token id"
+            ))
+        } else {
+            Ok(Principal::Token(id.to_owned()))
+        };
+    }
     if let Some(which) = s.strip_prefix("autogroup:") {
         return match which {
             "member" => Ok(Principal::Member),

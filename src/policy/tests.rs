@@ -203,6 +203,18 @@ fn unknown_users_empty_sides_and_icmp_ports_are_reported() {
     );
     assert!(found(Severity::Warning, "'dst' is empty"));
     assert!(found(Severity::Warning, "icmp has no ports"));
+    let tokens = "version: 1\ntag_owners: {tag:ci: [token:tok_1]}\nrules: [{name: a, action: accept, src: ['token:tok_1'], dst: [tag:ci]}]";
+    let diags = lint(
+        &parse(tokens, Format::Yaml).unwrap(),
+        &BTreeSet::new(),
+        &example_fleet(),
+    );
+    let errors: Vec<_> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{diags:#?}");
+    assert_eq!(errors[0].pointer, "/rules/0/src/0");
     let known = "version: 1\nrules: [{name: a, action: accept, src: ['user:alice@example.com', 'user:alice'], dst: ['*']}]";
     let diags = lint(
         &parse(known, Format::Yaml).unwrap(),
