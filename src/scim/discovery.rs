@@ -1,4 +1,6 @@
-//! The discovery endpoints (RFC 7644 §4), the search across resource types, and bulk (`501`).
+//! The discovery endpoints (RFC 7644 §4) and the search across resource types. There is no
+//! `/Bulk` endpoint: `ServiceProviderConfig` says `bulk.supported: false`, so clients never
+//! call it (a call gets the SCIM 404 of any unknown path).
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -88,12 +90,4 @@ pub async fn search_all(
     let mut found = users::matching(org, params.filter.as_ref(), &base);
     found.extend(groups::matching(org, params.filter.as_ref(), &base));
     Ok(respond(StatusCode::OK, &params.page(found)))
-}
-
-/// `POST /Bulk`: not offered (`bulk.supported` is false).
-pub async fn bulk(Extension(principal): Extension<Principal>) -> Result<Response, ScimError> {
-    require(&principal)?;
-    Err(ScimError::not_implemented(
-        "bulk operations are not supported",
-    ))
 }

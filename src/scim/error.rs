@@ -104,11 +104,6 @@ impl ScimError {
         Self::new(StatusCode::CONFLICT, Some(ScimType::Uniqueness), detail)
     }
 
-    /// 501: a SCIM feature we do not offer (bulk, searching all resource types at once).
-    pub fn not_implemented(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_IMPLEMENTED, None, detail)
-    }
-
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
         body(self.status, self.scim_type, &self.detail)

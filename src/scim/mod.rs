@@ -69,7 +69,6 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .delete(groups::delete),
         )
         .route("/.search", post(discovery::search_all))
-        .route("/Bulk", post(discovery::bulk))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state, auth::authenticate))
 }

@@ -183,7 +183,7 @@ async fn routing_errors_and_unknown_paths_are_scim_errors() {
     .await;
     assert_scim_error(
         scim.send(Method::POST, "/Bulk", Some(&json!({}))).await,
-        501,
+        404,
         None,
     )
     .await;
