@@ -109,7 +109,7 @@ async fn the_checkpoint_route_signs_an_events_chain_hash_and_checks_its_input() 
     assert_eq!(parsed.verify(None), Ok(()));
     assert_eq!(cp2["public_key"], cp["public_key"], "one key signs");
 
-    for bad in ["id=0", "id=x", "id=-1", "other=1"] {
+    for bad in ["id=0", "id=x", "id=-1", "id=", "other=1"] {
         assert_problem(
             app.get(&format!("/api/v1/audit-log/checkpoint?{bad}"))
                 .await,
