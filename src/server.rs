@@ -51,6 +51,8 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = crate::http::router(state.clone());
+    // Peer maps follow the log for as long as the server runs.
+    tokio::spawn(crate::peers::follow(state.clone()));
     let mut workers = Workers::new(state.clone());
     workers.spawn(LimiterSweep);
     // Offline ephemeral and idle devices are removed by the system actor.

@@ -7,9 +7,9 @@ use crate::Projection;
 use crate::devices::Devices;
 use crate::directory::Directory;
 use crate::keys::Keys;
+use crate::orgs::Orgs;
 use crate::policies::Policies;
 use crate::posture::Posture;
-use crate::orgs::Orgs;
 use crate::tokens::Tokens;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -35,8 +35,8 @@ pub struct OrgPolicy {
     pub versions: imbl::Vector<Arc<PolicyVersion>>,
     /// The current version's tests that fail now, by name, since when (org sequence number).
     pub failing: imbl::OrdMap<String, (Vec<TestFailure>, u64)>,
-    /// Last revision of the `policy:<org>` stream.
-    pub revision: u64,
+    /// Last revision of the `policy:<org>` stream (`None`: nothing written to it yet).
+    pub revision: Option<u64>,
 }
 
 impl OrgPolicy {
@@ -64,7 +64,7 @@ impl Projection for Policies {
         let org = r.envelope.org_id.as_str();
         let at = |p: &mut Policies| {
             let o = p.by_org.entry(org.to_owned()).or_default();
-            o.revision = r.envelope.revision;
+            o.revision = Some(r.envelope.revision);
         };
         match &r.event {
             Event::PolicyApplied(e) => {
@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(o.version(1).map(|v| v.applied_at), Some(10));
         assert_eq!(o.version(0), None);
         assert_eq!(o.version(3), None);
-        assert_eq!(o.revision, 3);
+        assert_eq!(o.revision, Some(3));
         p.apply(&recorded(
             4,
             "o",
@@ -156,6 +156,6 @@ mod tests {
                 test: "t".into(),
             },
         ));
-        assert_eq!(p.by_org["o"].revision, 4);
+        assert_eq!(p.by_org["o"].revision, Some(4));
     }
 }

@@ -37,14 +37,16 @@ pub struct OrgPosture {
     pub configured_at: i64,
     /// The org sequence number of the last `posture.configured`.
     pub configured_seq: u64,
-    /// Last revision of the `posture:<org>` stream.
-    pub revision: u64,
+    /// Last revision of the `posture:<org>` stream (`None`: nothing written to it yet).
+    pub revision: Option<u64>,
 }
 
 impl OrgPosture {
     /// Whether a violation takes the device out of every peer map.
     pub fn blocks(&self) -> bool {
-        self.requirements.as_ref().is_some_and(|r| r.action == "block")
+        self.requirements
+            .as_ref()
+            .is_some_and(|r| r.action == "block")
     }
 }
 
@@ -108,7 +110,7 @@ impl Projection for Posture {
             _ => {}
         }
         if is_posture_stream {
-            self.orgs.entry(org.to_owned()).or_default().revision = r.envelope.revision;
+            self.orgs.entry(org.to_owned()).or_default().revision = Some(r.envelope.revision);
         }
     }
 }

@@ -105,7 +105,8 @@ pub struct DeviceView {
     pub posture: PostureView,
 }
 
-/// A device this device may reach (filled in by the access policy; empty means default deny).
+/// A device this device may reach, or that may reach it, under the access policy and posture
+/// (default deny: none until a policy allows some).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Peer {
     pub id: String,
@@ -113,6 +114,19 @@ pub struct Peer {
     pub public_key: String,
     pub addresses: Addresses,
     pub tags: Vec<String>,
+    /// What this device may open to the peer; empty when only the peer may connect.
+    pub ports: Vec<PeerPorts>,
+    /// Whether the peer may connect to this device (so its key must be accepted).
+    pub inbound: bool,
+}
+
+/// Ports of one protocol a device may reach on a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PeerPorts {
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: String,
+    /// `22`, `8000-8100`, or `*` (every port; always `*` for icmp).
+    pub ports: String,
 }
 
 /// A device with its peers and recent history.
@@ -303,9 +317,10 @@ async fn get_device(
         .ok_or_else(|| no_device(&id))?;
     let device = current_view(&state, d);
     let recent_events = recent_events(&state, &principal.org_id, d).await?;
+    let (peers, _) = super::peer_view::peers_of(&state, &principal.org_id, &d.id).await;
     Ok(Json(DeviceDetail {
         device,
-        peers: Vec::new(),
+        peers,
         recent_events,
     }))
 }

@@ -447,7 +447,7 @@ async fn heartbeat(
         .ok_or_else(|| reauthentication_required(devices::REMOVED))?;
     Ok(Json(HeartbeatResponse {
         device_id: device.id.clone(),
-        peer_map_version: device.last_seq,
+        peer_map_version: state.peers().of(&node.org_id, &device.id).version,
         key_expires_at: device.key_expires_at.map(events::format_time),
         heartbeat_interval_secs: HEARTBEAT_INTERVAL_SECS,
     }))
@@ -481,9 +481,12 @@ async fn netmap(
         .org(&node.org_id)
         .live_device(&node.device_id)
         .ok_or_else(|| reauthentication_required(devices::REMOVED))?;
+    let device = current_view(&state, device);
+    drop(models);
+    let (peers, version) = super::peer_view::peers_of(&state, &node.org_id, &node.device_id).await;
     Ok(Json(NetMap {
-        device: current_view(&state, device),
-        peers: Vec::new(),
-        peer_map_version: device.last_seq,
+        device,
+        peers,
+        peer_map_version: version,
     }))
 }

@@ -28,6 +28,10 @@ pub mod node_credential;
 pub mod openapi;
 pub mod page_cache;
 pub mod pagination;
+pub mod peer_view;
+pub mod policy;
+pub mod policy_check;
+pub mod policy_history;
 pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
@@ -98,6 +102,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(audit_verify::routes())
         .merge(events_stream::routes())
         .merge(sso::routes())
+        .merge(policy::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

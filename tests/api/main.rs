@@ -28,6 +28,7 @@ mod offline;
 mod oidc_provider;
 mod openapi;
 mod pagination;
+mod policy;
 mod ratelimit;
 mod ratelimit_clients;
 mod ratelimit_machine;
