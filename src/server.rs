@@ -63,6 +63,11 @@ where
     workers.spawn(Retention {
         every: state.settings().retention_every,
     });
+    // Posture transitions, from what heartbeats report.
+    workers.spawn(crate::workers::posture::PostureWorker {
+        every: std::time::Duration::from_millis(250),
+        started: false,
+    });
     // Heartbeats are not events: they reach the disk every few seconds and at shutdown.
     workers.spawn(HeartbeatFlush {
         every: state.settings().heartbeat_flush_every,

@@ -213,32 +213,39 @@ pub fn would_fail<'a>(org: OrgView<'a>, r: &PostureRequirements) -> Vec<(&'a Dev
         .collect()
 }
 
-/// A device reported signals that differ from the recorded ones (the posture worker).
-pub fn report(org: OrgView<'_>, device_id: &str, signals: Signals) -> Result<Decision, Rejection> {
-    let device = super::devices::live(org, device_id)?;
-    let recorded = org
-        .device_posture(device_id)
-        .and_then(|p| p.signals.as_ref());
-    if recorded == Some(&signals) {
-        return Ok(Decision::none());
-    }
+/// Devices reported signals that differ from the recorded ones (the posture worker): one
+/// append for all of them. Devices gone since, or whose signals are already recorded, are
+/// skipped.
+pub fn report(org: OrgView<'_>, reports: &[(String, Signals)]) -> Result<Decision, Rejection> {
     let stream = Stream::posture(org.id());
-    let mut d = Decision::none().expect(stream.clone(), expect(org)).event(
-        stream,
-        PostureReported {
-            device_id: device_id.to_owned(),
-            signals: signals.clone(),
-        },
-    );
-    if let Some(r) = &org.posture().requirements {
-        let now = failing(r, device, Some(&signals));
-        // The first report of a failing device is a violation even though nothing was recorded.
-        let first = recorded.is_none() && !now.is_empty();
-        if first {
+    let mut d = Decision::none();
+    for (device_id, signals) in reports {
+        let Some(device) = org.live_device(device_id) else {
+            continue;
+        };
+        let recorded = org
+            .device_posture(device_id)
+            .and_then(|p| p.signals.as_ref());
+        if recorded == Some(signals) {
+            continue;
+        }
+        d = d.event(
+            stream.clone(),
+            PostureReported {
+                device_id: device_id.clone(),
+                signals: signals.clone(),
+            },
+        );
+        let Some(r) = &org.posture().requirements else {
+            continue;
+        };
+        let now = failing(r, device, Some(signals));
+        // The first report of a failing device is a violation though nothing was recorded.
+        if recorded.is_none() && !now.is_empty() {
             d = d.event(
-                Stream::posture(org.id()),
+                stream.clone(),
                 PostureViolation {
-                    device_id: device_id.to_owned(),
+                    device_id: device_id.clone(),
                     failing: now,
                     action: r.action.clone(),
                 },
@@ -247,5 +254,8 @@ pub fn report(org: OrgView<'_>, device_id: &str, signals: Signals) -> Result<Dec
             d = transition(d, org, device, now, &r.action);
         }
     }
-    Ok(d)
+    if d.is_empty() {
+        return Ok(d);
+    }
+    Ok(d.expect(stream, expect(org)))
 }

@@ -374,6 +374,8 @@ pub struct PostureReport {
     pub disk_encrypted: Option<bool>,
     /// Whether a host firewall is active.
     pub firewall: Option<bool>,
+    /// Whether the screen locks itself when idle.
+    pub screen_lock: Option<bool>,
 }
 
 /// A heartbeat: the device is alive, and this is its state. Fields left out keep their last
@@ -437,6 +439,7 @@ async fn heartbeat(
             client_version: body.client_version,
             disk_encrypted: posture.disk_encrypted,
             firewall: posture.firewall,
+            screen_lock: posture.screen_lock,
         },
     );
     let models = state.models().load();

@@ -32,6 +32,7 @@ pub mod peer_view;
 pub mod policy;
 pub mod policy_check;
 pub mod policy_history;
+pub mod posture;
 pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
@@ -103,6 +104,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(events_stream::routes())
         .merge(sso::routes())
         .merge(policy::routes())
+        .merge(posture::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
