@@ -53,6 +53,8 @@ where
     let app = crate::http::router(state.clone());
     // Peer maps follow the log for as long as the server runs.
     tokio::spawn(crate::peers::follow(state.clone()));
+    // The policy's tests run again whenever the peer maps see the fleet change.
+    tokio::spawn(crate::workers::policy_tests::run(state.clone()));
     let mut workers = Workers::new(state.clone());
     workers.spawn(LimiterSweep);
     // Offline ephemeral and idle devices are removed by the system actor.

@@ -73,3 +73,50 @@ pub fn apply(org: OrgView<'_>, cmd: &Apply) -> Result<Decision, ApplyRefusal> {
         },
     ))
 }
+
+/// The verdicts of the policy's tests after the fleet changed: `failing` holds every test of
+/// version `policy_version` that fails now, with why. Tests that start failing get
+/// `policy.test_failed`, tests that pass again `policy.test_restored`; nothing if the policy
+/// moved on meanwhile (its own apply re-checked its tests).
+pub fn test_verdicts(
+    org: OrgView<'_>,
+    policy_version: u64,
+    failing: &std::collections::BTreeMap<String, Vec<events::event::TestFailure>>,
+) -> Decision {
+    let policy = org.policy();
+    if policy.current().map(|v| v.version) != Some(policy_version) {
+        return Decision::none();
+    }
+    let stream = Stream::policy(org.id());
+    let mut d = Decision::none();
+    for (test, failures) in failing {
+        if !policy.failing.contains_key(test) {
+            d = d.event(
+                stream.clone(),
+                events::event::PolicyTestFailed {
+                    org_id: org.id().to_owned(),
+                    policy_version,
+                    test: test.clone(),
+                    failures: failures.clone(),
+                },
+            );
+        }
+    }
+    for test in policy.failing.keys() {
+        if !failing.contains_key(test) {
+            d = d.event(
+                stream.clone(),
+                events::event::PolicyTestRestored {
+                    org_id: org.id().to_owned(),
+                    policy_version,
+                    test: test.clone(),
+                },
+            );
+        }
+    }
+    if d.is_empty() {
+        return d;
+    }
+    let expected = policy.revision.map_or(Expected::NoStream, Expected::Exact);
+    d.expect(stream, expected)
+}

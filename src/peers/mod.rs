@@ -111,10 +111,15 @@ impl Peers {
             let built = OrgPeers::build(org, org.version());
             orgs.insert(id.clone(), Arc::new(RwLock::new(built)));
         }
+        let ids: Vec<String> = orgs.keys().cloned().collect();
         if let Ok(mut all) = self.inner.orgs.write() {
             *all = orgs;
         }
         self.inner.position.send_replace(position);
+        // The fleet may have changed while the server was down: the tests run once at start.
+        for id in ids {
+            let _ = self.inner.changed.send(id);
+        }
     }
 
     /// Applies a batch of events, given read models that include all of them.

@@ -30,6 +30,7 @@ mod openapi;
 mod pagination;
 mod peers;
 mod policy;
+mod policy_watch;
 mod posture;
 mod ratelimit;
 mod ratelimit_clients;
