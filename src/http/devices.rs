@@ -411,9 +411,6 @@ async fn patch_device(
     Json(Object(body)): Json<Object<PatchDeviceRequest>>,
 ) -> Result<Json<DeviceView>, Problem> {
     principal.require(Need::write(Group::Devices))?;
-    if body.tags.is_some() {
-        principal.may_tag()?;
-    }
     if body.owner.is_some() {
         principal.require(Need::write(Group::Users)).map_err(|_| {
             Problem::forbidden(
@@ -432,6 +429,11 @@ async fn patch_device(
         Some(t) => Some(parse_tags("tags", t)?),
         None => None,
     };
+    if let Some(tags) = &tags {
+        let wanted: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+        let added = super::tag_owners::added_to_device(&state, &principal, &id, &wanted);
+        super::tag_owners::check_change(&state, &principal, &added).await?;
+    }
     if let Some(Some(owner)) = &body.owner {
         check_text("owner", owner, 1, 254)?;
     }
@@ -498,11 +500,12 @@ async fn add_tags(
     Json(Object(body)): Json<Object<AddTagsRequest>>,
 ) -> Result<Json<DeviceView>, Problem> {
     principal.require(Need::write(Group::Devices))?;
-    principal.may_tag()?;
     let tags: Vec<String> = parse_tags("tags", &body.tags)?
         .into_iter()
         .map(Tag::into_string)
         .collect();
+    let added = super::tag_owners::added_to_device(&state, &principal, &id, &tags);
+    super::tag_owners::check_change(&state, &principal, &added).await?;
     mutate(&state, &principal, &request_id, &id, |d| {
         decide_tag(d, &tags).map(Event::from).into_iter().collect()
     })
@@ -530,7 +533,7 @@ async fn remove_tag(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Devices))?;
-    principal.may_tag()?;
+    super::tag_owners::check_change(&state, &principal, &[]).await?;
     let tag = Tag::parse_lenient(&tag)
         .map_err(|e| Problem::invalid_argument(format!("path parameter `tag`: {e}")))?;
     mutate(&state, &principal, &request_id, &id, |d| {

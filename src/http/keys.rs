@@ -249,6 +249,10 @@ async fn create_key(
     let idem = idempotency(&headers, "POST", "/api/v1/keys", &body)?;
     let now = events::now_micros();
     let tags = parse_tags("tags", &body.tags)?;
+    if !tags.is_empty() {
+        let added: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+        super::tag_owners::check_change(&state, &principal, &added).await?;
+    }
     let expires_at = parse_expiry(&body, now)?;
     let key_id = mint::id("key");
     let secret = mint::secret("qzk_");

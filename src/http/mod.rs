@@ -37,6 +37,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
 pub mod sso;
+pub mod tag_owners;
 pub mod tokens;
 pub mod users;
 

@@ -48,6 +48,7 @@ mod sso_cli;
 mod sso_device;
 mod sso_fixture;
 mod sso_oidc_client;
+mod tag_owners;
 mod tenancy;
 mod tenancy_walk;
 mod tls;
