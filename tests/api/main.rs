@@ -8,6 +8,7 @@ mod audit_retention;
 mod audit_verify;
 mod auth;
 mod cli;
+mod cli_policy;
 mod cli_users;
 mod device_pages;
 mod devices;

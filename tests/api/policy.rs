@@ -302,3 +302,27 @@ async fn a_one_mebibyte_policy_round_trips_and_survives_a_restart() {
     let v = json(app.get("/api/v1/policy/history/1").await).await;
     assert_eq!(v["size"], text.len());
 }
+
+#[tokio::test]
+async fn one_organizations_policy_and_history_are_invisible_to_another() {
+    let app = spawn_app().await;
+    let (_, other) = app.second_org("globex").await;
+    let secret = "# globex-secret\nversion: 1\nrules: []\n";
+    let resp = app
+        .request_as(&other, Method::PUT, "/api/v1/policy")
+        .header("content-type", "application/yaml")
+        .body(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mine = app.get("/api/v1/policy").await;
+    assert_eq!(header(&mine, "etag").as_deref(), Some("\"0\""));
+    assert!(!mine.text().await.unwrap().contains("globex"));
+    assert_problem(app.get("/api/v1/policy/history/1").await, 404, "not_found").await;
+    let history = json(app.get("/api/v1/policy/history").await).await;
+    assert_eq!(history["items"], json!([]));
+    // The other organization's version numbering is its own.
+    let first = apply(&app, WEB_TO_DB).await;
+    assert_eq!(first["version"], 1);
+}
