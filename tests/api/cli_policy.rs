@@ -80,3 +80,31 @@ async fn the_cli_lints_diffs_applies_and_lists_policies() {
     let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
     assert_eq!(cfg["config"]["disk_encrypted"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_keeps_its_peer_map_beside_its_state_and_follows_changes() {
+    let app = spawn_app().await;
+    let cli = Cli::new(&app);
+    let db = node(&app, &["tag:db"], "db-1").await;
+    let (key, _) = cli.ok(&["keys", "create", "--tag", "web"]).await;
+    crate::policy::apply(&app, WEB_TO_DB).await;
+    let agent = cli.spawn_up(&["--auth-key", key.trim(), "--interval", "1s"]);
+    let netmap = cli.state_file().with_file_name("netmap.json");
+    let read = || -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(&netmap).ok()?).ok()
+    };
+    crate::peers::eventually("the agent's netmap.json lists the database", || async {
+        read().is_some_and(|m| m["peers"][0]["id"] == db.id.as_str())
+    })
+    .await;
+    // The policy changes: the next heartbeat's version differs, and the agent fetches again.
+    crate::policy::apply(&app, "version: 1\nrules: []\n").await;
+    crate::peers::eventually("the agent's netmap.json is empty again", || async {
+        read().is_some_and(|m| m["peers"] == serde_json::json!([]))
+    })
+    .await;
+    crate::cli::sigterm(&agent);
+    let out = crate::cli::finish(agent).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Peer map version"), "{stderr}");
+}
