@@ -30,6 +30,7 @@ mod oidc_provider;
 mod openapi;
 mod pagination;
 mod peers;
+mod peers_replay;
 mod policy;
 mod policy_watch;
 mod posture;
