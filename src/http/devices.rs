@@ -120,6 +120,17 @@ pub struct Peer {
     pub inbound: bool,
 }
 
+/// A device's standing with the posture requirements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Compliance {
+    /// False while it fails a required signal (or has not reported under requirements).
+    pub compliant: bool,
+    /// Whether posture keeps it out of every peer map now.
+    pub blocked: bool,
+    /// The signals it fails, as last recorded.
+    pub failing: Vec<String>,
+}
+
 /// Ports of one protocol a device may reach on a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PeerPorts {
@@ -134,8 +145,12 @@ pub struct PeerPorts {
 pub struct DeviceDetail {
     #[serde(flatten)]
     pub device: DeviceView,
-    /// Devices this one may reach under the current policy (none until a policy allows any).
+    /// Devices this one may reach, or that may reach it, under the current policy and posture
+    /// (none until a policy allows any).
     pub peers: Vec<Peer>,
+    /// Where it stands with the organization's posture requirements (signal by signal:
+    /// `GET /devices/{id}/posture`).
+    pub compliance: Compliance,
     /// The device's last 20 events, newest first: its audit history, in the audit log's shape.
     pub recent_events: Vec<EventView>,
 }
@@ -317,10 +332,12 @@ async fn get_device(
         .ok_or_else(|| no_device(&id))?;
     let device = current_view(&state, d);
     let recent_events = recent_events(&state, &principal.org_id, d).await?;
+    let compliance = super::posture::compliance(org, d);
     let (peers, _) = super::peer_view::peers_of(&state, &principal.org_id, &d.id).await;
     Ok(Json(DeviceDetail {
         device,
         peers,
+        compliance,
         recent_events,
     }))
 }

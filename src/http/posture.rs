@@ -133,6 +133,24 @@ fn config_view(org: projections::OrgView<'_>) -> PostureConfigView {
     }
 }
 
+/// Where `d` stands with the organization's requirements.
+pub fn compliance(
+    org: projections::OrgView<'_>,
+    d: &projections::devices::Device,
+) -> super::devices::Compliance {
+    let p = org.device_posture(&d.id);
+    let reported = p.and_then(|p| p.signals.as_ref());
+    let failing = match &org.posture().requirements {
+        Some(r) => posture::failing(r, d, reported),
+        None => Vec::new(),
+    };
+    super::devices::Compliance {
+        compliant: failing.is_empty(),
+        blocked: crate::peers::fleet::is_blocked(org, d),
+        failing,
+    }
+}
+
 /// The posture requirements.
 #[utoipa::path(
     get, path = "/posture/config", tag = "posture",

@@ -104,6 +104,11 @@ async fn a_blocked_device_leaves_every_peer_map_until_it_complies() {
         (json!(true), json!(false), json!(false))
     );
     assert!(disk["since"].is_string());
+    let detail = json(app.get(&format!("/api/v1/devices/{}", laptop.id)).await).await;
+    assert_eq!(
+        detail["compliance"],
+        json!({"compliant": false, "blocked": true, "failing": ["disk_encrypted"]})
+    );
 
     // Heartbeats with the same signals record nothing new.
     for _ in 0..3 {
