@@ -29,6 +29,7 @@ use super::page_cache::PageKey;
 use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
+use super::tag_owners::TagRules;
 use crate::domain::Rejection;
 use crate::domain::devices::{
     self, Hostname, Tag, Update, check_text, decide_expire_key, decide_tag, decide_untag,
@@ -380,8 +381,24 @@ async fn mutate(
     id: &str,
     decide: impl Fn(&Device) -> Vec<Event>,
 ) -> Result<(), Problem> {
+    mutate_checked(state, principal, request_id, id, |_, _| Ok(()), decide).await
+}
+
+/// [`mutate`], with `check` run on the device as it is when the change is decided (the tag
+/// ownership rules need the tags it has then, not when the request arrived).
+async fn mutate_checked(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &RequestId,
+    id: &str,
+    check: impl Fn(OrgView<'_>, &Device) -> Result<(), Rejection>,
+    decide: impl Fn(&Device) -> Vec<Event>,
+) -> Result<(), Problem> {
     execute(state, principal.command(request_id), |org| {
         guard(principal, org, id)?;
+        if let Some(d) = org.live_device(id) {
+            check(org, d)?;
+        }
         devices::change(org, id, &decide)
     })
     .await?;
@@ -446,11 +463,13 @@ async fn patch_device(
         Some(t) => Some(parse_tags("tags", t)?),
         None => None,
     };
-    if let Some(tags) = &tags {
-        let wanted: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
-        let added = super::tag_owners::added_to_device(&state, &principal, &id, &wanted);
-        super::tag_owners::check_change(&state, &principal, &added).await?;
-    }
+    let rules = match &tags {
+        Some(_) => Some(TagRules::load(&state, &principal.org_id).await?),
+        None => None,
+    };
+    let wanted: Option<Vec<String>> = tags
+        .as_ref()
+        .map(|t| t.iter().map(|t| t.as_str().to_owned()).collect());
     if let Some(Some(owner)) = &body.owner {
         check_text("owner", owner, 1, 254)?;
     }
@@ -459,7 +478,11 @@ async fn patch_device(
         tags,
         owner: body.owner.clone(),
     };
-    mutate(&state, &principal, &request_id, &id, |d| {
+    let check = |org: OrgView<'_>, d: &Device| match (&rules, &wanted) {
+        (Some(rules), Some(after)) => rules.check(org, &principal, &d.tags, after),
+        _ => Ok(()),
+    };
+    mutate_checked(&state, &principal, &request_id, &id, check, |d| {
         decide_update(d, update.clone())
     })
     .await?;
@@ -521,9 +544,13 @@ async fn add_tags(
         .into_iter()
         .map(Tag::into_string)
         .collect();
-    let added = super::tag_owners::added_to_device(&state, &principal, &id, &tags);
-    super::tag_owners::check_change(&state, &principal, &added).await?;
-    mutate(&state, &principal, &request_id, &id, |d| {
+    let rules = TagRules::load(&state, &principal.org_id).await?;
+    let check = |org: OrgView<'_>, d: &Device| {
+        let mut after = d.tags.clone();
+        after.extend(tags.iter().filter(|t| !d.tags.contains(t)).cloned());
+        rules.check(org, &principal, &d.tags, &after)
+    };
+    mutate_checked(&state, &principal, &request_id, &id, check, |d| {
         decide_tag(d, &tags).map(Event::from).into_iter().collect()
     })
     .await?;
@@ -550,10 +577,19 @@ async fn remove_tag(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Devices))?;
-    super::tag_owners::check_change(&state, &principal, &[]).await?;
     let tag = Tag::parse_lenient(&tag)
         .map_err(|e| Problem::invalid_argument(format!("path parameter `tag`: {e}")))?;
-    mutate(&state, &principal, &request_id, &id, |d| {
+    let rules = TagRules::load(&state, &principal.org_id).await?;
+    let check = |org: OrgView<'_>, d: &Device| {
+        let after: Vec<String> = d
+            .tags
+            .iter()
+            .filter(|t| *t != tag.as_str())
+            .cloned()
+            .collect();
+        rules.check(org, &principal, &d.tags, &after)
+    };
+    mutate_checked(&state, &principal, &request_id, &id, check, |d| {
         decide_untag(d, &tag).map(Event::from).into_iter().collect()
     })
     .await?;

@@ -250,8 +250,10 @@ async fn create_key(
     let now = events::now_micros();
     let tags = parse_tags("tags", &body.tags)?;
     if !tags.is_empty() {
+        let rules = super::tag_owners::TagRules::load(&state, &principal.org_id).await?;
         let added: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
-        super::tag_owners::check_change(&state, &principal, &added).await?;
+        let models = state.models().load();
+        rules.check(models.state.org(&principal.org_id), &principal, &[], &added)?;
     }
     let expires_at = parse_expiry(&body, now)?;
     let key_id = mint::id("key");

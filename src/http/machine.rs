@@ -218,7 +218,7 @@ async fn register(
         return Err(invalid());
     }
     let hash = secret::hash(&body.auth_key);
-    let (key_id, org_id) = {
+    let (key_id, org_id, key_tags) = {
         let models = state.models().load();
         let key = models
             .state
@@ -226,8 +226,18 @@ async fn register(
             .by_secret_hash(&hash)
             .filter(|k| secret::equal(&k.secret_hash, &hash))
             .ok_or_else(invalid)?;
-        (key.id.clone(), key.org_id.clone())
+        (key.id.clone(), key.org_id.clone(), key.tags.clone())
     };
+    // A key made before the policy listed its tags' owners must not keep minting devices with
+    // tags the policy no longer lists.
+    if !key_tags.is_empty() {
+        let rules = super::tag_owners::TagRules::load(&state, &org_id).await?;
+        if let Some(tag) = key_tags.iter().find(|t| !rules.listed(t)) {
+            return Err(Problem::forbidden(format!(
+                "this pre-auth key tags devices '{tag}', which the policy's tag_owners no longer list; create a key with listed tags"
+            )));
+        }
+    }
     let device_id = mint::id("dev");
     let credential = mint::secret("qzn_");
     let cmd = Register {
@@ -450,7 +460,7 @@ async fn heartbeat(
         .ok_or_else(|| reauthentication_required(devices::REMOVED))?;
     Ok(Json(HeartbeatResponse {
         device_id: device.id.clone(),
-        peer_map_version: state.peers().of(&node.org_id, &device.id).version,
+        peer_map_version: state.peers().version(&node.org_id, &device.id),
         key_expires_at: device.key_expires_at.map(events::format_time),
         heartbeat_interval_secs: HEARTBEAT_INTERVAL_SECS,
     }))

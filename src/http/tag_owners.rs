@@ -1,6 +1,7 @@
-//! Tag ownership (`tag_owners` in the policy): once the policy lists any, only listed tags can
-//! be applied — to a device (`PATCH /devices/{id}`, `POST /devices/{id}/tags`) or to a
-//! pre-auth key, whose devices join with them — and only by someone the list allows:
+//! Tag ownership (`tag_owners` in the policy): once the policy lists any, only listed tags can be
+//! applied — to a device (`PATCH /devices/{id}`, `POST /devices/{id}/tags`) or to a pre-auth
+//! key, whose devices join with them (checked again when a device joins) — and a tag can be
+//! applied or removed only by someone the list allows:
 //!
 //! - an API token with `policy:write` (or `write`), or one the list names (`token:<id>`), so
 //!   automation gets exactly the tags it needs;
@@ -8,82 +9,129 @@
 //!   only tags the list gives them or one of their groups (`user:`, `group:`), and only on
 //!   their own devices.
 //!
-//! Removing a tag is never restricted: it only ever narrows what a device may reach.
-//! Without `tag_owners`, tags are an administrator's to set: people with the `member` role
-//! may not change them, tokens with `devices:write` may.
+//! Removal is restricted like addition: a tag can be what a `deny` rule selects, or what keeps
+//! a device out of `user:`/`group:` rules, so removing one can widen access. Without
+//! `tag_owners`, tags are an administrator's to set: people with the `member` role may not
+//! change them, tokens with `devices:write` may.
+//!
+//! The check runs inside the decision, on the tags the device has when the change commits, and
+//! against the policy version it was loaded for: a policy applied meanwhile makes it retry.
 
 use projections::OrgView;
 
 use super::auth::Principal;
 use super::problem::Problem;
+use crate::domain::Rejection;
+use crate::domain::directory::Role;
 use crate::domain::scope::{Group, Need};
 use crate::policy::Principal as Who;
 use crate::policy::model::TagOwner;
 use crate::state::AppState;
 
-/// The policy's tag owners (empty: the policy lists none, or there is no policy), as of at
-/// least the read models' current position.
-async fn owners(state: &AppState, org_id: &str) -> Vec<TagOwner> {
-    let position = state.models().load().position;
-    state
-        .peers()
-        .wait_for(position, state.settings().read_your_writes_timeout)
-        .await;
-    state
-        .peers()
-        .with_org(org_id, |o| o.policy().map(|p| p.tag_owners.clone()))
-        .flatten()
-        .unwrap_or_default()
+/// The policy's tag rules as of one policy version.
+#[derive(Debug, Clone)]
+pub struct TagRules {
+    /// The policy version they come from (0: no policy).
+    version: u64,
+    /// Empty: the policy lists no tag owners.
+    owners: Vec<TagOwner>,
 }
 
-/// The tags of `tags` that device `id` does not carry yet (all of them when the caller cannot
-/// see the device: the change answers 404 then, before any tag is applied).
-pub fn added_to_device(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    tags: &[String],
-) -> Vec<String> {
-    let models = state.models().load();
-    let org = models.state.org(&principal.org_id);
-    match org.live_device(id).filter(|d| principal.may_manage(org, d)) {
-        Some(d) => tags
-            .iter()
-            .filter(|t| !d.tags.contains(t))
-            .cloned()
-            .collect(),
-        None => Vec::new(),
-    }
-}
-
-/// Refuses a change of tags unless `principal` may apply every tag of `added` (the tags being
-/// added, not ones the device or key already has; empty for a removal).
-pub async fn check_change(
-    state: &AppState,
-    principal: &Principal,
-    added: &[String],
-) -> Result<(), Problem> {
-    let owners = owners(state, &principal.org_id).await;
-    if owners.is_empty() {
-        return principal.may_tag();
-    }
-    let models = state.models().load();
-    let org = models.state.org(&principal.org_id);
-    for tag in added {
-        let Some(entry) = owners.iter().find(|o| &o.tag.value == tag) else {
-            return Err(Problem::forbidden(format!(
-                "'{tag}' is not in the policy's tag_owners: only listed tags can be applied; add it there first"
-            )));
-        };
-        if !may_apply(org, principal, entry) {
-            return Err(Problem::forbidden(format!(
-                "the policy's tag_owners do not let this caller apply '{tag}' (owners: {}); a token needs policy:write or to be listed as token:{}",
-                list(entry),
-                principal.token_id
-            )));
+impl TagRules {
+    /// The rules of the policy in force, from the peer-map model once it includes the read
+    /// models' current position; `503` if it cannot catch up (never "no rules": fail closed).
+    pub async fn load(state: &AppState, org_id: &str) -> Result<TagRules, Problem> {
+        let position = state.models().load().position;
+        let caught_up = state
+            .peers()
+            .wait_for(position, state.settings().read_your_writes_timeout)
+            .await;
+        if !caught_up {
+            return Err(Problem::unavailable(
+                "the policy's tag owners are being updated; retry shortly",
+                1,
+            ));
         }
+        Ok(state
+            .peers()
+            .with_org(org_id, |o| TagRules {
+                version: o.policy_version(),
+                owners: o.policy().map(|p| p.tag_owners.clone()).unwrap_or_default(),
+            })
+            .unwrap_or(TagRules {
+                version: 0,
+                owners: Vec::new(),
+            }))
     }
-    Ok(())
+
+    /// Whether the policy restricts tags to its list.
+    pub fn restricts(&self) -> bool {
+        !self.owners.is_empty()
+    }
+
+    /// Whether `tag` is listed (always true without a list).
+    pub fn listed(&self, tag: &str) -> bool {
+        !self.restricts() || self.owners.iter().any(|o| o.tag.value == tag)
+    }
+
+    /// Refuses unless `principal` may change a device's (or key's) tags from `before` to
+    /// `after`, under the policy version these rules came from.
+    pub fn check(
+        &self,
+        org: OrgView<'_>,
+        principal: &Principal,
+        before: &[String],
+        after: &[String],
+    ) -> Result<(), Rejection> {
+        let in_force = org.policy().current().map_or(0, |v| v.version);
+        if in_force != self.version {
+            return Err(Rejection::Conflict(
+                "the policy changed while the tags were being checked; retry".into(),
+            ));
+        }
+        let changed: Vec<&String> = after
+            .iter()
+            .filter(|t| !before.contains(t))
+            .chain(before.iter().filter(|t| !after.contains(t)))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        if !self.restricts() {
+            return match &principal.person {
+                Some(p) if p.role == Role::Member => Err(Rejection::Forbidden(
+                    "a person with the role 'member' may not change tags: they decide what a \
+                     device may reach, and an admin sets them (or the policy's tag_owners give \
+                     them some)"
+                        .into(),
+                )),
+                _ => Ok(()),
+            };
+        }
+        for tag in changed {
+            let adding = !before.contains(tag);
+            let entry = self.owners.iter().find(|o| &o.tag.value == tag);
+            let allowed = match entry {
+                Some(e) => may_apply(org, principal, e),
+                // An unlisted tag already on a device: only a policy writer may take it off.
+                None if !adding => writes_policy(principal),
+                None => {
+                    return Err(Rejection::Forbidden(format!(
+                        "'{tag}' is not in the policy's tag_owners: only listed tags can be applied; add it there first"
+                    )));
+                }
+            };
+            if !allowed {
+                let owners = entry.map_or_else(|| "none".to_owned(), list);
+                return Err(Rejection::Forbidden(format!(
+                    "the policy's tag_owners do not let this caller {} '{tag}' (owners: {owners}); a token needs policy:write or to be listed as token:{}",
+                    if adding { "apply" } else { "remove" },
+                    principal.token_id
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn list(entry: &TagOwner) -> String {
@@ -98,10 +146,21 @@ fn list(entry: &TagOwner) -> String {
         .join(", ")
 }
 
+/// Whether the caller's token and (for a session) role may write the policy.
+fn writes_policy(principal: &Principal) -> bool {
+    let need = Need::write(Group::Policy);
+    principal.scopes.allows(need)
+        && principal
+            .person
+            .as_ref()
+            .is_none_or(|p| p.role.scopes().allows(need))
+}
+
 fn may_apply(org: OrgView<'_>, principal: &Principal, entry: &TagOwner) -> bool {
-    let writes_policy = principal.scopes.allows(Need::write(Group::Policy));
+    if writes_policy(principal) {
+        return true;
+    }
     match &principal.person {
-        Some(p) if p.role.scopes().allows(Need::write(Group::Policy)) && writes_policy => true,
         Some(p) => {
             let Some(user) = org.user(&p.user_id) else {
                 return false;
@@ -117,12 +176,9 @@ fn may_apply(org: OrgView<'_>, principal: &Principal, entry: &TagOwner) -> bool 
                 _ => false,
             })
         }
-        None => {
-            writes_policy
-                || entry
-                    .owners
-                    .iter()
-                    .any(|o| matches!(&o.value, Who::Token(t) if t == &principal.token_id))
-        }
+        None => entry
+            .owners
+            .iter()
+            .any(|o| matches!(&o.value, Who::Token(t) if t == &principal.token_id)),
     }
 }

@@ -92,6 +92,11 @@ impl Peers {
         Some(f(&guard))
     }
 
+    /// The peer-map version of one device (cheap: what every heartbeat answers).
+    pub fn version(&self, org_id: &str, device_id: &str) -> u64 {
+        self.with_org(org_id, |o| o.version(device_id)).unwrap_or(0)
+    }
+
     /// The peers of one device.
     pub fn of(&self, org_id: &str, device_id: &str) -> DevicePeers {
         self.with_org(org_id, |o| o.peers(device_id))

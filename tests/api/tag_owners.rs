@@ -34,6 +34,8 @@ async fn only_listed_tags_can_be_applied_and_only_by_their_owners() {
     let ci = app.token_with(&["devices:write", "keys:write"]).await;
     let ci_id = app.token_id_of(&ci);
     let ops = app.token_with(&["devices:write"]).await;
+    let legacy =
+        crate::machine::key_secret(&app, json!({ "tags": ["tag:legacy"], "reusable": true })).await;
     let policy = format!(
         "version: 1\ntag_owners:\n  tag:web: []\n  tag:build: [token:{ci_id}]\nrules: []\n"
     );
@@ -59,17 +61,17 @@ async fn only_listed_tags_can_be_applied_and_only_by_their_owners() {
     // policy:write applies any listed tag.
     let admin = app.token_with(&["devices:write", "policy:write"]).await;
     assert_eq!(add_tag(&app, &admin, &other.id, "tag:build").await.0, 200);
-    // Removal is never restricted.
-    let resp = app
-        .request_as(
-            &ops,
+    // Removal is restricted like addition: a tag can be what a deny rule selects.
+    let untag = |token: &str, device: &str| {
+        app.request_as(
+            token,
             Method::DELETE,
-            &format!("/api/v1/devices/{}/tags/tag:build", dev.id),
+            &format!("/api/v1/devices/{device}/tags/tag:build"),
         )
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    };
+    assert_eq!(untag(&ops, &dev.id).await.unwrap().status(), 403);
+    assert_eq!(untag(&ci, &dev.id).await.unwrap().status(), 204);
     // PATCH obeys the same rule, for the tags it adds.
     let resp = app
         .request_as(&ops, Method::PATCH, &format!("/api/v1/devices/{}", dev.id))
@@ -88,6 +90,12 @@ async fn only_listed_tags_can_be_applied_and_only_by_their_owners() {
     assert_eq!(key(&ci, "tag:web").await.unwrap().status(), 403);
     let detail = json(app.get(&format!("/api/v1/devices/{}", dev.id)).await).await;
     assert_eq!(detail["tags"], json!(["tag:web"]));
+    // A key made before the policy listed owners no longer mints its unlisted tag.
+    let resp =
+        crate::machine::register_raw(&app, &crate::machine::register_body(&legacy, "late")).await;
+    let problem = json(resp).await;
+    assert_eq!(problem["status"], 403, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("tag:legacy"));
 }
 
 #[tokio::test]
