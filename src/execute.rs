@@ -120,14 +120,20 @@ impl<E: std::fmt::Debug> std::fmt::Display for ExecuteError<E> {
 /// decisions would be taken on state the server cannot prove.
 pub fn writable<E>(state: &AppState) -> Result<(), ExecuteError<E>> {
     // Two atomic reads on every write; the reasons are fetched only once something failed.
-    if !state.log().is_failed() && !state.models().failed() && !state.chains().failed() {
+    let peers = state.peers().failure();
+    if !state.log().is_failed()
+        && !state.models().failed()
+        && !state.chains().failed()
+        && peers.is_none()
+    {
         return Ok(());
     }
     let why = state
         .log()
         .failure()
         .or_else(|| state.models().failure())
-        .or_else(|| state.chains().failure());
+        .or_else(|| state.chains().failure())
+        .or(peers);
     tracing::error!(
         why = why.as_deref().unwrap_or("unknown"),
         "write refused: fail-stop"

@@ -68,7 +68,7 @@ where
     // Posture transitions, from what heartbeats report.
     workers.spawn(crate::workers::posture::PostureWorker {
         every: std::time::Duration::from_millis(250),
-        started: false,
+        since_full: None,
     });
     // Heartbeats are not events: they reach the disk every few seconds and at shutdown.
     workers.spawn(HeartbeatFlush {

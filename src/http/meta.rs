@@ -90,8 +90,11 @@ async fn health(
     let chains = state.chains();
     let projections = ProjectionHealth {
         caught_up: models.caught_up() && chains.caught_up(),
-        failed: models.failed() || chains.failed(),
-        failure: models.failure().or_else(|| chains.failure()),
+        failed: models.failed() || chains.failed() || state.peers().failure().is_some(),
+        failure: models
+            .failure()
+            .or_else(|| chains.failure())
+            .or_else(|| state.peers().failure()),
     };
     let reason = degraded_reason(&log, &projections);
     if reason.is_none() && projections.caught_up {

@@ -42,6 +42,11 @@ struct Inner {
     /// Organizations whose fleet changed, for the policy-tests worker.
     changed: mpsc::UnboundedSender<String>,
     changed_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Why the maps stopped following the log, if they did (fail-stop: writes and `/health`
+    /// say so, rather than agents being served maps that no longer change).
+    failure: std::sync::Mutex<Option<String>>,
+    /// Test hook: the log position whose batch panics (0: none).
+    panic_at: std::sync::atomic::AtomicU64,
 }
 
 /// What a batch of events asks of one organization.
@@ -65,12 +70,34 @@ impl Default for Peers {
                 position: watch::Sender::new(0),
                 changed: tx,
                 changed_rx: std::sync::Mutex::new(Some(rx)),
+                failure: std::sync::Mutex::new(None),
+                panic_at: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
 }
 
 impl Peers {
+    /// Why the peer maps stopped, if they did.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Test hook: updating the maps with the event at `position` panics, as a bug would.
+    pub fn inject_panic_at(&self, position: u64) {
+        self.inner
+            .panic_at
+            .store(position, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn fail(&self, why: impl Into<String>) {
+        let why = why.into();
+        tracing::error!(%why, "the peer maps stopped");
+        if let Ok(mut f) = self.inner.failure.lock() {
+            f.get_or_insert(format!("the peer maps stopped: {why}"));
+        }
+    }
+
     /// The position of the log the maps include.
     pub fn position(&self) -> u64 {
         *self.inner.position.borrow()
@@ -132,6 +159,13 @@ impl Peers {
         let Some(last) = batch.last().map(|r| r.position()) else {
             return;
         };
+        let poison = self
+            .inner
+            .panic_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if poison != 0 && batch.iter().any(|r| r.position() == poison) {
+            panic!("injected panic at position {poison}");
+        }
         let mut work: BTreeMap<String, Work> = BTreeMap::new();
         for r in batch {
             let w = work.entry(r.envelope.org_id.clone()).or_default();
@@ -231,7 +265,7 @@ pub async fn follow(state: AppState) {
         .await
         .is_err()
     {
-        tracing::error!("building the peer maps panicked; peer maps stay empty");
+        peers.fail("building them panicked");
         return;
     }
     let mut done = at;
@@ -258,7 +292,7 @@ pub async fn follow(state: AppState) {
             .await
         {
             if models.failure().is_some() {
-                tracing::error!("read models stopped; peer maps stop with them");
+                // The read models report their own failure.
                 return;
             }
             continue;
@@ -267,7 +301,7 @@ pub async fn follow(state: AppState) {
         let p = peers.clone();
         let applied = tokio::task::spawn_blocking(move || p.apply(&current.state, &batch)).await;
         if applied.is_err() {
-            tracing::error!("updating the peer maps panicked; peer maps stopped");
+            peers.fail("updating them panicked");
             return;
         }
         done = last;

@@ -23,9 +23,12 @@ const CHUNK: usize = 512;
 
 pub struct PostureWorker {
     pub every: Duration,
-    /// False until the first full look.
-    pub started: bool,
+    /// Steps since the last full look (a full look every [`FULL_EVERY`] steps, and first).
+    pub since_full: Option<u32>,
 }
+
+/// Steps between full looks at every device: whatever a failed step dropped is recorded then.
+const FULL_EVERY: u32 = 240;
 
 impl Worker for PostureWorker {
     fn name(&self) -> &'static str {
@@ -37,9 +40,13 @@ impl Worker for PostureWorker {
     }
 
     async fn step(&mut self, state: &AppState, _: &[Arc<Recorded>]) -> Result<(), StepError> {
-        let full = !self.started;
+        let full = self.since_full.is_none_or(|n| n >= FULL_EVERY);
         record_once(state, full).await?;
-        self.started = true;
+        self.since_full = Some(if full {
+            0
+        } else {
+            self.since_full.unwrap_or(0) + 1
+        });
         Ok(())
     }
 }
@@ -68,8 +75,16 @@ pub async fn record_once(state: &AppState, full: bool) -> Result<usize, StepErro
         }
     }
     let mut recorded = 0;
+    let mut failure: Option<String> = None;
     for (org_id, reports) in by_org {
         for chunk in reports.chunks(CHUNK) {
+            if failure.is_some() {
+                // Nothing more is tried this step; the rest waits for the next.
+                state
+                    .heartbeats()
+                    .requeue_posture(&org_id, chunk.iter().map(|(id, _)| id));
+                continue;
+            }
             let command = Command::new(
                 org_id.clone(),
                 Actor::system("posture: signals reported by heartbeats"),
@@ -81,15 +96,21 @@ pub async fn record_once(state: &AppState, full: bool) -> Result<usize, StepErro
             .await
             {
                 Ok(_) => recorded += chunk.len(),
-                // Still contended after every attempt: put them back for the next step.
-                Err(ExecuteError::Refused(_)) => {
+                // Not recorded (still contended, the log busy or stopped, the read models
+                // behind): put them back, so a device's change is never lost.
+                Err(e) => {
                     state
                         .heartbeats()
                         .requeue_posture(&org_id, chunk.iter().map(|(id, _)| id));
+                    if !matches!(e, ExecuteError::Refused(_)) {
+                        failure = Some(e.to_string());
+                    }
                 }
-                Err(e) => return Err(Box::new(std::io::Error::other(e.to_string()))),
             }
         }
     }
-    Ok(recorded)
+    match failure {
+        Some(why) => Err(Box::new(std::io::Error::other(why))),
+        None => Ok(recorded),
+    }
 }

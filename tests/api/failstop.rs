@@ -88,3 +88,34 @@ async fn after_a_projection_panics_health_says_why_and_writes_answer_503_at_once
     // Reads still answer, from the last state that was fully applied.
     assert_eq!(app.get("/api/v1/tokens").await.status(), 200);
 }
+
+#[tokio::test]
+async fn after_the_peer_maps_panic_health_says_so_and_writes_stop() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    app.state
+        .peers()
+        .inject_panic_at(app.state.log().head() + 1);
+    let resp = create_token(&app, "the one the peer maps choke on").await;
+    assert_eq!(resp.status(), 201, "the write itself is durable and folded");
+    let mut health = json!(null);
+    for _ in 0..200 {
+        let resp = app
+            .client
+            .get(app.url("/api/v1/health"))
+            .send()
+            .await
+            .unwrap();
+        health = json(resp).await;
+        if health["health_status"] == "degraded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(health["health_status"], "degraded", "{health}");
+    assert!(
+        health["reason"].as_str().unwrap().contains("peer maps"),
+        "{health}"
+    );
+    let resp = create_token(&app, "after the failure").await;
+    assert_eq!(resp.status(), 503);
+}
