@@ -248,6 +248,9 @@ impl Agent {
                 Err(CallError::Problem(p)) if p.status == StatusCode::UNAUTHORIZED => {
                     self.state.stop(p.to_string());
                     save_state(&self.state_path, &self.state)?;
+                    // Its peers are no longer its to reach: nothing may configure a tunnel
+                    // from a map that outlived the device.
+                    netmap::forget(&netmap::path_beside(&self.state_path));
                     if self.auth_key.is_none() {
                         // A device that joined by sign-in goes back to its owner: nothing
                         // rejoins until a person signs in again at the printed link.

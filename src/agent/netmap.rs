@@ -48,3 +48,12 @@ pub(super) async fn refresh(
     })?;
     Ok((version, peers))
 }
+
+/// Removes the stored map (the device was removed or must re-authenticate).
+pub(super) fn forget(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("warning: cannot remove {}: {e}", path.display()),
+    }
+}

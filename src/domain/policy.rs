@@ -17,8 +17,9 @@ pub struct Apply {
     /// `yaml` or `json`.
     pub format: &'static str,
     pub reason: Option<String>,
-    /// From `If-Match`: the version the caller last saw (0: no policy yet).
-    pub if_match: Option<u64>,
+    /// From `If-Match`: the versions the caller accepts replacing (0: no policy yet); empty
+    /// when no entity tag it sent can match (a weak or malformed one). `None`: no condition.
+    pub if_match: Option<Vec<u64>>,
 }
 
 /// Why an apply was refused before anything was appended.
@@ -37,28 +38,32 @@ impl From<Rejection> for ApplyRefusal {
     }
 }
 
+/// The older version whose text this is, if any: applying it is a rollback.
+pub fn rollback_of(org: OrgView<'_>, text: &str) -> Option<u64> {
+    let policy = org.policy();
+    let current = policy.current().map_or(0, |v| v.version);
+    policy
+        .versions
+        .iter()
+        .rev()
+        .find(|v| v.version != current && v.text == text)
+        .map(|v| v.version)
+}
+
 /// The next version, or nothing when the text is the current version's (a repeated PUT).
 pub fn apply(org: OrgView<'_>, cmd: &Apply) -> Result<Decision, ApplyRefusal> {
     let policy = org.policy();
     let current = policy.current().map_or(0, |v| v.version);
-    if let Some(seen) = cmd.if_match
-        && seen != current
+    if let Some(accepted) = &cmd.if_match
+        && !accepted.contains(&current)
     {
         return Err(ApplyRefusal::Stale { current });
     }
-    if policy
-        .current()
-        .is_some_and(|v| v.text == cmd.text && v.format == cmd.format)
-    {
+    if policy.current().is_some_and(|v| v.text == cmd.text) {
         return Ok(Decision::none());
     }
     // A rollback is a PUT of an old version's text; the history says which.
-    let rollback_of = policy
-        .versions
-        .iter()
-        .rev()
-        .find(|v| v.text == cmd.text)
-        .map(|v| v.version);
+    let rollback_of = rollback_of(org, &cmd.text);
     let stream = Stream::policy(org.id());
     let expected = policy.revision.map_or(Expected::NoStream, Expected::Exact);
     Ok(Decision::none().expect(stream.clone(), expected).event(

@@ -71,17 +71,17 @@ fn wanted(headers: &HeaderMap, stored: Format) -> Option<Format> {
 }
 
 /// `text` (in `from`) rendered in `to`.
-fn convert(text: &str, from: Format, to: Format) -> Result<String, Problem> {
+fn convert(text: &str, from: Format, to: Format) -> Result<String, String> {
     if from == to {
         return Ok(text.to_owned());
     }
     let value: serde_json::Value = match from {
-        Format::Json => serde_json::from_str(text).map_err(Problem::internal)?,
-        Format::Yaml => serde_saphyr::from_str(text).map_err(Problem::internal)?,
+        Format::Json => serde_json::from_str(text).map_err(|e| e.to_string())?,
+        Format::Yaml => serde_saphyr::from_str(text).map_err(|e| e.to_string())?,
     };
     match to {
-        Format::Json => serde_json::to_string_pretty(&value).map_err(Problem::internal),
-        Format::Yaml => serde_saphyr::to_string(&value).map_err(Problem::internal),
+        Format::Json => serde_json::to_string_pretty(&value).map_err(|e| e.to_string()),
+        Format::Yaml => serde_saphyr::to_string(&value).map_err(|e| e.to_string()),
     }
 }
 
@@ -123,7 +123,12 @@ async fn get_policy(
             "the policy is served as application/yaml or application/json",
         ));
     };
-    let body = convert(text, stored, format)?;
+    // A stored policy always parsed as its own format; if the other one cannot express it,
+    // serve it as stored rather than fail.
+    let (body, format) = match convert(text, stored, format) {
+        Ok(body) => (body, format),
+        Err(_) => (text.to_owned(), stored),
+    };
     let media = match format {
         Format::Yaml => "application/yaml",
         Format::Json => "application/json",
@@ -300,20 +305,32 @@ fn reason(headers: &HeaderMap, q: &PutQuery) -> Result<Option<String>, Problem> 
     Ok(r)
 }
 
-/// `If-Match: "<version>"` (a bare number is accepted too; `*` matches any).
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
-    let Some(v) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let s = v.to_str().unwrap_or("").trim();
-    if s == "*" {
-        return Ok(None);
+/// `If-Match` as the versions it accepts (RFC 9110: a list of entity tags, compared
+/// strongly, so a weak `W/"3"` never matches; `*` matches any version). A value with no
+/// well-formed strong tag accepts none: the answer is `412`, as for a stale one.
+fn if_match(headers: &HeaderMap) -> Option<Vec<u64>> {
+    let values: Vec<&str> = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    if values.is_empty() {
+        return None;
     }
-    let s = s.strip_prefix("W/").unwrap_or(s);
-    s.trim_matches('"')
-        .parse::<u64>()
-        .map(Some)
-        .map_err(|_| Problem::invalid_argument("If-Match must be the policy's ETag, e.g. \"3\""))
+    let mut accepted = Vec::new();
+    for tag in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if tag == "*" {
+            return None;
+        }
+        if let Some(n) = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            accepted.push(n);
+        }
+    }
+    Some(accepted)
 }
 
 /// Apply a policy (YAML or JSON by `Content-Type`), or with `dry_run=true` only report what
@@ -349,25 +366,19 @@ async fn put_policy(
     let format = format_of(&headers)?;
     let text = text_of(&body)?;
     let reason = reason(&headers, &q)?;
-    let if_match = if_match(&headers)?;
+    let if_match = if_match(&headers);
     let models = state.models().load();
     let org = models.state.org(&principal.org_id);
     let current = org.policy().current().map_or(0, |v| v.version);
-    if let Some(seen) = if_match
-        && seen != current
+    if let Some(accepted) = &if_match
+        && !accepted.contains(&current)
     {
         return Err(stale(current));
     }
     let fleet = fleet::fleet(org);
     let checked = check(org, &fleet, &text, format);
     let diff = diff_of(org, &fleet, &checked, &text);
-    let rollback_of = org
-        .policy()
-        .versions
-        .iter()
-        .rev()
-        .find(|v| v.text == text && v.version != current)
-        .map(|v| v.version);
+    let rollback_of = crate::domain::policy::rollback_of(org, &text);
     if !checked.clean() {
         return Err(checked.refusal());
     }
@@ -397,16 +408,21 @@ async fn put_policy(
             ApplyRefusal::Rejected(r) => r.into(),
         })
     })?;
+    // The version this request made (or found in force), not whatever a later writer made.
     let models = state.models().load();
-    let version = models
-        .state
-        .org(&principal.org_id)
-        .policy()
-        .current()
-        .map_or(0, |v| v.version);
+    let policy = models.state.org(&principal.org_id).policy();
+    let made = outcome.appended().and_then(|_| {
+        policy
+            .versions
+            .iter()
+            .rev()
+            .find(|v| v.request_id == request_id.0 && v.text == cmd.text)
+            .map(|v| v.version)
+    });
+    let version = made.unwrap_or_else(|| policy.current().map_or(0, |v| v.version));
     Ok(respond(PolicyApplyResult {
         version,
-        applied: outcome.appended().is_some(),
+        applied: made.is_some(),
         dry_run,
         rollback_of,
         diff,

@@ -138,11 +138,14 @@ pub fn compliance(
     org: projections::OrgView<'_>,
     d: &projections::devices::Device,
 ) -> super::devices::Compliance {
+    // From what the log recorded, as the peer maps see it (the live signals may be a step
+    // ahead of the posture worker).
     let p = org.device_posture(&d.id);
-    let reported = p.and_then(|p| p.signals.as_ref());
-    let failing = match &org.posture().requirements {
-        Some(r) => posture::failing(r, d, reported),
-        None => Vec::new(),
+    let reported = p.is_some_and(|p| p.signals.is_some());
+    let failing = match (&org.posture().requirements, p) {
+        (None, _) => Vec::new(),
+        (Some(_), Some(p)) if reported => p.failing.clone(),
+        (Some(r), _) => posture::failing(r, d, None),
     };
     super::devices::Compliance {
         compliant: failing.is_empty(),

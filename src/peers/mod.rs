@@ -217,7 +217,12 @@ fn classify(event: &Event, w: &mut Work) {
         w.fleet_changed = true;
     };
     match event {
-        Event::PolicyApplied(_) => w.rebuild = true,
+        // The tests ran against the request's view of the fleet; run them again on the one the
+        // policy landed on.
+        Event::PolicyApplied(_) => {
+            w.rebuild = true;
+            w.fleet_changed = true;
+        }
         Event::PostureConfigured(_) | Event::GroupUpdated(_) | Event::GroupRemoved(_) => {
             w.rebuild = true;
             w.fleet_changed = true;
@@ -234,7 +239,14 @@ fn classify(event: &Event, w: &mut Work) {
         Event::PostureViolation(e) => device(&e.device_id, w),
         Event::PostureRestored(e) => device(&e.device_id, w),
         Event::UserProvisioned(e) => user(&e.user_id, w),
-        Event::UserUpdated(e) => user(&e.user_id, w),
+        // Devices owned by the invited email now resolve to the person.
+        Event::UserInvited(e) => user(&e.user_id, w),
+        // A new email changes which devices `user:` and ownership by email select: the old
+        // email's devices no longer resolve to the person, so rebuild.
+        Event::UserUpdated(_) => {
+            w.rebuild = true;
+            w.fleet_changed = true;
+        }
         Event::UserDeactivated(e) => user(&e.user_id, w),
         Event::UserReactivated(e) => user(&e.user_id, w),
         Event::UserRemoved(e) => user(&e.user_id, w),

@@ -326,3 +326,22 @@ async fn one_organizations_policy_and_history_are_invisible_to_another() {
     let first = apply(&app, WEB_TO_DB).await;
     assert_eq!(first["version"], 1);
 }
+
+#[tokio::test]
+async fn if_match_takes_a_list_of_strong_tags_and_anything_else_is_a_412() {
+    let app = spawn_app().await;
+    apply(&app, WEB_TO_DB).await;
+    let other = "version: 1\nrules: []\n";
+    for bad in ["W/\"1\"", "\"one\"", "1"] {
+        let resp = put_policy(&app, other, &[("if-match", bad)]).await;
+        assert_problem(resp, 412, "precondition_failed").await;
+    }
+    let resp = put_policy(&app, other, &[("if-match", "\"7\", \"1\"")]).await;
+    assert_eq!(resp.status(), 200);
+    let resp = put_policy(&app, WEB_TO_DB, &[("if-match", "*")]).await;
+    let body = json(resp).await;
+    assert_eq!(
+        (body["version"].clone(), body["rollback_of"].clone()),
+        (json!(3), json!(1))
+    );
+}
