@@ -16,7 +16,8 @@ use utoipa_axum::routes;
 use super::auth::Principal;
 use super::extract::{Json, Query};
 use super::policy_check::{
-    self, AccessImpact, LintProblem, TestResult, check, format_name, format_of, text_of,
+    self, AccessImpact, LintProblem, TestResult, check, format_name, format_of, run_blocking,
+    text_of,
 };
 use super::problem::Problem;
 use super::request_id::RequestId;
@@ -173,10 +174,14 @@ async fn lint_policy(
     let format = format_of(&headers)?;
     let text = text_of(&body)?;
     let models = state.models().load();
-    let org = models.state.org(&principal.org_id);
-    let fleet = fleet::fleet(org);
-    let checked = check(org, &fleet, &text, format);
-    Ok(Json(report(&checked)))
+    let org_id = principal.org_id.clone();
+    let report = run_blocking(move || {
+        let org = models.state.org(&org_id);
+        let fleet = fleet::fleet(org);
+        report(&check(org, &fleet, &text, format))
+    })
+    .await?;
+    Ok(Json(report))
 }
 
 fn report(checked: &policy_check::Checked) -> LintReport {
@@ -253,10 +258,15 @@ async fn diff_policy(
     let format = format_of(&headers)?;
     let text = text_of(&body)?;
     let models = state.models().load();
-    let org = models.state.org(&principal.org_id);
-    let fleet = fleet::fleet(org);
-    let checked = check(org, &fleet, &text, format);
-    Ok(Json(diff_of(org, &fleet, &checked, &text)))
+    let org_id = principal.org_id.clone();
+    let diff = run_blocking(move || {
+        let org = models.state.org(&org_id);
+        let fleet = fleet::fleet(org);
+        let checked = check(org, &fleet, &text, format);
+        diff_of(org, &fleet, &checked, &text)
+    })
+    .await?;
+    Ok(Json(diff))
 }
 
 /// Parameters of `PUT /policy`.
@@ -375,13 +385,20 @@ async fn put_policy(
     {
         return Err(stale(current));
     }
-    let fleet = fleet::fleet(org);
-    let checked = check(org, &fleet, &text, format);
-    let diff = diff_of(org, &fleet, &checked, &text);
     let rollback_of = crate::domain::policy::rollback_of(org, &text);
-    if !checked.clean() {
-        return Err(checked.refusal());
-    }
+    let org_id = principal.org_id.clone();
+    let candidate = text.clone();
+    let diff = run_blocking(move || {
+        let org = models.state.org(&org_id);
+        let fleet = fleet::fleet(org);
+        let checked = check(org, &fleet, &candidate, format);
+        // Refused before its impact is worked out: a policy that does not lint costs less.
+        if !checked.clean() {
+            return Err(checked.refusal());
+        }
+        Ok(diff_of(org, &fleet, &checked, &candidate))
+    })
+    .await??;
     if dry_run {
         return Ok(respond(PolicyApplyResult {
             version: current,
@@ -391,7 +408,6 @@ async fn put_policy(
             diff,
         }));
     }
-    drop(models);
     let cmd = Apply {
         text,
         format: format_name(format),

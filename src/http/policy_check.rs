@@ -15,6 +15,76 @@ use crate::policy::{self, Compiled, Diagnostic, Fleet, Format, Policy, Severity,
 /// Most access changes listed per direction; the counts are always complete.
 pub const MAX_CHANGES: usize = 1000;
 
+/// Policy checks (lint, compile, impact) run at once, on blocking threads: a big policy over a
+/// big fleet takes a while, and must neither stall the async runtime nor pile up.
+static POLICY_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs `f` on a blocking thread, at most two at a time server-wide.
+pub async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Problem> {
+    let _permit = POLICY_WORK
+        .acquire()
+        .await
+        .map_err(|_| Problem::unavailable("the server is shutting down", 5))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Problem::internal(format!("a policy check panicked: {e}")))
+}
+
+/// Bounds on a policy's size, beyond which checking it could take the server minutes: a
+/// request is refused with a lint error naming the bound instead.
+pub const MAX_RULES: usize = 5_000;
+pub const MAX_PORTS_PER_RULE: usize = 256;
+pub const MAX_PRINCIPALS_PER_RULE: usize = 1_000;
+pub const MAX_TESTS: usize = 1_000;
+
+/// The bounds `policy` breaks, as lint errors.
+fn too_big(policy: &Policy) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let pos = policy::Pos::default();
+    if policy.rules.len() > MAX_RULES {
+        out.push(Diagnostic::error(
+            "/rules",
+            pos,
+            None,
+            format!(
+                "{} rules: at most {MAX_RULES} are allowed",
+                policy.rules.len()
+            ),
+        ));
+    }
+    if policy.tests.len() > MAX_TESTS {
+        out.push(Diagnostic::error(
+            "/tests",
+            pos,
+            None,
+            format!(
+                "{} tests: at most {MAX_TESTS} are allowed",
+                policy.tests.len()
+            ),
+        ));
+    }
+    for r in &policy.rules {
+        let name = Some(r.name.value.clone());
+        if r.ports.len() > MAX_PORTS_PER_RULE {
+            out.push(Diagnostic::error(
+                &r.name.pointer,
+                r.name.pos,
+                name.clone(),
+                format!(
+                    "{} port entries: at most {MAX_PORTS_PER_RULE} per rule (use ranges)",
+                    r.ports.len()
+                ),
+            ));
+        }
+        if r.src.len() + r.dst.len() > MAX_PRINCIPALS_PER_RULE {
+            out.push(Diagnostic::error(&r.name.pointer, r.name.pos, name, format!("{} principals: at most {MAX_PRINCIPALS_PER_RULE} per rule (use groups or tags)", r.src.len() + r.dst.len())));
+        }
+    }
+    out
+}
+
 /// The policy media types: YAML (`application/yaml` and its older spellings) or JSON.
 pub fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
     let ct = headers
@@ -159,6 +229,14 @@ pub fn check(org: OrgView<'_>, fleet: &Fleet, text: &str, format: Format) -> Che
             tests: Vec::new(),
         },
         Ok(parsed) => {
+            let bounds = too_big(&parsed.policy);
+            if !bounds.is_empty() {
+                return Checked {
+                    policy: None,
+                    problems: bounds,
+                    tests: Vec::new(),
+                };
+            }
             let problems = policy::lint(&parsed, &fleet::group_names(org), fleet);
             let compiled = Compiled::new(&parsed.policy, fleet);
             let tests = policy::run_tests(&parsed.policy, fleet, &compiled);

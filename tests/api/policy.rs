@@ -345,3 +345,28 @@ async fn if_match_takes_a_list_of_strong_tags_and_anything_else_is_a_412() {
         (json!(3), json!(1))
     );
 }
+
+#[tokio::test]
+async fn a_policy_too_big_to_check_safely_is_refused_naming_the_bound() {
+    let app = spawn_app().await;
+    let ports: Vec<String> = (1..=600).map(|p| (p * 2 + 1).to_string()).collect();
+    let text = format!(
+        "version: 1\nrules:\n  - {{ name: odd, action: accept, src: ['*'], dst: ['*'], ports: [{}] }}\n",
+        ports.join(", ")
+    );
+    let lint = post_yaml(&app, "/api/v1/policy/diff", &text).await;
+    let problems = lint["lint"]["problems"].as_array().unwrap();
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256"),
+        "{problems:?}"
+    );
+    assert_eq!(
+        lint["impact"]["gained_count"], 0,
+        "nothing is compiled past the bound"
+    );
+    let resp = put_policy(&app, &text, &[]).await;
+    assert_problem(resp, 422, "unprocessable_entity").await;
+}
