@@ -61,6 +61,7 @@ fn fleet() -> Fleet {
                     firewall: true,
                     screen_lock: d % 11 != 0,
                 },
+                blocked: false,
             }
         })
         .collect();

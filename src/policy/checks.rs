@@ -51,11 +51,12 @@ fn run_test(policy: &Policy, fleet: &Fleet, compiled: &Compiled, t: &PolicyTest)
         failures: Vec::new(),
         vacuous: Vec::new(),
     };
+    // Positions in the fleet are not slots once the compiled fleet had removals.
     let sources: Vec<(usize, &Device)> = fleet
         .devices
         .iter()
-        .enumerate()
-        .filter(|(_, d)| fleet.selects(&t.src.value, d, &hosts))
+        .filter(|d| fleet.selects(&t.src.value, d, &hosts))
+        .filter_map(|d| Some((compiled.device_index(&d.id)?, d)))
         .collect();
     if sources.is_empty() {
         out.vacuous.push(Failure {
@@ -100,10 +101,13 @@ fn check(
     let Target { dst, port } = &target.value;
     let mut pairs = 0;
     for &(s, src) in sources {
-        for (d, dev) in fleet.devices.iter().enumerate() {
+        for dev in &fleet.devices {
             let selected = match dst {
                 Principal::SelfDevices => Fleet::same_owner(src, dev),
                 p => fleet.selects(p, dev, hosts),
+            };
+            let Some(d) = compiled.device_index(&dev.id) else {
+                continue;
             };
             if !selected || s == d {
                 continue;

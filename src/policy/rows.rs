@@ -1,0 +1,360 @@
+//! Rows per source class ("signature"): devices matched by the same set of source rules reach
+//! the same destinations, so they share one row, kept per port class as accept and deny
+//! destination sets. `autogroup:self` is the one part that depends on the device (its
+//! owner), so a row only flags the classes a self rule accepts or denies, and a device's
+//! effective row for class k is computed when read:
+//!
+//! `(accept[k] ∪ own if self-accept[k]) − deny[k] − (own if self-deny[k]) − {itself}`
+//!
+//! where `own` is its owner's untagged, unblocked devices.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::bits::DeviceSet;
+use super::eval::{Compiled, CompiledRule, Grant, own_key};
+use super::model::{Action, PortRange, Proto};
+
+#[derive(Debug, Clone)]
+pub(super) struct Sig {
+    /// The source rules its devices match, sorted: the key it is found by.
+    pub rules: Box<[u32]>,
+    pub members: DeviceSet,
+    pub count: usize,
+    /// Class → destinations some accept (deny) rule of the signature names; no empty sets.
+    pub accept: BTreeMap<usize, DeviceSet>,
+    pub deny: BTreeMap<usize, DeviceSet>,
+    pub self_accept: BTreeSet<usize>,
+    pub self_deny: BTreeSet<usize>,
+}
+
+impl Sig {
+    fn build(key: Box<[u32]>, rules: &[CompiledRule]) -> Sig {
+        let mut sig = Sig {
+            rules: key,
+            members: DeviceSet::default(),
+            count: 0,
+            accept: BTreeMap::new(),
+            deny: BTreeMap::new(),
+            self_accept: BTreeSet::new(),
+            self_deny: BTreeSet::new(),
+        };
+        for &ri in sig.rules.iter() {
+            let r = &rules[ri as usize];
+            let (side, flags) = match r.action {
+                Action::Accept => (&mut sig.accept, &mut sig.self_accept),
+                Action::Deny => (&mut sig.deny, &mut sig.self_deny),
+            };
+            for &k in &r.classes {
+                if r.to_self {
+                    flags.insert(k);
+                }
+                if !r.dst.is_empty() {
+                    side.entry(k).or_default().union_with(&r.dst);
+                }
+            }
+        }
+        sig
+    }
+
+    fn has_self(&self) -> bool {
+        !self.self_accept.is_empty() || !self.self_deny.is_empty()
+    }
+
+    /// Recompute device `x`'s bit as a destination in class `k`, from the rules' sets.
+    pub fn refresh(&mut self, x: usize, k: usize, rules: &[CompiledRule]) {
+        let (mut a, mut d) = (false, false);
+        for &ri in self.rules.iter() {
+            let r = &rules[ri as usize];
+            if r.dst.contains(x) && r.classes.binary_search(&k).is_ok() {
+                match r.action {
+                    Action::Accept => a = true,
+                    Action::Deny => d = true,
+                }
+            }
+        }
+        set_bit(&mut self.accept, k, x, a);
+        set_bit(&mut self.deny, k, x, d);
+    }
+}
+
+fn set_bit(side: &mut BTreeMap<usize, DeviceSet>, k: usize, x: usize, on: bool) {
+    if on {
+        side.entry(k).or_default().insert(x);
+    } else if let Some(set) = side.get_mut(&k) {
+        set.remove(x);
+        if set.is_empty() {
+            side.remove(&k);
+        }
+    }
+}
+
+/// Every signature, and which device has which.
+#[derive(Debug, Clone)]
+pub(super) struct Sigs {
+    pub all: Vec<Option<Sig>>,
+    free: Vec<usize>,
+    by_rules: HashMap<Box<[u32]>, usize>,
+    /// Rule → the signatures that contain it: whose rows a change of its destinations touches.
+    pub of_rule: Vec<BTreeSet<usize>>,
+    /// The signatures with an `autogroup:self` class: whose rows a change of who owns what
+    /// touches.
+    pub with_self: BTreeSet<usize>,
+    /// Slot → its signature; `None` when it matches no source rule (nothing to reach).
+    pub of_slot: Vec<Option<usize>>,
+}
+
+impl Sigs {
+    pub fn new(rules: usize) -> Sigs {
+        Sigs {
+            all: Vec::new(),
+            free: Vec::new(),
+            by_rules: HashMap::new(),
+            of_rule: vec![BTreeSet::new(); rules],
+            with_self: BTreeSet::new(),
+            of_slot: Vec::new(),
+        }
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = (usize, &Sig)> {
+        self.all
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+    }
+
+    pub fn of(&self, slot: usize) -> Option<&Sig> {
+        let i = (*self.of_slot.get(slot)?)?;
+        self.all[i].as_ref()
+    }
+
+    pub fn key(&self, slot: usize) -> &[u32] {
+        self.of(slot).map_or(&[], |s| &s.rules)
+    }
+
+    /// Put `slot` in the signature of `key`, creating it (its row from the rules' current
+    /// sets) if no device has it yet.
+    pub fn join(&mut self, slot: usize, key: Box<[u32]>, rules: &[CompiledRule]) {
+        if self.of_slot.len() <= slot {
+            self.of_slot.resize(slot + 1, None);
+        }
+        if key.is_empty() {
+            self.of_slot[slot] = None;
+            return;
+        }
+        let i = match self.by_rules.get(&key) {
+            Some(&i) => i,
+            None => {
+                let sig = Sig::build(key.clone(), rules);
+                let i = self.free.pop().unwrap_or(self.all.len());
+                for &ri in key.iter() {
+                    self.of_rule[ri as usize].insert(i);
+                }
+                if sig.has_self() {
+                    self.with_self.insert(i);
+                }
+                if i == self.all.len() {
+                    self.all.push(Some(sig));
+                } else {
+                    self.all[i] = Some(sig);
+                }
+                self.by_rules.insert(key, i);
+                i
+            }
+        };
+        if let Some(sig) = self.all[i].as_mut() {
+            sig.members.insert(slot);
+            sig.count += 1;
+        }
+        self.of_slot[slot] = Some(i);
+    }
+
+    /// Take `slot` out of its signature, dropping the signature when it was the last.
+    pub fn leave(&mut self, slot: usize) {
+        let Some(i) = self.of_slot.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let Some(sig) = self.all[i].as_mut() else {
+            return;
+        };
+        sig.members.remove(slot);
+        sig.count -= 1;
+        if sig.count == 0 {
+            for &ri in sig.rules.iter() {
+                self.of_rule[ri as usize].remove(&i);
+            }
+            self.by_rules.remove(&sig.rules);
+            self.with_self.remove(&i);
+            self.all[i] = None;
+            self.free.push(i);
+        }
+    }
+}
+
+impl Compiled {
+    /// `autogroup:self` as seen from `slot`: its owner's untagged, unblocked devices.
+    pub(super) fn own(&self, slot: usize) -> Option<&DeviceSet> {
+        self.owned.get(own_key(self.device(slot)?)?)
+    }
+
+    /// One source's effective row: class → destinations, empty classes absent.
+    pub(super) fn row(&self, s: usize) -> BTreeMap<usize, DeviceSet> {
+        let mut out = BTreeMap::new();
+        let Some(sig) = self.sigs.of(s) else {
+            return out;
+        };
+        let own = self.own(s);
+        let ks: BTreeSet<usize> = sig.accept.keys().chain(&sig.self_accept).copied().collect();
+        for k in ks {
+            let mut set = sig.accept.get(&k).cloned().unwrap_or_default();
+            if let Some(own) = own {
+                if sig.self_accept.contains(&k) {
+                    set.union_with(own);
+                }
+                if sig.self_deny.contains(&k) {
+                    set.subtract(own);
+                }
+            }
+            if let Some(d) = sig.deny.get(&k) {
+                set.subtract(d);
+            }
+            set.remove(s);
+            if !set.is_empty() {
+                out.insert(k, set);
+            }
+        }
+        out
+    }
+
+    /// Who reaches device `x`, per class, counting only the signatures in `sigs` (a caller
+    /// that knows only some rows changed asks about those).
+    pub(super) fn inbound_by_class<'a>(
+        &self,
+        x: usize,
+        sigs: impl IntoIterator<Item = &'a usize>,
+    ) -> BTreeMap<usize, DeviceSet> {
+        let mut out: BTreeMap<usize, DeviceSet> = BTreeMap::new();
+        if self.device(x).is_none() {
+            return out;
+        }
+        let empty = DeviceSet::default();
+        // The sources whose `own` holds x are exactly x's owner's untagged, unblocked devices.
+        let own_x = self.own(x).unwrap_or(&empty);
+        for &i in sigs {
+            let Some(sig) = self.sigs.all.get(i).and_then(Option::as_ref) else {
+                continue;
+            };
+            let ks: BTreeSet<usize> = sig.accept.keys().chain(&sig.self_accept).copied().collect();
+            for k in ks {
+                if sig.deny.get(&k).is_some_and(|d| d.contains(x)) {
+                    continue;
+                }
+                let (sa, sd) = (sig.self_accept.contains(&k), sig.self_deny.contains(&k));
+                let mut set = if sig.accept.get(&k).is_some_and(|a| a.contains(x)) {
+                    let mut set = sig.members.clone();
+                    if sd {
+                        set.subtract(own_x);
+                    }
+                    set
+                } else if sa && !sd {
+                    let mut set = sig.members.clone();
+                    set.intersect_with(own_x);
+                    set
+                } else {
+                    continue;
+                };
+                set.remove(x);
+                if !set.is_empty() {
+                    out.entry(k).or_default().union_with(&set);
+                }
+            }
+        }
+        out
+    }
+
+    fn class_of(&self, proto: Proto, port: u16) -> Option<usize> {
+        let port = if proto.has_ports() { port } else { 1 };
+        let at = self
+            .pieces
+            .partition_point(|&(p, r, _)| (p, r.lo) <= (proto, port));
+        let &(p, r, k) = self.pieces.get(at.checked_sub(1)?)?;
+        (p == proto && r.contains(port)).then_some(k)
+    }
+
+    /// Whether the device in slot `s` may reach the one in slot `d` with `proto` on `port`
+    /// (ignored for ICMP).
+    pub fn allows(&self, s: usize, d: usize, proto: Proto, port: u16) -> bool {
+        let (Some(sig), Some(k)) = (self.sigs.of(s), self.class_of(proto, port)) else {
+            return false;
+        };
+        let mine = self.own(s).is_some_and(|o| o.contains(d));
+        let accepted = sig.accept.get(&k).is_some_and(|a| a.contains(d))
+            || (mine && sig.self_accept.contains(&k));
+        let denied =
+            sig.deny.get(&k).is_some_and(|a| a.contains(d)) || (mine && sig.self_deny.contains(&k));
+        s != d && accepted && !denied && self.device(d).is_some()
+    }
+
+    /// Everything a source may reach, adjacent port classes merged, sorted.
+    pub fn grants(&self, src_id: &str) -> Vec<Grant<'_>> {
+        let Some(s) = self.device_index(src_id) else {
+            return Vec::new();
+        };
+        let mut per: BTreeMap<(usize, Proto), Vec<PortRange>> = BTreeMap::new();
+        for (k, set) in self.row(s) {
+            for d in set.iter() {
+                for &(proto, range) in &self.classes[k] {
+                    per.entry((d, proto)).or_default().push(range);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for ((d, proto), mut ranges) in per {
+            let Some(dst) = self.slots.ids[d].as_deref() else {
+                continue;
+            };
+            ranges.sort();
+            let mut merged: Vec<PortRange> = Vec::new();
+            for r in ranges {
+                match merged.last_mut() {
+                    Some(last) if u32::from(last.hi) + 1 >= u32::from(r.lo) => {
+                        last.hi = last.hi.max(r.hi)
+                    }
+                    _ => merged.push(r),
+                }
+            }
+            for ports in merged {
+                out.push(Grant { dst, proto, ports });
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The devices that may reach `dst_id` on some port (for its agent: whose keys to
+    /// accept), sorted by id.
+    pub fn inbound(&self, dst_id: &str) -> Vec<&str> {
+        let Some(x) = self.device_index(dst_id) else {
+            return Vec::new();
+        };
+        let live: Vec<usize> = self.sigs.live().map(|(i, _)| i).collect();
+        let mut all = DeviceSet::default();
+        for set in self.inbound_by_class(x, &live).values() {
+            all.union_with(set);
+        }
+        self.ids(&all).into_iter().collect()
+    }
+
+    /// Every device `id` may reach or be reached by: whose peer maps show it, so whose maps
+    /// change when its address or key does.
+    pub fn peers(&self, id: &str) -> BTreeSet<&str> {
+        let mut out: BTreeSet<&str> = self.grants(id).into_iter().map(|g| g.dst).collect();
+        out.extend(self.inbound(id));
+        out
+    }
+
+    pub(super) fn ids(&self, set: &DeviceSet) -> BTreeSet<&str> {
+        set.iter()
+            .filter_map(|s| self.slots.ids.get(s)?.as_deref())
+            .collect()
+    }
+}
