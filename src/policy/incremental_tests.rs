@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::model::*;
 use super::reference::{allowed, fleet, policy, probe_ports};
-use super::{Compiled, Device, Signals, User};
+use super::{Change, Compiled, Device, Impact, Signals, User, impact};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -89,6 +89,7 @@ proptest! {
         policy in policy(),
         fleet in fleet(),
         ops in prop::collection::vec(op(), 1..12),
+        candidate in policy(),
     ) {
         let mut c = Compiled::new(&policy, &fleet);
         for op in ops {
@@ -108,16 +109,29 @@ proptest! {
                 }
             }
         }
+        // A live compile (slots with holes) diffs against a fresh one by device id.
+        prop_assert_eq!(impact(&c, &Compiled::new(&policy, c.fleet())), Impact::default());
+        let change = impact(&c, &Compiled::new(&candidate, c.fleet()));
         // And the slots still answer `allows` as the brute force does.
         let f = c.fleet();
-        for port in probe_ports(&policy) {
+        let listed = |changes: &[Change], s: &str, d: &str, proto: Proto, port: u16| {
+            changes.iter().any(|c| {
+                c.src == s && c.dst == d && c.proto == proto && (proto == Proto::Icmp || c.ports.contains(port))
+            })
+        };
+        let ports: BTreeSet<u16> = probe_ports(&policy).union(&probe_ports(&candidate)).copied().collect();
+        for &port in &ports {
             for proto in Proto::ALL {
                 for (s, src) in f.devices.iter().enumerate() {
                     for (d, dst) in f.devices.iter().enumerate() {
                         let (Some(si), Some(di)) = (c.device_index(&src.id), c.device_index(&dst.id)) else {
                             panic!("a device of the fleet has no slot");
                         };
-                        prop_assert_eq!(c.allows(si, di, proto, port), allowed(&policy, f, s, d, proto, port));
+                        let old = allowed(&policy, f, s, d, proto, port);
+                        prop_assert_eq!(c.allows(si, di, proto, port), old);
+                        let new = allowed(&candidate, f, s, d, proto, port);
+                        prop_assert_eq!(listed(&change.gained, &src.id, &dst.id, proto, port), new && !old);
+                        prop_assert_eq!(listed(&change.lost, &src.id, &dst.id, proto, port), old && !new);
                     }
                 }
             }

@@ -283,7 +283,12 @@ impl Compiled {
     /// Whether the device in slot `s` may reach the one in slot `d` with `proto` on `port`
     /// (ignored for ICMP).
     pub fn allows(&self, s: usize, d: usize, proto: Proto, port: u16) -> bool {
-        let (Some(sig), Some(k)) = (self.sigs.of(s), self.class_of(proto, port)) else {
+        self.class_of(proto, port)
+            .is_some_and(|k| self.allows_in(s, d, k))
+    }
+
+    fn allows_in(&self, s: usize, d: usize, k: usize) -> bool {
+        let Some(sig) = self.sigs.of(s) else {
             return false;
         };
         let mine = self.own(s).is_some_and(|o| o.contains(d));
@@ -308,26 +313,67 @@ impl Compiled {
             }
         }
         let mut out = Vec::new();
-        for ((d, proto), mut ranges) in per {
+        for ((d, proto), ranges) in per {
             let Some(dst) = self.slots.ids[d].as_deref() else {
                 continue;
             };
-            ranges.sort();
-            let mut merged: Vec<PortRange> = Vec::new();
-            for r in ranges {
-                match merged.last_mut() {
-                    Some(last) if u32::from(last.hi) + 1 >= u32::from(r.lo) => {
-                        last.hi = last.hi.max(r.hi)
-                    }
-                    _ => merged.push(r),
-                }
-            }
-            for ports in merged {
+            for ports in merge(ranges) {
                 out.push(Grant { dst, proto, ports });
             }
         }
         out.sort();
         out
+    }
+
+    /// The signature of a source, for callers that share work between its devices.
+    pub(super) fn sig_index(&self, s: usize) -> Option<usize> {
+        *self.sigs.of_slot.get(s)?
+    }
+
+    /// What every device of signature `i` reaches, leaving out `autogroup:self` and the
+    /// source itself: destination id → (proto, ranges), ranges merged.
+    pub(super) fn shared_access(&self, i: usize) -> BTreeMap<&str, Vec<(Proto, PortRange)>> {
+        let mut per: BTreeMap<(usize, Proto), Vec<PortRange>> = BTreeMap::new();
+        let Some(sig) = self.sigs.all.get(i).and_then(Option::as_ref) else {
+            return BTreeMap::new();
+        };
+        for (&k, set) in &sig.accept {
+            let mut set = set.clone();
+            if let Some(d) = sig.deny.get(&k) {
+                set.subtract(d);
+            }
+            for d in set.iter() {
+                for &(proto, range) in &self.classes[k] {
+                    per.entry((d, proto)).or_default().push(range);
+                }
+            }
+        }
+        let mut out: BTreeMap<&str, Vec<(Proto, PortRange)>> = BTreeMap::new();
+        for ((d, proto), ranges) in per {
+            if let Some(dst) = self.slots.ids[d].as_deref() {
+                let to = out.entry(dst).or_default();
+                to.extend(merge(ranges).into_iter().map(|r| (proto, r)));
+            }
+        }
+        out
+    }
+
+    /// What the device in slot `s` reaches on the one in slot `d`, ranges merged.
+    pub(super) fn access_to(&self, s: usize, d: usize) -> Vec<(Proto, PortRange)> {
+        let mut per: BTreeMap<Proto, Vec<PortRange>> = BTreeMap::new();
+        if let Some(sig) = self.sigs.of(s) {
+            let ks: BTreeSet<usize> = sig.accept.keys().chain(&sig.self_accept).copied().collect();
+            for k in ks {
+                if self.allows_in(s, d, k) {
+                    for &(proto, range) in &self.classes[k] {
+                        per.entry(proto).or_default().push(range);
+                    }
+                }
+            }
+        }
+        per.into_iter()
+            .flat_map(|(proto, ranges)| merge(ranges).into_iter().map(move |r| (proto, r)))
+            .collect()
     }
 
     /// The devices that may reach `dst_id` on some port (for its agent: whose keys to
@@ -357,4 +403,17 @@ impl Compiled {
             .filter_map(|s| self.slots.ids.get(s)?.as_deref())
             .collect()
     }
+}
+
+/// Sorted, adjacent and overlapping ranges joined.
+fn merge(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
+    ranges.sort();
+    let mut merged: Vec<PortRange> = Vec::new();
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if u32::from(last.hi) + 1 >= u32::from(r.lo) => last.hi = last.hi.max(r.hi),
+            _ => merged.push(r),
+        }
+    }
+    merged
 }
