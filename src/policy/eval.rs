@@ -30,6 +30,9 @@ use super::fleet::{Device, Fleet, User};
 use super::model::{Action, Policy, PortRange, Principal, Proto};
 use super::rows::Sigs;
 
+/// A port class: the (proto, range) pieces every rule treats alike.
+pub(super) type Class = Vec<(Proto, PortRange)>;
+
 /// One thing a source may reach: a destination device on a protocol and a port range
 /// (`PortRange::ALL` for ICMP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,7 +54,7 @@ pub struct Compiled {
     pub(super) users: HashMap<String, usize>,
     /// Port classes that every rule treats alike, each a list of (proto, range) pieces;
     /// pieces no rule covers are left out.
-    pub(super) classes: Vec<Vec<(Proto, PortRange)>>,
+    pub(super) classes: Vec<Class>,
     /// Every piece with its class, sorted, to find the class of one port.
     pub(super) pieces: Vec<(Proto, PortRange, usize)>,
     pub(super) rules: Vec<CompiledRule>,
@@ -137,9 +140,9 @@ pub fn passes_rule_postures(policy: &Policy, rule: usize, d: &Device) -> bool {
 
 /// Merge the pieces every rule treats alike: there are only as many classes as distinct
 /// sets of rules covering some port. Returns the classes and, per rule, its sorted classes.
-fn merged_classes(policy: &Policy) -> (Vec<Vec<(Proto, PortRange)>>, Vec<Vec<usize>>) {
+fn merged_classes(policy: &Policy) -> (Vec<Class>, Vec<Vec<usize>>) {
     let mut by_rules: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
-    let mut classes: Vec<Vec<(Proto, PortRange)>> = Vec::new();
+    let mut classes: Vec<Class> = Vec::new();
     let mut rule_classes: Vec<Vec<usize>> = vec![Vec::new(); policy.rules.len()];
     for piece in port_classes(policy) {
         let covering: Vec<usize> = (0..policy.rules.len())

@@ -22,6 +22,18 @@ pub struct Impact {
     pub lost: Vec<Change>,
 }
 
+impl Impact {
+    /// The devices whose peer maps differ: a changed pair changes its source's grants and
+    /// its destination's inbound.
+    pub fn devices(&self) -> BTreeSet<&str> {
+        self.gained
+            .iter()
+            .chain(&self.lost)
+            .flat_map(|c| [c.src.as_str(), c.dst.as_str()])
+            .collect()
+    }
+}
+
 /// `a − b` over sorted, disjoint inclusive ranges.
 fn subtract(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
     let mut out = Vec::new();

@@ -157,23 +157,23 @@ impl Compiled {
             .and_then(|s| self.device(s))
             .and_then(|d| d.owner_id.clone());
         self.place(id, slot, new.clone());
-        if let Some(o) = &old_owner {
-            if let Some(set) = self.by_owner.get_mut(o) {
-                set.remove(&slot);
-                if set.is_empty() {
-                    self.by_owner.remove(o);
-                }
+        if let Some(o) = &old_owner
+            && let Some(set) = self.by_owner.get_mut(o)
+        {
+            set.remove(&slot);
+            if set.is_empty() {
+                self.by_owner.remove(o);
             }
         }
         if let Some(o) = new.as_ref().and_then(|d| d.owner_id.clone()) {
             self.by_owner.entry(o).or_default().insert(slot);
         }
-        if let Some(o) = &old_own {
-            if let Some(set) = self.owned.get_mut(o) {
-                set.remove(slot);
-                if set.is_empty() {
-                    self.owned.remove(o);
-                }
+        if let Some(o) = &old_own
+            && let Some(set) = self.owned.get_mut(o)
+        {
+            set.remove(slot);
+            if set.is_empty() {
+                self.owned.remove(o);
             }
         }
         if let Some(o) = &new_own {

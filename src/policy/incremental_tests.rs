@@ -111,7 +111,14 @@ proptest! {
         }
         // A live compile (slots with holes) diffs against a fresh one by device id.
         prop_assert_eq!(impact(&c, &Compiled::new(&policy, c.fleet())), Impact::default());
-        let change = impact(&c, &Compiled::new(&candidate, c.fleet()));
+        let next = Compiled::new(&candidate, c.fleet());
+        let change = impact(&c, &next);
+        let (now, then, touched) = (maps(&c), maps(&next), change.devices());
+        for id in now.keys() {
+            if now.get(id) != then.get(id) {
+                prop_assert!(touched.contains(id.as_str()), "{}", id);
+            }
+        }
         // And the slots still answer `allows` as the brute force does.
         let f = c.fleet();
         let listed = |changes: &[Change], s: &str, d: &str, proto: Proto, port: u16| {
