@@ -118,6 +118,7 @@ fn bench(c: &mut Criterion) {
     let before = Compiled::new(&parsed.policy, &fleet);
     let after = Compiled::new(&changed.policy, &fleet);
     let delta = impact(&before, &after);
+    eprintln!("policy bench: compiled {:?}", before.stats());
     eprintln!(
         "policy bench: {} rules, {} devices; a one-rule change gains {} and loses {} grants",
         parsed.policy.rules.len(),

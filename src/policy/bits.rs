@@ -71,6 +71,11 @@ impl DeviceSet {
         self.0.iter().all(|w| *w == 0)
     }
 
+    /// Heap bytes held.
+    pub fn bytes(&self) -> usize {
+        self.0.capacity() * 8
+    }
+
     pub fn len(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }

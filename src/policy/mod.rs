@@ -51,3 +51,4 @@ pub use impact::{Change, Impact, impact};
 pub use lint::{Diagnostic, Severity, lint};
 pub use model::{Action, At, Policy, PortRange, Pos, Principal, Proto, Rule, Version};
 pub use parse::{Format, Parsed, Source, parse};
+pub use rows::Stats;

@@ -14,6 +14,19 @@ use super::bits::DeviceSet;
 use super::eval::{Compiled, CompiledRule, Grant, own_key};
 use super::model::{Action, PortRange, Proto};
 
+/// The size of a compiled policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub devices: usize,
+    pub port_classes: usize,
+    /// Rows: distinct sets of source rules among the devices.
+    pub signatures: usize,
+    /// Accept and deny destination sets over all rows.
+    pub row_sets: usize,
+    /// Bytes of every bitset, rows and rules.
+    pub set_bytes: usize,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Sig {
     /// The source rules its devices match, sorted: the key it is found by.
@@ -333,29 +346,57 @@ impl Compiled {
     /// What every device of signature `i` reaches, leaving out `autogroup:self` and the
     /// source itself: destination id → (proto, ranges), ranges merged.
     pub(super) fn shared_access(&self, i: usize) -> BTreeMap<&str, Vec<(Proto, PortRange)>> {
-        let mut per: BTreeMap<(usize, Proto), Vec<PortRange>> = BTreeMap::new();
         let Some(sig) = self.sigs.all.get(i).and_then(Option::as_ref) else {
             return BTreeMap::new();
         };
+        // A flat list sorted once: tens of thousands of entries per signature.
+        let mut flat: Vec<(usize, Proto, PortRange)> = Vec::new();
         for (&k, set) in &sig.accept {
             let mut set = set.clone();
             if let Some(d) = sig.deny.get(&k) {
                 set.subtract(d);
             }
             for d in set.iter() {
-                for &(proto, range) in &self.classes[k] {
-                    per.entry((d, proto)).or_default().push(range);
-                }
+                flat.extend(
+                    self.classes[k]
+                        .iter()
+                        .map(|&(proto, range)| (d, proto, range)),
+                );
             }
         }
+        flat.sort_unstable();
         let mut out: BTreeMap<&str, Vec<(Proto, PortRange)>> = BTreeMap::new();
-        for ((d, proto), ranges) in per {
+        for run in flat.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let (d, proto) = (run[0].0, run[0].1);
             if let Some(dst) = self.slots.ids[d].as_deref() {
+                let ranges = merge(run.iter().map(|e| e.2).collect());
                 let to = out.entry(dst).or_default();
-                to.extend(merge(ranges).into_iter().map(|r| (proto, r)));
+                to.extend(ranges.into_iter().map(|r| (proto, r)));
             }
         }
         out
+    }
+
+    /// How big the compiled form is: for metrics and the benchmark.
+    pub fn stats(&self) -> Stats {
+        let (mut rows, mut sets, mut bytes) = (0, 0, 0);
+        for (_, sig) in self.sigs.live() {
+            rows += 1;
+            for set in sig.accept.values().chain(sig.deny.values()) {
+                sets += 1;
+                bytes += set.bytes();
+            }
+        }
+        for r in &self.rules {
+            bytes += r.src.bytes() + r.dst.bytes();
+        }
+        Stats {
+            devices: self.slots.index.len(),
+            port_classes: self.classes.len(),
+            signatures: rows,
+            row_sets: sets,
+            set_bytes: bytes,
+        }
     }
 
     /// What the device in slot `s` reaches on the one in slot `d`, ranges merged.
