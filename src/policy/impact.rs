@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::bits::DeviceSet;
 use super::eval::Compiled;
 use super::model::{PortRange, Proto};
 
@@ -62,6 +63,8 @@ fn subtract(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
         })
         .collect()
 }
+
+type Memo = HashMap<DeviceSet, Vec<(Proto, PortRange)>>;
 
 type Access<'a> = BTreeMap<&'a str, Vec<(Proto, PortRange)>>;
 
@@ -133,6 +136,7 @@ pub fn impact(before: &Compiled, after: &Compiled) -> Impact {
     let sources: BTreeSet<&str> = before.device_ids().chain(after.device_ids()).collect();
     let mut out = Impact::default();
     let mut cache: HashMap<(Option<usize>, Option<usize>), Shared> = HashMap::new();
+    let mut memos: [Memo; 2] = [HashMap::new(), HashMap::new()];
     for src in sources {
         let (sb, sa) = (before.device_index(src), after.device_index(src));
         let key = (
@@ -171,11 +175,18 @@ pub fn impact(before: &Compiled, after: &Compiled) -> Impact {
             }
         }
         for dst in own.into_iter().filter(|d| *d != src) {
-            let to = |c: &Compiled, s: Option<usize>| match (s, c.device_index(dst)) {
-                (Some(s), Some(d)) => c.access_to(s, d),
-                _ => Vec::new(),
-            };
-            let (old, new) = (to(before, sb), to(after, sa));
+            let to =
+                |c: &Compiled, s: Option<usize>, memo: &mut Memo| match (s, c.device_index(dst)) {
+                    (Some(s), Some(d)) => {
+                        // A person's devices mostly share one class set: expand it once.
+                        let ks = c.classes_to(s, d);
+                        memo.entry(ks)
+                            .or_insert_with_key(|ks| c.ports_of(ks))
+                            .clone()
+                    }
+                    _ => Vec::new(),
+                };
+            let (old, new) = (to(before, sb, &mut memos[0]), to(after, sa, &mut memos[1]));
             delta(src, dst, &old, &new, &mut out.gained);
             delta(src, dst, &new, &old, &mut out.lost);
         }

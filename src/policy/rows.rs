@@ -36,8 +36,9 @@ pub(super) struct Sig {
     /// Class → destinations some accept (deny) rule of the signature names; no empty sets.
     pub accept: BTreeMap<usize, DeviceSet>,
     pub deny: BTreeMap<usize, DeviceSet>,
-    pub self_accept: BTreeSet<usize>,
-    pub self_deny: BTreeSet<usize>,
+    /// Classes (as bits) where an accept (deny) rule names `autogroup:self`.
+    pub self_accept: DeviceSet,
+    pub self_deny: DeviceSet,
 }
 
 impl Sig {
@@ -48,8 +49,8 @@ impl Sig {
             count: 0,
             accept: BTreeMap::new(),
             deny: BTreeMap::new(),
-            self_accept: BTreeSet::new(),
-            self_deny: BTreeSet::new(),
+            self_accept: DeviceSet::default(),
+            self_deny: DeviceSet::default(),
         };
         for &ri in sig.rules.iter() {
             let r = &rules[ri as usize];
@@ -216,14 +217,19 @@ impl Compiled {
             return out;
         };
         let own = self.own(s);
-        let ks: BTreeSet<usize> = sig.accept.keys().chain(&sig.self_accept).copied().collect();
+        let ks: BTreeSet<usize> = sig
+            .accept
+            .keys()
+            .copied()
+            .chain(sig.self_accept.iter())
+            .collect();
         for k in ks {
             let mut set = sig.accept.get(&k).cloned().unwrap_or_default();
             if let Some(own) = own {
-                if sig.self_accept.contains(&k) {
+                if sig.self_accept.contains(k) {
                     set.union_with(own);
                 }
-                if sig.self_deny.contains(&k) {
+                if sig.self_deny.contains(k) {
                     set.subtract(own);
                 }
             }
@@ -256,12 +262,17 @@ impl Compiled {
             let Some(sig) = self.sigs.all.get(i).and_then(Option::as_ref) else {
                 continue;
             };
-            let ks: BTreeSet<usize> = sig.accept.keys().chain(&sig.self_accept).copied().collect();
+            let ks: BTreeSet<usize> = sig
+                .accept
+                .keys()
+                .copied()
+                .chain(sig.self_accept.iter())
+                .collect();
             for k in ks {
                 if sig.deny.get(&k).is_some_and(|d| d.contains(x)) {
                     continue;
                 }
-                let (sa, sd) = (sig.self_accept.contains(&k), sig.self_deny.contains(&k));
+                let (sa, sd) = (sig.self_accept.contains(k), sig.self_deny.contains(k));
                 let mut set = if sig.accept.get(&k).is_some_and(|a| a.contains(x)) {
                     let mut set = sig.members.clone();
                     if sd {
@@ -306,9 +317,9 @@ impl Compiled {
         };
         let mine = self.own(s).is_some_and(|o| o.contains(d));
         let accepted = sig.accept.get(&k).is_some_and(|a| a.contains(d))
-            || (mine && sig.self_accept.contains(&k));
+            || (mine && sig.self_accept.contains(k));
         let denied =
-            sig.deny.get(&k).is_some_and(|a| a.contains(d)) || (mine && sig.self_deny.contains(&k));
+            sig.deny.get(&k).is_some_and(|a| a.contains(d)) || (mine && sig.self_deny.contains(k));
         s != d && accepted && !denied && self.device(d).is_some()
     }
 
@@ -399,17 +410,39 @@ impl Compiled {
         }
     }
 
-    /// What the device in slot `s` reaches on the one in slot `d`, ranges merged.
-    pub(super) fn access_to(&self, s: usize, d: usize) -> Vec<(Proto, PortRange)> {
-        let mut per: BTreeMap<Proto, Vec<PortRange>> = BTreeMap::new();
-        if let Some(sig) = self.sigs.of(s) {
-            let ks: BTreeSet<usize> = sig.accept.keys().chain(&sig.self_accept).copied().collect();
-            for k in ks {
-                if self.allows_in(s, d, k) {
-                    for &(proto, range) in &self.classes[k] {
-                        per.entry(proto).or_default().push(range);
-                    }
+    /// The classes (as bits) on which the device in slot `s` reaches the one in slot `d`.
+    pub(super) fn classes_to(&self, s: usize, d: usize) -> DeviceSet {
+        let mut ks = DeviceSet::default();
+        let Some(sig) = self.sigs.of(s) else {
+            return ks;
+        };
+        if s == d || self.device(d).is_none() {
+            return ks;
+        }
+        // Whether `d` is in the source's own set does not depend on the class.
+        let mine = self.own(s).is_some_and(|o| o.contains(d));
+        let mut denied = DeviceSet::default();
+        for (side, bits) in [(&sig.accept, &mut ks), (&sig.deny, &mut denied)] {
+            for (&k, set) in side {
+                if set.contains(d) {
+                    bits.insert(k);
                 }
+            }
+        }
+        if mine {
+            ks.union_with(&sig.self_accept);
+            denied.union_with(&sig.self_deny);
+        }
+        ks.subtract(&denied);
+        ks
+    }
+
+    /// The ports of a set of classes, ranges merged.
+    pub(super) fn ports_of(&self, ks: &DeviceSet) -> Vec<(Proto, PortRange)> {
+        let mut per: BTreeMap<Proto, Vec<PortRange>> = BTreeMap::new();
+        for k in ks.iter() {
+            for &(proto, range) in &self.classes[k] {
+                per.entry(proto).or_default().push(range);
             }
         }
         per.into_iter()
