@@ -81,6 +81,21 @@ fn maps(c: &Compiled) -> BTreeMap<String, (Grants, Vec<String>)> {
         .collect()
 }
 
+fn partial_self_rule() -> Rule {
+    let at = |p: Principal| At::new(p, "", Pos::default());
+    Rule {
+        name: At::new("partial-self".to_owned(), "", Pos::default()),
+        action: Action::Accept,
+        src: vec![at(Principal::Cidr("10.0.0.0/30".parse().unwrap()))],
+        dst: vec![at(Principal::SelfDevices)],
+        protos: vec![Proto::Tcp],
+        ports: vec![At::new(PortRange { lo: 22, hi: 22 }, "", Pos::default())],
+        posture: None,
+        pointer: String::new(),
+        pos: Pos::default(),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -90,7 +105,17 @@ proptest! {
         fleet in fleet(),
         ops in prop::collection::vec(op(), 1..12),
         candidate in policy(),
+        partial_self in 0..3,
     ) {
+        let mut policy = policy;
+        // autogroup:self from only some of a person's devices: whether the others are
+        // reached shows only in those sources' rows, not in the changed device's own; alone,
+        // no other rule's change touches those rows.
+        match partial_self {
+            1 => policy.rules.push(partial_self_rule()),
+            2 => policy.rules = vec![partial_self_rule()],
+            _ => {}
+        }
         let mut c = Compiled::new(&policy, &fleet);
         for op in ops {
             let before = maps(&c);
