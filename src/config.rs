@@ -112,6 +112,12 @@ pub enum Command {
     /// The groups synced from the identity provider (read-only).
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// The access policy: get, set, lint, diff, history.
+    #[command(subcommand)]
+    Policy(crate::cli::policy::PolicyCommand),
+    /// Device posture requirements.
+    #[command(subcommand)]
+    Posture(crate::cli::policy::PostureCommand),
 }
 
 impl Command {
@@ -136,6 +142,8 @@ impl Command {
             | Command::Events(_)
             | Command::Users(_)
             | Command::Groups(_)
+            | Command::Policy(_)
+            | Command::Posture(_)
             | Command::Up(_) => None,
         }
     }

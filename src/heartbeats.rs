@@ -17,8 +17,8 @@ use crate::last_seen::LastSeenIndex;
 
 /// The file's name in the data dir.
 pub const FILE_NAME: &str = "heartbeats.bin";
-/// Format of the file, its first byte.
-const FORMAT: u8 = 1;
+/// Format of the file, its first byte: 2 added `screen_lock`; 1 is still read.
+const FORMAT: u8 = 2;
 
 /// What a heartbeat reports; `None` fields keep the previously reported value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +27,7 @@ pub struct Report {
     pub client_version: Option<String>,
     pub disk_encrypted: Option<bool>,
     pub firewall: Option<bool>,
+    pub screen_lock: Option<bool>,
 }
 
 /// The last heartbeat of a device. Persisted with postcard: never reorder or remove fields.
@@ -38,6 +39,44 @@ pub struct Seen {
     pub client_version: Option<String>,
     pub disk_encrypted: Option<bool>,
     pub firewall: Option<bool>,
+    /// Whether the screen locks itself when idle.
+    pub screen_lock: Option<bool>,
+}
+
+impl Seen {
+    /// The posture signals it holds, as the log records them.
+    pub fn signals(&self) -> events::event::Signals {
+        events::event::Signals {
+            os_version: self.os_version.clone(),
+            client_version: self.client_version.clone(),
+            disk_encrypted: self.disk_encrypted,
+            firewall: self.firewall,
+            screen_lock: self.screen_lock,
+        }
+    }
+}
+
+/// Format 1 of [`Seen`], before `screen_lock`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SeenV1 {
+    last_seen: i64,
+    os_version: Option<String>,
+    client_version: Option<String>,
+    disk_encrypted: Option<bool>,
+    firewall: Option<bool>,
+}
+
+impl From<SeenV1> for Seen {
+    fn from(v: SeenV1) -> Seen {
+        Seen {
+            last_seen: v.last_seen,
+            os_version: v.os_version,
+            client_version: v.client_version,
+            disk_encrypted: v.disk_encrypted,
+            firewall: v.firewall,
+            screen_lock: None,
+        }
+    }
 }
 
 /// The in-memory store, shared by every request.
@@ -56,6 +95,8 @@ pub struct Heartbeats {
     flushing: Mutex<()>,
     /// Each organization's devices in last-seen order.
     index: LastSeenIndex,
+    /// `(org, device)` whose posture signals changed since the posture worker last looked.
+    posture_changed: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl Heartbeats {
@@ -86,6 +127,7 @@ impl Heartbeats {
             generation: AtomicU64::new(0),
             flushing: Mutex::new(()),
             index: LastSeenIndex::default(),
+            posture_changed: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -94,6 +136,7 @@ impl Heartbeats {
     pub fn record(&self, org_id: &str, device_id: &str, at_micros: i64, report: Report) {
         let mut entry = self.seen.entry(device_id.to_owned()).or_default();
         let s = entry.value_mut();
+        let before = s.signals();
         s.last_seen = at_micros;
         if report.os_version.is_some() {
             s.os_version = report.os_version;
@@ -107,7 +150,17 @@ impl Heartbeats {
         if report.firewall.is_some() {
             s.firewall = report.firewall;
         }
+        if report.screen_lock.is_some() {
+            s.screen_lock = report.screen_lock;
+        }
+        let posture_changed = s.signals() != before;
         drop(entry);
+        if posture_changed {
+            self.posture_changed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((org_id.to_owned(), device_id.to_owned()));
+        }
         // After the store: a device the order adds meanwhile reads the new time from it.
         self.index.moved(org_id, device_id, at_micros);
         self.changed();
@@ -136,6 +189,34 @@ impl Heartbeats {
     /// The last-seen time alone (cheaper than [`Heartbeats::get`] in list filters).
     pub fn last_seen(&self, device_id: &str) -> Option<i64> {
         self.seen.get(device_id).map(|s| s.last_seen)
+    }
+
+    /// The `(org, device)` pairs whose signals changed since the last call.
+    pub fn take_posture_changes(&self) -> Vec<(String, String)> {
+        let mut set = self
+            .posture_changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *set).into_iter().collect()
+    }
+
+    /// Puts devices back in the changed set (their report could not be recorded this time).
+    pub fn requeue_posture<'a>(&self, org_id: &str, device_ids: impl Iterator<Item = &'a String>) {
+        let mut set = self
+            .posture_changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for id in device_ids {
+            set.insert((org_id.to_owned(), id.clone()));
+        }
+    }
+
+    /// Every device with a heartbeat, and its signals (the posture worker's first look).
+    pub fn all_signals(&self) -> Vec<(String, events::event::Signals)> {
+        self.seen
+            .iter()
+            .map(|e| (e.key().clone(), e.value().signals()))
+            .collect()
     }
 
     /// Drops a removed device's entry.
@@ -178,6 +259,9 @@ impl Heartbeats {
 fn decode(bytes: &[u8]) -> Result<Vec<(String, Seen)>, String> {
     match bytes.split_first() {
         Some((&FORMAT, body)) => events::codec::decode(body).map_err(|e| e.to_string()),
+        Some((1, body)) => events::codec::decode::<Vec<(String, SeenV1)>>(body)
+            .map(|v| v.into_iter().map(|(id, s)| (id, s.into())).collect())
+            .map_err(|e| e.to_string()),
         Some((other, _)) => Err(format!("unknown format {other}")),
         None => Err("empty file".into()),
     }

@@ -10,6 +10,7 @@
 //! - [`bootstrap`]: creating organizations and owner tokens (`init`, first `serve`).
 //! - [`policy`]: the policy language: parse with positions, lint, compile and evaluate
 //!   reachability, run the policy's tests; pure, no I/O.
+//! - [`peers`]: every device's peer map under the policy, kept current from the log.
 //! - [`domain`]: pure decisions — command and read models in, a decision or a rejection out.
 //! - [`mint`]: new ids and secrets, drawn at the edge and passed into commands.
 //! - [`execute`]: the command executor, the only caller of `Log::append`: decide, append,
@@ -45,6 +46,7 @@ pub mod last_seen;
 pub mod mail;
 pub mod mint;
 pub mod offline;
+pub mod peers;
 pub mod policy;
 pub mod private_files;
 pub mod scim;

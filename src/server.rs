@@ -51,6 +51,10 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = crate::http::router(state.clone());
+    // Peer maps follow the log for as long as the server runs.
+    tokio::spawn(crate::peers::follow(state.clone()));
+    // The policy's tests run again whenever the peer maps see the fleet change.
+    tokio::spawn(crate::workers::policy_tests::run(state.clone()));
     let mut workers = Workers::new(state.clone());
     workers.spawn(LimiterSweep);
     // Offline ephemeral and idle devices are removed by the system actor.
@@ -60,6 +64,11 @@ where
     // Removed devices and dead credentials leave the read models after the retention window.
     workers.spawn(Retention {
         every: state.settings().retention_every,
+    });
+    // Posture transitions, from what heartbeats report.
+    workers.spawn(crate::workers::posture::PostureWorker {
+        every: std::time::Duration::from_millis(250),
+        started: false,
     });
     // Heartbeats are not events: they reach the disk every few seconds and at shutdown.
     workers.spawn(HeartbeatFlush {

@@ -140,6 +140,8 @@ struct Inner {
     audit_floors: DashMap<String, crate::audit::retention::Floor>,
     /// Sign-ins in progress and discovered identity providers (see [`crate::sso`]).
     sso: crate::sso::Sso,
+    /// Every device's peers under the policy (see [`crate::peers`]).
+    peers: crate::peers::Peers,
 }
 
 impl AppState {
@@ -178,6 +180,7 @@ impl AppState {
                 settings,
                 audit_floors: DashMap::new(),
                 sso: crate::sso::Sso::default(),
+                peers: crate::peers::Peers::default(),
             }),
         })
     }
@@ -214,6 +217,11 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// Every device's peer map (see [`crate::peers`]).
+    pub fn peers(&self) -> &crate::peers::Peers {
+        &self.inner.peers
     }
 
     /// Last-seen times and reported state of devices (not events; see [`Heartbeats`]).

@@ -229,6 +229,7 @@ pub struct OrgRetentionSet {
 }
 
 pub use crate::directory_events::*;
+pub use crate::policy_events::*;
 
 macro_rules! catalogue {
     ($( $variant:ident($ty:ident) = $name:literal v $ver:literal ),* $(,)?) => {
@@ -312,6 +313,13 @@ catalogue! {
     SsoDomainAdded(SsoDomainAdded) = "sso.domain_added" v 1,
     SsoDomainRemoved(SsoDomainRemoved) = "sso.domain_removed" v 1,
     OrgOidcConfigured(OrgOidcConfigured) = "org.oidc_configured" v 1,
+    PolicyApplied(PolicyApplied) = "policy.applied" v 1,
+    PolicyTestFailed(PolicyTestFailed) = "policy.test_failed" v 1,
+    PolicyTestRestored(PolicyTestRestored) = "policy.test_restored" v 1,
+    PostureConfigured(PostureConfigured) = "posture.configured" v 1,
+    PostureReported(PostureReported) = "posture.reported" v 1,
+    PostureViolation(PostureViolation) = "posture.violation" v 1,
+    PostureRestored(PostureRestored) = "posture.restored" v 1,
 }
 
 /// Older schema versions decode through the frozen structs and pure upcasts of
@@ -369,6 +377,13 @@ impl Event {
             Event::SsoDomainAdded(e) => format!("org:{}", e.org_id),
             Event::SsoDomainRemoved(e) => format!("org:{}", e.org_id),
             Event::OrgOidcConfigured(e) => format!("org:{}", e.org_id),
+            Event::PolicyApplied(e) => format!("policy:{}", e.org_id),
+            Event::PolicyTestFailed(e) => format!("policy:{}", e.org_id),
+            Event::PolicyTestRestored(e) => format!("policy:{}", e.org_id),
+            Event::PostureConfigured(e) => format!("org:{}", e.org_id),
+            Event::PostureReported(e) => format!("device:{}", e.device_id),
+            Event::PostureViolation(e) => format!("device:{}", e.device_id),
+            Event::PostureRestored(e) => format!("device:{}", e.device_id),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`event`]: the catalogue of domain events (past tense, versioned) and their payload types;
 //!   [`legacy`]: their older schema versions, frozen, with upcasts.
-//!   `directory_events.rs` holds the directory's (people, groups, SSO settings).
+//!   `directory_events.rs` holds the directory's (people, groups, SSO settings),
+//!   `policy_events.rs` the policy's and posture's.
 //! - [`envelope`]: the persisted envelope around every event, and the actor who caused it;
 //!   [`recorded`]: an envelope with its decoded event, what readers get.
 //! - [`codec`]: the one place that turns envelopes and payloads into bytes and back (postcard).
@@ -42,6 +43,7 @@ pub mod legacy;
 pub mod log;
 mod open;
 pub mod org_checkpoint;
+mod policy_events;
 pub mod prefix;
 pub mod query;
 pub mod reads;

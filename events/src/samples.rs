@@ -320,6 +320,96 @@ pub fn sample(event_type: &str) -> Option<(Event, ActorKind)> {
             .into(),
             ActorKind::Token,
         ),
+        other => return policy_sample(other),
+    })
+}
+
+/// The samples of the policy's and posture's events.
+fn policy_sample(event_type: &str) -> Option<(Event, ActorKind)> {
+    let device = || String::from("dev_01J8Z3Q4ZP6ZK7S2M5V4W3X2Y1");
+    Some(match event_type {
+        "policy.applied" => (
+            PolicyApplied {
+                org_id: "org_01".into(),
+                version: 3,
+                format: "yaml".into(),
+                text: "version: 1\nrules:\n  - { name: ssh, action: accept, src: [group:sre], dst: [tag:prod], ports: [22] }\n".into(),
+                reason: Some("CHG-1234: let SRE reach production".into()),
+                rollback_of: Some(1),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "policy.test_failed" => (
+            PolicyTestFailed {
+                org_id: "org_01".into(),
+                policy_version: 3,
+                test: "sre-can-ssh".into(),
+                failures: vec![TestFailure {
+                    pointer: "/tests/0/accept/0".into(),
+                    message: "dev_01 (laptop) cannot reach tag:prod:22".into(),
+                }],
+            }
+            .into(),
+            ActorKind::System,
+        ),
+        "policy.test_restored" => (
+            PolicyTestRestored {
+                org_id: "org_01".into(),
+                policy_version: 3,
+                test: "sre-can-ssh".into(),
+            }
+            .into(),
+            ActorKind::System,
+        ),
+        "posture.configured" => (
+            PostureConfigured {
+                org_id: "org_01".into(),
+                requirements: PostureRequirements {
+                    min_os_version: vec![OsMinimum {
+                        os: "linux".into(),
+                        version: "6.1".into(),
+                    }],
+                    min_client_version: Some("1.4.0".into()),
+                    disk_encrypted: true,
+                    firewall: true,
+                    screen_lock: false,
+                    action: "block".into(),
+                },
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "posture.reported" => (
+            PostureReported {
+                device_id: device(),
+                signals: Signals {
+                    os_version: Some("6.8.0".into()),
+                    client_version: Some("1.4.2".into()),
+                    disk_encrypted: Some(true),
+                    firewall: Some(false),
+                    screen_lock: None,
+                },
+            }
+            .into(),
+            ActorKind::System,
+        ),
+        "posture.violation" => (
+            PostureViolation {
+                device_id: device(),
+                failing: vec!["firewall".into()],
+                action: "block".into(),
+            }
+            .into(),
+            ActorKind::System,
+        ),
+        "posture.restored" => (
+            PostureRestored {
+                device_id: device(),
+            }
+            .into(),
+            ActorKind::System,
+        ),
         _ => return None,
     })
 }

@@ -1,7 +1,7 @@
 //! Typed stream names: the one place that knows how a stream is spelled in the log.
 //!
 //! The spellings (`org:<id>`, `token:<id>`, `key:<id>`, `device:<id>`, `ipam:<org>`, `user:<id>`,
-//! `group:<id>`) are persisted in every envelope and in the per-stream index, so they must never
+//! `group:<id>`, `policy:<org>`, `posture:<org>`) are persisted in every envelope and in the per-stream index, so they must never
 //! change; a new kind of stream is a new variant here, never a `format!` at a call site.
 
 use std::fmt;
@@ -23,6 +23,10 @@ pub enum Stream {
     User(String),
     /// A group of an organization's directory.
     Group(String),
+    /// An organization's access policy: its versions and its tests' verdicts.
+    Policy(String),
+    /// An organization's posture requirements and its devices' posture.
+    Posture(String),
 }
 
 /// Why a name is not a stream this server knows.
@@ -61,6 +65,16 @@ impl Stream {
         Stream::Group(id.into())
     }
 
+    /// The access policy of organization `org_id`.
+    pub fn policy(org_id: impl Into<String>) -> Stream {
+        Stream::Policy(org_id.into())
+    }
+
+    /// The posture of organization `org_id`'s devices.
+    pub fn posture(org_id: impl Into<String>) -> Stream {
+        Stream::Posture(org_id.into())
+    }
+
     /// The address allocator of organization `org_id`.
     pub fn ipam(org_id: impl Into<String>) -> Stream {
         Stream::Ipam(org_id.into())
@@ -76,6 +90,8 @@ impl Stream {
             Stream::Ipam(_) => "ipam",
             Stream::User(_) => "user",
             Stream::Group(_) => "group",
+            Stream::Policy(_) => "policy",
+            Stream::Posture(_) => "posture",
         }
     }
 
@@ -88,7 +104,9 @@ impl Stream {
             | Stream::Device(id)
             | Stream::Ipam(id)
             | Stream::User(id)
-            | Stream::Group(id) => id,
+            | Stream::Group(id)
+            | Stream::Policy(id)
+            | Stream::Posture(id) => id,
         }
     }
 
@@ -109,6 +127,8 @@ impl Stream {
             "ipam" => Stream::Ipam(id),
             "user" => Stream::User(id),
             "group" => Stream::Group(id),
+            "policy" => Stream::Policy(id),
+            "posture" => Stream::Posture(id),
             other => return Err(ParseStreamError::UnknownKind(other.to_owned())),
         })
     }
@@ -156,6 +176,8 @@ mod tests {
             id.prop_map(Stream::ipam),
             id.prop_map(Stream::user),
             id.prop_map(Stream::group),
+            id.prop_map(Stream::policy),
+            id.prop_map(Stream::posture),
         ]
     }
 
@@ -175,6 +197,8 @@ mod tests {
         assert_eq!(Stream::ipam("org_1").to_string(), "ipam:org_1");
         assert_eq!(Stream::user("usr_1").to_string(), "user:usr_1");
         assert_eq!(Stream::group("grp_1").to_string(), "group:grp_1");
+        assert_eq!(Stream::policy("org_1").to_string(), "policy:org_1");
+        assert_eq!(Stream::posture("org_1").to_string(), "posture:org_1");
     }
 
     #[test]

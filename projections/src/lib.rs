@@ -11,6 +11,8 @@
 //! - [`orgs`], [`tokens`], [`keys`], [`devices`], [`directory`]: the read models themselves
 //!   (the directory: people, groups, memberships, SSO settings); [`device_index`]: each
 //!   organization's device indexes for list filters and sorts.
+//! - [`policies`]: each organization's policy versions and failing tests; [`posture`]: posture
+//!   requirements and each device's signals and compliance.
 //! - [`org`]: [`OrgView`], the read models as one organization sees them: what handlers get.
 //!
 //! Invariants: a projection never appends to the log and never skips an event; live state equals
@@ -23,6 +25,8 @@ pub mod keys;
 pub mod models;
 pub mod org;
 pub mod orgs;
+pub mod policies;
+pub mod posture;
 pub mod runner;
 pub mod snapshot;
 #[cfg(test)]

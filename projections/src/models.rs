@@ -8,6 +8,8 @@ use crate::devices::Devices;
 use crate::directory::Directory;
 use crate::keys::Keys;
 use crate::orgs::Orgs;
+use crate::policies::Policies;
+use crate::posture::Posture;
 use crate::tokens::Tokens;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -17,6 +19,8 @@ pub struct Models {
     pub keys: Keys,
     pub devices: Devices,
     pub directory: Directory,
+    pub policies: Policies,
+    pub posture: Posture,
 }
 
 /// Each part's name and version, in field order (the order the snapshot encodes them in).
@@ -26,6 +30,8 @@ pub const PARTS: &[(&str, u32)] = &[
     (Keys::NAME, Keys::VERSION),
     (Devices::NAME, Devices::VERSION),
     (Directory::NAME, Directory::VERSION),
+    (Policies::NAME, Policies::VERSION),
+    (Posture::NAME, Posture::VERSION),
 ];
 
 impl Projection for Models {
@@ -40,6 +46,8 @@ impl Projection for Models {
         self.keys.apply(r);
         self.devices.apply(r);
         self.directory.apply(r);
+        self.policies.apply(r);
+        self.posture.apply(r);
     }
 }
 

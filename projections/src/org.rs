@@ -128,6 +128,10 @@ impl<'a> OrgView<'a> {
 #[path = "org_directory.rs"]
 mod directory;
 
+/// And the policy's and posture's.
+#[path = "org_policy.rs"]
+mod policy;
+
 #[cfg(test)]
 mod tests {
     use events::event::{KeyCreated, TokenCreated};

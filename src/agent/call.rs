@@ -1,4 +1,4 @@
-//! The agent's HTTP calls: one POST with its answer sorted into success, a refusal worth
+//! The agent's HTTP calls: a POST or GET with its answer sorted into success, a refusal worth
 //! reporting, or a failure worth retrying (with [`Backoff`]).
 
 use std::fmt;
@@ -68,7 +68,29 @@ pub(super) async fn call(
     bearer: Option<&str>,
     body: &Value,
 ) -> Result<Value, CallError> {
-    let mut req = http.post(format!("{server}{path}")).json(body);
+    send(
+        http.post(format!("{server}{path}")).json(body),
+        server,
+        bearer,
+    )
+    .await
+}
+
+/// GETs `server` + `path`; the answer's JSON, or why not.
+pub(super) async fn get(
+    http: &reqwest::Client,
+    server: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> Result<Value, CallError> {
+    send(http.get(format!("{server}{path}")), server, bearer).await
+}
+
+async fn send(
+    mut req: reqwest::RequestBuilder,
+    server: &str,
+    bearer: Option<&str>,
+) -> Result<Value, CallError> {
     if let Some(b) = bearer {
         req = req.bearer_auth(b);
     }

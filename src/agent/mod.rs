@@ -8,6 +8,8 @@
 //!    device's owner to sign in (`POST /machine/login`, see [`sign_in`]).
 //! 3. Heartbeats (`POST /machine/heartbeat`) every interval with the posture signals it can read:
 //!    OS version, a disk-encryption guess, whether a firewall is loaded, the client version.
+//!    When a heartbeat's `peer_map_version` differs from the peer map it holds, it fetches
+//!    `GET /machine/netmap` and writes it beside its state file as `netmap.json`.
 //! 4. A 401 (`reauthentication_required`: the device was removed or its key expired) stops it
 //!    (non-zero exit, with the server's reason and what to do). The state file remembers which
 //!    pre-auth key registered the stopped device, and a later run refuses to register with that
@@ -25,6 +27,7 @@
 
 mod call;
 pub mod host;
+mod netmap;
 pub mod rotate;
 pub mod sign_in;
 mod state;
@@ -236,6 +239,7 @@ impl Agent {
                     }
                     healthy = true;
                     ever_connected = true;
+                    self.follow_peer_map(&credential, &answer).await;
                     if self.rotation_due() {
                         self.rotate_credential().await;
                     }
@@ -367,6 +371,29 @@ impl Agent {
                 .unwrap_or_default()
         );
         Ok(())
+    }
+
+    /// Fetches and stores the peer map when the heartbeat says it moved.
+    async fn follow_peer_map(&self, credential: &str, answer: &Value) {
+        let Some(version) = answer.get("peer_map_version").and_then(Value::as_u64) else {
+            return;
+        };
+        let path = netmap::path_beside(&self.state_path);
+        if netmap::stored_version(&path) == version {
+            return;
+        }
+        match netmap::refresh(&self.http, &self.server, credential, &path).await {
+            Ok((v, peers)) => eprintln!(
+                "Peer map version {v}: {peers} peer(s), in {}",
+                path.display()
+            ),
+            Err(CallError::Problem(p)) => eprintln!("warning: fetching the peer map failed: {p}"),
+            Err(CallError::Transient { message, .. }) => {
+                eprintln!(
+                    "warning: fetching the peer map failed ({message}); retrying at the next heartbeat"
+                )
+            }
+        }
     }
 
     async fn heartbeat(&self, credential: &str) -> Result<Value, CallError> {

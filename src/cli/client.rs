@@ -178,6 +178,27 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Vec<u8>, Failure> {
+        let body = match body {
+            Some(v) => Body::Json(v),
+            None => Body::None,
+        };
+        let (status, _, bytes) = self.exchange(method, path, body, &[]).await?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        Err(Failure::Answered(status, problem_error(status, &bytes)))
+    }
+
+    /// Sends a request with `body` and extra `headers`, retrying after `Retry-After` on
+    /// 429/503, and returns the answer whatever its status (for callers that read a problem's
+    /// extra members, or headers such as `ETag`).
+    pub async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+        headers: &[(&str, String)],
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), Failure> {
         if self.token.is_some() {
             self.connect
                 .check(&self.server, "the API token")
@@ -190,9 +211,19 @@ impl Client {
             if let Some(token) = &self.token {
                 req = req.bearer_auth(token);
             }
-            if let Some(body) = body {
-                req = req.json(body);
+            for (name, value) in headers {
+                req = req.header(*name, value);
             }
+            req = match &body {
+                Body::None => req,
+                Body::Json(v) => req.json(v),
+                Body::Raw {
+                    content_type,
+                    bytes,
+                } => req
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(bytes.to_vec()),
+            };
             let resp = req
                 .send()
                 .await
@@ -213,14 +244,12 @@ impl Client {
                 tokio::time::sleep(Duration::from_secs(wait)).await;
                 continue;
             }
+            let headers = resp.headers().clone();
             let bytes = resp
                 .bytes()
                 .await
                 .map_err(|e| Failure::Transport(format!("reading the response: {e}")))?;
-            if status.is_success() {
-                return Ok(bytes.to_vec());
-            }
-            return Err(Failure::Answered(status, problem_error(status, &bytes)));
+            return Ok((status, headers, bytes.to_vec()));
         }
     }
 
@@ -243,6 +272,18 @@ impl Client {
             }
         }
     }
+}
+
+/// What a request carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    None,
+    Json(&'a Value),
+    /// Bytes in a media type of the caller's (a policy as YAML).
+    Raw {
+        content_type: &'a str,
+        bytes: &'a [u8],
+    },
 }
 
 /// Why a request failed.

@@ -11,6 +11,7 @@
 //! - [`users`]: `users list|get|invite|remove` and `groups list|members`.
 //! - [`audit`]: `audit-log list|export`, and `audit-log verify --export` (offline).
 //! - [`events`]: `events tail`, the live event stream.
+//! - [`policy`]: `policy get|set|lint|diff|history` and `posture get|set`.
 
 pub mod audit;
 pub mod client;
@@ -19,6 +20,7 @@ pub mod devices;
 pub mod events;
 pub mod keys;
 pub mod output;
+pub mod policy;
 pub mod sso;
 pub mod tokens;
 pub mod users;
@@ -193,6 +195,14 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Groups(cmd) => {
             let client = devices::admin_client(&client_args)?;
             users::run_groups(&client, cmd).await
+        }
+        Command::Policy(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            policy::run(&client, cmd).await
+        }
+        Command::Posture(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            policy::run_posture(&client, cmd).await
         }
         Command::Up(args) => {
             let client = client::Client::resolve(&client_args)?;

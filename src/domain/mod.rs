@@ -14,6 +14,8 @@ pub mod ids;
 pub mod ipam;
 pub mod keys;
 pub mod owned_registration;
+pub mod policy;
+pub mod posture;
 pub mod public_key;
 pub mod registration;
 pub mod retention;

@@ -91,18 +91,6 @@ impl Principal {
         }
     }
 
-    /// Refuses a `member`'s session a change of tags: tags decide what a device may reach, so
-    /// they are an administrator's to set.
-    pub fn may_tag(&self) -> Result<(), Problem> {
-        match &self.person {
-            Some(p) if p.role == Role::Member => Err(Problem::forbidden(
-                "a person with the role 'member' may not change tags: they decide what a device \
-                 may reach, and an admin sets them",
-            )),
-            _ => Ok(()),
-        }
-    }
-
     /// The user whose devices alone the caller may list (a `member`'s session), if any.
     pub fn only_devices_of(&self) -> Option<&str> {
         self.person

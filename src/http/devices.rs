@@ -29,6 +29,7 @@ use super::page_cache::PageKey;
 use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
+use super::tag_owners::TagRules;
 use crate::domain::Rejection;
 use crate::domain::devices::{
     self, Hostname, Tag, Update, check_text, decide_expire_key, decide_tag, decide_untag,
@@ -105,7 +106,8 @@ pub struct DeviceView {
     pub posture: PostureView,
 }
 
-/// A device this device may reach (filled in by the access policy; empty means default deny).
+/// A device this device may reach, or that may reach it, under the access policy and posture
+/// (default deny: none until a policy allows some).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Peer {
     pub id: String,
@@ -113,6 +115,30 @@ pub struct Peer {
     pub public_key: String,
     pub addresses: Addresses,
     pub tags: Vec<String>,
+    /// What this device may open to the peer; empty when only the peer may connect.
+    pub ports: Vec<PeerPorts>,
+    /// Whether the peer may connect to this device (so its key must be accepted).
+    pub inbound: bool,
+}
+
+/// A device's standing with the posture requirements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Compliance {
+    /// False while it fails a required signal (or has not reported under requirements).
+    pub compliant: bool,
+    /// Whether posture keeps it out of every peer map now.
+    pub blocked: bool,
+    /// The signals it fails, as last recorded.
+    pub failing: Vec<String>,
+}
+
+/// Ports of one protocol a device may reach on a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PeerPorts {
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: String,
+    /// `22`, `8000-8100`, or `*` (every port; always `*` for icmp).
+    pub ports: String,
 }
 
 /// A device with its peers and recent history.
@@ -120,8 +146,12 @@ pub struct Peer {
 pub struct DeviceDetail {
     #[serde(flatten)]
     pub device: DeviceView,
-    /// Devices this one may reach under the current policy (none until a policy allows any).
+    /// Devices this one may reach, or that may reach it, under the current policy and posture
+    /// (none until a policy allows any).
     pub peers: Vec<Peer>,
+    /// Where it stands with the organization's posture requirements (signal by signal:
+    /// `GET /devices/{id}/posture`).
+    pub compliance: Compliance,
     /// The device's last 20 events, newest first: its audit history, in the audit log's shape.
     pub recent_events: Vec<EventView>,
 }
@@ -303,9 +333,12 @@ async fn get_device(
         .ok_or_else(|| no_device(&id))?;
     let device = current_view(&state, d);
     let recent_events = recent_events(&state, &principal.org_id, d).await?;
+    let compliance = super::posture::compliance(org, d);
+    let (peers, _) = super::peer_view::peers_of(&state, &principal.org_id, &d.id).await;
     Ok(Json(DeviceDetail {
         device,
-        peers: Vec::new(),
+        peers,
+        compliance,
         recent_events,
     }))
 }
@@ -348,8 +381,24 @@ async fn mutate(
     id: &str,
     decide: impl Fn(&Device) -> Vec<Event>,
 ) -> Result<(), Problem> {
+    mutate_checked(state, principal, request_id, id, |_, _| Ok(()), decide).await
+}
+
+/// [`mutate`], with `check` run on the device as it is when the change is decided (the tag
+/// ownership rules need the tags it has then, not when the request arrived).
+async fn mutate_checked(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &RequestId,
+    id: &str,
+    check: impl Fn(OrgView<'_>, &Device) -> Result<(), Rejection>,
+    decide: impl Fn(&Device) -> Vec<Event>,
+) -> Result<(), Problem> {
     execute(state, principal.command(request_id), |org| {
         guard(principal, org, id)?;
+        if let Some(d) = org.live_device(id) {
+            check(org, d)?;
+        }
         devices::change(org, id, &decide)
     })
     .await?;
@@ -396,9 +445,6 @@ async fn patch_device(
     Json(Object(body)): Json<Object<PatchDeviceRequest>>,
 ) -> Result<Json<DeviceView>, Problem> {
     principal.require(Need::write(Group::Devices))?;
-    if body.tags.is_some() {
-        principal.may_tag()?;
-    }
     if body.owner.is_some() {
         principal.require(Need::write(Group::Users)).map_err(|_| {
             Problem::forbidden(
@@ -417,6 +463,13 @@ async fn patch_device(
         Some(t) => Some(parse_tags("tags", t)?),
         None => None,
     };
+    let rules = match &tags {
+        Some(_) => Some(TagRules::load(&state, &principal.org_id).await?),
+        None => None,
+    };
+    let wanted: Option<Vec<String>> = tags
+        .as_ref()
+        .map(|t| t.iter().map(|t| t.as_str().to_owned()).collect());
     if let Some(Some(owner)) = &body.owner {
         check_text("owner", owner, 1, 254)?;
     }
@@ -425,7 +478,11 @@ async fn patch_device(
         tags,
         owner: body.owner.clone(),
     };
-    mutate(&state, &principal, &request_id, &id, |d| {
+    let check = |org: OrgView<'_>, d: &Device| match (&rules, &wanted) {
+        (Some(rules), Some(after)) => rules.check(org, &principal, &d.tags, after),
+        _ => Ok(()),
+    };
+    mutate_checked(&state, &principal, &request_id, &id, check, |d| {
         decide_update(d, update.clone())
     })
     .await?;
@@ -483,12 +540,17 @@ async fn add_tags(
     Json(Object(body)): Json<Object<AddTagsRequest>>,
 ) -> Result<Json<DeviceView>, Problem> {
     principal.require(Need::write(Group::Devices))?;
-    principal.may_tag()?;
     let tags: Vec<String> = parse_tags("tags", &body.tags)?
         .into_iter()
         .map(Tag::into_string)
         .collect();
-    mutate(&state, &principal, &request_id, &id, |d| {
+    let rules = TagRules::load(&state, &principal.org_id).await?;
+    let check = |org: OrgView<'_>, d: &Device| {
+        let mut after = d.tags.clone();
+        after.extend(tags.iter().filter(|t| !d.tags.contains(t)).cloned());
+        rules.check(org, &principal, &d.tags, &after)
+    };
+    mutate_checked(&state, &principal, &request_id, &id, check, |d| {
         decide_tag(d, &tags).map(Event::from).into_iter().collect()
     })
     .await?;
@@ -515,10 +577,19 @@ async fn remove_tag(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
     principal.require(Need::write(Group::Devices))?;
-    principal.may_tag()?;
     let tag = Tag::parse_lenient(&tag)
         .map_err(|e| Problem::invalid_argument(format!("path parameter `tag`: {e}")))?;
-    mutate(&state, &principal, &request_id, &id, |d| {
+    let rules = TagRules::load(&state, &principal.org_id).await?;
+    let check = |org: OrgView<'_>, d: &Device| {
+        let after: Vec<String> = d
+            .tags
+            .iter()
+            .filter(|t| *t != tag.as_str())
+            .cloned()
+            .collect();
+        rules.check(org, &principal, &d.tags, &after)
+    };
+    mutate_checked(&state, &principal, &request_id, &id, check, |d| {
         decide_untag(d, &tag).map(Event::from).into_iter().collect()
     })
     .await?;

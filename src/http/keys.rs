@@ -249,6 +249,12 @@ async fn create_key(
     let idem = idempotency(&headers, "POST", "/api/v1/keys", &body)?;
     let now = events::now_micros();
     let tags = parse_tags("tags", &body.tags)?;
+    if !tags.is_empty() {
+        let rules = super::tag_owners::TagRules::load(&state, &principal.org_id).await?;
+        let added: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+        let models = state.models().load();
+        rules.check(models.state.org(&principal.org_id), &principal, &[], &added)?;
+    }
     let expires_at = parse_expiry(&body, now)?;
     let key_id = mint::id("key");
     let secret = mint::secret("qzk_");

@@ -218,7 +218,7 @@ async fn register(
         return Err(invalid());
     }
     let hash = secret::hash(&body.auth_key);
-    let (key_id, org_id) = {
+    let (key_id, org_id, key_tags) = {
         let models = state.models().load();
         let key = models
             .state
@@ -226,8 +226,18 @@ async fn register(
             .by_secret_hash(&hash)
             .filter(|k| secret::equal(&k.secret_hash, &hash))
             .ok_or_else(invalid)?;
-        (key.id.clone(), key.org_id.clone())
+        (key.id.clone(), key.org_id.clone(), key.tags.clone())
     };
+    // A key made before the policy listed its tags' owners must not keep minting devices with
+    // tags the policy no longer lists.
+    if !key_tags.is_empty() {
+        let rules = super::tag_owners::TagRules::load(&state, &org_id).await?;
+        if let Some(tag) = key_tags.iter().find(|t| !rules.listed(t)) {
+            return Err(Problem::forbidden(format!(
+                "this pre-auth key tags devices '{tag}', which the policy's tag_owners no longer list; create a key with listed tags"
+            )));
+        }
+    }
     let device_id = mint::id("dev");
     let credential = mint::secret("qzn_");
     let cmd = Register {
@@ -374,6 +384,8 @@ pub struct PostureReport {
     pub disk_encrypted: Option<bool>,
     /// Whether a host firewall is active.
     pub firewall: Option<bool>,
+    /// Whether the screen locks itself when idle.
+    pub screen_lock: Option<bool>,
 }
 
 /// A heartbeat: the device is alive, and this is its state. Fields left out keep their last
@@ -437,6 +449,7 @@ async fn heartbeat(
             client_version: body.client_version,
             disk_encrypted: posture.disk_encrypted,
             firewall: posture.firewall,
+            screen_lock: posture.screen_lock,
         },
     );
     let models = state.models().load();
@@ -447,7 +460,7 @@ async fn heartbeat(
         .ok_or_else(|| reauthentication_required(devices::REMOVED))?;
     Ok(Json(HeartbeatResponse {
         device_id: device.id.clone(),
-        peer_map_version: device.last_seq,
+        peer_map_version: state.peers().version(&node.org_id, &device.id),
         key_expires_at: device.key_expires_at.map(events::format_time),
         heartbeat_interval_secs: HEARTBEAT_INTERVAL_SECS,
     }))
@@ -481,9 +494,12 @@ async fn netmap(
         .org(&node.org_id)
         .live_device(&node.device_id)
         .ok_or_else(|| reauthentication_required(devices::REMOVED))?;
+    let device = current_view(&state, device);
+    drop(models);
+    let (peers, version) = super::peer_view::peers_of(&state, &node.org_id, &node.device_id).await;
     Ok(Json(NetMap {
-        device: current_view(&state, device),
-        peers: Vec::new(),
-        peer_map_version: device.last_seq,
+        device,
+        peers,
+        peer_map_version: version,
     }))
 }

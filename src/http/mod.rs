@@ -28,10 +28,16 @@ pub mod node_credential;
 pub mod openapi;
 pub mod page_cache;
 pub mod pagination;
+pub mod peer_view;
+pub mod policy;
+pub mod policy_check;
+pub mod policy_history;
+pub mod posture;
 pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
 pub mod sso;
+pub mod tag_owners;
 pub mod tokens;
 pub mod users;
 
@@ -98,6 +104,8 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(audit_verify::routes())
         .merge(events_stream::routes())
         .merge(sso::routes())
+        .merge(policy::routes())
+        .merge(posture::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -47,6 +47,8 @@ pub struct Problem {
     pub detail: String,
     /// Extra response headers (`WWW-Authenticate`, `Retry-After`, `Allow`, rate-limit headers).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Every problem found in a document the request carried (a policy that does not lint).
+    pub problems: Option<Box<serde_json::Value>>,
 }
 
 /// The JSON body of an error response (RFC 7807 plus `request_id`).
@@ -73,6 +75,11 @@ pub struct ProblemBody {
     pub instance: String,
     /// The correlation id to quote in support tickets (also in `X-Request-ID`).
     pub request_id: String,
+    /// When the request carried a document with problems (a policy that does not lint):
+    /// every one of them, each with a JSON pointer, line, column, rule and message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub problems: Option<serde_json::Value>,
 }
 
 /// Longest `detail`, in characters. Details quote the request (a field, a filter, a serde error
@@ -110,6 +117,7 @@ impl Problem {
             title: title_for(code, status).to_owned(),
             detail: bounded(detail.into()),
             headers: Vec::new(),
+            problems: None,
         }
     }
 
@@ -223,6 +231,12 @@ impl Problem {
     }
 
     /// Adds (or replaces) a response header.
+    /// Adds the problems found in the request's document (see [`ProblemBody::problems`]).
+    pub fn with_problems(mut self, problems: serde_json::Value) -> Self {
+        self.problems = Some(Box::new(problems));
+        self
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.retain(|(n, _)| *n != name);
         self.headers.push((name, value));
@@ -272,6 +286,7 @@ impl Problem {
             detail: self.detail.clone(),
             instance: instance.to_owned(),
             request_id: request_id.to_owned(),
+            problems: self.problems.as_deref().cloned(),
         }
     }
 

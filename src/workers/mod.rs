@@ -25,6 +25,8 @@ use crate::state::AppState;
 
 pub mod checkpoint;
 pub mod housekeeping;
+pub mod policy_tests;
+pub mod posture;
 pub mod retention;
 pub mod sweeper;
 

@@ -30,7 +30,7 @@ impl Cli {
         }
     }
 
-    fn state_file(&self) -> PathBuf {
+    pub fn state_file(&self) -> PathBuf {
         self.home.path().join("state/quickztna/agent.json")
     }
 
@@ -77,7 +77,7 @@ impl Cli {
     }
 
     /// Starts the device agent in the background.
-    fn spawn_up(&self, args: &[&str]) -> Child {
+    pub fn spawn_up(&self, args: &[&str]) -> Child {
         self.command()
             .arg("up")
             .args(args)
@@ -97,7 +97,7 @@ fn texts(out: &Output) -> (String, String) {
 }
 
 /// Sends SIGTERM the way an init system does.
-fn sigterm(child: &Child) {
+pub fn sigterm(child: &Child) {
     let pid = child.id().expect("the agent is still running");
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -107,7 +107,7 @@ fn sigterm(child: &Child) {
 }
 
 /// Waits for the child to exit (at most 20 s); returns its output.
-async fn finish(child: Child) -> Output {
+pub async fn finish(child: Child) -> Output {
     tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
         .expect("the agent exits within 20 s")

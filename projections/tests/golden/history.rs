@@ -232,6 +232,7 @@ pub fn events() -> Vec<Recorded> {
         },
     );
     directory(&mut log);
+    crate::history_policy::policy(&mut log);
     log.events
 }
 
@@ -393,14 +394,14 @@ fn directory(log: &mut History) {
 }
 
 #[derive(Default)]
-struct History {
+pub struct History {
     events: Vec<Recorded>,
     /// Each stream's next revision, as the log would assign it.
     revisions: std::collections::BTreeMap<String, u64>,
 }
 
 impl History {
-    fn push(&mut self, org: &str, stream: &str, event: impl Into<Event>) {
+    pub fn push(&mut self, org: &str, stream: &str, event: impl Into<Event>) {
         let event = event.into();
         let position = self.events.len() as u64 + 1;
         let revision = self.revisions.entry(stream.to_owned()).or_default();

@@ -9,6 +9,7 @@
 
 mod canonical;
 mod history;
+mod history_policy;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +18,8 @@ use std::path::PathBuf;
 use projections::devices::Devices;
 use projections::keys::Keys;
 use projections::orgs::Orgs;
+use projections::policies::Policies;
+use projections::posture::Posture;
 use projections::tokens::Tokens;
 use projections::{Models, Projection};
 use sha2::{Digest, Sha256};
@@ -66,6 +69,8 @@ fn computed() -> BTreeMap<&'static str, Golden> {
         entry::<Tokens>(),
         entry::<Keys>(),
         entry::<Devices>(),
+        entry::<Policies>(),
+        entry::<Posture>(),
         entry::<Models>(),
     ])
 }

@@ -1,0 +1,275 @@
+//! Peer maps: for every device, the devices it may reach (and on which ports) and the devices
+//! that may reach it, under the organization's policy, its people's groups and its devices'
+//! posture — what `GET /machine/netmap` and `GET /devices/{id}` serve.
+//!
+//! A derived read model kept in memory: built from the read models at start-up, then kept
+//! current by a task that follows the log. Each event names what it touches (a device, a
+//! person's devices, or — a new policy, new posture rules, a renamed group — the whole
+//! organization), and only that is recomputed, from the read models at or after the event:
+//! so the maps always converge to what a full build from the same read models gives, which
+//! the tests check. Each device's map carries a version, the org sequence number of the last
+//! change to it, which heartbeats return so that agents fetch the map only when it moved.
+//!
+//! # Layout
+//! - [`fleet`]: the read models as the policy core's [`crate::policy::Fleet`].
+//! - [`org`]: one organization's compiled policy and per-device versions.
+
+pub mod fleet;
+pub mod org;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use events::{Event, Recorded};
+use projections::Models;
+use tokio::sync::{mpsc, watch};
+
+pub use org::{DevicePeers, OrgPeers};
+
+use crate::state::AppState;
+
+/// Every organization's peer maps, and how far into the log they are.
+#[derive(Clone)]
+pub struct Peers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    orgs: RwLock<HashMap<String, Arc<RwLock<OrgPeers>>>>,
+    /// The log position the maps include; readers wait on it for read-your-writes.
+    position: watch::Sender<u64>,
+    /// Organizations whose fleet changed, for the policy-tests worker.
+    changed: mpsc::UnboundedSender<String>,
+    changed_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+}
+
+/// What a batch of events asks of one organization.
+#[derive(Debug, Default)]
+struct Work {
+    rebuild: bool,
+    devices: BTreeSet<String>,
+    users: BTreeSet<String>,
+    /// The org sequence number of its last event in the batch.
+    seq: u64,
+    /// Whether its fleet changed (not just its policy): the policy's tests must run again.
+    fleet_changed: bool,
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Peers {
+            inner: Arc::new(Inner {
+                orgs: RwLock::new(HashMap::new()),
+                position: watch::Sender::new(0),
+                changed: tx,
+                changed_rx: std::sync::Mutex::new(Some(rx)),
+            }),
+        }
+    }
+}
+
+impl Peers {
+    /// The position of the log the maps include.
+    pub fn position(&self) -> u64 {
+        *self.inner.position.borrow()
+    }
+
+    /// Waits until the maps include `position` (or `timeout` passes; then the caller serves
+    /// what there is).
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        let mut rx = self.inner.position.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Runs `f` on the organization's peer maps (`None` before its first event is handled).
+    pub fn with_org<T>(&self, org_id: &str, f: impl FnOnce(&OrgPeers) -> T) -> Option<T> {
+        let org = self.inner.orgs.read().ok()?.get(org_id).cloned()?;
+        let guard = org.read().ok()?;
+        Some(f(&guard))
+    }
+
+    /// The peer-map version of one device (cheap: what every heartbeat answers).
+    pub fn version(&self, org_id: &str, device_id: &str) -> u64 {
+        self.with_org(org_id, |o| o.version(device_id)).unwrap_or(0)
+    }
+
+    /// The peers of one device.
+    pub fn of(&self, org_id: &str, device_id: &str) -> DevicePeers {
+        self.with_org(org_id, |o| o.peers(device_id))
+            .unwrap_or_default()
+    }
+
+    /// The receiver of "this organization's fleet changed" (taken once, by the tests worker).
+    pub fn take_changes(&self) -> Option<mpsc::UnboundedReceiver<String>> {
+        self.inner.changed_rx.lock().ok()?.take()
+    }
+
+    /// Builds every organization's maps from `models` (at `position`).
+    pub fn build_all(&self, models: &Models, position: u64) {
+        let mut orgs = HashMap::new();
+        for id in models.orgs.by_id.keys() {
+            let org = models.org(id);
+            let built = OrgPeers::build(org, org.version());
+            orgs.insert(id.clone(), Arc::new(RwLock::new(built)));
+        }
+        let ids: Vec<String> = orgs.keys().cloned().collect();
+        if let Ok(mut all) = self.inner.orgs.write() {
+            *all = orgs;
+        }
+        self.inner.position.send_replace(position);
+        // The fleet may have changed while the server was down: the tests run once at start.
+        for id in ids {
+            let _ = self.inner.changed.send(id);
+        }
+    }
+
+    /// Applies a batch of events, given read models that include all of them.
+    pub fn apply(&self, models: &Models, batch: &[Arc<Recorded>]) {
+        let Some(last) = batch.last().map(|r| r.position()) else {
+            return;
+        };
+        let mut work: BTreeMap<String, Work> = BTreeMap::new();
+        for r in batch {
+            let w = work.entry(r.envelope.org_id.clone()).or_default();
+            w.seq = r.org_seq();
+            classify(&r.event, w);
+        }
+        for (org_id, w) in work {
+            if !(w.rebuild || !w.devices.is_empty() || !w.users.is_empty()) {
+                continue;
+            }
+            let org = models.org(&org_id);
+            let entry = {
+                let Ok(mut all) = self.inner.orgs.write() else {
+                    continue;
+                };
+                all.entry(org_id.clone())
+                    .or_insert_with(|| Arc::new(RwLock::new(OrgPeers::build(org, w.seq))))
+                    .clone()
+            };
+            let Ok(mut peers) = entry.write() else {
+                continue;
+            };
+            if w.rebuild {
+                peers.rebuild(org, w.seq);
+            } else {
+                let mut touched = w.devices.clone();
+                for user in &w.users {
+                    if let Some(u) = org.user(user) {
+                        touched.extend(org.devices_of(u).into_iter().map(|d| d.id.clone()));
+                    } else {
+                        // Removed: their devices went in the same append, and are touched.
+                    }
+                }
+                peers.touch(org, &touched, w.seq);
+            }
+            drop(peers);
+            if w.fleet_changed {
+                let _ = self.inner.changed.send(org_id);
+            }
+        }
+        self.inner.position.send_replace(last);
+    }
+}
+
+/// What one event touches.
+fn classify(event: &Event, w: &mut Work) {
+    let device = |id: &str, w: &mut Work| {
+        w.devices.insert(id.to_owned());
+        w.fleet_changed = true;
+    };
+    match event {
+        Event::PolicyApplied(_) => w.rebuild = true,
+        Event::PostureConfigured(_) | Event::GroupUpdated(_) | Event::GroupRemoved(_) => {
+            w.rebuild = true;
+            w.fleet_changed = true;
+        }
+        Event::DeviceRegistered(e) => device(&e.device_id, w),
+        Event::DeviceUpdated(e) => device(&e.device_id, w),
+        Event::DeviceTagged(e) => device(&e.device_id, w),
+        Event::DeviceUntagged(e) => device(&e.device_id, w),
+        Event::DeviceOwnerChanged(e) => device(&e.device_id, w),
+        Event::DeviceKeyExpired(e) => device(&e.device_id, w),
+        Event::DeviceRemoved(e) => device(&e.device_id, w),
+        Event::DeviceCredentialRotated(e) => device(&e.device_id, w),
+        Event::PostureReported(e) => device(&e.device_id, w),
+        Event::PostureViolation(e) => device(&e.device_id, w),
+        Event::PostureRestored(e) => device(&e.device_id, w),
+        Event::UserProvisioned(e) => user(&e.user_id, w),
+        Event::UserUpdated(e) => user(&e.user_id, w),
+        Event::UserDeactivated(e) => user(&e.user_id, w),
+        Event::UserReactivated(e) => user(&e.user_id, w),
+        Event::UserRemoved(e) => user(&e.user_id, w),
+        Event::UserSignedIn(e) => user(&e.user_id, w),
+        Event::GroupMemberAdded(e) => user(&e.user_id, w),
+        Event::GroupMemberRemoved(e) => user(&e.user_id, w),
+        _ => {}
+    }
+}
+
+fn user(id: &str, w: &mut Work) {
+    w.users.insert(id.to_owned());
+    w.fleet_changed = true;
+}
+
+/// Follows the log: builds every map once the read models caught up, then applies each new
+/// batch once the read models include it. Runs until the log's head channel closes.
+pub async fn follow(state: AppState) {
+    let peers = state.peers().clone();
+    let models = state.models().clone();
+    while !models.caught_up() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let snapshot = models.load();
+    let (built, at) = (snapshot.clone(), snapshot.position);
+    let p = peers.clone();
+    if tokio::task::spawn_blocking(move || p.build_all(&built.state, at))
+        .await
+        .is_err()
+    {
+        tracing::error!("building the peer maps panicked; peer maps stay empty");
+        return;
+    }
+    let mut done = at;
+    let mut head = state.log().watch_head();
+    loop {
+        let log = state.log().clone();
+        let batch =
+            match tokio::task::spawn_blocking(move || log.read_forward(done + 1, 1024)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "peer maps cannot read the log; stopped");
+                    return;
+                }
+                Err(_) => return,
+            };
+        let Some(last) = batch.last().map(|r| r.position()) else {
+            if head.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        if !models
+            .wait_for(last, state.settings().read_your_writes_timeout)
+            .await
+        {
+            if models.failure().is_some() {
+                tracing::error!("read models stopped; peer maps stop with them");
+                return;
+            }
+            continue;
+        }
+        let current = models.load();
+        let p = peers.clone();
+        let applied = tokio::task::spawn_blocking(move || p.apply(&current.state, &batch)).await;
+        if applied.is_err() {
+            tracing::error!("updating the peer maps panicked; peer maps stopped");
+            return;
+        }
+        done = last;
+    }
+}
