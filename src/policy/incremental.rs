@@ -9,11 +9,13 @@
 //! (per port class) before and after, over the signatures that could differ.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::bits::DeviceSet;
 use super::eval::{Compiled, own_key, passes_rule_postures};
 use super::fleet::{Device, Fleet, User};
-use super::model::{At, Principal};
+use super::impact::impact;
+use super::model::{At, Policy, Principal};
 
 /// One device against every rule: the source rules it matches (sorted), and per rule
 /// whether it is a destination.
@@ -42,6 +44,19 @@ impl Compiled {
         let mut out = self.change(id, None);
         out.insert(id.to_owned());
         out
+    }
+
+    /// Compile another policy over the same fleet, in place. Returns the devices whose peer
+    /// maps changed (a superset: a device reached on other ports by the same peers is in it).
+    pub fn set_policy(&mut self, policy: Arc<Policy>) -> BTreeSet<String> {
+        let next = Compiled::from_parts(policy, self.fleet.clone());
+        let changed = impact(self, &next)
+            .devices()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        *self = next;
+        changed
     }
 
     /// Add or replace a person (their groups changed): re-evaluates their devices. Returns

@@ -134,6 +134,17 @@ proptest! {
                 }
             }
         }
+        // A new policy over the live fleet reports every map it changes.
+        let mut swapped = c.clone();
+        let reported = swapped.set_policy(std::sync::Arc::new(candidate.clone()));
+        let fresh = maps(&Compiled::new(&candidate, c.fleet()));
+        prop_assert_eq!(&maps(&swapped), &fresh);
+        let now = maps(&c);
+        for (id, m) in &now {
+            if fresh.get(id) != Some(m) {
+                prop_assert!(reported.contains(id), "{} changed under the new policy", id);
+            }
+        }
         // A live compile (slots with holes) diffs against a fresh one by device id.
         prop_assert_eq!(impact(&c, &Compiled::new(&policy, c.fleet())), Impact::default());
         let next = Compiled::new(&candidate, c.fleet());
