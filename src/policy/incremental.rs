@@ -50,11 +50,22 @@ impl Compiled {
     /// maps changed (a superset: a device reached on other ports by the same peers is in it).
     pub fn set_policy(&mut self, policy: Arc<Policy>) -> BTreeSet<String> {
         let next = Compiled::from_parts(policy, self.fleet.clone());
-        let changed = impact(self, &next)
+        self.replace(next)
+    }
+
+    /// Swap in a compile from scratch (a new policy, or a fleet rebuilt after a change that
+    /// touches many devices at once, such as new posture requirements). Returns the devices
+    /// whose peer maps changed, as [`Compiled::set_policy`] does; fleets may differ, and a
+    /// device in only one of them counts as changed.
+    pub fn replace(&mut self, next: Compiled) -> BTreeSet<String> {
+        let mut changed: BTreeSet<String> = impact(self, &next)
             .devices()
             .into_iter()
             .map(str::to_owned)
             .collect();
+        let (old, new): (BTreeSet<&str>, BTreeSet<&str>) =
+            (self.device_ids().collect(), next.device_ids().collect());
+        changed.extend(old.symmetric_difference(&new).map(|id| (*id).to_owned()));
         *self = next;
         changed
     }

@@ -119,6 +119,7 @@ proptest! {
         let mut c = Compiled::new(&policy, &fleet);
         for op in ops {
             let before = maps(&c);
+            let previous = c.clone();
             let changed = match op.clone() {
                 Op::Device(d) => c.upsert_device(d),
                 Op::RemoveDevice(id) => c.remove_device(&id),
@@ -127,10 +128,13 @@ proptest! {
             };
             let after = maps(&c);
             prop_assert_eq!(&after, &maps(&Compiled::new(&policy, c.fleet())), "after {:?}", op);
+            // The same step as a swap of whole compiles (fleets differ by the step).
+            let swapped = previous.clone().replace(Compiled::new(&policy, c.fleet()));
             let ids: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
             for id in ids {
                 if before.get(id) != after.get(id) {
                     prop_assert!(changed.contains(id), "{} changed but was not returned after {:?}", id, op);
+                    prop_assert!(swapped.contains(id), "{} changed but replace missed it after {:?}", id, op);
                 }
             }
         }
