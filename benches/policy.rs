@@ -6,8 +6,10 @@
 //! - `lint`: every check, the policy's tests included (which compiles it once);
 //! - `compile`: the whole reachability relation (DESIGN §4: under 1 s);
 //! - `impact`: the access delta between the policy and one with a rule changed (the diff);
-//! - `one_tag_change`: what a device's tag change costs today — a full recompile, since the
-//!   incremental peer-map update is the next step of issue 12 (target: under 10 ms).
+//! - `upsert_device_tag_change`: one server's tag changed on a compiled policy
+//!   (`Compiled::upsert_device`), the incremental peer-map update (target: under 10 ms);
+//! - `upsert_user_group_change`: one person moved to another group (`Compiled::upsert_user`),
+//!   which re-evaluates each of their devices.
 //!
 //! Run: `cargo bench --bench policy`.
 
@@ -61,6 +63,7 @@ fn fleet() -> Fleet {
                     firewall: true,
                     screen_lock: d % 11 != 0,
                 },
+                blocked: false,
             }
         })
         .collect();
@@ -115,6 +118,7 @@ fn bench(c: &mut Criterion) {
     let before = Compiled::new(&parsed.policy, &fleet);
     let after = Compiled::new(&changed.policy, &fleet);
     let delta = impact(&before, &after);
+    eprintln!("policy bench: compiled {:?}", before.stats());
     eprintln!(
         "policy bench: {} rules, {} devices; a one-rule change gains {} and loses {} grants",
         parsed.policy.rules.len(),
@@ -133,13 +137,39 @@ fn bench(c: &mut Criterion) {
         b.iter(|| Compiled::new(&parsed.policy, &fleet))
     });
     g.bench_function("impact", |b| b.iter(|| impact(&before, &after)));
-    let mut retagged = fleet.clone();
-    g.bench_function("one_tag_change", |b| {
+    // Each iteration is a real change: the server flips between two tags, the person
+    // between two group pairs.
+    let mut live = Compiled::new(&parsed.policy, &fleet);
+    let server = fleet.devices[0].clone();
+    let mut flip = false;
+    let (mut by_tag, mut by_group) = (Vec::new(), Vec::new());
+    g.bench_function("upsert_device_tag_change", |b| {
         b.iter(|| {
-            retagged.devices[0].tags = BTreeSet::from(["tag:t5".to_owned()]);
-            Compiled::new(&parsed.policy, &retagged)
+            flip = !flip;
+            let mut d = server.clone();
+            d.tags = BTreeSet::from([if flip { "tag:t5" } else { "tag:t0" }.to_owned()]);
+            by_tag.push(live.upsert_device(d).len());
         })
     });
+    let person = fleet.users[1].clone();
+    let mut moved = false;
+    g.bench_function("upsert_user_group_change", |b| {
+        b.iter(|| {
+            moved = !moved;
+            let mut u = person.clone();
+            if moved {
+                u.groups = BTreeSet::from(["g100".to_owned(), "g101".to_owned()]);
+            }
+            by_group.push(live.upsert_user(u).len());
+        })
+    });
+    eprintln!(
+        "policy bench: peer maps changed per tag change {:?}..={:?}, per group change {:?}..={:?}",
+        by_tag.iter().min(),
+        by_tag.iter().max(),
+        by_group.iter().min(),
+        by_group.iter().max()
+    );
     g.finish();
 }
 

@@ -60,6 +60,9 @@ pub fn device(org: OrgView<'_>, d: &ReadDevice) -> Option<policy::Device> {
             .filter(|e| !e.is_empty())
             .or_else(|| d.owner.clone().filter(|o| o.contains('@'))),
         signals: signals(org, d),
+        // Blocked devices are left out above; an incremental caller could keep them in
+        // with `blocked: true` instead (an empty map, selected by no rule).
+        blocked: false,
     })
 }
 

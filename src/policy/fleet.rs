@@ -22,6 +22,10 @@ pub struct Device {
     pub owner_id: Option<String>,
     pub owner_email: Option<String>,
     pub signals: Signals,
+    /// Out of compliance with a posture whose action is `block`: no principal selects it
+    /// (neither as a source nor as a destination of any rule, not even `*` or
+    /// `autogroup:self`), so its peer map is empty and nobody's map names it.
+    pub blocked: bool,
 }
 
 /// The posture signals a device last reported.
@@ -93,6 +97,9 @@ impl Fleet {
         hosts: &dyn Fn(&str) -> Option<ipnet::IpNet>,
         user: &dyn Fn(&str) -> Option<&'u User>,
     ) -> bool {
+        if d.blocked {
+            return false;
+        }
         let owned = !d.is_tagged();
         match p {
             Principal::Any => true,
@@ -119,9 +126,12 @@ impl Fleet {
         }
     }
 
-    /// `autogroup:self` from `src`'s side: the untagged devices of an untagged source's owner.
+    /// `autogroup:self` from `src`'s side: the untagged devices of an untagged source's owner
+    /// (blocked devices on neither side).
     pub fn same_owner(src: &Device, dst: &Device) -> bool {
-        !src.is_tagged()
+        !src.blocked
+            && !dst.blocked
+            && !src.is_tagged()
             && !dst.is_tagged()
             && src.owner_id.is_some()
             && src.owner_id == dst.owner_id

@@ -2,8 +2,9 @@
 //! ports) a candidate policy would grant that the current one does not, and which it would
 //! take away. Both policies must be compiled over the same fleet.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::bits::DeviceSet;
 use super::eval::Compiled;
 use super::model::{PortRange, Proto};
 
@@ -22,16 +23,16 @@ pub struct Impact {
     pub lost: Vec<Change>,
 }
 
-type Access = BTreeMap<(String, Proto), Vec<PortRange>>;
-
-fn access(c: &Compiled, src: &str) -> Access {
-    let mut out: Access = BTreeMap::new();
-    for g in c.grants(src) {
-        out.entry((g.dst.to_owned(), g.proto))
-            .or_default()
-            .push(g.ports);
+impl Impact {
+    /// The devices whose peer maps differ: a changed pair changes its source's grants and
+    /// its destination's inbound.
+    pub fn devices(&self) -> BTreeSet<&str> {
+        self.gained
+            .iter()
+            .chain(&self.lost)
+            .flat_map(|c| [c.src.as_str(), c.dst.as_str()])
+            .collect()
     }
-    out
 }
 
 /// `a − b` over sorted, disjoint inclusive ranges.
@@ -63,31 +64,135 @@ fn subtract(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
         .collect()
 }
 
-fn delta(src: &str, from: &Access, to: &Access, out: &mut Vec<Change>) {
-    for ((dst, proto), ranges) in to {
-        let have = from
-            .get(&(dst.clone(), *proto))
-            .map_or(&[][..], Vec::as_slice);
-        for ports in subtract(ranges, have) {
+type Memo = HashMap<DeviceSet, Vec<(Proto, PortRange)>>;
+
+type Access<'a> = BTreeMap<&'a str, Vec<(Proto, PortRange)>>;
+
+/// Per destination and protocol, what `to` has that `from` lacks.
+fn delta(
+    src: &str,
+    dst: &str,
+    from: &[(Proto, PortRange)],
+    to: &[(Proto, PortRange)],
+    out: &mut Vec<Change>,
+) {
+    for proto in Proto::ALL {
+        let of = |xs: &[(Proto, PortRange)]| -> Vec<PortRange> {
+            xs.iter()
+                .filter(|(p, _)| *p == proto)
+                .map(|(_, r)| *r)
+                .collect()
+        };
+        for ports in subtract(&of(to), &of(from)) {
             out.push(Change {
                 src: src.to_owned(),
-                dst: dst.clone(),
-                proto: *proto,
+                dst: dst.to_owned(),
+                proto,
                 ports,
             });
         }
     }
 }
 
-/// What changes if `after` replaces `before`.
+/// The change shared by every source with the same signature in both compiles: what its
+/// rows grant apart from `autogroup:self`, destination by destination.
+#[derive(Default)]
+struct Shared<'a> {
+    gained: Vec<(&'a str, Vec<(Proto, PortRange)>)>,
+    lost: Vec<(&'a str, Vec<(Proto, PortRange)>)>,
+}
+
+fn shared<'a>(old: &Access<'a>, new: &Access<'a>) -> Shared<'a> {
+    let mut out = Shared::default();
+    let none = Vec::new();
+    let dsts: BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
+    for dst in dsts {
+        let (o, n) = (old.get(dst).unwrap_or(&none), new.get(dst).unwrap_or(&none));
+        if o == n {
+            continue;
+        }
+        let (mut g, mut l) = (Vec::new(), Vec::new());
+        delta("", dst, o, n, &mut g);
+        delta("", dst, n, o, &mut l);
+        if !g.is_empty() {
+            out.gained
+                .push((dst, g.into_iter().map(|c| (c.proto, c.ports)).collect()));
+        }
+        if !l.is_empty() {
+            out.lost
+                .push((dst, l.into_iter().map(|c| (c.proto, c.ports)).collect()));
+        }
+    }
+    out
+}
+
+/// What changes if `after` replaces `before`, both compiled over fleets with the same
+/// devices and people (slots may differ: devices pair by id).
+///
+/// Sources with the same signature in both compiles share their rows, so the change is
+/// worked out once per pair of signatures; only the destinations that depend on the source
+/// (itself, and its owner's devices through `autogroup:self`) are looked at per source.
 pub fn impact(before: &Compiled, after: &Compiled) -> Impact {
     let sources: BTreeSet<&str> = before.device_ids().chain(after.device_ids()).collect();
     let mut out = Impact::default();
+    let mut cache: HashMap<(Option<usize>, Option<usize>), Shared> = HashMap::new();
+    let mut memos: [Memo; 2] = [HashMap::new(), HashMap::new()];
     for src in sources {
-        let (old, new) = (access(before, src), access(after, src));
-        delta(src, &old, &new, &mut out.gained);
-        delta(src, &new, &old, &mut out.lost);
+        let (sb, sa) = (before.device_index(src), after.device_index(src));
+        let key = (
+            sb.and_then(|s| before.sig_index(s)),
+            sa.and_then(|s| after.sig_index(s)),
+        );
+        if key == (None, None) {
+            continue;
+        }
+        let change = cache.entry(key).or_insert_with(|| {
+            let old = key.0.map_or_else(Access::new, |i| before.shared_access(i));
+            let new = key.1.map_or_else(Access::new, |i| after.shared_access(i));
+            shared(&old, &new)
+        });
+        // The destinations whose verdict depends on the source.
+        let mut own: BTreeSet<&str> = BTreeSet::from([src]);
+        for (c, s) in [(before, sb), (after, sa)] {
+            if let Some(set) = s.and_then(|s| c.own(s)) {
+                own.extend(c.ids(set));
+            }
+        }
+        for (list, into) in [
+            (&change.gained, &mut out.gained),
+            (&change.lost, &mut out.lost),
+        ] {
+            for (dst, ranges) in list {
+                if own.contains(dst) {
+                    continue;
+                }
+                into.extend(ranges.iter().map(|&(proto, ports)| Change {
+                    src: src.to_owned(),
+                    dst: (*dst).to_owned(),
+                    proto,
+                    ports,
+                }));
+            }
+        }
+        for dst in own.into_iter().filter(|d| *d != src) {
+            let to =
+                |c: &Compiled, s: Option<usize>, memo: &mut Memo| match (s, c.device_index(dst)) {
+                    (Some(s), Some(d)) => {
+                        // A person's devices mostly share one class set: expand it once.
+                        let ks = c.classes_to(s, d);
+                        memo.entry(ks)
+                            .or_insert_with_key(|ks| c.ports_of(ks))
+                            .clone()
+                    }
+                    _ => Vec::new(),
+                };
+            let (old, new) = (to(before, sb, &mut memos[0]), to(after, sa, &mut memos[1]));
+            delta(src, dst, &old, &new, &mut out.gained);
+            delta(src, dst, &new, &old, &mut out.lost);
+        }
     }
+    out.gained.sort();
+    out.lost.sort();
     out
 }
 

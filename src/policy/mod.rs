@@ -10,8 +10,11 @@
 //!   [`parse::Source`] mapping pointers to positions; `build` turns the tree into the model.
 //! - [`lint`]: every problem at once, each with severity, pointer, line, column and rule.
 //! - [`fleet`]: the devices and people a policy is evaluated against.
-//! - [`eval`]: compile a policy over a fleet into per-source rows; see its docs for why
-//!   the form can later be updated incrementally.
+//! - [`eval`]: compile a policy over a fleet it owns: slots, port classes, rules as sets.
+//! - `rows`: one row per class of sources that match the same rules (a "signature"), with
+//!   `autogroup:self` applied per device when read; grants, inbound, allows.
+//! - `incremental`: upsert and remove devices and people on a compiled policy, returning
+//!   exactly whose peer maps changed, without an all-pairs rescan.
 //! - [`checks`]: the policy's own tests, run over a compiled policy.
 //! - [`impact`]: the access a policy change grants and takes away, pair by pair.
 
@@ -22,6 +25,9 @@ pub mod checks;
 pub mod eval;
 pub mod fleet;
 pub mod impact;
+mod incremental;
+#[cfg(test)]
+mod incremental_tests;
 mod json_scan;
 pub mod lint;
 pub mod model;
@@ -32,6 +38,7 @@ mod reference;
 mod reference_tests;
 #[cfg(test)]
 mod roundtrip_tests;
+mod rows;
 pub mod syntax;
 #[cfg(test)]
 mod tests;
@@ -44,3 +51,4 @@ pub use impact::{Change, Impact, impact};
 pub use lint::{Diagnostic, Severity, lint};
 pub use model::{Action, At, Policy, PortRange, Pos, Principal, Proto, Rule, Version};
 pub use parse::{Format, Parsed, Source, parse};
+pub use rows::Stats;

@@ -11,6 +11,9 @@ use super::model::*;
 use super::{Compiled, Device, Fleet, Signals, User};
 
 pub(super) fn in_principal(policy: &Policy, fleet: &Fleet, p: &Principal, d: &Device) -> bool {
+    if d.blocked {
+        return false;
+    }
     let untagged = d.tags.is_empty();
     let ip = IpAddr::V4(d.ipv4);
     match p {
@@ -75,7 +78,9 @@ fn hits(
         })
         && r.dst.iter().any(|p| match p.value {
             Principal::SelfDevices => {
-                s.tags.is_empty()
+                !s.blocked
+                    && !d.blocked
+                    && s.tags.is_empty()
                     && d.tags.is_empty()
                     && s.owner_id.is_some()
                     && s.owner_id == d.owner_id
@@ -179,7 +184,7 @@ fn rule() -> impl Strategy<Value = Rule> {
 
 pub(super) fn policy() -> impl Strategy<Value = Policy> {
     (
-        prop::collection::vec(rule(), 0..7),
+        prop::collection::vec(rule(), 1..7),
         prop::bool::weighted(0.25),
     )
         .prop_map(|(rules, default)| {
@@ -228,6 +233,7 @@ pub(super) fn fleet() -> impl Strategy<Value = Fleet> {
         any::<bool>(),
         prop::sample::select(vec!["linux", "macos"]),
         prop::sample::select(vec!["6.0", "6.1", "6.2"]),
+        prop::bool::weighted(0.1),
     );
     let user = prop::sample::subsequence(GROUPS.to_vec(), 0..=3);
     (
@@ -238,7 +244,7 @@ pub(super) fn fleet() -> impl Strategy<Value = Fleet> {
             devices: devices
                 .into_iter()
                 .enumerate()
-                .map(|(i, (tags, owner, ip, disk, os, ver))| Device {
+                .map(|(i, (tags, owner, ip, disk, os, ver, blocked))| Device {
                     id: format!("d{i}"),
                     ipv4: Ipv4Addr::new(10, 0, 0, ip),
                     tags: tags.into_iter().map(str::to_owned).collect(),
@@ -250,6 +256,7 @@ pub(super) fn fleet() -> impl Strategy<Value = Fleet> {
                         disk_encrypted: disk,
                         ..Signals::default()
                     },
+                    blocked,
                 })
                 .collect(),
             users: users

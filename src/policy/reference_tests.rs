@@ -57,7 +57,9 @@ fn naive_passes(policy: &Policy, fleet: &Fleet, t: &PolicyTest) -> bool {
                 let (src, dst) = (&fleet.devices[s], &fleet.devices[d]);
                 let selected = match &target.value.dst {
                     Principal::SelfDevices => {
-                        src.tags.is_empty()
+                        !src.blocked
+                            && !dst.blocked
+                            && src.tags.is_empty()
                             && dst.tags.is_empty()
                             && src.owner_id.is_some()
                             && src.owner_id == dst.owner_id

@@ -41,6 +41,7 @@ fn device(id: &str, ip: [u8; 4], tags: &[&str], owner: Option<&str>) -> Device {
             firewall: true,
             screen_lock: true,
         },
+        blocked: false,
     }
 }
 
