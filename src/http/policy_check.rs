@@ -285,7 +285,7 @@ pub struct AccessChange {
 pub struct AccessImpact {
     pub gained_count: usize,
     pub lost_count: usize,
-    /// At most 1,000, sorted by source, destination, protocol, ports.
+    /// At most 1,000 each way (the first by source, destination, protocol, ports).
     pub gained: Vec<AccessChange>,
     pub lost: Vec<AccessChange>,
     /// True when a list was cut at 1,000.
@@ -296,7 +296,7 @@ pub struct AccessImpact {
 pub fn impact(org: OrgView<'_>, fleet: &Fleet, candidate: &Policy) -> AccessImpact {
     let before = Compiled::new(&current_policy(org), fleet);
     let after = Compiled::new(candidate, fleet);
-    let delta = policy::impact(&before, &after);
+    let delta = policy::impact_within(&before, &after, MAX_CHANGES);
     let view = |c: &policy::Change| {
         let s = org.device(&c.src);
         let d = org.device(&c.dst);
@@ -314,11 +314,11 @@ pub fn impact(org: OrgView<'_>, fleet: &Fleet, candidate: &Policy) -> AccessImpa
         }
     };
     AccessImpact {
-        gained_count: delta.gained.len(),
-        lost_count: delta.lost.len(),
-        truncated: delta.gained.len() > MAX_CHANGES || delta.lost.len() > MAX_CHANGES,
-        gained: delta.gained.iter().take(MAX_CHANGES).map(view).collect(),
-        lost: delta.lost.iter().take(MAX_CHANGES).map(view).collect(),
+        gained_count: delta.gained_count,
+        lost_count: delta.lost_count,
+        truncated: delta.gained_count > delta.gained.len() || delta.lost_count > delta.lost.len(),
+        gained: delta.gained.iter().map(view).collect(),
+        lost: delta.lost.iter().map(view).collect(),
     }
 }
 

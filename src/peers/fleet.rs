@@ -44,9 +44,10 @@ pub fn signals(org: OrgView<'_>, d: &ReadDevice) -> policy::Signals {
 }
 
 /// The policy's view of one device, or `None` when it is not in the network (see
-/// [`is_connected`], [`is_blocked`]).
+/// [`is_connected`]). A device posture blocks stays in, `blocked`: no rule selects it, on
+/// either side, and the policy's tests see it fail.
 pub fn device(org: OrgView<'_>, d: &ReadDevice) -> Option<policy::Device> {
-    if !is_connected(org, d) || is_blocked(org, d) {
+    if !is_connected(org, d) {
         return None;
     }
     let owner = org.owner_of(d);
@@ -60,9 +61,7 @@ pub fn device(org: OrgView<'_>, d: &ReadDevice) -> Option<policy::Device> {
             .filter(|e| !e.is_empty())
             .or_else(|| d.owner.clone().filter(|o| o.contains('@'))),
         signals: signals(org, d),
-        // Blocked devices are left out above; an incremental caller could keep them in
-        // with `blocked: true` instead (an empty map, selected by no rule).
-        blocked: false,
+        blocked: is_blocked(org, d),
     })
 }
 

@@ -54,6 +54,8 @@ struct Inner {
 struct Work {
     rebuild: bool,
     devices: BTreeSet<String>,
+    /// Devices whose name, key or addresses changed.
+    shown: BTreeSet<String>,
     users: BTreeSet<String>,
     /// The org sequence number of its last event in the batch.
     seq: u64,
@@ -174,6 +176,7 @@ impl Peers {
         }
         for (org_id, w) in work {
             if !(w.rebuild || !w.devices.is_empty() || !w.users.is_empty()) {
+                // Nothing that changes access (the org's own settings, tokens, keys…).
                 continue;
             }
             let org = models.org(&org_id);
@@ -191,15 +194,12 @@ impl Peers {
             if w.rebuild {
                 peers.rebuild(org, w.seq);
             } else {
-                let mut touched = w.devices.clone();
-                for user in &w.users {
-                    if let Some(u) = org.user(user) {
-                        touched.extend(org.devices_of(u).into_iter().map(|d| d.id.clone()));
-                    } else {
-                        // Removed: their devices went in the same append, and are touched.
-                    }
-                }
-                peers.touch(org, &touched, w.seq);
+                let touched = org::Touched {
+                    devices: &w.devices,
+                    shown: &w.shown,
+                    users: &w.users,
+                };
+                peers.touch(org, touched, w.seq);
             }
             drop(peers);
             if w.fleet_changed {
@@ -227,14 +227,14 @@ fn classify(event: &Event, w: &mut Work) {
             w.rebuild = true;
             w.fleet_changed = true;
         }
-        Event::DeviceRegistered(e) => device(&e.device_id, w),
-        Event::DeviceUpdated(e) => device(&e.device_id, w),
+        Event::DeviceRegistered(e) => shown(&e.device_id, w),
+        Event::DeviceUpdated(e) => shown(&e.device_id, w),
         Event::DeviceTagged(e) => device(&e.device_id, w),
         Event::DeviceUntagged(e) => device(&e.device_id, w),
         Event::DeviceOwnerChanged(e) => device(&e.device_id, w),
         Event::DeviceKeyExpired(e) => device(&e.device_id, w),
         Event::DeviceRemoved(e) => device(&e.device_id, w),
-        Event::DeviceCredentialRotated(e) => device(&e.device_id, w),
+        Event::DeviceCredentialRotated(e) => shown(&e.device_id, w),
         Event::PostureReported(e) => device(&e.device_id, w),
         Event::PostureViolation(e) => device(&e.device_id, w),
         Event::PostureRestored(e) => device(&e.device_id, w),
@@ -255,6 +255,13 @@ fn classify(event: &Event, w: &mut Work) {
         Event::GroupMemberRemoved(e) => user(&e.user_id, w),
         _ => {}
     }
+}
+
+/// A device whose access may change and whose name, key or addresses peers show.
+fn shown(id: &str, w: &mut Work) {
+    w.devices.insert(id.to_owned());
+    w.shown.insert(id.to_owned());
+    w.fleet_changed = true;
 }
 
 fn user(id: &str, w: &mut Work) {

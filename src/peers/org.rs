@@ -1,6 +1,6 @@
-//! One organization's peer maps: its policy compiled over its fleet, and each device's
-//! peer-map version (the org sequence number of the last change to what it may reach, or to
-//! who may reach it).
+//! One organization's peer maps: its policy compiled over its fleet, kept up to date in place
+//! by the policy core's incremental updates, and each device's peer-map version (the org
+//! sequence number of the last change to what it may reach, or to who may reach it).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,21 +22,31 @@ pub struct DevicePeers {
 }
 
 pub struct OrgPeers {
-    /// The policy in force, parsed (`None`: no policy yet, default deny).
-    policy: Option<Arc<Policy>>,
+    /// The version of the policy compiled (0: none yet, so the empty policy: default deny).
     policy_version: u64,
-    compiled: Option<Compiled>,
+    compiled: Compiled,
     /// Per device, the sequence number its peer map last changed at.
     versions: HashMap<String, u64>,
     /// The version of every device not in `versions`: when this map was built.
     floor: u64,
 }
 
+/// What changed about the organization, for [`OrgPeers::touch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Touched<'a> {
+    /// Devices whose access may have changed (tags, owner, posture, removal…).
+    pub devices: &'a BTreeSet<String>,
+    /// Devices whose name, key or addresses changed: whoever sees them must refetch.
+    pub shown: &'a BTreeSet<String>,
+    /// People whose groups, email or standing changed.
+    pub users: &'a BTreeSet<String>,
+}
+
 /// Parses the policy text of the organization's current version. A stored version always
 /// linted clean, so a parse failure means a bug: fail closed (no access) and say so.
-fn current_policy(org: OrgView<'_>) -> (Option<Arc<Policy>>, u64) {
+fn current_policy(org: OrgView<'_>) -> (Arc<Policy>, u64) {
     let Some(v) = org.policy().current() else {
-        return (None, 0);
+        return (Arc::new(Policy::default()), 0);
     };
     let format = if v.format == "json" {
         policy::Format::Json
@@ -44,10 +54,10 @@ fn current_policy(org: OrgView<'_>) -> (Option<Arc<Policy>>, u64) {
         policy::Format::Yaml
     };
     match policy::parse(&v.text, format) {
-        Ok(p) => (Some(Arc::new(p.policy)), v.version),
+        Ok(p) => (Arc::new(p.policy), v.version),
         Err(d) => {
             tracing::error!(org = org.id(), version = v.version, problem = %d.message, "stored policy does not parse; denying all");
-            (None, v.version)
+            (Arc::new(Policy::default()), v.version)
         }
     }
 }
@@ -56,13 +66,9 @@ impl OrgPeers {
     /// Builds the organization's peer maps from scratch; every device's version is `seq`.
     pub fn build(org: OrgView<'_>, seq: u64) -> OrgPeers {
         let (policy, policy_version) = current_policy(org);
-        let compiled = policy
-            .as_ref()
-            .map(|p| Compiled::new(p, &fleet::fleet(org)));
         OrgPeers {
-            policy,
             policy_version,
-            compiled,
+            compiled: Compiled::from_parts(policy, fleet::fleet(org)),
             versions: HashMap::new(),
             floor: seq,
         }
@@ -72,12 +78,14 @@ impl OrgPeers {
         self.policy_version
     }
 
-    pub fn compiled(&self) -> Option<&Compiled> {
-        self.compiled.as_ref()
+    /// The policy compiled over the current fleet (the empty policy before the first).
+    pub fn compiled(&self) -> &Compiled {
+        &self.compiled
     }
 
+    /// The policy in force, parsed (`None` before the first).
     pub fn policy(&self) -> Option<&Policy> {
-        self.policy.as_deref()
+        (self.policy_version > 0).then(|| self.compiled.policy())
     }
 
     pub fn version(&self, device_id: &str) -> u64 {
@@ -90,10 +98,7 @@ impl OrgPeers {
             version: self.version(device_id),
             ..DevicePeers::default()
         };
-        let Some(c) = &self.compiled else {
-            return out;
-        };
-        for g in c.grants(device_id) {
+        for g in self.compiled.grants(device_id) {
             match out.outbound.last_mut() {
                 Some((dst, ports)) if dst == g.dst => ports.push((g.proto, g.ports)),
                 _ => out
@@ -101,60 +106,61 @@ impl OrgPeers {
                     .push((g.dst.to_owned(), vec![(g.proto, g.ports)])),
             }
         }
-        out.inbound = inbound(c, device_id);
+        out.inbound = self
+            .compiled
+            .inbound(device_id)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         out
     }
 
-    /// Rebuilds after a change that may touch everyone (a new policy, new posture rules, a
-    /// renamed group) and moves the version of every device whose map changed to `seq`.
-    pub fn rebuild(&mut self, org: OrgView<'_>, seq: u64) {
-        let next = OrgPeers::build(org, seq);
-        let ids: BTreeSet<String> = self.device_ids().chain(next.device_ids()).collect();
+    fn bump(&mut self, ids: impl IntoIterator<Item = String>, seq: u64) {
         for id in ids {
-            let (mut a, mut b) = (self.peers(&id), next.peers(&id));
-            a.version = 0;
-            b.version = 0;
-            if a != b {
-                self.versions.insert(id, seq);
-            }
-        }
-        self.policy = next.policy;
-        self.policy_version = next.policy_version;
-        self.compiled = next.compiled;
-    }
-
-    /// After changes to the devices `touched` (their tags, owner, posture, person's groups…):
-    /// brings the maps up to date, moving the versions of the devices whose maps changed, and
-    /// of those that see a touched device as a peer (its name or key may have changed).
-    pub fn touch(&mut self, org: OrgView<'_>, touched: &BTreeSet<String>, seq: u64) {
-        let mut bump: BTreeSet<String> = touched.clone();
-        for id in touched {
-            let p = self.peers(id);
-            bump.extend(p.outbound.into_iter().map(|(d, _)| d));
-            bump.extend(p.inbound);
-        }
-        self.rebuild(org, seq);
-        for id in touched {
-            let p = self.peers(id);
-            bump.extend(p.outbound.into_iter().map(|(d, _)| d));
-            bump.extend(p.inbound);
-        }
-        for id in bump {
             self.versions.insert(id, seq);
         }
     }
 
-    fn device_ids(&self) -> impl Iterator<Item = String> + '_ {
-        self.compiled
-            .iter()
-            .flat_map(|c| c.device_ids().map(str::to_owned))
+    /// After a change that may touch everyone (a new policy, new posture rules, a renamed
+    /// group): compiles again and moves the version of every device whose map changed.
+    pub fn rebuild(&mut self, org: OrgView<'_>, seq: u64) {
+        let (policy, policy_version) = current_policy(org);
+        let next = Compiled::from_parts(policy, fleet::fleet(org));
+        let changed = self.compiled.replace(next);
+        self.policy_version = policy_version;
+        self.bump(changed, seq);
     }
-}
 
-/// The sources that may reach `dst` on some port.
-fn inbound(c: &Compiled, dst: &str) -> Vec<String> {
-    c.device_ids()
-        .filter(|&s| s != dst && c.grants(s).iter().any(|g| g.dst == dst))
-        .map(str::to_owned)
-        .collect()
+    /// After changes to some devices and people: updates only what they touch, and moves the
+    /// versions of the devices whose maps changed — and, for devices whose name, key or
+    /// addresses changed, of everyone who sees them.
+    pub fn touch(&mut self, org: OrgView<'_>, t: Touched<'_>, seq: u64) {
+        let mut bump: BTreeSet<String> = BTreeSet::new();
+        let mut devices = t.devices.clone();
+        for id in t.users {
+            match org.user(id) {
+                Some(u) => {
+                    bump.extend(self.compiled.upsert_user(fleet::user(org, u)));
+                    // Deactivation and reactivation change whether their devices connect.
+                    devices.extend(org.devices_of(u).into_iter().map(|d| d.id.clone()));
+                }
+                None => bump.extend(self.compiled.remove_user(id)),
+            }
+        }
+        for id in t.shown {
+            bump.extend(self.compiled.peers(id).into_iter().map(str::to_owned));
+        }
+        for id in &devices {
+            let now = org.device(id).and_then(|d| fleet::device(org, d));
+            bump.extend(match now {
+                Some(d) => self.compiled.upsert_device(d),
+                None => self.compiled.remove_device(id),
+            });
+        }
+        for id in t.shown {
+            bump.insert(id.clone());
+            bump.extend(self.compiled.peers(id).into_iter().map(str::to_owned));
+        }
+        self.bump(bump, seq);
+    }
 }

@@ -21,6 +21,9 @@ pub struct Change {
 pub struct Impact {
     pub gained: Vec<Change>,
     pub lost: Vec<Change>,
+    /// How many changes there are in all; the lists hold at most the limit asked for.
+    pub gained_count: usize,
+    pub lost_count: usize,
 }
 
 impl Impact {
@@ -133,6 +136,13 @@ fn shared<'a>(old: &Access<'a>, new: &Access<'a>) -> Shared<'a> {
 /// worked out once per pair of signatures; only the destinations that depend on the source
 /// (itself, and its owner's devices through `autogroup:self`) are looked at per source.
 pub fn impact(before: &Compiled, after: &Compiled) -> Impact {
+    impact_within(before, after, usize::MAX)
+}
+
+/// [`impact`], listing at most `limit` changes each way (the first by source, destination,
+/// protocol, ports) while counting them all, so a change that touches every pair of a big
+/// fleet costs time but not memory.
+pub fn impact_within(before: &Compiled, after: &Compiled, limit: usize) -> Impact {
     let sources: BTreeSet<&str> = before.device_ids().chain(after.device_ids()).collect();
     let mut out = Impact::default();
     let mut cache: HashMap<(Option<usize>, Option<usize>), Shared> = HashMap::new();
@@ -158,15 +168,17 @@ pub fn impact(before: &Compiled, after: &Compiled) -> Impact {
                 own.extend(c.ids(set));
             }
         }
-        for (list, into) in [
-            (&change.gained, &mut out.gained),
-            (&change.lost, &mut out.lost),
+        for (list, into, count) in [
+            (&change.gained, &mut out.gained, &mut out.gained_count),
+            (&change.lost, &mut out.lost, &mut out.lost_count),
         ] {
             for (dst, ranges) in list {
                 if own.contains(dst) {
                     continue;
                 }
-                into.extend(ranges.iter().map(|&(proto, ports)| Change {
+                *count += ranges.len();
+                let room = limit.saturating_sub(into.len());
+                into.extend(ranges.iter().take(room).map(|&(proto, ports)| Change {
                     src: src.to_owned(),
                     dst: (*dst).to_owned(),
                     proto,
@@ -187,8 +199,17 @@ pub fn impact(before: &Compiled, after: &Compiled) -> Impact {
                     _ => Vec::new(),
                 };
             let (old, new) = (to(before, sb, &mut memos[0]), to(after, sa, &mut memos[1]));
-            delta(src, dst, &old, &new, &mut out.gained);
-            delta(src, dst, &new, &old, &mut out.lost);
+            let (mut g, mut l) = (Vec::new(), Vec::new());
+            delta(src, dst, &old, &new, &mut g);
+            delta(src, dst, &new, &old, &mut l);
+            for (found, into, count) in [
+                (g, &mut out.gained, &mut out.gained_count),
+                (l, &mut out.lost, &mut out.lost_count),
+            ] {
+                *count += found.len();
+                let room = limit.saturating_sub(into.len());
+                into.extend(found.into_iter().take(room));
+            }
         }
     }
     out.gained.sort();

@@ -47,7 +47,7 @@ pub use bits::DeviceSet;
 pub use checks::{Failure, TestOutcome, run_tests};
 pub use eval::{Compiled, Grant};
 pub use fleet::{Device, Fleet, Signals, User};
-pub use impact::{Change, Impact, impact};
+pub use impact::{Change, Impact, impact, impact_within};
 pub use lint::{Diagnostic, Severity, lint};
 pub use model::{Action, At, Policy, PortRange, Pos, Principal, Proto, Rule, Version};
 pub use parse::{Format, Parsed, Source, parse};

@@ -296,3 +296,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn impact_within_a_limit_lists_that_many_and_counts_them_all() {
+    let fleet = Fleet {
+        devices: (0..30u8)
+            .map(|i| device(&format!("d{i:02}"), [100, 64, 0, i + 1], &["tag:a"], None))
+            .collect(),
+        users: Vec::new(),
+    };
+    let open = super::parse(
+        "version: 1\nrules:\n  - { name: all, action: accept, src: ['*'], dst: ['*'], proto: tcp, ports: ['22', '80'] }\n",
+        super::Format::Yaml,
+    )
+    .unwrap()
+    .policy;
+    let before = Compiled::new(&Policy::default(), &fleet);
+    let after = Compiled::new(&open, &fleet);
+    let all = super::impact(&before, &after);
+    let some = super::impact_within(&before, &after, 10);
+    assert_eq!(all.gained.len(), 30 * 29 * 2);
+    assert_eq!(all.gained_count, all.gained.len());
+    assert_eq!(some.gained.len(), 10);
+    assert_eq!(some.gained_count, all.gained_count);
+    assert_eq!(
+        some.gained[..],
+        all.gained[..10],
+        "the first ones, in order"
+    );
+    assert_eq!((some.lost.len(), some.lost_count), (0, 0));
+}

@@ -13,8 +13,7 @@ use events::event::TestFailure;
 
 use crate::execute::{Command, execute};
 use crate::mint;
-use crate::peers::fleet;
-use crate::policy::{self, Compiled};
+use crate::policy;
 use crate::state::AppState;
 
 /// Changes arriving within this window are checked together.
@@ -39,42 +38,45 @@ pub async fn run(state: AppState) {
     }
 }
 
-/// Evaluates the tests of `org_id`'s policy over its current fleet and records transitions.
+/// Evaluates the tests of `org_id`'s policy over its current fleet — the peer maps' live
+/// compile, so nothing is compiled again — and records transitions.
 pub async fn check(state: &AppState, org_id: &str) -> Result<(), String> {
-    let models = state.models().load();
-    let org = models.state.org(org_id);
-    let Some(current) = org.policy().current() else {
-        return Ok(());
-    };
-    let version = current.version;
-    let format = if current.format == "json" {
-        policy::Format::Json
-    } else {
-        policy::Format::Yaml
-    };
-    let parsed = policy::parse(&current.text, format).map_err(|d| d.message)?;
-    if parsed.policy.tests.is_empty() && org.policy().failing.is_empty() {
-        return Ok(());
-    }
-    let fleet = fleet::fleet(org);
-    let compiled = Compiled::new(&parsed.policy, &fleet);
-    let failing: BTreeMap<String, Vec<TestFailure>> =
-        policy::run_tests(&parsed.policy, &fleet, &compiled)
-            .into_iter()
-            .filter(|t| !t.passed())
-            .map(|t| {
-                let failures = t
-                    .failures
-                    .into_iter()
-                    .map(|f| TestFailure {
-                        pointer: f.pointer,
-                        message: f.message,
-                    })
-                    .collect();
-                (t.name, failures)
+    let peers = state.peers().clone();
+    let org = org_id.to_owned();
+    let verdicts = tokio::task::spawn_blocking(move || {
+        peers
+            .with_org(&org, |o| {
+                let version = o.policy_version();
+                let policy = o.policy()?;
+                if policy.tests.is_empty() {
+                    return Some((version, BTreeMap::new()));
+                }
+                let c = o.compiled();
+                let failing: BTreeMap<String, Vec<TestFailure>> =
+                    policy::run_tests(c.policy(), c.fleet(), c)
+                        .into_iter()
+                        .filter(|t| !t.passed())
+                        .map(|t| {
+                            let failures = t
+                                .failures
+                                .into_iter()
+                                .map(|f| TestFailure {
+                                    pointer: f.pointer,
+                                    message: f.message,
+                                })
+                                .collect();
+                            (t.name, failures)
+                        })
+                        .collect();
+                Some((version, failing))
             })
-            .collect();
-    drop(models);
+            .flatten()
+    })
+    .await
+    .map_err(|e| format!("running the tests panicked: {e}"))?;
+    let Some((version, failing)) = verdicts else {
+        return Ok(());
+    };
     let command = Command::new(
         org_id,
         Actor::system("policy tests: re-run after the fleet changed"),
