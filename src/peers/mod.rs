@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use events::{Event, Recorded};
+use futures::StreamExt;
 use projections::Models;
 use tokio::sync::{mpsc, watch};
 
@@ -270,7 +271,12 @@ fn user(id: &str, w: &mut Work) {
 }
 
 /// Follows the log: builds every map once the read models caught up, then applies each new
-/// batch once the read models include it. Runs until the log's head channel closes.
+/// batch once the read models include it. Runs until the log closes.
+///
+/// It follows the log's shared live subscription (one decode feeds every subscriber) rather
+/// than reading pages itself, and applies on this task: a batch that touches a few devices
+/// costs about a millisecond. Only a batch that recompiles an organization (a new policy or
+/// posture rules) goes to a blocking thread.
 pub async fn follow(state: AppState) {
     let peers = state.peers().clone();
     let models = state.models().clone();
@@ -278,32 +284,26 @@ pub async fn follow(state: AppState) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let snapshot = models.load();
-    let (built, at) = (snapshot.clone(), snapshot.position);
+    let at = snapshot.position;
     let p = peers.clone();
-    if tokio::task::spawn_blocking(move || p.build_all(&built.state, at))
+    if tokio::task::spawn_blocking(move || p.build_all(&snapshot.state, at))
         .await
         .is_err()
     {
         peers.fail("building them panicked");
         return;
     }
-    let mut done = at;
-    let mut head = state.log().watch_head();
-    loop {
-        let log = state.log().clone();
-        let batch =
-            match tokio::task::spawn_blocking(move || log.read_forward(done + 1, 1024)).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "peer maps cannot read the log; stopped");
-                    return;
-                }
-                Err(_) => return,
-            };
-        let Some(last) = batch.last().map(|r| r.position()) else {
-            if head.changed().await.is_err() {
+    let mut batches = std::pin::pin!(events::subscribe(state.log().clone(), at).ready_chunks(1024));
+    while let Some(batch) = batches.next().await {
+        let batch: Result<Vec<Arc<Recorded>>, _> = batch.into_iter().collect();
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                peers.fail(format!("cannot read the log: {e}"));
                 return;
             }
+        };
+        let Some(last) = batch.last().map(|r| r.position()) else {
             continue;
         };
         if !models
@@ -314,15 +314,34 @@ pub async fn follow(state: AppState) {
                 // The read models report their own failure.
                 return;
             }
-            continue;
+            // Slow, not failed: wait again for the same batch.
+            if !models.wait_for(last, Duration::from_secs(3600)).await {
+                return;
+            }
         }
         let current = models.load();
-        let p = peers.clone();
-        let applied = tokio::task::spawn_blocking(move || p.apply(&current.state, &batch)).await;
-        if applied.is_err() {
+        let heavy = batch.iter().any(|r| recompiles(&r.event));
+        let applied = if heavy {
+            let p = peers.clone();
+            tokio::task::spawn_blocking(move || p.apply(&current.state, &batch))
+                .await
+                .is_ok()
+        } else {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                peers.apply(&current.state, &batch)
+            }))
+            .is_ok()
+        };
+        if !applied {
             peers.fail("updating them panicked");
             return;
         }
-        done = last;
     }
+}
+
+/// Whether an event makes its organization compile again.
+fn recompiles(event: &Event) -> bool {
+    let mut w = Work::default();
+    classify(event, &mut w);
+    w.rebuild
 }
