@@ -138,12 +138,14 @@ pub const REMOVED: &str = "the device was removed";
 
 /// Whether a device's credential still works at `now`; `Err` says why it does not.
 pub fn credential_valid(device: &Device, now: i64) -> Result<(), &'static str> {
+    // Time first: the sweeper records a key that ran out as expired too, and the device
+    // should hear why.
     if device.is_removed() {
         Err(REMOVED)
-    } else if device.key_expired {
-        Err("the device's key was expired by an administrator")
     } else if device.key_expires_at.is_some_and(|t| t <= now) {
         Err("the device's key has expired")
+    } else if device.key_expired {
+        Err("the device's key was expired by an administrator")
     } else {
         Ok(())
     }

@@ -25,6 +25,7 @@ use crate::state::AppState;
 
 pub mod checkpoint;
 pub mod housekeeping;
+pub mod key_expiry;
 pub mod policy_tests;
 pub mod posture;
 pub mod retention;

@@ -5,6 +5,8 @@
 //! - When the organization sets `device_idle_removal_days`, **any** device idle longer than that
 //!   is removed with reason `idle`.
 //!
+//! - A device whose key ran out gets `device.key_expired` ([`super::key_expiry`]).
+//!
 //! A device that never sent a heartbeat counts as last seen when it registered. The server runs
 //! [`Sweeper`] as a timer worker every `Settings::sweep_every`; tests call [`sweep_once`]
 //! directly with a chosen time.
@@ -48,7 +50,9 @@ impl Worker for Sweeper {
     }
 
     async fn step(&mut self, state: &AppState, _: &[Arc<Recorded>]) -> Result<(), StepError> {
-        sweep_once(state, events::now_micros()).await?;
+        let now = events::now_micros();
+        sweep_once(state, now).await?;
+        super::key_expiry::expire_once(state, now).await?;
         Ok(())
     }
 }

@@ -158,3 +158,40 @@ async fn peer_maps_are_rebuilt_the_same_after_a_restart() {
     let after = (peers(&app, &web).await, peers(&app, &db).await);
     assert_eq!(before, after);
 }
+
+#[tokio::test]
+async fn a_device_whose_key_ran_out_leaves_its_peers_maps_when_the_sweeper_records_it() {
+    let app = spawn_app().await;
+    let server = node(&app, &["tag:server"], "server").await;
+    let key = key_secret(&app, json!({ "owner": "alice@example.com" })).await;
+    let laptop = register(&app, &key, "laptop").await;
+    let laptop_id = laptop["device"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        laptop["device"]["key_expires_at"].is_string(),
+        "a person's device expires"
+    );
+    apply(
+        &app,
+        "version: 1\nrules:\n  - { name: all, action: accept, src: ['*'], dst: ['*'], ports: ['*'] }\n",
+    )
+    .await;
+    assert_eq!(peers(&app, &server).await.len(), 1);
+    let later = events::now_micros() + 400 * 86_400 * 1_000_000;
+    let expired = quickztna::workers::key_expiry::expire_once(&app.state, later)
+        .await
+        .unwrap();
+    assert_eq!(expired, vec![laptop_id.clone()]);
+    assert!(peers(&app, &server).await.is_empty());
+    let audit = json(
+        app.get("/api/v1/audit-log?event_type=device.key_expired")
+            .await,
+    )
+    .await;
+    assert_eq!(audit["items"][0]["subject"]["id"], laptop_id.as_str());
+    assert_eq!(audit["items"][0]["actor"]["kind"], "system");
+    // Once recorded, never again.
+    let again = quickztna::workers::key_expiry::expire_once(&app.state, later)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}
