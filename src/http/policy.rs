@@ -91,7 +91,7 @@ fn convert(text: &str, from: Format, to: Format) -> Result<String, String> {
     get, path = "/policy", tag = "policy",
     responses(
         (status = 200, description = "The policy in force; `ETag` is its version (\"0\" before the first)",
-         content((String = "application/yaml"), (Object = "application/json")),
+         content((Object = "application/yaml"), (Object = "application/json")),
          headers(("ETag" = String, description = "The version, quoted"), ("X-Policy-Version" = u64))),
         (status = 406, description = "`Accept` names neither YAML nor JSON", body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ),
@@ -160,8 +160,11 @@ pub struct LintReport {
 /// current fleet, running its tests. Changes nothing.
 #[utoipa::path(
     post, path = "/policy/lint", tag = "policy",
-    request_body(content((String = "application/yaml"), (Object = "application/json")), description = "The candidate policy"),
-    responses((status = 200, description = "Every problem at once", body = LintReport)),
+    request_body(content((Object = "application/yaml"), (Object = "application/json")), description = "The candidate policy"),
+    responses(
+        (status = 200, description = "Every problem at once", body = LintReport),
+        (status = 422, description = "Not a policy document at all (not YAML or JSON, not a mapping, or past the size bounds); `problems` says where", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 async fn lint_policy(
@@ -178,9 +181,13 @@ async fn lint_policy(
     let report = run_blocking(move || {
         let org = models.state.org(&org_id);
         let fleet = fleet::fleet(org);
-        report(&check(org, &fleet, &text, format))
+        let checked = check(org, &fleet, &text, format);
+        if !checked.is_document() {
+            return Err(checked.refusal());
+        }
+        Ok(report(&checked))
     })
-    .await?;
+    .await??;
     Ok(Json(report))
 }
 
@@ -244,8 +251,11 @@ fn diff_of(
 /// The text diff and the access impact of a candidate policy against the one in force.
 #[utoipa::path(
     post, path = "/policy/diff", tag = "policy",
-    request_body(content((String = "application/yaml"), (Object = "application/json")), description = "The candidate policy"),
-    responses((status = 200, description = "The difference", body = PolicyDiff)),
+    request_body(content((Object = "application/yaml"), (Object = "application/json")), description = "The candidate policy"),
+    responses(
+        (status = 200, description = "The difference", body = PolicyDiff),
+        (status = 422, description = "Not a policy document at all (not YAML or JSON, not a mapping, or past the size bounds); `problems` says where", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 async fn diff_policy(
@@ -263,9 +273,12 @@ async fn diff_policy(
         let org = models.state.org(&org_id);
         let fleet = fleet::fleet(org);
         let checked = check(org, &fleet, &text, format);
-        diff_of(org, &fleet, &checked, &text)
+        if !checked.is_document() {
+            return Err(checked.refusal());
+        }
+        Ok(diff_of(org, &fleet, &checked, &text))
     })
-    .await?;
+    .await??;
     Ok(Json(diff))
 }
 
@@ -350,7 +363,7 @@ fn if_match(headers: &HeaderMap) -> Option<Vec<u64>> {
     params(PutQuery,
         ("If-Match" = Option<String>, Header, description = "The ETag of the version this replaces; 412 if another is in force"),
         ("X-Change-Reason" = Option<String>, Header, description = "Why, for the history")),
-    request_body(content((String = "application/yaml"), (Object = "application/json")), description = "The new policy"),
+    request_body(content((Object = "application/yaml"), (Object = "application/json")), description = "The new policy"),
     responses(
         (status = 200, description = "Applied (or, with dry_run, what it would do)", body = PolicyApplyResult,
          headers(("ETag" = String, description = "The version in force, quoted"))),
@@ -380,11 +393,6 @@ async fn put_policy(
     let models = state.models().load();
     let org = models.state.org(&principal.org_id);
     let current = org.policy().current().map_or(0, |v| v.version);
-    if let Some(accepted) = &if_match
-        && !accepted.contains(&current)
-    {
-        return Err(stale(current));
-    }
     let rollback_of = crate::domain::policy::rollback_of(org, &text);
     let org_id = principal.org_id.clone();
     let candidate = text.clone();
@@ -399,6 +407,13 @@ async fn put_policy(
         Ok(diff_of(org, &fleet, &checked, &candidate))
     })
     .await??;
+    // After the body's own checks (RFC 9110 §13.2.1: a request that is bad anyway gets that
+    // answer, not a 412).
+    if let Some(accepted) = &if_match
+        && !accepted.contains(&current)
+    {
+        return Err(stale(current));
+    }
     if dry_run {
         return Ok(respond(PolicyApplyResult {
             version: current,

@@ -186,6 +186,16 @@ pub struct Checked {
 }
 
 impl Checked {
+    /// Whether the text is a policy document at all: YAML or JSON whose top is a mapping.
+    /// Lint and diff report on anything that is; what is not gets a `422`.
+    pub fn is_document(&self) -> bool {
+        self.policy.is_some()
+            && !self
+                .problems
+                .iter()
+                .any(|d| d.pointer.is_empty() && d.message.starts_with("expected a mapping"))
+    }
+
     /// Whether it may be applied: no errors, only warnings.
     pub fn clean(&self) -> bool {
         policy::lint::is_clean(&self.problems)
