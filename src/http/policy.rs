@@ -16,8 +16,7 @@ use utoipa_axum::routes;
 use super::auth::Principal;
 use super::extract::{Json, Query};
 use super::policy_check::{
-    self, AccessImpact, LintProblem, TestResult, check, format_name, format_of, run_blocking,
-    text_of,
+    self, AccessImpact, LintProblem, TestResult, check, format_of, run_blocking, text_of,
 };
 use super::problem::Problem;
 use super::request_id::RequestId;
@@ -106,15 +105,7 @@ async fn get_policy(
     let models = state.models().load();
     let org = models.state.org(&principal.org_id);
     let (text, stored, version) = match org.policy().current() {
-        Some(v) => (
-            v.text.as_str(),
-            if v.format == "json" {
-                Format::Json
-            } else {
-                Format::Yaml
-            },
-            v.version,
-        ),
+        Some(v) => (v.text.as_str(), Format::named(&v.format), v.version),
         None => (EMPTY_POLICY, Format::Yaml, 0),
     };
     let Some(format) = wanted(&headers, stored) else {
@@ -425,7 +416,7 @@ async fn put_policy(
     }
     let cmd = Apply {
         text,
-        format: format_name(format),
+        format: format.name(),
         reason,
         if_match,
     };

@@ -106,13 +106,6 @@ pub fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
     }
 }
 
-pub fn format_name(f: Format) -> &'static str {
-    match f {
-        Format::Yaml => "yaml",
-        Format::Json => "json",
-    }
-}
-
 /// The body as text: a policy is UTF-8 whatever its format.
 pub fn text_of(body: &Bytes) -> Result<String, Problem> {
     String::from_utf8(body.to_vec()).map_err(|e| {
@@ -259,21 +252,6 @@ pub fn check(org: OrgView<'_>, fleet: &Fleet, text: &str, format: Format) -> Che
     }
 }
 
-/// The organization's current policy, parsed (the default-deny empty policy before the first).
-pub fn current_policy(org: OrgView<'_>) -> Policy {
-    let Some(v) = org.policy().current() else {
-        return Policy::default();
-    };
-    let format = if v.format == "json" {
-        Format::Json
-    } else {
-        Format::Yaml
-    };
-    policy::parse(&v.text, format)
-        .map(|p| p.policy)
-        .unwrap_or_default()
-}
-
 /// One (source → destination, protocol, ports) whose access a change grants or takes away.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AccessChange {
@@ -304,7 +282,7 @@ pub struct AccessImpact {
 
 /// The access delta from the current policy to `candidate`, over the current fleet.
 pub fn impact(org: OrgView<'_>, fleet: &Fleet, candidate: &Policy) -> AccessImpact {
-    let before = Compiled::new(&current_policy(org), fleet);
+    let before = Compiled::new(&crate::peers::org::policy_in_force(org).0, fleet);
     let after = Compiled::new(candidate, fleet);
     let delta = policy::impact_within(&before, &after, MAX_CHANGES);
     let view = |c: &policy::Change| {

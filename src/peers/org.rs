@@ -44,16 +44,11 @@ pub struct Touched<'a> {
 
 /// Parses the policy text of the organization's current version. A stored version always
 /// linted clean, so a parse failure means a bug: fail closed (no access) and say so.
-fn current_policy(org: OrgView<'_>) -> (Arc<Policy>, u64) {
+pub fn policy_in_force(org: OrgView<'_>) -> (Arc<Policy>, u64) {
     let Some(v) = org.policy().current() else {
         return (Arc::new(Policy::default()), 0);
     };
-    let format = if v.format == "json" {
-        policy::Format::Json
-    } else {
-        policy::Format::Yaml
-    };
-    match policy::parse(&v.text, format) {
+    match policy::parse(&v.text, policy::Format::named(&v.format)) {
         Ok(p) => (Arc::new(p.policy), v.version),
         Err(d) => {
             tracing::error!(org = org.id(), version = v.version, problem = %d.message, "stored policy does not parse; denying all");
@@ -65,7 +60,7 @@ fn current_policy(org: OrgView<'_>) -> (Arc<Policy>, u64) {
 impl OrgPeers {
     /// Builds the organization's peer maps from scratch; every device's version is `seq`.
     pub fn build(org: OrgView<'_>, seq: u64) -> OrgPeers {
-        let (policy, policy_version) = current_policy(org);
+        let (policy, policy_version) = policy_in_force(org);
         OrgPeers {
             policy_version,
             compiled: Compiled::from_parts(policy, fleet::fleet(org)),
@@ -124,7 +119,7 @@ impl OrgPeers {
     /// After a change that may touch everyone (a new policy, new posture rules, a renamed
     /// group): compiles again and moves the version of every device whose map changed.
     pub fn rebuild(&mut self, org: OrgView<'_>, seq: u64) {
-        let (policy, policy_version) = current_policy(org);
+        let (policy, policy_version) = policy_in_force(org);
         let next = Compiled::from_parts(policy, fleet::fleet(org));
         let changed = self.compiled.replace(next);
         self.policy_version = policy_version;

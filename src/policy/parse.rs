@@ -22,6 +22,25 @@ pub enum Format {
     Json,
 }
 
+impl Format {
+    /// How a stored policy version names its format (`yaml` or `json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Yaml => "yaml",
+            Format::Json => "json",
+        }
+    }
+
+    /// The format a stored version names; YAML unless it says `json`.
+    pub fn named(name: &str) -> Format {
+        if name == "json" {
+            Format::Json
+        } else {
+            Format::Yaml
+        }
+    }
+}
+
 /// A parsed policy, where each of its nodes came from, and the structural problems found
 /// on the way (unknown fields, malformed ports…). The policy holds everything that could be
 /// understood; a problem never stops the walk.
