@@ -216,8 +216,8 @@ fn diff_of(
     let current = org.policy().current();
     let from_version = current.map_or(0, |v| v.version);
     let old = current.map_or(EMPTY_POLICY, |v| v.text.as_str());
-    let impact = match &checked.policy {
-        Some(p) => policy_check::impact(org, fleet, p),
+    let impact = match &checked.compiled {
+        Some(c) => policy_check::impact(org, fleet, c),
         None => AccessImpact {
             gained_count: 0,
             lost_count: 0,

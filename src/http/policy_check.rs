@@ -172,8 +172,9 @@ impl From<&TestOutcome> for TestResult {
 
 /// A candidate policy, checked.
 pub struct Checked {
-    /// The parsed policy, when the text is YAML or JSON at all.
-    pub policy: Option<Policy>,
+    /// The policy compiled over the fleet it was checked against, when the text is a policy
+    /// within the size bounds (its impact reuses this compile).
+    pub compiled: Option<Compiled>,
     pub problems: Vec<Diagnostic>,
     pub tests: Vec<TestOutcome>,
 }
@@ -182,7 +183,7 @@ impl Checked {
     /// Whether the text is a policy document at all: YAML or JSON whose top is a mapping.
     /// Lint and diff report on anything that is; what is not gets a `422`.
     pub fn is_document(&self) -> bool {
-        self.policy.is_some()
+        self.compiled.is_some()
             && !self
                 .problems
                 .iter()
@@ -227,7 +228,7 @@ impl Checked {
 pub fn check(org: OrgView<'_>, fleet: &Fleet, text: &str, format: Format) -> Checked {
     match policy::parse(text, format) {
         Err(d) => Checked {
-            policy: None,
+            compiled: None,
             problems: vec![d],
             tests: Vec::new(),
         },
@@ -235,16 +236,18 @@ pub fn check(org: OrgView<'_>, fleet: &Fleet, text: &str, format: Format) -> Che
             let bounds = too_big(&parsed.policy);
             if !bounds.is_empty() {
                 return Checked {
-                    policy: None,
+                    compiled: None,
                     problems: bounds,
                     tests: Vec::new(),
                 };
             }
-            let problems = policy::lint(&parsed, &fleet::group_names(org), fleet);
+            // One compile serves the tests, lint and the impact.
             let compiled = Compiled::new(&parsed.policy, fleet);
             let tests = policy::run_tests(&parsed.policy, fleet, &compiled);
+            let problems =
+                policy::lint::lint_with(&parsed, &fleet::group_names(org), fleet, &tests);
             Checked {
-                policy: Some(parsed.policy),
+                compiled: Some(compiled),
                 problems,
                 tests,
             }
@@ -281,10 +284,9 @@ pub struct AccessImpact {
 }
 
 /// The access delta from the current policy to `candidate`, over the current fleet.
-pub fn impact(org: OrgView<'_>, fleet: &Fleet, candidate: &Policy) -> AccessImpact {
+pub fn impact(org: OrgView<'_>, fleet: &Fleet, after: &Compiled) -> AccessImpact {
     let before = Compiled::new(&crate::peers::org::policy_in_force(org).0, fleet);
-    let after = Compiled::new(candidate, fleet);
-    let delta = policy::impact_within(&before, &after, MAX_CHANGES);
+    let delta = policy::impact_within(&before, after, MAX_CHANGES);
     let view = |c: &policy::Change| {
         let s = org.device(&c.src);
         let d = org.device(&c.dst);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::checks::run_tests;
+use super::checks::{TestOutcome, run_tests};
 use super::eval::Compiled;
 use super::fleet::Fleet;
 use super::model::{Action, At, Policy, PortRange, Pos, Principal, Proto, Rule};
@@ -59,6 +59,19 @@ pub fn is_clean(diagnostics: &[Diagnostic]) -> bool {
 /// directory knows (without `group:`); `fleet` holds the people `user:` must name and the
 /// devices the policy's tests run against.
 pub fn lint(parsed: &Parsed, groups: &BTreeSet<String>, fleet: &Fleet) -> Vec<Diagnostic> {
+    let compiled = Compiled::new(&parsed.policy, fleet);
+    let outcomes = run_tests(&parsed.policy, fleet, &compiled);
+    lint_with(parsed, groups, fleet, &outcomes)
+}
+
+/// [`lint`], given the outcomes of the policy's tests over `fleet` (for a caller that compiled
+/// the policy anyway and keeps the compile).
+pub fn lint_with(
+    parsed: &Parsed,
+    groups: &BTreeSet<String>,
+    fleet: &Fleet,
+    outcomes: &[TestOutcome],
+) -> Vec<Diagnostic> {
     let p = &parsed.policy;
     let mut out = parsed.diagnostics.clone();
     let mut names: BTreeMap<&str, &At<String>> = BTreeMap::new();
@@ -131,13 +144,12 @@ pub fn lint(parsed: &Parsed, groups: &BTreeSet<String>, fleet: &Fleet) -> Vec<Di
     }
     unused(p, &mut out);
     shadowed(p, &mut out);
-    let compiled = Compiled::new(p, fleet);
-    for outcome in run_tests(p, fleet, &compiled) {
-        for f in outcome.failures {
+    for outcome in outcomes {
+        for f in &outcome.failures {
             let m = format!("test '{}' fails: {}", outcome.name, f.message);
             out.push(Diagnostic::error(&f.pointer, f.pos, None, m));
         }
-        for f in outcome.vacuous {
+        for f in &outcome.vacuous {
             let m = format!("test '{}': {}", outcome.name, f.message);
             out.push(Diagnostic::warning(&f.pointer, f.pos, None, m));
         }
