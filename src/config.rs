@@ -215,6 +215,29 @@ pub struct ServeArgs {
         default_value = "QuickZTNA <noreply@localhost>"
     )]
     pub smtp_from: String,
+    /// A network (CIDR; repeatable) webhooks may deliver to although it is loopback, private,
+    /// link-local or otherwise refused: e.g. `10.0.0.0/8` for a SIEM inside the network, or
+    /// `127.0.0.0/8` for a receiver on this host. Nothing is allowed by default.
+    #[arg(
+        long = "webhook-allow-cidr",
+        env = "QUICKZTNA_WEBHOOK_ALLOW_CIDRS",
+        value_delimiter = ',',
+        value_parser = crate::http::ratelimit::parse_trusted_proxy
+    )]
+    pub webhook_allow_cidrs: Vec<ipnet::IpNet>,
+    /// When a failed webhook delivery is tried again: the delays after each failure, then `/`
+    /// and how long to keep trying before the webhook is disabled. Units ms, s, m, h, d.
+    #[arg(
+        long,
+        env = "QUICKZTNA_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "0,5s,5m,30m,2h,5h,10h/24h",
+        value_parser = crate::webhooks::schedule::Schedule::parse
+    )]
+    pub webhook_retry_schedule: crate::webhooks::schedule::Schedule,
+    /// How long one webhook delivery may take (connecting included) before it counts as
+    /// failed and is retried.
+    #[arg(long, env = "QUICKZTNA_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = crate::domain::duration::parse)]
+    pub webhook_timeout: std::time::Duration,
 }
 
 /// A public URL: `http` or `https`, with a host, without a query or fragment.

@@ -20,6 +20,8 @@
 //! - [`heartbeats`]: last-seen times and reported device state, kept outside the log.
 //! - [`workers`]: background work from a checkpoint on the log or a timer; [`sweeper`], the
 //!   removal of offline ephemeral and idle devices, is one.
+//! - [`webhooks`]: signed deliveries of each organization's events to its webhooks: secrets
+//!   encrypted at rest, the egress guard, the retry schedule, one delivery loop per webhook.
 //! - [`http`]: the REST API, one module per resource, inside the request frame.
 //! - [`scim`]: SCIM 2.0 at `/scim/v2`, for identity providers; SCIM errors, not problems.
 //! - [`cli`]: the admin CLI, a client of the REST API.
@@ -54,6 +56,7 @@ pub mod server;
 pub mod sessions;
 pub mod sso;
 pub mod state;
+pub mod webhooks;
 pub mod workers;
 
 pub use workers::sweeper;

@@ -74,6 +74,10 @@ where
     workers.spawn(HeartbeatFlush {
         every: state.settings().heartbeat_flush_every,
     });
+    // Each webhook's deliveries, on its own loop.
+    workers.spawn(crate::workers::webhooks::WebhookSupervisor {
+        every: std::time::Duration::from_millis(250),
+    });
     let refuse = crate::http::over_capacity();
     accept::serve(
         listener,
@@ -86,6 +90,8 @@ where
     .await;
     // Workers finish the step they are in (their appends need the log open).
     workers.shutdown().await;
+    // Deliveries in flight finish and their progress is saved.
+    state.webhooks().shutdown().await;
     state.shutdown().await;
     Ok(())
 }
@@ -120,6 +126,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     settings.mail = match &args.smtp_url {
         Some(url) => Some(crate::mail::MailSettings::new(url, &args.smtp_from)?),
         None => None,
+    };
+    settings.webhooks = crate::webhooks::WebhookSettings {
+        allow: args.webhook_allow_cidrs.clone(),
+        schedule: args.webhook_retry_schedule.clone(),
+        timeout: args.webhook_timeout,
     };
     let state = AppState::open(settings).await.map_err(|e| e.to_string())?;
     if state.log().head() == 0 {

@@ -50,6 +50,8 @@ pub struct Settings {
     pub public_url: String,
     /// The SMTP relay invitations go through (`None`: the API returns the link instead).
     pub mail: Option<crate::mail::MailSettings>,
+    /// Which webhook destinations may be reached, and the retry schedule.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// What keeps slow, idle or numerous clients from holding the server's connections (and file
@@ -104,6 +106,7 @@ impl Settings {
             event_streams: StreamLimits::default(),
             public_url: "http://127.0.0.1:8080".into(),
             mail: None,
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -142,6 +145,8 @@ struct Inner {
     sso: crate::sso::Sso,
     /// Every device's peers under the policy (see [`crate::peers`]).
     peers: crate::peers::Peers,
+    /// Webhook secrets, delivery loops and their progress (see [`crate::webhooks`]).
+    webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {
@@ -165,6 +170,13 @@ impl AppState {
         let heartbeats = tokio::task::spawn_blocking(move || Heartbeats::load(&dir))
             .await
             .map_err(|e| events::Error::Storage(e.to_string()))?;
+        let dir = settings.data_dir.clone();
+        let hooks = settings.webhooks.clone();
+        let webhooks =
+            tokio::task::spawn_blocking(move || crate::webhooks::Webhooks::open(&dir, &hooks))
+                .await
+                .map_err(|e| events::Error::Storage(e.to_string()))?
+                .map_err(|e| events::Error::Storage(format!("webhook secrets: {e}")))?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 log,
@@ -181,6 +193,7 @@ impl AppState {
                 audit_floors: DashMap::new(),
                 sso: crate::sso::Sso::default(),
                 peers: crate::peers::Peers::default(),
+                webhooks,
             }),
         })
     }
@@ -225,6 +238,10 @@ impl AppState {
     }
 
     /// Last-seen times and reported state of devices (not events; see [`Heartbeats`]).
+    pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.webhooks
+    }
+
     pub fn heartbeats(&self) -> &Heartbeats {
         &self.inner.heartbeats
     }

@@ -230,6 +230,7 @@ pub struct OrgRetentionSet {
 
 pub use crate::directory_events::*;
 pub use crate::policy_events::*;
+pub use crate::webhook_events::*;
 
 macro_rules! catalogue {
     ($( $variant:ident($ty:ident) = $name:literal v $ver:literal ),* $(,)?) => {
@@ -320,6 +321,12 @@ catalogue! {
     PostureReported(PostureReported) = "posture.reported" v 1,
     PostureViolation(PostureViolation) = "posture.violation" v 1,
     PostureRestored(PostureRestored) = "posture.restored" v 1,
+    WebhookCreated(WebhookCreated) = "webhook.created" v 1,
+    WebhookUpdated(WebhookUpdated) = "webhook.updated" v 1,
+    WebhookSecretRotated(WebhookSecretRotated) = "webhook.secret_rotated" v 1,
+    WebhookReplayed(WebhookReplayed) = "webhook.replayed" v 1,
+    WebhookDisabled(WebhookDisabled) = "webhook.disabled" v 1,
+    WebhookRemoved(WebhookRemoved) = "webhook.removed" v 1,
 }
 
 /// Older schema versions decode through the frozen structs and pure upcasts of
@@ -384,6 +391,12 @@ impl Event {
             Event::PostureReported(e) => format!("device:{}", e.device_id),
             Event::PostureViolation(e) => format!("device:{}", e.device_id),
             Event::PostureRestored(e) => format!("device:{}", e.device_id),
+            Event::WebhookCreated(e) => format!("webhook:{}", e.webhook_id),
+            Event::WebhookUpdated(e) => format!("webhook:{}", e.webhook_id),
+            Event::WebhookSecretRotated(e) => format!("webhook:{}", e.webhook_id),
+            Event::WebhookReplayed(e) => format!("webhook:{}", e.webhook_id),
+            Event::WebhookDisabled(e) => format!("webhook:{}", e.webhook_id),
+            Event::WebhookRemoved(e) => format!("webhook:{}", e.webhook_id),
         }
     }
 }

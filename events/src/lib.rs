@@ -4,7 +4,7 @@
 //! - [`event`]: the catalogue of domain events (past tense, versioned) and their payload types;
 //!   [`legacy`]: their older schema versions, frozen, with upcasts.
 //!   `directory_events.rs` holds the directory's (people, groups, SSO settings),
-//!   `policy_events.rs` the policy's and posture's.
+//!   `policy_events.rs` the policy's and posture's, `webhook_events.rs` the webhooks'.
 //! - [`envelope`]: the persisted envelope around every event, and the actor who caused it;
 //!   [`recorded`]: an envelope with its decoded event, what readers get.
 //! - [`codec`]: the one place that turns envelopes and payloads into bytes and back (postcard).
@@ -55,6 +55,7 @@ pub mod store;
 pub mod stream;
 pub mod subscription;
 pub mod verify;
+mod webhook_events;
 
 pub use chain::ChainKey;
 pub use checkpoint::{Checkpoint, CheckpointKey};

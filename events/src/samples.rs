@@ -410,6 +410,75 @@ fn policy_sample(event_type: &str) -> Option<(Event, ActorKind)> {
             .into(),
             ActorKind::System,
         ),
+        other => return webhook_sample(other),
+    })
+}
+
+/// The samples of the webhooks' events.
+fn webhook_sample(event_type: &str) -> Option<(Event, ActorKind)> {
+    let webhook = || String::from("wh_01J8Z3Q4ZP6ZK7S2M5V4W3X2Y1");
+    let org = || String::from("org_01");
+    Some(match event_type {
+        "webhook.created" => (
+            WebhookCreated {
+                webhook_id: webhook(),
+                org_id: org(),
+                url: "https://siem.example.com/hooks/quickztna".into(),
+                event_types: "device.*,policy.applied".into(),
+                description: "SIEM".into(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "webhook.updated" => (
+            WebhookUpdated {
+                webhook_id: webhook(),
+                org_id: org(),
+                url: "https://siem.example.com/hooks/quickztna".into(),
+                event_types: "device.*".into(),
+                description: "SIEM".into(),
+                enabled: true,
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "webhook.secret_rotated" => (
+            WebhookSecretRotated {
+                webhook_id: webhook(),
+                org_id: org(),
+                previous_valid_until: 1_764_086_400_000_000,
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "webhook.replayed" => (
+            WebhookReplayed {
+                webhook_id: webhook(),
+                org_id: org(),
+                since_id: 1200,
+            }
+            .into(),
+            ActorKind::Token,
+        ),
+        "webhook.disabled" => (
+            WebhookDisabled {
+                webhook_id: webhook(),
+                org_id: org(),
+                reason: "no 2xx answer for 24 hours (last: HTTP 503)".into(),
+                event_id: 1234,
+                failing_since: 1_764_000_000_000_000,
+            }
+            .into(),
+            ActorKind::System,
+        ),
+        "webhook.removed" => (
+            WebhookRemoved {
+                webhook_id: webhook(),
+                org_id: org(),
+            }
+            .into(),
+            ActorKind::Token,
+        ),
         _ => return None,
     })
 }

@@ -1,7 +1,7 @@
 //! Typed stream names: the one place that knows how a stream is spelled in the log.
 //!
 //! The spellings (`org:<id>`, `token:<id>`, `key:<id>`, `device:<id>`, `ipam:<org>`, `user:<id>`,
-//! `group:<id>`, `policy:<org>`, `posture:<org>`) are persisted in every envelope and in the per-stream index, so they must never
+//! `group:<id>`, `policy:<org>`, `posture:<org>`, `webhook:<id>`) are persisted in every envelope and in the per-stream index, so they must never
 //! change; a new kind of stream is a new variant here, never a `format!` at a call site.
 
 use std::fmt;
@@ -27,6 +27,8 @@ pub enum Stream {
     Policy(String),
     /// An organization's posture requirements and its devices' posture.
     Posture(String),
+    /// A webhook destination of an organization.
+    Webhook(String),
 }
 
 /// Why a name is not a stream this server knows.
@@ -75,6 +77,10 @@ impl Stream {
         Stream::Posture(org_id.into())
     }
 
+    pub fn webhook(id: impl Into<String>) -> Stream {
+        Stream::Webhook(id.into())
+    }
+
     /// The address allocator of organization `org_id`.
     pub fn ipam(org_id: impl Into<String>) -> Stream {
         Stream::Ipam(org_id.into())
@@ -92,6 +98,7 @@ impl Stream {
             Stream::Group(_) => "group",
             Stream::Policy(_) => "policy",
             Stream::Posture(_) => "posture",
+            Stream::Webhook(_) => "webhook",
         }
     }
 
@@ -106,7 +113,8 @@ impl Stream {
             | Stream::User(id)
             | Stream::Group(id)
             | Stream::Policy(id)
-            | Stream::Posture(id) => id,
+            | Stream::Posture(id)
+            | Stream::Webhook(id) => id,
         }
     }
 
@@ -129,6 +137,7 @@ impl Stream {
             "group" => Stream::Group(id),
             "policy" => Stream::Policy(id),
             "posture" => Stream::Posture(id),
+            "webhook" => Stream::Webhook(id),
             other => return Err(ParseStreamError::UnknownKind(other.to_owned())),
         })
     }
@@ -178,6 +187,7 @@ mod tests {
             id.prop_map(Stream::group),
             id.prop_map(Stream::policy),
             id.prop_map(Stream::posture),
+            id.prop_map(Stream::webhook),
         ]
     }
 
@@ -199,6 +209,7 @@ mod tests {
         assert_eq!(Stream::group("grp_1").to_string(), "group:grp_1");
         assert_eq!(Stream::policy("org_1").to_string(), "policy:org_1");
         assert_eq!(Stream::posture("org_1").to_string(), "posture:org_1");
+        assert_eq!(Stream::webhook("wh_1").to_string(), "webhook:wh_1");
     }
 
     #[test]

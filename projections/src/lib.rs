@@ -12,7 +12,7 @@
 //!   (the directory: people, groups, memberships, SSO settings); [`device_index`]: each
 //!   organization's device indexes for list filters and sorts.
 //! - [`policies`]: each organization's policy versions and failing tests; [`posture`]: posture
-//!   requirements and each device's signals and compliance.
+//!   requirements and each device's signals and compliance; [`webhooks`]: webhook destinations.
 //! - [`org`]: [`OrgView`], the read models as one organization sees them: what handlers get.
 //!
 //! Invariants: a projection never appends to the log and never skips an event; live state equals
@@ -32,6 +32,7 @@ pub mod snapshot;
 #[cfg(test)]
 mod testing;
 pub mod tokens;
+pub mod webhooks;
 
 use events::Recorded;
 

@@ -11,6 +11,7 @@ use crate::orgs::Orgs;
 use crate::policies::Policies;
 use crate::posture::Posture;
 use crate::tokens::Tokens;
+use crate::webhooks::Webhooks;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Models {
@@ -21,6 +22,7 @@ pub struct Models {
     pub directory: Directory,
     pub policies: Policies,
     pub posture: Posture,
+    pub webhooks: Webhooks,
 }
 
 /// Each part's name and version, in field order (the order the snapshot encodes them in).
@@ -32,6 +34,7 @@ pub const PARTS: &[(&str, u32)] = &[
     (Directory::NAME, Directory::VERSION),
     (Policies::NAME, Policies::VERSION),
     (Posture::NAME, Posture::VERSION),
+    (Webhooks::NAME, Webhooks::VERSION),
 ];
 
 impl Projection for Models {
@@ -48,6 +51,7 @@ impl Projection for Models {
         self.directory.apply(r);
         self.policies.apply(r);
         self.posture.apply(r);
+        self.webhooks.apply(r);
     }
 }
 

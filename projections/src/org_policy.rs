@@ -1,8 +1,9 @@
-//! The policy and posture read models as one organization sees them.
+//! The policy, posture and webhook read models as one organization sees them.
 
 use crate::org::OrgView;
 use crate::policies::OrgPolicy;
 use crate::posture::{DevicePosture, OrgPosture};
+use crate::webhooks::Webhook;
 
 static NO_POLICY: std::sync::LazyLock<OrgPolicy> = std::sync::LazyLock::new(OrgPolicy::default);
 static NO_POSTURE: std::sync::LazyLock<OrgPosture> = std::sync::LazyLock::new(OrgPosture::default);
@@ -30,5 +31,23 @@ impl<'a> OrgView<'a> {
     pub fn device_posture(&self, id: &str) -> Option<&'a DevicePosture> {
         self.device(id)?;
         self.models.posture.devices.get(id)
+    }
+
+    /// The webhook `id`, if it belongs to this organization.
+    pub fn webhook(&self, id: &str) -> Option<&'a Webhook> {
+        self.models
+            .webhooks
+            .get(id)
+            .filter(|w| w.org_id == self.org_id)
+    }
+
+    /// The organization's webhooks, ordered by `(created_at, id)`.
+    pub fn webhooks(&self) -> impl DoubleEndedIterator<Item = &'a Webhook> + 'a {
+        let all = &self.models.webhooks;
+        all.by_org
+            .get(self.org_id)
+            .into_iter()
+            .flat_map(|set| set.iter())
+            .filter_map(|(_, id)| all.get(id))
     }
 }

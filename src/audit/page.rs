@@ -116,9 +116,10 @@ fn subject_query(value: &str) -> Result<Query, Problem> {
         Some("key") => "key",
         Some("tok") => "token",
         Some("org") => "org",
+        Some("wh") => "webhook",
         _ => {
             return Err(Problem::invalid_argument(format!(
-                "subject '{}' is not a device, key, token or organization id",
+                "subject '{}' is not a device, key, token, webhook or organization id",
                 crate::domain::text::echo(value)
             )));
         }

@@ -24,6 +24,7 @@ pub mod secret;
 pub mod tag;
 pub mod text;
 pub mod tokens;
+pub mod webhooks;
 
 #[cfg(test)]
 mod testing;

@@ -40,6 +40,8 @@ pub mod sso;
 pub mod tag_owners;
 pub mod tokens;
 pub mod users;
+pub mod webhook_deliveries;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -106,6 +108,8 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .merge(sso::routes())
         .merge(policy::routes())
         .merge(posture::routes())
+        .merge(webhooks::routes())
+        .merge(webhook_deliveries::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

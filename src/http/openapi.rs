@@ -32,6 +32,7 @@ use super::problem::{PROBLEM_JSON, ProblemBody};
         (name = "audit", description = "The audit log: every change, as events, with the tamper-evident chain auditors verify"),
         (name = "events", description = "The same events as the audit log, pushed as they happen (Server-Sent Events)"),
         (name = "machine", description = "The device agent's API (`quickztna up`): register with a pre-auth key or its owner's sign-in, then heartbeat, fetch the netmap and rotate the node credential with it"),
+        (name = "webhooks", description = "Signed POSTs of the organization's events (Settings → Webhooks); business and workforce plans"),
         (name = "sso", description = "Single sign-on: the organization's OpenID provider and SSO-domain rules"),
         (name = "meta", description = "Health, version and this document; unauthenticated"),
     )

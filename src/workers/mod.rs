@@ -30,6 +30,7 @@ pub mod policy_tests;
 pub mod posture;
 pub mod retention;
 pub mod sweeper;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;

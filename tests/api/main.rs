@@ -60,3 +60,6 @@ mod tokens;
 mod users;
 mod users_crash;
 mod users_mail;
+mod webhook_delivery;
+mod webhook_receiver;
+mod webhooks;

@@ -233,6 +233,7 @@ pub fn events() -> Vec<Recorded> {
     );
     directory(&mut log);
     crate::history_policy::policy(&mut log);
+    crate::history_policy::webhooks(&mut log);
     log.events
 }
 

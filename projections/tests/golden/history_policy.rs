@@ -1,4 +1,4 @@
-//! The golden history's policy and posture chapter: every branch of their folds.
+//! The golden history's policy, posture and webhook chapters: every branch of their folds.
 
 use events::event::{
     OsMinimum, PolicyApplied, PolicyTestFailed, PolicyTestRestored, PostureConfigured,
@@ -103,6 +103,78 @@ pub fn policy(log: &mut History) {
         "posture:org_a",
         PostureRestored {
             device_id: "dev_2".into(),
+        },
+    );
+}
+
+/// The webhooks' chapter: created, changed, disabled and enabled again, rotated, replayed,
+/// and one removed.
+pub fn webhooks(log: &mut History) {
+    use events::event::{
+        WebhookCreated, WebhookDisabled, WebhookRemoved, WebhookReplayed, WebhookSecretRotated,
+        WebhookUpdated,
+    };
+    let org = "org_a";
+    for id in ["wh_1", "wh_2"] {
+        log.push(
+            org,
+            &format!("webhook:{id}"),
+            WebhookCreated {
+                webhook_id: id.into(),
+                org_id: org.into(),
+                url: format!("https://siem.example.com/{id}"),
+                event_types: "device.*".into(),
+                description: "SIEM".into(),
+            },
+        );
+    }
+    log.push(
+        org,
+        "webhook:wh_1",
+        WebhookDisabled {
+            webhook_id: "wh_1".into(),
+            org_id: org.into(),
+            reason: "no 2xx answer for 24 hours".into(),
+            event_id: 3,
+            failing_since: 1,
+        },
+    );
+    log.push(
+        org,
+        "webhook:wh_1",
+        WebhookUpdated {
+            webhook_id: "wh_1".into(),
+            org_id: org.into(),
+            url: "https://siem.example.com/new".into(),
+            event_types: String::new(),
+            description: "SIEM, moved".into(),
+            enabled: true,
+        },
+    );
+    log.push(
+        org,
+        "webhook:wh_1",
+        WebhookSecretRotated {
+            webhook_id: "wh_1".into(),
+            org_id: org.into(),
+            previous_valid_until: 9_000_000,
+        },
+    );
+    log.push(
+        org,
+        "webhook:wh_1",
+        WebhookReplayed {
+            webhook_id: "wh_1".into(),
+            org_id: org.into(),
+            since_id: 2,
+        },
+    );
+    log.push(
+        org,
+        "webhook:wh_2",
+        WebhookRemoved {
+            webhook_id: "wh_2".into(),
+            org_id: org.into(),
         },
     );
 }

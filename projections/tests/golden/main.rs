@@ -21,6 +21,7 @@ use projections::orgs::Orgs;
 use projections::policies::Policies;
 use projections::posture::Posture;
 use projections::tokens::Tokens;
+use projections::webhooks::Webhooks;
 use projections::{Models, Projection};
 use sha2::{Digest, Sha256};
 
@@ -71,6 +72,7 @@ fn computed() -> BTreeMap<&'static str, Golden> {
         entry::<Devices>(),
         entry::<Policies>(),
         entry::<Posture>(),
+        entry::<Webhooks>(),
         entry::<Models>(),
     ])
 }

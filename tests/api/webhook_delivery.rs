@@ -1,0 +1,444 @@
+//! Webhook deliveries against real receivers: both signatures verify, filters hold, retries
+//! keep the `webhook-id`, a receiver that was down gets everything afterwards in order, a slow
+//! receiver does not hold up a fast one, a webhook that keeps failing is disabled and resumes
+//! where it stopped, rotation signs with both secrets, tests and replays.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use quickztna::webhooks::sign::{Secret, verify_quickztna, verify_standard};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json};
+use crate::webhook_receiver::{Received, Receiver};
+use crate::webhooks::{create, spawn_hooks};
+
+/// Records `n` events of type `key.created`; answers their ids (the org's sequence numbers).
+async fn keys(app: &TestApp, n: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let resp = app
+            .post("/api/v1/keys", &json!({"description": format!("k{i}")}))
+            .await;
+        assert_eq!(resp.status(), 201);
+        let key = json(resp).await["id"].as_str().unwrap().to_owned();
+        let audit = json(
+            app.get(&format!(
+                "/api/v1/audit-log?event_type=key.created&subject={key}"
+            ))
+            .await,
+        )
+        .await;
+        ids.push(audit["items"][0]["id"].as_u64().expect("the event's id"));
+    }
+    ids
+}
+
+fn ids_of(received: &[Received]) -> Vec<u64> {
+    received
+        .iter()
+        .map(|r| r.json()["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn verifies(r: &Received, secret: &Secret) -> bool {
+    let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+    verify_standard(
+        secret,
+        &r.header("webhook-id"),
+        ts,
+        &r.body,
+        &r.header("webhook-signature"),
+    ) && verify_quickztna(secret, &r.body, &r.header("x-quickztna-signature"))
+}
+
+#[tokio::test]
+async fn deliveries_are_signed_both_ways_filtered_and_in_order() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let secret = Secret::parse(created["secret"].as_str().unwrap()).unwrap();
+    let ids = keys(&app, 5).await;
+    // Not subscribed to: never sent.
+    app.create_token(&["read"], "not for the webhook").await;
+    rx.wait_until("five keys", |r| r.len() >= 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = rx.received();
+    assert_eq!(ids_of(&got), ids, "every key event, in order, nothing else");
+    for r in &got {
+        assert!(verifies(r, &secret), "{:?}", r.headers);
+        let body = r.json();
+        assert_eq!(body["type"], "key.created");
+        assert_eq!(r.header("webhook-id"), body["event_id"].as_str().unwrap());
+        assert_eq!(r.header("content-type"), "application/json");
+        assert_eq!(r.header("x-quickztna-event-type"), "key.created");
+        assert!(r.header("user-agent").starts_with("QuickZTNA-Webhooks/"));
+        // A tampered body does not verify.
+        let mut forged = r.clone();
+        forged.body = r.body.slice(1..);
+        assert!(!verifies(&forged, &secret));
+    }
+    let list = json(
+        app.get(&format!(
+            "/api/v1/webhooks/{}/deliveries",
+            created["id"].as_str().unwrap()
+        ))
+        .await,
+    )
+    .await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5, "{list}");
+    assert!(
+        items
+            .iter()
+            .all(|d| d["outcome"] == "delivered" && d["status"] == 200)
+    );
+    // Newest first.
+    assert_eq!(items[0]["event_id"].as_u64(), ids.last().copied());
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_and_nothing_is_skipped() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    rx.answer(&[500, 503, 429]);
+    let created = create(&app, &rx.url(), &["key.created"]).await;
+    let ids = keys(&app, 3).await;
+    rx.wait_until("three delivered", |r| {
+        r.iter().filter(|r| r.status == 200).count() >= 3
+    })
+    .await;
+    let got = rx.received();
+    let first: Vec<&Received> = got.iter().take(4).collect();
+    let id0 = first[0].header("webhook-id");
+    assert!(
+        first.iter().all(|r| r.header("webhook-id") == id0),
+        "retries keep the id"
+    );
+    assert_eq!(
+        first.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 503, 429, 200]
+    );
+    assert_eq!(ids_of(&rx.delivered()), ids);
+    let deliveries = json(
+        app.get(&format!(
+            "/api/v1/webhooks/{}/deliveries?sort=time:asc",
+            created["id"].as_str().unwrap()
+        ))
+        .await,
+    )
+    .await;
+    let items = deliveries["items"].as_array().unwrap();
+    let tries: Vec<(u64, u64, &str)> = items
+        .iter()
+        .map(|d| {
+            (
+                d["event_id"].as_u64().unwrap(),
+                d["attempt"].as_u64().unwrap(),
+                d["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tries[..4],
+        [
+            (ids[0], 1, "retrying"),
+            (ids[0], 2, "retrying"),
+            (ids[0], 3, "retrying"),
+            (ids[0], 4, "delivered")
+        ]
+    );
+    assert!(items[0]["next_retry_at"].is_string() && items[0]["status"] == 500);
+}
+
+#[tokio::test]
+async fn a_receiver_that_was_down_gets_everything_afterwards_in_order() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let addr = rx.addr;
+    create(&app, &rx.url(), &["key.*"]).await;
+    let mut ids = keys(&app, 2).await;
+    rx.wait_until("two delivered", |r| r.len() >= 2).await;
+    rx.stop().await;
+    ids.extend(keys(&app, 4).await);
+    // Connection refused, retried on the schedule until it gives up (2 s here): bring the
+    // receiver back before that.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let back = Receiver::start_on(addr).await;
+    back.wait_until("the four missed", |r| r.len() >= 4).await;
+    let mut all = rx.delivered();
+    all.extend(back.delivered());
+    let mut seen = ids_of(&all);
+    seen.dedup();
+    assert_eq!(seen, ids, "in order, none skipped");
+}
+
+#[tokio::test]
+async fn a_slow_receiver_does_not_hold_up_a_fast_one() {
+    let app = spawn_hooks().await;
+    let slow = Receiver::start().await;
+    slow.delay(Duration::from_millis(1500));
+    let fast = Receiver::start().await;
+    create(&app, &slow.url(), &["key.*"]).await;
+    create(&app, &fast.url(), &["key.*"]).await;
+    let ids = keys(&app, 8).await;
+    fast.wait_until("all eight", |r| r.len() >= 8).await;
+    assert_eq!(ids_of(&fast.received()), ids);
+    assert!(
+        slow.received().len() <= 2,
+        "the slow one is still at its first events"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_failing_past_the_schedule_is_disabled_and_resumes_where_it_stopped() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    rx.answer(&[500; 40]);
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let ids = keys(&app, 2).await;
+    // The schedule gives up after 2 s.
+    let mut disabled = Value::Null;
+    for _ in 0..100 {
+        disabled = json(app.get(&format!("/api/v1/webhooks/{id}")).await).await;
+        if disabled["status"] == "disabled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(disabled["status"], "disabled", "{disabled}");
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500"),
+        "{disabled}"
+    );
+    let audit = json(
+        app.get("/api/v1/audit-log?event_type=webhook.disabled")
+            .await,
+    )
+    .await;
+    let event = &audit["items"][0];
+    assert_eq!(event["data"]["event_id"].as_u64(), Some(ids[0]));
+    assert_eq!(event["actor"]["kind"], "system");
+    let failed = json(
+        app.get(&format!(
+            "/api/v1/webhooks/{id}/deliveries?filter=outcome:failed"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(failed["items"][0]["event_id"].as_u64(), Some(ids[0]));
+    let tried = rx.received().len();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(rx.received().len(), tried, "nothing is sent while disabled");
+
+    // Enabled again (the receiver now answers 200): the event it gave up on comes first.
+    rx.answer(&[]);
+    let resp = app
+        .request(Method::PATCH, &format!("/api/v1/webhooks/{id}"))
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(resp).await["status"], "active");
+    let more = keys(&app, 1).await;
+    rx.wait_until("resumed", |r| {
+        r.iter().filter(|r| r.status == 200).count() >= 3
+    })
+    .await;
+    let expected: Vec<u64> = ids.iter().chain(&more).copied().collect();
+    assert_eq!(ids_of(&rx.delivered()), expected);
+}
+
+#[tokio::test]
+async fn gone_disables_at_once_and_other_client_errors_are_not_retried() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    rx.answer(&[400]);
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let ids = keys(&app, 2).await;
+    rx.wait_until("two tries", |r| r.len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The 400 was final for the first event; the second was delivered.
+    assert_eq!(ids_of(&rx.received()), ids);
+    rx.answer(&[410]);
+    keys(&app, 1).await;
+    let id = created["id"].as_str().unwrap();
+    let mut hook = Value::Null;
+    for _ in 0..100 {
+        hook = json(app.get(&format!("/api/v1/webhooks/{id}")).await).await;
+        if hook["status"] == "disabled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        hook["disabled_reason"].as_str().unwrap().contains("410"),
+        "{hook}"
+    );
+    assert_eq!(rx.received().len(), 3, "410 is not retried");
+}
+
+#[tokio::test]
+async fn during_a_rotation_both_secrets_sign_and_after_it_only_the_new_one() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let id = created["id"].as_str().unwrap();
+    let old = Secret::parse(created["secret"].as_str().unwrap()).unwrap();
+    let resp = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/rotate-secret"),
+            &json!({"grace_period": "1h"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let rotated = json(resp).await;
+    let new = Secret::parse(rotated["secret"].as_str().unwrap()).unwrap();
+    assert_ne!(new, old);
+    keys(&app, 1).await;
+    rx.wait_until("one", |r| !r.is_empty()).await;
+    let r = &rx.received()[0];
+    assert_eq!(r.header("webhook-signature").split(' ').count(), 2);
+    assert_eq!(r.header("x-quickztna-signature").split(' ').count(), 2);
+    assert!(verifies(r, &old) && verifies(r, &new));
+
+    let resp = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/rotate-secret"),
+            &json!({"grace_period": "0s"}),
+        )
+        .await;
+    let newest = Secret::parse(json(resp).await["secret"].as_str().unwrap()).unwrap();
+    keys(&app, 1).await;
+    rx.wait_until("two", |r| r.len() >= 2).await;
+    let r = &rx.received()[1];
+    assert!(verifies(r, &newest) && !verifies(r, &new) && !verifies(r, &old));
+    let audit = app
+        .get("/api/v1/audit-log?event_type=webhook.secret_rotated")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!audit.contains(newest.expose()) && !audit.contains(new.expose()));
+}
+
+#[tokio::test]
+async fn a_test_ping_is_signed_and_answered_with_the_receivers_reply() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let created = create(&app, &rx.url(), &["device.*"]).await;
+    let id = created["id"].as_str().unwrap();
+    let secret = Secret::parse(created["secret"].as_str().unwrap()).unwrap();
+    let resp = app
+        .post(&format!("/api/v1/webhooks/{id}/test"), &json!({}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let result = json(resp).await;
+    assert_eq!(result["delivered"], true, "{result}");
+    assert_eq!(result["delivery"]["status"], 200);
+    let r = &rx.received()[0];
+    assert_eq!(r.json()["type"], "webhook.ping");
+    assert!(verifies(r, &secret));
+    rx.stop().await;
+    let result = json(
+        app.post(&format!("/api/v1/webhooks/{id}/test"), &json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(result["delivered"], false);
+    assert!(
+        result["delivery"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("onnect"),
+        "{result}"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_delivers_again_from_the_event_asked_for_with_the_same_ids() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let id = created["id"].as_str().unwrap();
+    let ids = keys(&app, 4).await;
+    rx.wait_until("four", |r| r.len() >= 4).await;
+    let first = rx.received();
+    let resp = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/webhooks/{id}/replay?since_id={}", ids[2]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    rx.wait_until("two again", |r| r.len() >= 6).await;
+    let again = &rx.received()[4..];
+    assert_eq!(ids_of(again), ids[2..]);
+    assert_eq!(again[0].header("webhook-id"), first[2].header("webhook-id"));
+    for bad in ["0", "abc", "999999"] {
+        let resp = app
+            .request(
+                Method::POST,
+                &format!("/api/v1/webhooks/{id}/replay?since_id={bad}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn deliveries_resume_after_a_restart_from_the_saved_progress() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    create(&app, &rx.url(), &["key.*"]).await;
+    let mut ids = keys(&app, 3).await;
+    rx.wait_until("three", |r| r.len() >= 3).await;
+    let app = app
+        .restart_on_same_port(Some(crate::webhooks::local_receivers))
+        .await;
+    ids.extend(keys(&app, 2).await);
+    rx.wait_until("five", |r| r.len() >= 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A clean stop saves the cursor: nothing is delivered twice.
+    assert_eq!(ids_of(&rx.received()), ids);
+}
+
+#[tokio::test]
+async fn retry_after_lengthens_the_wait_before_the_next_try() {
+    fn settings(s: &mut quickztna::state::Settings) {
+        crate::webhooks::local_receivers(s);
+        s.webhooks.schedule =
+            quickztna::webhooks::schedule::Schedule::parse("0,100ms/30s").unwrap();
+    }
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        settings: Some(settings),
+        ..Default::default()
+    })
+    .await;
+    let rx = Receiver::start().await;
+    rx.answer(&[429]);
+    rx.retry_after("2");
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    keys(&app, 1).await;
+    rx.wait_until("delivered", |r| r.len() >= 2).await;
+    let d = json(
+        app.get(&format!(
+            "/api/v1/webhooks/{}/deliveries?sort=time:asc",
+            created["id"].as_str().unwrap()
+        ))
+        .await,
+    )
+    .await;
+    let at = |i: usize| jiff::Timestamp::from_str(d["items"][i]["time"].as_str().unwrap()).unwrap();
+    let waited = at(1).duration_since(at(0));
+    assert!(waited.as_secs_f64() >= 1.9, "waited {waited:?}: {d}");
+}
