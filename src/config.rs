@@ -118,6 +118,9 @@ pub enum Command {
     /// Device posture requirements.
     #[command(subcommand)]
     Posture(crate::cli::policy::PostureCommand),
+    /// Webhooks: signed POSTs of the organization's events, and their deliveries.
+    #[command(subcommand)]
+    Webhooks(crate::cli::webhooks::WebhooksCommand),
 }
 
 impl Command {
@@ -144,6 +147,7 @@ impl Command {
             | Command::Groups(_)
             | Command::Policy(_)
             | Command::Posture(_)
+            | Command::Webhooks(_)
             | Command::Up(_) => None,
         }
     }

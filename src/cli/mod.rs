@@ -12,6 +12,7 @@
 //! - [`audit`]: `audit-log list|export`, and `audit-log verify --export` (offline).
 //! - [`events`]: `events tail`, the live event stream.
 //! - [`policy`]: `policy get|set|lint|diff|history` and `posture get|set`.
+//! - [`webhooks`]: `webhooks create|list|get|update|remove|rotate-secret|deliveries|test|replay`.
 
 pub mod audit;
 pub mod client;
@@ -24,6 +25,7 @@ pub mod policy;
 pub mod sso;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use std::fmt;
 
@@ -203,6 +205,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Posture(cmd) => {
             let client = devices::admin_client(&client_args)?;
             policy::run_posture(&client, cmd).await
+        }
+        Command::Webhooks(cmd) => {
+            let client = devices::admin_client(&client_args)?;
+            webhooks::run(&client, cmd).await
         }
         Command::Up(args) => {
             let client = client::Client::resolve(&client_args)?;

@@ -60,6 +60,7 @@ mod tokens;
 mod users;
 mod users_crash;
 mod users_mail;
+mod webhook_crash;
 mod webhook_delivery;
 mod webhook_receiver;
 mod webhooks;
