@@ -62,5 +62,6 @@ mod users_crash;
 mod users_mail;
 mod webhook_crash;
 mod webhook_delivery;
+mod webhook_readme;
 mod webhook_receiver;
 mod webhooks;
