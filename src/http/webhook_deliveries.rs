@@ -318,8 +318,8 @@ pub struct RotateRequest {
     pub grace_period: Option<String>,
 }
 
-/// A new secret: the only time it is shown.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A new secret: the only time it is shown. (No `Debug`: it holds the secret.)
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct RotatedSecret {
     pub webhook_id: String,
     /// The new signing secret (`whsec_…`), shown exactly once.
@@ -381,20 +381,26 @@ async fn rotate_secret(
             "field 'grace_period' must be at most 7d",
         ));
     }
-    let w = find(&state.models().load().state, &principal, &id)?.clone();
     let hooks = state.webhooks();
+    let w = find(&state.models().load().state, &principal, &id)?.clone();
     let live = hooks
         .live(&w.id, w.created_seq)
         .map_err(Problem::internal)?;
-    let old = hooks
-        .keyring(&live, &w.id, w.rotated_at)
-        .map_err(Problem::internal)?;
+    // Two rotations at once would each hand out a secret; only one would be stored.
+    let _rotating = live.rotating.lock().await;
+    let w = find(&state.models().load().state, &principal, &id)?.clone();
+    // A webhook whose secret was lost (its creation answered 503 and the secret was never
+    // shown) gets one here: there is no previous secret to keep.
+    let old = hooks.keyring(&live, &w.id, w.rotated_at).ok();
     let now = events::now_micros();
     let until = now + grace.as_micros() as i64;
     let secret = Secret::generate();
     let ring = Keyring {
         current: secret.clone(),
-        previous: (!grace.is_zero()).then(|| (old.current.clone(), until)),
+        previous: old
+            .as_ref()
+            .filter(|_| !grace.is_zero())
+            .map(|o| (o.current.clone(), until)),
     };
     store_secret(&state, &w.id, ring).await?;
     let recorded = execute(&state, principal.command(&request_id), |org| {
@@ -403,7 +409,11 @@ async fn rotate_secret(
     .await;
     if let Err(e) = recorded {
         // Not recorded, and the caller never sees the new secret: put the old one back.
-        let _ = store_secret(&state, &w.id, old).await;
+        if !matches!(e, crate::execute::ExecuteError::NotApplied { .. })
+            && let Some(old) = old
+        {
+            let _ = store_secret(&state, &w.id, old).await;
+        }
         return Err(e.into());
     }
     let mut headers = HeaderMap::new();

@@ -120,8 +120,8 @@ pub struct RetryView {
     pub next_retry_at: String,
 }
 
-/// A new webhook: the only time its secret is shown.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A new webhook: the only time its secret is shown. (No `Debug`: it holds the secret.)
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct WebhookCreatedView {
     #[serde(flatten)]
     pub webhook: WebhookView,
@@ -269,6 +269,8 @@ async fn create_webhook(
     let event_types = parse_types(&body.event_types)?;
     crate::domain::text::check_text("description", &body.description, 0, 200)?;
     let url = check_url(&state, &body.url).await?;
+    // One creation at a time, so the per-organization cap holds under concurrent requests.
+    let _creating = state.webhooks().creating.lock().await;
     let id = mint::id("wh");
     let secret = Secret::generate();
     // The secret is stored before the event, so no delivery loop ever finds a webhook
@@ -295,7 +297,11 @@ async fn create_webhook(
             .appended()
             .ok_or_else(|| Problem::internal("creating a webhook appended nothing"))?,
         Err(e) => {
-            let _ = state.webhooks().secrets().remove(&id);
+            // Not appended: the secret is nobody's. (`NotApplied` is durable, only not yet
+            // visible: the webhook exists and needs its secret.)
+            if !matches!(e, crate::execute::ExecuteError::NotApplied { .. }) {
+                let _ = state.webhooks().secrets().remove(&id);
+            }
             return Err(e.into());
         }
     };
@@ -495,5 +501,10 @@ async fn delete_webhook(
         webhooks::remove(org, &id)
     })
     .await?;
+    // Its secret is erased now, not when its delivery loop next wakes.
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || st.webhooks().forget(&id))
+        .await
+        .map_err(Problem::internal)?;
     Ok(StatusCode::NO_CONTENT)
 }

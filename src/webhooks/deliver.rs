@@ -18,7 +18,7 @@ use projections::webhooks::Webhook;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::progress::{Attempt, Retry, SAVE_EVERY};
+use super::progress::{Attempt, ProgressFiles, Retry, SAVE_EVERY};
 use super::schedule::{Verdict, verdict};
 use super::{Live, Sent};
 use crate::audit::types::TypeFilter;
@@ -42,46 +42,63 @@ pub struct Loop {
     id: String,
     org: String,
     live: Arc<Live>,
+    files: ProgressFiles,
+    stop: watch::Receiver<bool>,
     /// Whether the cursor moved since the progress file was written, and when that was.
     dirty: bool,
     saved_at: Instant,
-    /// The URL the retry in progress failed at: a new URL is tried at once.
-    failed_url: Option<String>,
 }
 
+/// How long a loop with nothing to do sleeps when nothing wakes it (the head moving does).
+const IDLE: Duration = Duration::from_secs(3600);
+
 impl Loop {
-    pub fn new(state: AppState, id: String, org: String, live: Arc<Live>) -> Loop {
+    pub fn new(
+        state: AppState,
+        id: String,
+        org: String,
+        live: Arc<Live>,
+        stop: watch::Receiver<bool>,
+    ) -> Loop {
+        let files = state.webhooks().files().clone();
         Loop {
             state,
             id,
             org,
             live,
+            files,
+            stop,
             dirty: false,
             saved_at: Instant::now(),
-            failed_url: None,
         }
     }
 
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self) {
         let mut head = self.state.log().watch_head();
+        let mut stop = self.stop.clone();
         loop {
             if *stop.borrow() {
                 break;
             }
-            let Some(hook) = self.config().await else {
-                self.state.webhooks().forget(&self.id);
+            self.live
+                .turns
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((hook, seen)) = self.config().await else {
+                let (st, id) = (self.state.clone(), self.id.clone());
+                let _ = tokio::task::spawn_blocking(move || st.webhooks().forget(&id)).await;
                 return;
             };
-            self.replay_if_asked(&hook);
+            self.replay_if_asked(&hook).await;
             let wait = if !hook.enabled {
-                None
+                // Enabling it again is an event: the head moves and wakes the loop.
+                Some(IDLE)
             } else if self.retry().is_some() {
                 self.retry_due(&hook).await
             } else {
-                self.forward(&hook).await
+                self.forward(&hook, seen).await
             };
             if self.dirty && self.saved_at.elapsed() >= SAVE_EVERY {
-                self.save();
+                self.save().await;
             }
             let Some(wait) = wait else {
                 continue;
@@ -100,18 +117,35 @@ impl Loop {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        self.save();
+        self.save().await;
     }
 
     /// The webhook as the read models have it once they include the log's head (`None`: it
-    /// was removed).
-    async fn config(&self) -> Option<Webhook> {
+    /// was removed), and the organization's last event those read models include: events
+    /// after it are judged by a configuration not known yet.
+    async fn config(&self) -> Option<(Webhook, u64)> {
         let head = self.state.log().head();
         let timeout = self.state.settings().read_your_writes_timeout;
         self.state.models().wait_for(head, timeout).await;
         let models = self.state.models().load();
         let org = models.state.org(&self.org);
-        org.webhook(&self.id).cloned()
+        Some((org.webhook(&self.id)?.clone(), org.version()))
+    }
+
+    /// Whether the webhook is still as `hook` says (not removed, disabled, moved, refiltered
+    /// or replayed since): checked before each attempt of a batch.
+    fn unchanged(&self, hook: &Webhook) -> bool {
+        let models = self.state.models().load();
+        models
+            .state
+            .org(&self.org)
+            .webhook(&self.id)
+            .is_some_and(|now| {
+                now.enabled == hook.enabled
+                    && now.url == hook.url
+                    && now.event_types == hook.event_types
+                    && now.replay == hook.replay
+            })
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, super::progress::Progress> {
@@ -122,19 +156,26 @@ impl Loop {
         self.progress().retry.clone()
     }
 
-    fn save(&mut self) {
+    /// Writes the progress file (off the async threads: it fsyncs).
+    async fn save(&mut self) {
         let snapshot = self.progress().clone();
-        match self.state.webhooks().files().save(&self.id, &snapshot) {
-            Ok(()) => {
+        let (files, id) = (self.files.clone(), self.id.clone());
+        let saved = tokio::task::spawn_blocking(move || files.save(&id, &snapshot)).await;
+        match saved {
+            Ok(Ok(())) => {
                 self.dirty = false;
                 self.saved_at = Instant::now();
+            }
+            Ok(Err(e)) => {
+                tracing::error!(webhook = %self.id, error = %e, "saving webhook progress")
             }
             Err(e) => tracing::error!(webhook = %self.id, error = %e, "saving webhook progress"),
         }
     }
 
-    /// A `webhook.replayed` not acted on yet sends the cursor back to its `since_id`.
-    fn replay_if_asked(&mut self, hook: &Webhook) {
+    /// A `webhook.replayed` not acted on yet sends the cursor back to its `since_id` — never
+    /// forward, so a replay cannot skip what was not delivered yet.
+    async fn replay_if_asked(&mut self, hook: &Webhook) {
         let Some((seq, since)) = hook.replay else {
             return;
         };
@@ -144,18 +185,20 @@ impl Loop {
                 return;
             }
             p.replay_seen = seq;
-            p.cursor = since.saturating_sub(1);
-            p.retry = None;
+            p.cursor = p.cursor.min(since.saturating_sub(1));
+            if p.retry.as_ref().is_some_and(|r| r.event_id >= since) {
+                p.retry = None;
+            }
         }
-        self.failed_url = None;
-        self.save();
+        self.save().await;
     }
 
     /// Tries the held event again if it is due; otherwise how long until it is.
     async fn retry_due(&mut self, hook: &Webhook) -> Option<Duration> {
         let retry = self.retry()?;
         let now = events::now_micros();
-        let url_changed = self.failed_url.as_ref().is_some_and(|u| *u != hook.url);
+        // A new URL is tried at once, not when the old one's next try was due.
+        let url_changed = retry.url != hook.url;
         if retry.next_at > now && !url_changed {
             return Some(Duration::from_micros((retry.next_at - now) as u64));
         }
@@ -169,7 +212,8 @@ impl Loop {
         };
         match record {
             Some(r) => {
-                self.attempt(hook, &r, retry.tries + 1, Some(retry.first_failed_at))
+                let tries = retry.tries.saturating_add(1);
+                self.attempt(hook, &r, tries, Some(retry.first_failed_at))
                     .await;
             }
             // Gone past the organization's retention: nothing left to deliver.
@@ -184,8 +228,9 @@ impl Loop {
         None
     }
 
-    /// Delivers the next events after the cursor; `Some(wait)` when there are none.
-    async fn forward(&mut self, hook: &Webhook) -> Option<Duration> {
+    /// Delivers the next events after the cursor, up to `seen` (the organization's last event
+    /// the configuration in `hook` is known to cover); `Some(wait)` when there are none.
+    async fn forward(&mut self, hook: &Webhook, seen: u64) -> Option<Duration> {
         let filter = TypeFilter::parse(&hook.event_types).unwrap_or_default();
         let query = if filter.is_all() {
             Query::All
@@ -199,10 +244,20 @@ impl Loop {
             )
         };
         let cursor = self.progress().cursor;
+        // Every append wakes every loop: most find nothing for them, from the index alone.
+        let last = match self.state.log().org_last_seq(&self.org) {
+            Ok(last) => last.min(seen),
+            Err(e) => {
+                tracing::warn!(webhook = %self.id, error = %e, "reading the log");
+                return Some(Duration::from_secs(1));
+            }
+        };
+        if last <= cursor {
+            return Some(IDLE);
+        }
         let log = self.state.log().clone();
         let org = self.org.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let last = log.org_last_seq(&org)?;
             let from = (cursor + 1).max(log.org_first(&org)?);
             let batch = log.query_org(&org, &query, from, last, Direction::Forward, BATCH)?;
             Ok::<_, events::Error>((last, batch))
@@ -219,11 +274,12 @@ impl Loop {
                 return Some(Duration::from_secs(1));
             }
         };
-        if last <= cursor {
-            return Some(Duration::from_secs(3600));
-        }
         let full = batch.len() == BATCH;
         for record in &batch {
+            // A stop, a removal or a change is acted on between two attempts, not a batch later.
+            if *self.stop.borrow() || !self.unchanged(hook) {
+                return None;
+            }
             if let Step::Held = self.attempt(hook, record, 1, None).await {
                 return None;
             }
@@ -296,14 +352,13 @@ impl Loop {
                 p.cursor = p.cursor.max(seq);
                 p.retry = None;
                 drop(p);
-                self.failed_url = None;
                 self.dirty = true;
                 Step::Settled
             }
             Verdict::Gone => {
                 attempt.outcome = "failed".into();
-                self.give_up(hook, seq, first, "the receiver answered 410 Gone".into())
-                    .await;
+                let why = "the receiver answered 410 Gone".to_owned();
+                self.give_up(hook, seq, first, try_number, why).await;
                 Step::Held
             }
             Verdict::Retry => {
@@ -321,8 +376,8 @@ impl Loop {
                             tries: try_number,
                             first_failed_at: first,
                             next_at,
+                            url: hook.url.clone(),
                         });
-                        self.failed_url = Some(hook.url.clone());
                         self.dirty = true;
                     }
                     None => {
@@ -336,7 +391,7 @@ impl Loop {
                         let why = format!(
                             "no 2xx answer for {hours} hours and {try_number} tries (last: {last})"
                         );
-                        self.give_up(hook, seq, first, why).await;
+                        self.give_up(hook, seq, first, try_number, why).await;
                     }
                 }
                 Step::Held
@@ -345,7 +400,7 @@ impl Loop {
         self.progress().record(attempt);
         if matches!(step, Step::Held) {
             // A retry's schedule, or a disable, must survive a restart.
-            self.save();
+            self.save().await;
         }
         step
     }
@@ -353,7 +408,7 @@ impl Loop {
     /// Disables the webhook with `reason`; the cursor stays before `seq`, so enabling it again
     /// delivers `seq` first. If the log refuses, the event is held and tried again in a minute
     /// (when it gives up again, it disables again).
-    async fn give_up(&mut self, hook: &Webhook, seq: u64, first: i64, reason: String) {
+    async fn give_up(&mut self, hook: &Webhook, seq: u64, first: i64, tries: u32, reason: String) {
         let command = Command::new(
             self.org.clone(),
             Actor::system("webhooks: delivery given up"),
@@ -369,11 +424,13 @@ impl Loop {
             Ok(_) => p.retry = None,
             Err(e) => {
                 tracing::warn!(webhook = %self.id, error = %e, "could not disable a failing webhook");
+                // Past the give-up time, the next failure gives up (and disables) again.
                 p.retry = Some(Retry {
                     event_id: seq,
-                    tries: u32::MAX - 1,
+                    tries,
                     first_failed_at: first,
                     next_at: events::now_micros() + 60_000_000,
+                    url: hook.url.clone(),
                 });
             }
         }

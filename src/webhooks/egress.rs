@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+/// How long a URL's name may take to resolve when it is stored.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The longest URL a webhook may have, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
 
@@ -31,7 +34,7 @@ pub enum Refused {
     )]
     Address { ip: IpAddr, reason: &'static str },
     #[error(
-        "{host} resolves to {ip}, {} {reason} address; allow it with --webhook-allow-cidr",
+        "{host} resolves to {} {reason} address; allow it with --webhook-allow-cidr",
         article(reason)
     )]
     Resolved {
@@ -94,12 +97,20 @@ impl Egress {
             None => return Err(Refused::NoHost),
             Some(url::Host::Domain(name)) => {
                 let port = parsed.port_or_known_default().unwrap_or(80);
-                let addrs = tokio::net::lookup_host((name, port)).await.map_err(|e| {
-                    Refused::Unresolved {
+                // A name server that does not answer must not hold the request for long.
+                let lookup = tokio::net::lookup_host((name, port));
+                let addrs = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                    Ok(found) => found.map_err(|e| Refused::Unresolved {
                         host: name.to_owned(),
                         error: e.to_string(),
+                    })?,
+                    Err(_) => {
+                        return Err(Refused::Unresolved {
+                            host: name.to_owned(),
+                            error: "no answer within 3 s".into(),
+                        });
                     }
-                })?;
+                };
                 self.check_resolved(name, addrs.map(|a| a.ip()))?;
             }
             Some(_) => self.check_literal(&parsed)?,
@@ -252,6 +263,7 @@ const V6_BLOCKS: &[([u16; 8], u8, &str)] = &[
     ([0, 0, 0, 0, 0, 0, 0, 0], 8, "reserved"), // v4-compatible, SIIT, ISATAP; holds 64:ff9b::/32
     ([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard-only"),
     ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32, "documentation"),
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, "reserved (Teredo)"),
     ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16, "reserved (6to4)"),
     ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "documentation"),
     ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16, "reserved (SRv6)"),
@@ -386,7 +398,7 @@ mod tests {
         };
         assert_eq!(
             refused.to_string(),
-            "x.test resolves to 0.0.0.0, an unspecified address; allow it with --webhook-allow-cidr"
+            "x.test resolves to an unspecified address; allow it with --webhook-allow-cidr"
         );
     }
 

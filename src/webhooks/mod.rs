@@ -79,6 +79,11 @@ pub struct Live {
     pub progress: Mutex<Progress>,
     /// Its secrets, and the rotation they were read at.
     keyring: Mutex<Option<(Option<i64>, Keyring)>>,
+    /// Held across a rotation (read the old secret, store the new one, record it), so two
+    /// rotations cannot both hand out a secret only one of them stored.
+    pub rotating: tokio::sync::Mutex<()>,
+    /// Turns its loop took: how the tests see that an idle loop sleeps.
+    pub turns: std::sync::atomic::AtomicU64,
 }
 
 /// The server's webhooks.
@@ -91,6 +96,10 @@ pub struct Webhooks {
     live: DashMap<String, Arc<Live>>,
     stop: watch::Sender<bool>,
     running: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Held while a webhook is created, so concurrent creations respect the per-org cap.
+    pub creating: tokio::sync::Mutex<()>,
+    /// Whether the files of webhooks removed while the server was down were swept.
+    swept: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -115,6 +124,8 @@ impl Webhooks {
             live: DashMap::new(),
             stop: watch::Sender::new(false),
             running: Mutex::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+            swept: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -136,13 +147,22 @@ impl Webhooks {
         if let Some(l) = self.live.get(id) {
             return Ok(l.clone());
         }
-        let progress = self
-            .files
-            .load(id)?
-            .unwrap_or_else(|| Progress::starting_after(created_seq));
+        let progress = match self.files.load(id) {
+            Ok(found) => found.unwrap_or_else(|| Progress::starting_after(created_seq)),
+            // Unreadable (a disk error, or a file not ours): set it aside and deliver again
+            // from the webhook's creation — at least once, rather than never again.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::error!(webhook = %id, error = %e, "webhook progress unreadable; delivering again from the webhook's creation");
+                self.files.set_aside(id)?;
+                Progress::starting_after(created_seq)
+            }
+            Err(e) => return Err(e),
+        };
         let fresh = Arc::new(Live {
             progress: Mutex::new(progress),
             keyring: Mutex::new(None),
+            rotating: tokio::sync::Mutex::new(()),
+            turns: std::sync::atomic::AtomicU64::new(0),
         });
         Ok(self.live.entry(id.to_owned()).or_insert(fresh).clone())
     }
@@ -250,6 +270,11 @@ impl Webhooks {
             return;
         }
         let models = state.models().load();
+        if !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let known: std::collections::HashSet<String> =
+                models.state.webhooks.all().map(|w| w.id.clone()).collect();
+            self.sweep(&known);
+        }
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         running.retain(|_, task| !task.is_finished());
         for w in models.state.webhooks.all() {
@@ -263,8 +288,14 @@ impl Webhooks {
                     continue;
                 }
             };
-            let task = deliver::Loop::new(state.clone(), w.id.clone(), w.org_id.clone(), live);
-            running.insert(w.id.clone(), tokio::spawn(task.run(self.stop.subscribe())));
+            let task = deliver::Loop::new(
+                state.clone(),
+                w.id.clone(),
+                w.org_id.clone(),
+                live,
+                self.stop.subscribe(),
+            );
+            running.insert(w.id.clone(), tokio::spawn(task.run()));
         }
     }
 
@@ -274,6 +305,19 @@ impl Webhooks {
         for result in [self.secrets.remove(id), self.files.remove(id)] {
             if let Err(e) = result {
                 tracing::warn!(webhook = %id, error = %e, "could not remove a removed webhook's file");
+            }
+        }
+    }
+
+    /// Removes the secret and progress files of webhooks the read models do not know: those
+    /// removed while a loop could not clean up (a crash). Only files older than a minute, so
+    /// a webhook being created (its secret is stored before its event) is never touched.
+    fn sweep(&self, known: &std::collections::HashSet<String>) {
+        let old = std::time::SystemTime::now() - Duration::from_secs(60);
+        for (id, modified) in self.files.stored_ids() {
+            if !known.contains(&id) && modified < old {
+                tracing::info!(webhook = %id, "removing the files of a removed webhook");
+                self.forget(&id);
             }
         }
     }

@@ -45,6 +45,8 @@ pub struct Retry {
     pub first_failed_at: i64,
     /// When to try next (microseconds).
     pub next_at: i64,
+    /// The URL it failed at: a new URL is tried at once.
+    pub url: String,
 }
 
 /// One try of one delivery, as `GET /webhooks/{id}/deliveries` shows it.
@@ -145,6 +147,31 @@ impl ProgressFiles {
         events::durable::replace(&path, &[&[FORMAT], &body])
     }
 
+    /// Renames an unreadable progress file to `<id>.progress.corrupt`, for a person to look at.
+    pub fn set_aside(&self, webhook_id: &str) -> io::Result<()> {
+        let path = self.path(webhook_id)?;
+        std::fs::rename(&path, path.with_extension("progress.corrupt"))
+    }
+
+    /// The webhook ids with a secret or progress file in the directory, with the file's
+    /// modification time.
+    pub fn stored_ids(&self) -> Vec<(String, std::time::SystemTime)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let id = name
+                    .strip_suffix(".progress")
+                    .or_else(|| name.strip_suffix(".secret"))?
+                    .to_owned();
+                Some((id, e.metadata().ok()?.modified().ok()?))
+            })
+            .collect()
+    }
+
     pub fn remove(&self, webhook_id: &str) -> io::Result<()> {
         match std::fs::remove_file(self.path(webhook_id)?) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -183,6 +210,7 @@ mod tests {
             tries: 2,
             first_failed_at: 3,
             next_at: 4,
+            url: "https://example.com/h".into(),
         });
         files.save("wh_1", &p).unwrap();
         let back = files.load("wh_1").unwrap().unwrap();

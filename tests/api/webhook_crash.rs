@@ -11,6 +11,17 @@ use crate::durability::{run_offline, serve_with};
 
 use crate::webhook_receiver::Receiver;
 
+/// Kills the server when the test ends, also when it fails: a `std::process::Child` is not
+/// killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 const FLAGS: &[&str] = &[
     "--webhook-allow-cidr",
     "127.0.0.0/8",
@@ -37,7 +48,8 @@ async fn a_kill_9_with_deliveries_pending_loses_none_of_them() {
     // Slow enough that the kill lands with most events not yet delivered; the first ones fail.
     rx.delay(Duration::from_millis(30));
     rx.answer(&[500, 503]);
-    let (mut server, base) = serve_with(dir.path(), FLAGS).await;
+    let (server, base) = serve_with(dir.path(), FLAGS).await;
+    let mut server = Killed(server);
     let client = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         client
@@ -63,12 +75,13 @@ async fn a_kill_9_with_deliveries_pending_loses_none_of_them() {
         r.iter().filter(|r| r.status == 200).count() >= 5
     })
     .await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
     let sent_before = rx.delivered().len();
     assert!(sent_before < 40, "the kill came too late to prove anything");
 
-    let (mut server, base) = serve_with(dir.path(), FLAGS).await;
+    let (server, base) = serve_with(dir.path(), FLAGS).await;
+    let _server = Killed(server);
     let audit: Value = client
         .get(format!(
             "{base}/api/v1/audit-log?event_type=key.created&limit=100"
@@ -110,8 +123,6 @@ async fn a_kill_9_with_deliveries_pending_loses_none_of_them() {
         first_seen, expected,
         "every event, in order of first delivery"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 #[tokio::test]

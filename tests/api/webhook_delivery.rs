@@ -442,3 +442,141 @@ async fn retry_after_lengthens_the_wait_before_the_next_try() {
     let waited = at(1).duration_since(at(0));
     assert!(waited.as_secs_f64() >= 1.9, "waited {waited:?}: {d}");
 }
+
+async fn set_enabled(app: &TestApp, id: &str, on: bool) {
+    let resp = app
+        .request(Method::PATCH, &format!("/api/v1/webhooks/{id}"))
+        .json(&json!({"enabled": on}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_disabled_webhooks_loop_sleeps_instead_of_spinning() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let id = created["id"].as_str().unwrap();
+    set_enabled(&app, id, false).await;
+    let live = app.state.webhooks().live(id, 0).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let turns = || live.turns.load(std::sync::atomic::Ordering::Relaxed);
+    let before = turns();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing happened: a loop that sleeps took no turn (one that spins takes thousands).
+    assert!(
+        turns() - before <= 2,
+        "{} turns while idle",
+        turns() - before
+    );
+}
+
+#[tokio::test]
+async fn a_replay_from_a_later_event_does_not_skip_undelivered_ones() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let id = created["id"].as_str().unwrap();
+    set_enabled(&app, id, false).await;
+    let ids = keys(&app, 4).await;
+    let resp = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/webhooks/{id}/replay?since_id={}", ids[2]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    set_enabled(&app, id, true).await;
+    rx.wait_until("four", |r| r.len() >= 4).await;
+    assert_eq!(
+        ids_of(&rx.received()),
+        ids,
+        "the first two were never delivered: not skipped"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_rotations_leave_the_latest_secret_signing() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/webhooks/{id}/rotate-secret");
+    let body = json!({"grace_period": "0s"});
+    let rotations = (0..6).map(|_| app.post(&path, &body));
+    let mut answers = Vec::new();
+    for resp in futures::future::join_all(rotations).await {
+        assert_eq!(resp.status(), 200);
+        answers.push(json(resp).await);
+    }
+    keys(&app, 1).await;
+    rx.wait_until("one", |r| !r.is_empty()).await;
+    let r = &rx.received()[0];
+    let signing: Vec<&Value> = answers
+        .iter()
+        .filter(|a| verifies(r, &Secret::parse(a["secret"].as_str().unwrap()).unwrap()))
+        .collect();
+    // Each rotation handed out its secret; the one that signs is the one recorded last.
+    assert_eq!(
+        signing.len(),
+        1,
+        "exactly one handed-out secret signs: {answers:?}"
+    );
+    let audit = json(
+        app.get(&format!(
+            "/api/v1/audit-log?event_type=webhook.secret_rotated&subject={id}&limit=10"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 6);
+    let latest = answers
+        .iter()
+        .max_by_key(|a| a["previous_secret_expires_at"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert_eq!(signing[0]["secret"], latest["secret"]);
+}
+
+#[tokio::test]
+async fn removing_a_webhook_erases_its_secret_at_once_and_a_corrupt_progress_file_is_set_aside() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let gone = create(&app, &rx.url(), &["key.*"]).await;
+    let gone = gone["id"].as_str().unwrap();
+    let dir = app.data_dir().join("webhooks");
+    assert!(dir.join(format!("{gone}.secret")).exists());
+    assert_eq!(
+        app.delete(&format!("/api/v1/webhooks/{gone}"))
+            .await
+            .status(),
+        204
+    );
+    assert!(!dir.join(format!("{gone}.secret")).exists());
+
+    let kept = create(&app, &rx.url(), &["key.*"]).await;
+    let kept = kept["id"].as_str().unwrap().to_owned();
+    let mut ids = keys(&app, 1).await;
+    rx.wait_until("one", |r| !r.is_empty()).await;
+    let mut app = app;
+    app.stop().await;
+    std::fs::write(dir.join(format!("{kept}.progress")), b"\x01garbage").unwrap();
+    let app = app
+        .restart_on_same_port(Some(crate::webhooks::local_receivers))
+        .await;
+    ids.extend(keys(&app, 1).await);
+    rx.wait_until("the new one", |r| ids_of(r).contains(&ids[1]))
+        .await;
+    assert!(dir.join(format!("{kept}.progress.corrupt")).exists());
+    // Delivered again from the webhook's creation: at least once, nothing skipped.
+    assert!(
+        ids_of(&rx.received())
+            .iter()
+            .filter(|i| **i == ids[0])
+            .count()
+            >= 1
+    );
+}
