@@ -19,7 +19,7 @@ use super::list::{ListSpec, Listing};
 use super::pagination::Page;
 use super::problem::Problem;
 use super::request_id::RequestId;
-use super::webhooks::{find, require_plan, store_secret};
+use super::webhooks::{authorize, find, store_secret};
 use crate::domain::scope::{Group, Need};
 use crate::domain::webhooks;
 use crate::execute::execute;
@@ -115,8 +115,7 @@ async fn list_deliveries(
     Path(id): Path<String>,
     Query(q): Query<DeliveryListQuery>,
 ) -> Result<Json<Page<DeliveryView>>, Problem> {
-    principal.require(Need::read(Group::Webhooks))?;
-    require_plan(&state, &principal.org_id)?;
+    authorize(&state, &principal, Need::read(Group::Webhooks))?;
     let list = Listing::parse(
         &state,
         &principal.org_id,
@@ -202,8 +201,7 @@ async fn test_webhook(
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Result<Json<TestResult>, Problem> {
-    principal.require(Need::write(Group::Webhooks))?;
-    require_plan(&state, &principal.org_id)?;
+    authorize(&state, &principal, Need::write(Group::Webhooks))?;
     let w = find(&state.models().load().state, &principal, &id)?.clone();
     let hooks = state.webhooks();
     let live = hooks
@@ -286,8 +284,7 @@ async fn replay_webhook(
     Path(id): Path<String>,
     Query(q): Query<ReplayQuery>,
 ) -> Result<(StatusCode, Json<ReplayAccepted>), Problem> {
-    principal.require(Need::write(Group::Webhooks))?;
-    require_plan(&state, &principal.org_id)?;
+    authorize(&state, &principal, Need::write(Group::Webhooks))?;
     let since_id: u64 = q.since_id.trim().parse().map_err(|_| {
         Problem::invalid_argument(format!(
             "'since_id' must be an event id (a positive integer), not '{}'",
@@ -367,8 +364,7 @@ async fn rotate_secret(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<(HeaderMap, Json<RotatedSecret>), Problem> {
-    principal.require(Need::write(Group::Webhooks))?;
-    require_plan(&state, &principal.org_id)?;
+    authorize(&state, &principal, Need::write(Group::Webhooks))?;
     let body = optional_body(&headers, &bytes)?;
     let grace = match body.grace_period.as_deref().map(str::trim) {
         None => Duration::from_secs(86_400),

@@ -155,10 +155,16 @@ const SPEC: ListSpec = ListSpec {
     default_sort: "created_at",
 };
 
-/// Webhooks are part of the business and workforce plans (the seed page's "Webhooks").
-pub fn require_plan(state: &AppState, org_id: &str) -> Result<(), Problem> {
+/// The caller's scope, then its plan: webhooks are part of the business and workforce plans
+/// (the seed page's "Webhooks").
+pub fn authorize(state: &AppState, principal: &Principal, need: Need) -> Result<(), Problem> {
+    principal.require(need)?;
     let models = state.models().load();
-    let plan = models.state.org(org_id).settings().map(|o| o.plan);
+    let plan = models
+        .state
+        .org(&principal.org_id)
+        .settings()
+        .map(|o| o.plan);
     match plan {
         Some(Plan::Business | Plan::Workforce) => Ok(()),
         _ => Err(Problem::plan_required(
@@ -263,8 +269,7 @@ async fn create_webhook(
     headers: HeaderMap,
     Json(Object(body)): Json<Object<CreateWebhookRequest>>,
 ) -> Result<impl IntoResponse, Problem> {
-    principal.require(Need::write(Group::Webhooks))?;
-    require_plan(&state, &principal.org_id)?;
+    authorize(&state, &principal, Need::write(Group::Webhooks))?;
     let idem = idempotency(&headers, "POST", "/api/v1/webhooks", &body)?;
     let event_types = parse_types(&body.event_types)?;
     crate::domain::text::check_text("description", &body.description, 0, 200)?;
@@ -374,8 +379,7 @@ async fn list_webhooks(
     Extension(principal): Extension<Principal>,
     Query(q): Query<WebhookListQuery>,
 ) -> Result<Json<Page<WebhookView>>, Problem> {
-    principal.require(Need::read(Group::Webhooks))?;
-    require_plan(&state, &principal.org_id)?;
+    authorize(&state, &principal, Need::read(Group::Webhooks))?;
     let list = Listing::parse(
         &state,
         &principal.org_id,
@@ -436,8 +440,7 @@ async fn get_webhook(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, Problem> {
-    principal.require(Need::read(Group::Webhooks))?;
-    require_plan(&state, &principal.org_id)?;
+    authorize(&state, &principal, Need::read(Group::Webhooks))?;
     let models = state.models().load();
     Ok(Json(view(&state, find(&models.state, &principal, &id)?)))
 }
@@ -462,8 +465,7 @@ async fn update_webhook(
     Path(id): Path<String>,
     Json(Object(body)): Json<Object<UpdateWebhookRequest>>,
 ) -> Result<Json<WebhookView>, Problem> {
-    principal.require(Need::write(Group::Webhooks))?;
-    require_plan(&state, &principal.org_id)?;
+    authorize(&state, &principal, Need::write(Group::Webhooks))?;
     find(&state.models().load().state, &principal, &id)?;
     let change = UpdateWebhook {
         url: match &body.url {
@@ -495,8 +497,7 @@ async fn delete_webhook(
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    principal.require(Need::write(Group::Webhooks))?;
-    require_plan(&state, &principal.org_id)?;
+    authorize(&state, &principal, Need::write(Group::Webhooks))?;
     execute(&state, principal.command(&request_id), |org| {
         webhooks::remove(org, &id)
     })

@@ -35,6 +35,29 @@ async fn keys(app: &TestApp, n: usize) -> Vec<u64> {
     ids
 }
 
+/// The attempts of webhook `created` (`query`: `?sort=…&filter=…`).
+async fn deliveries(app: &TestApp, created: &Value, query: &str) -> Value {
+    let id = created["id"].as_str().unwrap();
+    json(
+        app.get(&format!("/api/v1/webhooks/{id}/deliveries{query}"))
+            .await,
+    )
+    .await
+}
+
+/// Polls webhook `id` until its status is `status` (at most 10 s); answers its last view.
+async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
+    let mut hook = Value::Null;
+    for _ in 0..200 {
+        hook = json(app.get(&format!("/api/v1/webhooks/{id}")).await).await;
+        if hook["status"] == status {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hook
+}
+
 fn ids_of(received: &[Received]) -> Vec<u64> {
     received
         .iter()
@@ -79,14 +102,7 @@ async fn deliveries_are_signed_both_ways_filtered_and_in_order() {
         forged.body = r.body.slice(1..);
         assert!(!verifies(&forged, &secret));
     }
-    let list = json(
-        app.get(&format!(
-            "/api/v1/webhooks/{}/deliveries",
-            created["id"].as_str().unwrap()
-        ))
-        .await,
-    )
-    .await;
+    let list = deliveries(&app, &created, "").await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 5, "{list}");
     assert!(
@@ -121,14 +137,7 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_and_nothin
         [500, 503, 429, 200]
     );
     assert_eq!(ids_of(&rx.delivered()), ids);
-    let deliveries = json(
-        app.get(&format!(
-            "/api/v1/webhooks/{}/deliveries?sort=time:asc",
-            created["id"].as_str().unwrap()
-        ))
-        .await,
-    )
-    .await;
+    let deliveries = deliveries(&app, &created, "?sort=time:asc").await;
     let items = deliveries["items"].as_array().unwrap();
     let tries: Vec<(u64, u64, &str)> = items
         .iter()
@@ -200,14 +209,7 @@ async fn a_webhook_failing_past_the_schedule_is_disabled_and_resumes_where_it_st
     let id = created["id"].as_str().unwrap().to_owned();
     let ids = keys(&app, 2).await;
     // The schedule gives up after 2 s.
-    let mut disabled = Value::Null;
-    for _ in 0..100 {
-        disabled = json(app.get(&format!("/api/v1/webhooks/{id}")).await).await;
-        if disabled["status"] == "disabled" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let disabled = wait_status(&app, &id, "disabled").await;
     assert_eq!(disabled["status"], "disabled", "{disabled}");
     assert!(
         disabled["disabled_reason"]
@@ -224,13 +226,7 @@ async fn a_webhook_failing_past_the_schedule_is_disabled_and_resumes_where_it_st
     let event = &audit["items"][0];
     assert_eq!(event["data"]["event_id"].as_u64(), Some(ids[0]));
     assert_eq!(event["actor"]["kind"], "system");
-    let failed = json(
-        app.get(&format!(
-            "/api/v1/webhooks/{id}/deliveries?filter=outcome:failed"
-        ))
-        .await,
-    )
-    .await;
+    let failed = deliveries(&app, &created, "?filter=outcome:failed").await;
     assert_eq!(failed["items"][0]["event_id"].as_u64(), Some(ids[0]));
     let tried = rx.received().len();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -268,14 +264,7 @@ async fn gone_disables_at_once_and_other_client_errors_are_not_retried() {
     rx.answer(&[410]);
     keys(&app, 1).await;
     let id = created["id"].as_str().unwrap();
-    let mut hook = Value::Null;
-    for _ in 0..100 {
-        hook = json(app.get(&format!("/api/v1/webhooks/{id}")).await).await;
-        if hook["status"] == "disabled" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let hook = wait_status(&app, id, "disabled").await;
     assert!(
         hook["disabled_reason"].as_str().unwrap().contains("410"),
         "{hook}"
@@ -430,14 +419,7 @@ async fn retry_after_lengthens_the_wait_before_the_next_try() {
     let created = create(&app, &rx.url(), &["key.*"]).await;
     keys(&app, 1).await;
     rx.wait_until("delivered", |r| r.len() >= 2).await;
-    let d = json(
-        app.get(&format!(
-            "/api/v1/webhooks/{}/deliveries?sort=time:asc",
-            created["id"].as_str().unwrap()
-        ))
-        .await,
-    )
-    .await;
+    let d = deliveries(&app, &created, "?sort=time:asc").await;
     let at = |i: usize| jiff::Timestamp::from_str(d["items"][i]["time"].as_str().unwrap()).unwrap();
     let waited = at(1).duration_since(at(0));
     assert!(waited.as_secs_f64() >= 1.9, "waited {waited:?}: {d}");
