@@ -229,8 +229,9 @@ pub struct ServeArgs {
         value_parser = crate::http::ratelimit::parse_trusted_proxy
     )]
     pub webhook_allow_cidrs: Vec<ipnet::IpNet>,
-    /// When a failed webhook delivery is tried again: the delays after each failure, then `/`
-    /// and how long to keep trying before the webhook is disabled. Units ms, s, m, h, d.
+    /// When a failed webhook delivery is tried again: the first try (always at once, `0`), the
+    /// delay after each failed try, then `/` and how long after the first failure to keep
+    /// trying before the webhook is disabled. Units ms, s, m, h, d.
     #[arg(
         long,
         env = "QUICKZTNA_WEBHOOK_RETRY_SCHEDULE",

@@ -241,10 +241,17 @@ async fn test_webhook(
         response: sent.response,
     };
     let delivery = delivery_view(&attempt);
-    live.progress
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .record(attempt);
+    let snapshot = {
+        let mut p = live.progress.lock().unwrap_or_else(|e| e.into_inner());
+        p.record(attempt);
+        p.clone()
+    };
+    // Kept like every other try, also across a crash.
+    let (files, webhook_id) = (hooks.files().clone(), w.id.clone());
+    tokio::task::spawn_blocking(move || files.save(&webhook_id, &snapshot))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
     Ok(Json(TestResult {
         delivered: sent.status.is_some_and(|s| (200..300).contains(&s)),
         delivery,
@@ -274,7 +281,10 @@ pub struct ReplayAccepted {
 #[utoipa::path(
     post, path = "/webhooks/{id}/replay", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id (`wh_…`)"), ReplayQuery),
-    responses((status = 202, description = "Replay recorded; deliveries follow", body = ReplayAccepted)),
+    responses(
+        (status = 202, description = "Replay recorded; deliveries follow", body = ReplayAccepted),
+        (status = 409, description = "The webhook changed meanwhile; try again", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 async fn replay_webhook(
@@ -309,7 +319,7 @@ async fn replay_webhook(
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// How long the previous secret keeps signing beside the new one: `30m`, `24h`… (up to
-    /// `7d`; default `24h`). `0s`: stop using it at once.
+    /// `7d`; default `24h`). `0` (in any unit): stop using it at once.
     #[serde(default)]
     #[schema(example = "24h", pattern = "^[0-9]{1,12}[smhdw]?$")]
     pub grace_period: Option<String>,
@@ -323,6 +333,29 @@ pub struct RotatedSecret {
     pub secret: String,
     /// Until when deliveries are signed with the previous secret too.
     pub previous_secret_expires_at: String,
+}
+
+/// A grace period: `0` in any unit is none; otherwise a duration up to [`MAX_GRACE`].
+fn grace_period(text: Option<&str>) -> Result<Duration, Problem> {
+    let Some(text) = text.map(str::trim) else {
+        return Ok(Duration::from_secs(86_400));
+    };
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b == b'0')
+        && matches!(unit, "" | "s" | "m" | "h" | "d" | "w")
+    {
+        return Ok(Duration::ZERO);
+    }
+    let grace = crate::domain::duration::parse(text)
+        .map_err(|e| Problem::invalid_argument(format!("field 'grace_period': {e}")))?;
+    if grace > MAX_GRACE {
+        return Err(Problem::invalid_argument(
+            "field 'grace_period' must be at most 7d",
+        ));
+    }
+    Ok(grace)
 }
 
 /// The body is optional: none (or only whitespace) means every default.
@@ -366,19 +399,9 @@ async fn rotate_secret(
 ) -> Result<(HeaderMap, Json<RotatedSecret>), Problem> {
     authorize(&state, &principal, Need::write(Group::Webhooks))?;
     let body = optional_body(&headers, &bytes)?;
-    let grace = match body.grace_period.as_deref().map(str::trim) {
-        None => Duration::from_secs(86_400),
-        Some("0" | "0s") => Duration::ZERO,
-        Some(text) => crate::domain::duration::parse(text)
-            .map_err(|e| Problem::invalid_argument(format!("field 'grace_period': {e}")))?,
-    };
-    if grace > MAX_GRACE {
-        return Err(Problem::invalid_argument(
-            "field 'grace_period' must be at most 7d",
-        ));
-    }
     let hooks = state.webhooks();
     let w = find(&state.models().load().state, &principal, &id)?.clone();
+    let grace = grace_period(body.grace_period.as_deref())?;
     let live = hooks
         .live(&w.id, w.created_seq)
         .map_err(Problem::internal)?;
@@ -404,11 +427,19 @@ async fn rotate_secret(
     })
     .await;
     if let Err(e) = recorded {
-        // Not recorded, and the caller never sees the new secret: put the old one back.
-        if !matches!(e, crate::execute::ExecuteError::NotApplied { .. })
-            && let Some(old) = old
-        {
-            let _ = store_secret(&state, &w.id, old).await;
+        if !matches!(e, crate::execute::ExecuteError::NotApplied { .. }) {
+            // Not recorded, and the caller never sees the new secret: put the old one back
+            // — unless the webhook was removed meanwhile, whose secret must not come back.
+            let gone = find(&state.models().load().state, &principal, &id).is_err();
+            if gone {
+                let st = state.clone();
+                let wid = w.id.clone();
+                let _ = tokio::task::spawn_blocking(move || st.webhooks().forget(&wid)).await;
+            } else if let Some(old) = old {
+                let _ = store_secret(&state, &w.id, old).await;
+            }
+            // A delivery may have read the new secret meanwhile.
+            live.forget_keyring();
         }
         return Err(e.into());
     }

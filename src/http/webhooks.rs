@@ -105,7 +105,8 @@ pub struct WebhookView {
     pub secret_rotated_at: Option<String>,
     /// Until when the previous secret still signs too, during a rotation.
     pub previous_secret_expires_at: Option<String>,
-    /// The id of the last event delivered (or settled) to it.
+    /// The id of the last event settled: delivered, refused by the receiver for good, or not
+    /// subscribed to. A replay moves it back.
     pub last_event_id: u64,
     /// The delivery being retried, if one is.
     pub retry: Option<RetryView>,
@@ -256,7 +257,11 @@ async fn check_url(state: &AppState, url: &str) -> Result<String, Problem> {
     request_body = CreateWebhookRequest,
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Retry-safe key: a repeat with the same body returns the original result (without the secret)")),
     responses(
-        (status = 201, description = "Webhook created (or, with header `Idempotent-Replayed: true`, the result of an earlier request with the same Idempotency-Key, without the secret)", body = WebhookCreatedView),
+        (status = 201, description = "Webhook created (or, with header `Idempotent-Replayed: true`, the result of an earlier request with the same Idempotency-Key, without the secret)", body = WebhookCreatedView,
+            headers(
+                ("Location" = String, description = "The webhook: `/api/v1/webhooks/{id}`"),
+                ("Cache-Control" = String, description = "`no-store`: the answer holds the secret"),
+            )),
         (status = 403, description = "The token lacks `webhooks:write`, or (`plan_required`) the organization's plan has no webhooks", body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "The URL is not a destination the server may reach", body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ),
@@ -275,7 +280,8 @@ async fn create_webhook(
     crate::domain::text::check_text("description", &body.description, 0, 200)?;
     let url = check_url(&state, &body.url).await?;
     // One creation at a time, so the per-organization cap holds under concurrent requests.
-    let _creating = state.webhooks().creating.lock().await;
+    let creating = state.webhooks().creating(&principal.org_id);
+    let _creating = creating.lock().await;
     let id = mint::id("wh");
     let secret = Secret::generate();
     // The secret is stored before the event, so no delivery loop ever finds a webhook
@@ -297,24 +303,40 @@ async fn create_webhook(
         |org| webhooks::create(org, cmd.clone()),
     )
     .await;
-    let appended = match outcome {
-        Ok(o) => o
-            .appended()
-            .ok_or_else(|| Problem::internal("creating a webhook appended nothing"))?,
+    let replayed = match outcome {
+        Ok(o) => {
+            let appended = o
+                .appended()
+                .ok_or_else(|| Problem::internal("creating a webhook appended nothing"))?;
+            appended.replayed.then_some(appended.first)
+        }
+        // Durable, but the read models were slow to show it: the webhook exists and its
+        // secret must reach the caller, or no receiver could ever verify it.
+        Err(crate::execute::ExecuteError::NotApplied { failed: None })
+            if state
+                .models()
+                .wait_for(
+                    state.log().head(),
+                    state.settings().read_your_writes_timeout,
+                )
+                .await =>
+        {
+            None
+        }
         Err(e) => {
-            // Not appended: the secret is nobody's. (`NotApplied` is durable, only not yet
-            // visible: the webhook exists and needs its secret.)
+            // Not appended: the secret is nobody's. (Durable but never shown: the webhook's
+            // deliveries fail visibly until its secret is rotated.)
             if !matches!(e, crate::execute::ExecuteError::NotApplied { .. }) {
                 let _ = state.webhooks().secrets().remove(&id);
             }
             return Err(e.into());
         }
     };
-    let (id, secret, note) = if appended.replayed {
+    let (id, secret, note) = if let Some(first) = replayed {
         let _ = state.webhooks().secrets().remove(&id);
         let original = state
             .log()
-            .get(appended.first)
+            .get(first)
             .map_err(Problem::internal)?
             .and_then(|r| match &r.event {
                 Event::WebhookCreated(e) => Some(e.webhook_id.clone()),
@@ -343,7 +365,7 @@ async fn create_webhook(
         out.insert(header::LOCATION, v);
     }
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if appended.replayed {
+    if replayed.is_some() {
         out.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     let created = WebhookCreatedView {
@@ -488,7 +510,10 @@ async fn update_webhook(
 #[utoipa::path(
     delete, path = "/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id (`wh_…`)")),
-    responses((status = 204, description = "Removed")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 409, description = "The webhook changed while it was being removed; try again", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 async fn delete_webhook(

@@ -22,7 +22,7 @@ use super::progress::{Attempt, ProgressFiles, Retry, SAVE_EVERY};
 use super::schedule::{Verdict, verdict};
 use super::{Live, Sent};
 use crate::audit::types::TypeFilter;
-use crate::execute::{Command, execute};
+use crate::execute::{Command, ExecuteError, execute};
 use crate::http::event_view::EventView;
 use crate::state::AppState;
 
@@ -145,6 +145,7 @@ impl Loop {
                     && now.url == hook.url
                     && now.event_types == hook.event_types
                     && now.replay == hook.replay
+                    && now.rotated_at == hook.rotated_at
             })
     }
 
@@ -253,7 +254,14 @@ impl Loop {
             }
         };
         if last <= cursor {
-            return Some(IDLE);
+            // Read models behind the log (they timed out): look again soon, not at the next
+            // append, which may be an hour away.
+            let behind = self
+                .state
+                .log()
+                .org_last_seq(&self.org)
+                .is_ok_and(|l| l > seen);
+            return Some(if behind { SAVE_EVERY } else { IDLE });
         }
         let log = self.state.log().clone();
         let org = self.org.clone();
@@ -282,6 +290,9 @@ impl Loop {
             }
             if let Step::Held = self.attempt(hook, record, 1, None).await {
                 return None;
+            }
+            if self.dirty && self.saved_at.elapsed() >= SAVE_EVERY {
+                self.save().await;
             }
         }
         // Fewer than a batch: every event up to `last` that is not in it was filtered out.
@@ -421,7 +432,8 @@ impl Loop {
         .await;
         let mut p = self.progress();
         match disabled {
-            Ok(_) => p.retry = None,
+            // Recorded (NotApplied: durable, only not yet visible).
+            Ok(_) | Err(ExecuteError::NotApplied { .. }) => p.retry = None,
             Err(e) => {
                 tracing::warn!(webhook = %self.id, error = %e, "could not disable a failing webhook");
                 // Past the give-up time, the next failure gives up (and disables) again.

@@ -96,8 +96,9 @@ pub struct Webhooks {
     live: DashMap<String, Arc<Live>>,
     stop: watch::Sender<bool>,
     running: Mutex<HashMap<String, JoinHandle<()>>>,
-    /// Held while a webhook is created, so concurrent creations respect the per-org cap.
-    pub creating: tokio::sync::Mutex<()>,
+    /// Per organization, held while one of its webhooks is created, so concurrent creations
+    /// respect its cap.
+    creating: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Whether the files of webhooks removed while the server was down were swept.
     swept: std::sync::atomic::AtomicBool,
 }
@@ -107,6 +108,13 @@ impl std::fmt::Debug for Webhooks {
         f.debug_struct("Webhooks")
             .field("running", &self.live.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl Live {
+    /// Drops the cached secrets: the next delivery reads them from disk.
+    pub fn forget_keyring(&self) {
+        *self.keyring.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -124,9 +132,14 @@ impl Webhooks {
             live: DashMap::new(),
             stop: watch::Sender::new(false),
             running: Mutex::new(HashMap::new()),
-            creating: tokio::sync::Mutex::new(()),
+            creating: DashMap::new(),
             swept: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The lock organization `org_id`'s webhook creations take.
+    pub fn creating(&self, org_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.creating.entry(org_id.to_owned()).or_default().clone()
     }
 
     pub fn secrets(&self) -> &SecretBox {
@@ -270,7 +283,12 @@ impl Webhooks {
             return;
         }
         let models = state.models().load();
-        if !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        // Only once the read models hold the whole log: until then a webhook created after
+        // the last snapshot would look removed.
+        if state.models().caught_up()
+            && state.models().position() >= state.log().head()
+            && !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
             let known: std::collections::HashSet<String> =
                 models.state.webhooks.all().map(|w| w.id.clone()).collect();
             self.sweep(&known);

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 pub const ATTEMPTS_KEPT: usize = 200;
 /// Longest time a moved cursor waits before reaching the disk.
 pub const SAVE_EVERY: Duration = Duration::from_millis(200);
-/// First byte of the file: its format.
-const FORMAT: u8 = 1;
+/// First byte of the file: its format. (1, from before a retry kept its URL, is read as
+/// unreadable: the file is set aside and delivery starts again from the webhook's creation.)
+const FORMAT: u8 = 2;
 
 /// Persisted with postcard: never reorder or remove fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -562,3 +562,32 @@ async fn removing_a_webhook_erases_its_secret_at_once_and_a_corrupt_progress_fil
             >= 1
     );
 }
+
+#[tokio::test]
+async fn a_rotation_applies_from_the_next_delivery_not_the_next_batch() {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    rx.delay(Duration::from_millis(150));
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let id = created["id"].as_str().unwrap();
+    keys(&app, 6).await;
+    rx.wait_until("the first", |r| !r.is_empty()).await;
+    let resp = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/rotate-secret"),
+            &json!({"grace_period": "0"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let new = Secret::parse(json(resp).await["secret"].as_str().unwrap()).unwrap();
+    // One delivery may be in flight; every one that starts after the rotation uses the new
+    // secret alone.
+    let seen = rx.received().len();
+    rx.wait_until("all six", |r| r.len() >= 6).await;
+    let later = &rx.received()[seen + 1..];
+    assert!(!later.is_empty());
+    for r in later {
+        assert!(verifies(r, &new), "{:?}", r.headers);
+        assert_eq!(r.header("webhook-signature").split(' ').count(), 1);
+    }
+}
