@@ -187,7 +187,7 @@ async fn a_receiver_that_was_down_gets_everything_afterwards_in_order() {
 async fn a_slow_receiver_does_not_hold_up_a_fast_one() {
     let app = spawn_hooks().await;
     let slow = Receiver::start().await;
-    slow.delay(Duration::from_millis(1500));
+    slow.delay(Duration::from_secs(3));
     let fast = Receiver::start().await;
     create(&app, &slow.url(), &["key.*"]).await;
     create(&app, &fast.url(), &["key.*"]).await;
