@@ -35,6 +35,14 @@ async fn keys(app: &TestApp, n: usize) -> Vec<u64> {
     ids
 }
 
+/// A server allowing local receivers, a receiver, and a webhook of `types` to it.
+async fn hooked(types: &[&str]) -> (TestApp, Receiver, Value) {
+    let app = spawn_hooks().await;
+    let rx = Receiver::start().await;
+    let created = create(&app, &rx.url(), types).await;
+    (app, rx, created)
+}
+
 /// The attempts of webhook `created` (`query`: `?sort=…&filter=…`).
 async fn deliveries(app: &TestApp, created: &Value, query: &str) -> Value {
     let id = created["id"].as_str().unwrap();
@@ -78,9 +86,7 @@ fn verifies(r: &Received, secret: &Secret) -> bool {
 
 #[tokio::test]
 async fn deliveries_are_signed_both_ways_filtered_and_in_order() {
-    let app = spawn_hooks().await;
-    let rx = Receiver::start().await;
-    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let (app, rx, created) = hooked(&["key.*"]).await;
     let secret = Secret::parse(created["secret"].as_str().unwrap()).unwrap();
     let ids = keys(&app, 5).await;
     // Not subscribed to: never sent.
@@ -274,9 +280,7 @@ async fn gone_disables_at_once_and_other_client_errors_are_not_retried() {
 
 #[tokio::test]
 async fn during_a_rotation_both_secrets_sign_and_after_it_only_the_new_one() {
-    let app = spawn_hooks().await;
-    let rx = Receiver::start().await;
-    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let (app, rx, created) = hooked(&["key.*"]).await;
     let id = created["id"].as_str().unwrap();
     let old = Secret::parse(created["secret"].as_str().unwrap()).unwrap();
     let resp = app
@@ -318,9 +322,7 @@ async fn during_a_rotation_both_secrets_sign_and_after_it_only_the_new_one() {
 
 #[tokio::test]
 async fn a_test_ping_is_signed_and_answered_with_the_receivers_reply() {
-    let app = spawn_hooks().await;
-    let rx = Receiver::start().await;
-    let created = create(&app, &rx.url(), &["device.*"]).await;
+    let (app, rx, created) = hooked(&["device.*"]).await;
     let id = created["id"].as_str().unwrap();
     let secret = Secret::parse(created["secret"].as_str().unwrap()).unwrap();
     let resp = app
@@ -351,9 +353,7 @@ async fn a_test_ping_is_signed_and_answered_with_the_receivers_reply() {
 
 #[tokio::test]
 async fn a_replay_delivers_again_from_the_event_asked_for_with_the_same_ids() {
-    let app = spawn_hooks().await;
-    let rx = Receiver::start().await;
-    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let (app, rx, created) = hooked(&["key.*"]).await;
     let id = created["id"].as_str().unwrap();
     let ids = keys(&app, 4).await;
     rx.wait_until("four", |r| r.len() >= 4).await;
@@ -437,9 +437,7 @@ async fn set_enabled(app: &TestApp, id: &str, on: bool) {
 
 #[tokio::test]
 async fn a_disabled_webhooks_loop_sleeps_instead_of_spinning() {
-    let app = spawn_hooks().await;
-    let rx = Receiver::start().await;
-    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let (app, _rx, created) = hooked(&["key.*"]).await;
     let id = created["id"].as_str().unwrap();
     set_enabled(&app, id, false).await;
     let live = app.state.webhooks().live(id, 0).unwrap();
@@ -457,9 +455,7 @@ async fn a_disabled_webhooks_loop_sleeps_instead_of_spinning() {
 
 #[tokio::test]
 async fn a_replay_from_a_later_event_does_not_skip_undelivered_ones() {
-    let app = spawn_hooks().await;
-    let rx = Receiver::start().await;
-    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let (app, rx, created) = hooked(&["key.*"]).await;
     let id = created["id"].as_str().unwrap();
     set_enabled(&app, id, false).await;
     let ids = keys(&app, 4).await;
@@ -483,9 +479,7 @@ async fn a_replay_from_a_later_event_does_not_skip_undelivered_ones() {
 
 #[tokio::test]
 async fn concurrent_rotations_leave_the_latest_secret_signing() {
-    let app = spawn_hooks().await;
-    let rx = Receiver::start().await;
-    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let (app, rx, created) = hooked(&["key.*"]).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/webhooks/{id}/rotate-secret");
     let body = json!({"grace_period": "0s"});
