@@ -39,6 +39,35 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_webhook, update_webhook, delete_webhook))
 }
 
+/// An event type a webhook may subscribe to: a type the server records (`device.registered`),
+/// every type of a kind (`device.*`), or `*`.
+pub struct EventTypeName;
+
+impl utoipa::PartialSchema for EventTypeName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut names: Vec<String> = vec!["*".into()];
+        for (t, _) in events::Event::TYPES {
+            if let Some((kind, _)) = t.split_once('.') {
+                let prefix = format!("{kind}.*");
+                if !names.contains(&prefix) {
+                    names.push(prefix);
+                }
+            }
+        }
+        names.extend(events::Event::TYPES.iter().map(|(t, _)| (*t).to_owned()));
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(names))
+            .description(Some(
+                "An event type (`device.registered`), every type of a kind (`device.*`), or `*`",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for EventTypeName {}
+
 /// A new webhook.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +83,7 @@ pub struct CreateWebhookRequest {
     /// Event types to send: exact (`device.registered`) or by prefix (`device.*`); empty or
     /// absent: every event.
     #[serde(default)]
-    #[schema(max_items = 32, example = json!(["device.*", "policy.applied"]))]
+    #[schema(value_type = Vec<EventTypeName>, max_items = 32, example = json!(["device.*", "policy.applied"]))]
     pub event_types: Vec<String>,
     /// Human-readable label (0–200 characters).
     #[serde(default)]
@@ -74,7 +103,7 @@ pub struct UpdateWebhookRequest {
     #[schema(max_length = 2048)]
     pub url: Option<String>,
     #[serde(default)]
-    #[schema(max_items = 32)]
+    #[schema(value_type = Option<Vec<EventTypeName>>, max_items = 32)]
     pub event_types: Option<Vec<String>>,
     #[serde(default)]
     #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
