@@ -12,24 +12,16 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 #[path = "support/mod.rs"]
+#[allow(dead_code)] // what other benches use
 mod support;
-use support::{BIN, env_or, free_port, public_key, unlimited_org};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{BIN, Server, env_or, free_port, public_key, unlimited_org};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

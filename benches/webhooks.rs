@@ -14,7 +14,7 @@
 //!    its fsync; same machine, same clock).
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,18 +26,9 @@ use serde_json::{Value, json};
 #[path = "support/mod.rs"]
 #[allow(dead_code)]
 mod support;
-use support::{BIN, env_or, free_port, unlimited_org};
+use support::{BIN, Server, env_or, free_port, percentile_ms, unlimited_org};
 
 const HOOKS: usize = 10;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// What the receiver saw, per webhook.
 #[derive(Default)]
@@ -104,13 +95,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     // utime and stime are fields 14 and 15 of the line; 12 and 13 after the state field.
     let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
     ticks as f64 / 100.0
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    f64::from(sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]) / 1000.0
 }
 
 async fn write_tokens(
@@ -300,9 +284,9 @@ fn main() {
             server_cpu,
             server_cpu * 1e6 / delivered.max(1) as f64,
             s.lags.len(),
-            percentile(&s.lags, 0.5),
-            percentile(&s.lags, 0.99),
-            percentile(&s.lags, 1.0),
+            percentile_ms(&s.lags, 0.5),
+            percentile_ms(&s.lags, 0.99),
+            percentile_ms(&s.lags, 1.0),
             s.out_of_order,
         )
     });

@@ -30,6 +30,7 @@
 //! - [`sso`]: single sign-on with OpenID Connect: the relying party, the browser sign-in and
 //!   devices that join by their owner's sign-in.
 //! - [`offline`]: commands that open the data dir directly (`init`, `org`, `audit-log verify`).
+//! - [`error_text`]: an error and its causes on one line, for details and logs.
 //! - [`private_files`]: owner-only files on the host (the umask, the data directory's mode).
 //!
 //! The event log lives in the `events` crate and the read models in `projections`.
@@ -41,6 +42,7 @@ pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod domain;
+pub mod error_text;
 pub mod execute;
 pub mod heartbeats;
 pub mod http;

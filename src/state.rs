@@ -114,6 +114,18 @@ impl Settings {
 /// Bytes of list answers kept in memory: 64 MB holds ~500 full pages of 200 devices.
 const PAGE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
+/// One async lock per organization, made on first use: what serializes one organization's
+/// decisions of a kind (registrations, directory writes, webhook creations) without holding up
+/// another organization's.
+#[derive(Debug, Default)]
+pub struct OrgLocks(DashMap<String, Arc<tokio::sync::Mutex<()>>>);
+
+impl OrgLocks {
+    pub fn of(&self, org_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.0.entry(org_id.to_owned()).or_default().clone()
+    }
+}
+
 /// Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
 pub struct AppState {
@@ -132,10 +144,10 @@ struct Inner {
     pages: PageCache,
     /// One lock per organization: its registrations are decided one at a time, because each
     /// takes the next address (the log's expected revision of `ipam:<org>` backs this up).
-    registrations: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    registrations: OrgLocks,
     /// One lock per organization: its directory writes (people, groups) are decided one at a
     /// time, so that two cannot both pass a uniqueness check (userName, email, externalId).
-    directories: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    directories: OrgLocks,
     /// Open SSE streams and the frames they share.
     event_streams: EventStreams,
     settings: Settings,
@@ -186,8 +198,8 @@ impl AppState {
                 cursor_key,
                 heartbeats,
                 pages: PageCache::new(PAGE_CACHE_BYTES),
-                registrations: DashMap::new(),
-                directories: DashMap::new(),
+                registrations: OrgLocks::default(),
+                directories: OrgLocks::default(),
                 event_streams: EventStreams::new(settings.event_streams),
                 settings,
                 audit_floors: DashMap::new(),
@@ -276,20 +288,12 @@ impl AppState {
 
     /// The lock that serializes the registrations of `org_id`.
     pub fn registration_lock(&self, org_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.inner
-            .registrations
-            .entry(org_id.to_owned())
-            .or_default()
-            .clone()
+        self.inner.registrations.of(org_id)
     }
 
     /// The lock that serializes the directory writes of `org_id` (see [`crate::directory`]).
     pub fn directory_lock(&self, org_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.inner
-            .directories
-            .entry(org_id.to_owned())
-            .or_default()
-            .clone()
+        self.inner.directories.of(org_id)
     }
 
     /// Writes the heartbeat store to the data dir if it changed.

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 #[path = "../support/mod.rs"]
+#[allow(dead_code)] // what other benches use
 mod support;
 use support::{BIN, env_or, free_port, public_key, unlimited_org};
 

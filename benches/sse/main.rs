@@ -14,7 +14,7 @@
 //! dir: `cargo bench --bench sse`. Results are printed and written to `target/sse.txt`.
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,16 +25,7 @@ use serde_json::{Value, json};
 #[path = "../support/mod.rs"]
 #[allow(dead_code)]
 mod support;
-use support::{BIN, env_or, free_port, unlimited_org};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{BIN, Server, env_or, free_port, percentile_ms, unlimited_org};
 
 /// What one subscriber saw.
 #[derive(Default)]
@@ -44,14 +35,6 @@ struct Seen {
     gaps: u64,
     duplicates: u64,
     last: u64,
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted[i]) / 1000.0
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -236,9 +219,9 @@ fn main() {
             failed.load(Ordering::Relaxed),
             lags.len(),
             subscribers as u64 * expected,
-            percentile(&lags, 0.5),
-            percentile(&lags, 0.99),
-            percentile(&lags, 1.0),
+            percentile_ms(&lags, 0.5),
+            percentile_ms(&lags, 0.99),
+            percentile_ms(&lags, 1.0),
         )
     });
     print!("{report}");

@@ -1,7 +1,7 @@
 //! What the benches that drive the real binary share: running it, a free port, settings from
 //! the environment, and device public keys the server accepts.
 
-use std::process::Command;
+use std::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_quickztna");
 
@@ -55,4 +55,23 @@ pub fn unlimited_org(name: &str, data: &str) -> String {
     }
     run(&args);
     init["token"].as_str().expect("token").to_owned()
+}
+
+/// A running server, killed when dropped (also when the bench panics): a `Child` is not.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `p` quantile of sorted microsecond samples, in milliseconds.
+pub fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
 }

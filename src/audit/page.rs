@@ -91,15 +91,7 @@ fn check_value(name: &str, value: &str) -> Result<(), Problem> {
 
 fn types_query(value: &str) -> Result<Option<Query>, Problem> {
     let f = TypeFilter::parse(value).map_err(|e| Problem::invalid_argument(e.to_string()))?;
-    if f.is_all() {
-        return Ok(None);
-    }
-    Ok(Some(Query::Or(
-        f.expand()
-            .into_iter()
-            .map(|t| Query::Type(t.to_owned()))
-            .collect(),
-    )))
+    Ok(f.query())
 }
 
 fn actor_query(value: &str) -> Result<Query, Problem> {

@@ -102,6 +102,19 @@ impl TypeFilter {
         known_types().filter(|t| self.matches(t)).collect()
     }
 
+    /// The log query for these types, through its per-type index (`None`: every event).
+    pub fn query(&self) -> Option<events::query::Query> {
+        use events::query::Query;
+        (!self.is_all()).then(|| {
+            Query::Or(
+                self.expand()
+                    .into_iter()
+                    .map(|t| Query::Type(t.to_owned()))
+                    .collect(),
+            )
+        })
+    }
+
     /// A normal form (sorted, deduplicated), for cursor bindings and cache keys.
     pub fn canonical(&self) -> String {
         let parts: Vec<String> = self

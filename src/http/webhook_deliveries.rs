@@ -247,10 +247,10 @@ async fn test_webhook(
         p.clone()
     };
     // Kept like every other try, also across a crash.
-    let (files, webhook_id) = (hooks.files().clone(), w.id.clone());
-    tokio::task::spawn_blocking(move || files.save(&webhook_id, &snapshot))
+    hooks
+        .files()
+        .save_off_thread(&w.id, snapshot)
         .await
-        .map_err(Problem::internal)?
         .map_err(Problem::internal)?;
     Ok(Json(TestResult {
         delivered: sent.status.is_some_and(|s| (200..300).contains(&s)),
@@ -432,9 +432,7 @@ async fn rotate_secret(
             // — unless the webhook was removed meanwhile, whose secret must not come back.
             let gone = find(&state.models().load().state, &principal, &id).is_err();
             if gone {
-                let st = state.clone();
-                let wid = w.id.clone();
-                let _ = tokio::task::spawn_blocking(move || st.webhooks().forget(&wid)).await;
+                crate::webhooks::Webhooks::forget_off_thread(&state, &w.id).await;
             } else if let Some(old) = old {
                 let _ = store_secret(&state, &w.id, old).await;
             }

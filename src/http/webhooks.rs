@@ -204,8 +204,8 @@ pub fn authorize(state: &AppState, principal: &Principal, need: Need) -> Result<
 }
 
 pub fn view(state: &AppState, w: &Webhook) -> WebhookView {
-    let progress = state.webhooks().progress_of(&w.id);
-    let retry = progress.as_ref().and_then(|p| p.retry.clone());
+    let standing = state.webhooks().standing(&w.id);
+    let retry = standing.as_ref().and_then(|(_, r)| r.clone());
     let status = if !w.enabled {
         "disabled"
     } else if retry.is_some() {
@@ -228,7 +228,7 @@ pub fn view(state: &AppState, w: &Webhook) -> WebhookView {
             .previous_valid_until
             .filter(|t| *t > events::now_micros())
             .map(events::format_time),
-        last_event_id: progress.map_or(w.created_seq, |p| p.cursor),
+        last_event_id: standing.map_or(w.created_seq, |(cursor, _)| cursor),
         retry: retry.map(|r| RetryView {
             event_id: r.event_id,
             tries: r.tries,
@@ -557,9 +557,6 @@ async fn delete_webhook(
     })
     .await?;
     // Its secret is erased now, not when its delivery loop next wakes.
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || st.webhooks().forget(&id))
-        .await
-        .map_err(Problem::internal)?;
+    crate::webhooks::Webhooks::forget_off_thread(&state, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -289,7 +289,7 @@ impl Provider {
         let fetch = |request| send(http.clone(), request);
         CoreProviderMetadata::discover_async(issuer, &fetch)
             .await
-            .map_err(|e| OidcError::Discovery(error_chain(&e)))
+            .map_err(|e| OidcError::Discovery(crate::error_text::chain(&e)))
     }
 
     fn build(metadata: CoreProviderMetadata, party: &RelyingParty) -> Result<RpClient, OidcError> {
@@ -384,7 +384,7 @@ impl Provider {
             }
             other => other,
         }
-        .map_err(|e| OidcError::InvalidIdToken(error_chain(&e)))
+        .map_err(|e| OidcError::InvalidIdToken(crate::error_text::chain(&e)))
     }
 
     fn claims(
@@ -420,24 +420,13 @@ fn token_error<RE: std::error::Error + 'static>(
         RequestTokenError::ServerResponse(response) => {
             OidcError::Refused(response.error().as_ref().to_owned())
         }
-        RequestTokenError::Request(e) => OidcError::TokenRequest(error_chain(&e)),
+        RequestTokenError::Request(e) => OidcError::TokenRequest(crate::error_text::chain(&e)),
         // Not the body: a malformed response may still hold tokens.
         RequestTokenError::Parse(e, _body) => {
             OidcError::TokenRequest(format!("unreadable token response at {}", e.path()))
         }
         RequestTokenError::Other(message) => OidcError::TokenRequest(message),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

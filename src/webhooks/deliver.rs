@@ -84,8 +84,7 @@ impl Loop {
                 .turns
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some((hook, seen)) = self.config().await else {
-                let (st, id) = (self.state.clone(), self.id.clone());
-                let _ = tokio::task::spawn_blocking(move || st.webhooks().forget(&id)).await;
+                super::Webhooks::forget_off_thread(&self.state, &self.id).await;
                 return;
             };
             self.replay_if_asked(&hook).await;
@@ -160,15 +159,10 @@ impl Loop {
     /// Writes the progress file (off the async threads: it fsyncs).
     async fn save(&mut self) {
         let snapshot = self.progress().clone();
-        let (files, id) = (self.files.clone(), self.id.clone());
-        let saved = tokio::task::spawn_blocking(move || files.save(&id, &snapshot)).await;
-        match saved {
-            Ok(Ok(())) => {
+        match self.files.save_off_thread(&self.id, snapshot).await {
+            Ok(()) => {
                 self.dirty = false;
                 self.saved_at = Instant::now();
-            }
-            Ok(Err(e)) => {
-                tracing::error!(webhook = %self.id, error = %e, "saving webhook progress")
             }
             Err(e) => tracing::error!(webhook = %self.id, error = %e, "saving webhook progress"),
         }
@@ -232,18 +226,6 @@ impl Loop {
     /// Delivers the next events after the cursor, up to `seen` (the organization's last event
     /// the configuration in `hook` is known to cover); `Some(wait)` when there are none.
     async fn forward(&mut self, hook: &Webhook, seen: u64) -> Option<Duration> {
-        let filter = TypeFilter::parse(&hook.event_types).unwrap_or_default();
-        let query = if filter.is_all() {
-            Query::All
-        } else {
-            Query::Or(
-                filter
-                    .expand()
-                    .into_iter()
-                    .map(|t| Query::Type(t.to_owned()))
-                    .collect(),
-            )
-        };
         let cursor = self.progress().cursor;
         // Every append wakes every loop: most find nothing for them, from the index alone.
         let last = match self.state.log().org_last_seq(&self.org) {
@@ -263,6 +245,12 @@ impl Loop {
                 .is_ok_and(|l| l > seen);
             return Some(if behind { SAVE_EVERY } else { IDLE });
         }
+        // Stored in normal form when the webhook was written; empty (every event) parses as
+        // the empty filter.
+        let query = TypeFilter::parse(&hook.event_types)
+            .unwrap_or_default()
+            .query()
+            .unwrap_or(Query::All);
         let log = self.state.log().clone();
         let org = self.org.clone();
         let read = tokio::task::spawn_blocking(move || {

@@ -98,7 +98,7 @@ pub struct Webhooks {
     running: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Per organization, held while one of its webhooks is created, so concurrent creations
     /// respect its cap.
-    creating: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    creating: crate::state::OrgLocks,
     /// Whether the files of webhooks removed while the server was down were swept.
     swept: std::sync::atomic::AtomicBool,
 }
@@ -132,14 +132,14 @@ impl Webhooks {
             live: DashMap::new(),
             stop: watch::Sender::new(false),
             running: Mutex::new(HashMap::new()),
-            creating: DashMap::new(),
+            creating: crate::state::OrgLocks::default(),
             swept: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// The lock organization `org_id`'s webhook creations take.
     pub fn creating(&self, org_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.creating.entry(org_id.to_owned()).or_default().clone()
+        self.creating.of(org_id)
     }
 
     pub fn secrets(&self) -> &SecretBox {
@@ -180,11 +180,12 @@ impl Webhooks {
         Ok(self.live.entry(id.to_owned()).or_insert(fresh).clone())
     }
 
-    /// What webhook `id`'s loop has recorded, if it has run since the server started.
-    pub fn progress_of(&self, id: &str) -> Option<Progress> {
+    /// Where webhook `id`'s deliveries stand — its cursor and the retry in progress — if its
+    /// loop has run since the server started (without copying its attempts).
+    pub fn standing(&self, id: &str) -> Option<(u64, Option<progress::Retry>)> {
         let live = self.live.get(id)?;
         let p = live.progress.lock().unwrap_or_else(|e| e.into_inner());
-        Some(p.clone())
+        Some((p.cursor, p.retry.clone()))
     }
 
     /// The secrets that sign for webhook `id` now: the current one, and the previous one
@@ -251,7 +252,7 @@ impl Webhooks {
             .body(body);
         let mut response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return failed(error_chain(&e.without_url())),
+            Err(e) => return failed(crate::error_text::chain(&e.without_url())),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -317,6 +318,14 @@ impl Webhooks {
         }
     }
 
+    /// [`Webhooks::forget`] on a blocking thread (it removes files).
+    pub async fn forget_off_thread(state: &AppState, id: &str) {
+        let (st, id) = (state.clone(), id.to_owned());
+        if let Err(e) = tokio::task::spawn_blocking(move || st.webhooks().forget(&id)).await {
+            tracing::error!(error = %e, "forgetting a removed webhook");
+        }
+    }
+
     /// Forgets a removed webhook: its secret, its progress file, its shared state.
     pub fn forget(&self, id: &str) {
         self.live.remove(id);
@@ -357,20 +366,4 @@ impl Webhooks {
             }
         }
     }
-}
-
-/// An error and its causes, on one line: reqwest's own message hides why a connection failed
-/// (e.g. the egress guard's refusal, or "connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }

@@ -173,6 +173,15 @@ impl ProgressFiles {
             .collect()
     }
 
+    /// [`ProgressFiles::save`] on a blocking thread: it fsyncs, which the async threads that
+    /// serve requests and deliveries must not wait for.
+    pub async fn save_off_thread(&self, webhook_id: &str, progress: Progress) -> io::Result<()> {
+        let (files, id) = (self.clone(), webhook_id.to_owned());
+        tokio::task::spawn_blocking(move || files.save(&id, &progress))
+            .await
+            .map_err(io::Error::other)?
+    }
+
     pub fn remove(&self, webhook_id: &str) -> io::Result<()> {
         match std::fs::remove_file(self.path(webhook_id)?) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
