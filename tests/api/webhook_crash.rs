@@ -1,6 +1,7 @@
 //! A `kill -9` of the real server with deliveries pending (some being retried, some not yet
 //! sent): after a restart every event reaches the receiver at least once, in order of first
-//! arrival, none skipped. And the CLI drives every webhook route.
+//! arrival, none skipped, each passing the README's receiver. And the CLI drives every webhook
+//! route.
 
 use std::time::Duration;
 
@@ -9,7 +10,9 @@ use serde_json::{Value, json};
 use crate::cli::Cli;
 use crate::durability::{run_offline, serve_with};
 
+use crate::webhook_readme;
 use crate::webhook_receiver::Receiver;
+use quickztna::webhooks::sign::{Secret, verify_quickztna, verify_standard};
 
 /// Kills the server when the test ends, also when it fails: a `std::process::Child` is not
 /// killed when dropped.
@@ -65,6 +68,8 @@ async fn a_kill_9_with_deliveries_pending_loses_none_of_them() {
     .await
     .unwrap();
     assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
     for i in 0..40 {
         let resp = post("/api/v1/keys", json!({"description": format!("k{i}")}))
             .await
@@ -123,6 +128,33 @@ async fn a_kill_9_with_deliveries_pending_loses_none_of_them() {
         first_seen, expected,
         "every event, in order of first delivery"
     );
+    // And every one of them, before and after the crash, passes the README's receiver.
+    let delivered = rx.delivered();
+    let key = Secret::parse(&secret).unwrap();
+    for r in &delivered {
+        let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+        assert!(verify_standard(
+            &key,
+            &r.header("webhook-id"),
+            ts,
+            &r.body,
+            &r.header("webhook-signature")
+        ));
+        assert!(verify_quickztna(
+            &key,
+            &r.body,
+            &r.header("x-quickztna-signature")
+        ));
+    }
+    if webhook_readme::verifier_available() {
+        let cases: Vec<Value> = delivered
+            .iter()
+            .map(|r| webhook_readme::case(&secret, r))
+            .collect();
+        let verdicts = webhook_readme::readme_verdicts(&json!(cases));
+        let ids: Vec<Value> = delivered.iter().map(|r| r.json()["id"].clone()).collect();
+        assert_eq!(verdicts, json!(ids));
+    }
 }
 
 #[tokio::test]

@@ -585,3 +585,46 @@ async fn a_rotation_applies_from_the_next_delivery_not_the_next_batch() {
         assert_eq!(r.header("webhook-signature").split(' ').count(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_receiver_that_does_not_answer_in_time_is_tried_again_with_the_same_id() {
+    fn settings(s: &mut quickztna::state::Settings) {
+        crate::webhooks::local_receivers(s);
+        s.webhooks.timeout = Duration::from_millis(500);
+    }
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        settings: Some(settings),
+        ..Default::default()
+    })
+    .await;
+    let rx = Receiver::start().await;
+    rx.slow_first(1, Duration::from_millis(1500));
+    let created = create(&app, &rx.url(), &["key.*"]).await;
+    let ids = keys(&app, 1).await;
+    rx.wait_until("the slow one and the retry", |r| r.len() >= 2)
+        .await;
+    let got = rx.received();
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    let d = deliveries(&app, &created, "?sort=time:asc").await;
+    let first = &d["items"][0];
+    assert_eq!(first["event_id"].as_u64(), Some(ids[0]));
+    assert_eq!(first["outcome"], "retrying", "{d}");
+    assert!(first["status"].is_null(), "{d}");
+    assert!(
+        first["error"].as_str().unwrap().contains("timed out"),
+        "{d}"
+    );
+    assert_eq!(d["items"][1]["outcome"], "delivered", "{d}");
+}
+
+#[tokio::test]
+async fn only_the_first_kilobyte_of_an_answer_is_read_and_kept() {
+    let (app, rx, created) = hooked(&["key.*"]).await;
+    rx.body(&"x".repeat(200_000));
+    keys(&app, 1).await;
+    rx.wait_until("one", |r| !r.is_empty()).await;
+    let d = deliveries(&app, &created, "").await;
+    let kept = d["items"][0]["response"].as_str().unwrap();
+    assert_eq!(kept.len(), 1024, "{}", kept.len());
+    assert_eq!(d["items"][0]["outcome"], "delivered");
+}

@@ -43,7 +43,28 @@ for case in json.load(open(sys.argv[1])):
 print(json.dumps(out))
 "#;
 
-fn case(secret: &str, r: &Received) -> Value {
+/// What the README's receiver makes of each case: the event's id, or `"refused"`.
+pub fn readme_verdicts(cases: &Value) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("receiver.py");
+    std::fs::write(&script, format!("{}\n{HARNESS}", readme_snippet())).unwrap();
+    let input = dir.path().join("cases.json");
+    std::fs::write(&input, cases.to_string()).unwrap();
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// One request for the README's receiver: the secret, the headers and the raw body.
+pub fn case(secret: &str, r: &Received) -> Value {
     let headers: serde_json::Map<String, Value> = r
         .headers
         .iter()
@@ -56,7 +77,7 @@ fn case(secret: &str, r: &Received) -> Value {
     })
 }
 
-fn verifier_available() -> bool {
+pub fn verifier_available() -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import standardwebhooks"])
         .output()
@@ -113,22 +134,7 @@ async fn the_readmes_receiver_accepts_real_deliveries_and_refuses_forgeries() {
         case(&new, &tampered),
         case(&new, &moved),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("receiver.py");
-    std::fs::write(&script, format!("{}\n{HARNESS}", readme_snippet())).unwrap();
-    let input = dir.path().join("cases.json");
-    std::fs::write(&input, cases.to_string()).unwrap();
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let verdicts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts = readme_verdicts(&cases);
     assert_eq!(
         verdicts,
         json!([ids[0], ids[1], ids[1], "refused", "refused", "refused"]),

@@ -19,7 +19,7 @@ use serde_json::Value;
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The status it answered.
+    /// The status it answered (or was about to, when the sender gave up first).
     pub status: u16,
 }
 
@@ -41,6 +41,11 @@ impl Received {
 struct Script {
     statuses: VecDeque<u16>,
     delay: Duration,
+    /// Requests still to be answered only after `slow_delay`.
+    slow_left: usize,
+    slow_delay: Duration,
+    /// The body of every answer (default `ok`).
+    body: Option<String>,
     retry_after: Option<String>,
     received: Vec<Received>,
 }
@@ -85,6 +90,18 @@ impl Receiver {
 
     pub fn delay(&self, delay: Duration) {
         self.script.lock().unwrap().delay = delay;
+    }
+
+    /// Answers the next `n` requests only after `delay` (then as scripted otherwise).
+    pub fn slow_first(&self, n: usize, delay: Duration) {
+        let mut s = self.script.lock().unwrap();
+        s.slow_left = n;
+        s.slow_delay = delay;
+    }
+
+    /// Answers with this body.
+    pub fn body(&self, body: &str) {
+        self.script.lock().unwrap().body = Some(body.to_owned());
     }
 
     pub fn retry_after(&self, value: &str) {
@@ -133,22 +150,31 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let (delay, status, retry_after) = {
+    let (delay, status, retry_after, answer) = {
         let mut s = script.lock().unwrap();
         let status = s.statuses.pop_front().unwrap_or(200);
-        (s.delay, status, s.retry_after.clone())
+        let delay = if s.slow_left > 0 {
+            s.slow_left -= 1;
+            s.slow_delay
+        } else {
+            s.delay
+        };
+        let answer = s.body.clone().unwrap_or_else(|| "ok".into());
+        // Recorded as it arrives: a sender that gives up waiting drops the connection, and
+        // this handler with it.
+        s.received.push(Received {
+            headers,
+            body,
+            status,
+        });
+        (delay, status, s.retry_after.clone(), answer)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    script.lock().unwrap().received.push(Received {
-        headers,
-        body,
-        status,
-    });
     let mut out = HeaderMap::new();
     if let Some(v) = retry_after {
         out.insert("retry-after", v.parse().unwrap());
     }
-    (StatusCode::from_u16(status).unwrap(), out, "ok")
+    (StatusCode::from_u16(status).unwrap(), out, answer)
 }
